@@ -1,0 +1,1 @@
+"""ebr package."""
