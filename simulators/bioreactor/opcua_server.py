@@ -1,0 +1,407 @@
+"""OPC UA server publishing simulated rocking bioreactors on a real TCP socket.
+
+One :class:`BioreactorServer` serves any number of vessels. An asyncio task
+advances every vessel's :class:`~simulators.bioreactor.physics.BioreactorModel`
+in fixed steps of ``step_s`` simulated seconds until it has caught up with the
+:class:`~simulators.clock.ScaledClock`; steps are never skipped. Before each step
+the setpoints are read from the address space into the models; after it every
+measurement is written with ``SourceTimestamp`` = the simulated time of the step,
+so a subscriber sees one notification per step per changing variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+from asyncua import Server, ua
+
+from simulators.bioreactor.address_space import (
+    NAMESPACE_URI,
+    MethodCallback,
+    SimulationNodes,
+    VesselNodes,
+    add_simulation,
+    add_vessel,
+    add_vessels_folder,
+)
+from simulators.bioreactor.physics import BioreactorModel, VesselStateError
+from simulators.bioreactor.uatyping import status, ua_time
+from simulators.bioreactor.write_guard import install_range_guard
+from simulators.clock import ScaledClock
+
+__all__ = ["DEFAULT_URL", "BioreactorServer", "LoopStats", "quiet_asyncua_logging"]
+
+DEFAULT_URL: Final = "opc.tcp://127.0.0.1:0/cellbatch/bioreactors"
+APPLICATION_URI: Final = "urn:cellbatch:simulators:bioreactor:server"
+_IDLE_S: Final = 0.01  # longest wall-clock pause of the update loop
+
+_log = logging.getLogger(__name__)
+
+
+def quiet_asyncua_logging() -> None:
+    """Lower asyncua's chatter to WARNING, some loggers to ERROR, unless configured."""
+    for name, level in (
+        ("asyncua", logging.WARNING),
+        ("asyncua.server.address_space", logging.ERROR),  # "Write refused" per bad write
+        ("asyncua.server.server", logging.ERROR),  # "No signing policy" (NoSecurity only)
+    ):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(level)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopStats:
+    """Work done by the update loop so far."""
+
+    steps: int
+    busy_s: float
+    vessels: int
+
+    @property
+    def us_per_step_per_vessel(self) -> float:
+        """Mean wall-clock cost of one model step incl. publishing, per vessel (µs)."""
+        if self.steps == 0 or self.vessels == 0:
+            return 0.0
+        return self.busy_s / self.steps / self.vessels * 1e6
+
+
+def _doubles(args: tuple[ua.Variant, ...], count: int) -> list[float] | ua.StatusCode:
+    """Unpack exactly ``count`` Double input arguments, or the status refusing them."""
+    if len(args) < count:
+        return status(ua.StatusCodes.BadArgumentsMissing)
+    if len(args) > count:
+        return status(ua.StatusCodes.BadTooManyArguments)
+    values: list[float] = []
+    for arg in args:
+        if (
+            not isinstance(arg, ua.Variant)
+            or arg.VariantType != ua.VariantType.Double
+            or not isinstance(arg.Value, float)  # also refuses arrays
+        ):
+            return status(ua.StatusCodes.BadTypeMismatch)
+        values.append(arg.Value)
+    return values
+
+
+async def _cancel_status_clock(server: Server) -> None:
+    """Cancel asyncua's 1 s ServerStatus.CurrentTime loop, which stop() would await."""
+    task, server.iserver.time_task = server.iserver.time_task, None
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """Log an update loop that died (it only ever ends by cancellation otherwise)."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("%s crashed", task.get_name(), exc_info=task.exception())
+
+
+async def _write_epoch(server: Server, nodes: SimulationNodes, epoch: datetime) -> None:
+    """Publish the clock's epoch (also the time of step 0)."""
+    for nid in (nodes.epoch, nodes.time):
+        stamp = ua_time(epoch)
+        await server.write_attribute_value(
+            nid, ua.DataValue(ua.Variant(stamp, ua.VariantType.DateTime), SourceTimestamp=stamp)
+        )
+
+
+def _vessel_seed(seed: int, name: str) -> int:
+    """Independent, reproducible noise seed per vessel name."""
+    return seed * 1_000_003 + zlib.crc32(name.encode("utf-8"))
+
+
+class BioreactorServer:
+    """A real OPC UA server for simulated bioreactors ``vessels``.
+
+    Life cycle: ``prepare()`` (optional; the slow part, ~1.5 s: asyncua's standard
+    address space plus ours), ``start()`` (clock, socket, update loop), ``stop()``.
+    """
+
+    def __init__(
+        self,
+        vessels: list[str],
+        url: str = DEFAULT_URL,
+        time_scale: float = 1.0,
+        step_s: float = 60.0,
+        seed: int = 0,
+    ) -> None:
+        """Validate the configuration; nothing is built or bound yet."""
+        if not vessels:
+            raise ValueError("at least one vessel is required")
+        for name in vessels:
+            if not isinstance(name, str) or not name or "." in name or name != name.strip():
+                raise ValueError(f"invalid vessel name {name!r} (non-empty, no '.', no padding)")
+        if len(set(vessels)) != len(vessels):
+            raise ValueError(f"duplicate vessel names in {vessels!r}")
+        if not (math.isfinite(time_scale) and time_scale > 0.0):
+            raise ValueError(f"time_scale must be a positive number, got {time_scale!r}")
+        if not (math.isfinite(step_s) and step_s > 0.0):
+            raise ValueError(f"step_s must be a positive number, got {step_s!r}")
+        if urlsplit(url).scheme != "opc.tcp":
+            raise ValueError(f"not an opc.tcp URL: {url!r}")
+        self._url = url
+        self._time_scale = float(time_scale)
+        self._step_s = float(step_s)
+        self._models = {name: BioreactorModel(seed=_vessel_seed(seed, name)) for name in vessels}
+        self._server: Server | None = None
+        self._sim_nodes: SimulationNodes | None = None
+        self._vessel_nodes: list[VesselNodes] = []
+        self._clock: ScaledClock | None = None
+        self._endpoint: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._steps = 0
+        self._busy_s = 0.0
+
+    # -- public API -----------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        """The URL clients connect to, with the port actually bound."""
+        if self._endpoint is None:
+            raise RuntimeError("server not started")
+        return self._endpoint
+
+    @property
+    def clock(self) -> ScaledClock:
+        """The simulated clock driving the models (set by :meth:`start`)."""
+        if self._clock is None:
+            raise RuntimeError("server not started")
+        return self._clock
+
+    @property
+    def time_scale(self) -> float:
+        """Simulated seconds per wall-clock second."""
+        return self._time_scale
+
+    @property
+    def step_s(self) -> float:
+        """Simulated seconds per model step."""
+        return self._step_s
+
+    @property
+    def vessel_names(self) -> tuple[str, ...]:
+        """Names of the simulated vessels."""
+        return tuple(self._models)
+
+    @property
+    def steps(self) -> int:
+        """Model steps done; the models stand at ``clock.epoch + steps * step_s``."""
+        return self._steps
+
+    def stats(self) -> LoopStats:
+        """Cost of the update loop so far."""
+        return LoopStats(self._steps, self._busy_s, len(self._models))
+
+    def vessel(self, name: str) -> BioreactorModel:
+        """The physics model of vessel ``name`` (for fault injection in tests)."""
+        try:
+            return self._models[name]
+        except KeyError:
+            raise KeyError(f"no vessel {name!r}; have {', '.join(self._models)}") from None
+
+    async def prepare(self) -> None:
+        """Build the address space (idempotent); no socket is bound yet."""
+        if self._server is not None:
+            return
+        quiet_asyncua_logging()
+        server = Server()
+        await server.init()
+        server.set_endpoint(self._url)
+        server.set_server_name("cellbatch bioreactor simulator")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        server.allow_remote_admin(False)
+        await server.set_application_uri(APPLICATION_URI)
+        idx = await server.register_namespace(NAMESPACE_URI)
+        folder = await add_vessels_folder(server, idx)
+        for name, model in self._models.items():
+            self._vessel_nodes.append(
+                await add_vessel(
+                    folder,
+                    idx,
+                    name,
+                    model.setpoints,
+                    self._inoculate_callback(name),
+                    self._harvest_callback(name),
+                )
+            )
+        self._sim_nodes = await add_simulation(server, idx, self._time_scale, self._step_s)
+        install_range_guard(
+            server, {nid: lim for v in self._vessel_nodes for nid, lim in v.limits.items()}
+        )
+        self._server = server
+
+    async def start(self, clock: ScaledClock | None = None) -> None:
+        """Bind the socket and run the models on ``clock`` (default: a new clock from now).
+
+        Pass one clock to several servers to run them on the same simulated time;
+        it must run at this server's ``time_scale``.
+        """
+        if self._task is not None:
+            raise RuntimeError("server already started")
+        if clock is not None and clock.scale != self._time_scale:
+            raise ValueError(f"clock runs at {clock.scale}, not time_scale={self._time_scale}")
+        await self.prepare()
+        server, sim_nodes = self._server, self._sim_nodes
+        if server is None or sim_nodes is None:
+            raise RuntimeError("server was stopped while starting")
+        self._clock = clock or ScaledClock(self._time_scale)
+        await _write_epoch(server, sim_nodes, self._clock.epoch)
+        await self._publish(server, sim_nodes)
+        await server.start()
+        self._endpoint = self._bound_url(server)
+        self._task = asyncio.create_task(
+            self._run(server, sim_nodes), name=f"bioreactor-sim {self._endpoint}"
+        )
+        self._task.add_done_callback(_report_crash)
+
+    async def stop(self) -> None:
+        """Stop the update loop and close the server (idempotent)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        server, self._server = self._server, None
+        if server is not None and server.bserver is not None:
+            await _cancel_status_clock(server)
+            await server.stop()
+
+    async def __aenter__(self) -> BioreactorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- internals ------------------------------------------------------------------
+
+    def _bound_url(self, server: Server) -> str:
+        port = server.bserver.port if server.bserver is not None else 0
+        if not port:
+            raise RuntimeError(
+                f"cannot tell which port {self._url!r} bound; use a numeric host address"
+            )
+        parts = urlsplit(self._url)
+        host = parts.hostname or "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return urlunsplit(parts._replace(netloc=f"{host}:{port}"))
+
+    async def _run(self, server: Server, sim_nodes: SimulationNodes) -> None:
+        """Catch the models up with the clock, then idle ≤ 10 ms; forever."""
+        step_s, clock = self._step_s, self.clock
+        while True:
+            while (self._steps + 1) * step_s <= clock.elapsed():
+                t0 = time.perf_counter()
+                self._advance(server)
+                await self._publish(server, sim_nodes)
+                self._busy_s += time.perf_counter() - t0
+                await asyncio.sleep(0)  # let client requests in between steps
+            ahead = (self._steps + 1) * step_s - clock.elapsed()
+            await asyncio.sleep(min(_IDLE_S, clock.wall_delay(max(ahead, 0.0))))
+
+    def _advance(self, server: Server) -> None:
+        """Read setpoints from the address space into the models and step them once."""
+        read = server.read_attribute_value
+        for nodes in self._vessel_nodes:
+            model = self._models[nodes.name]
+            sp = model.setpoints
+            for field, nid in nodes.setpoints:
+                variant = read(nid).Value
+                if variant is not None and isinstance(variant.Value, float):
+                    setattr(sp, field, variant.Value)
+            model.step(self._step_s)
+        self._steps += 1
+
+    async def _publish(self, server: Server, sim_nodes: SimulationNodes) -> None:
+        """Write every measurement and Simulation.Time stamped with the step's time."""
+        write = server.write_attribute_value
+        stamp = ua_time(self.clock.epoch + timedelta(seconds=self._steps * self._step_s))
+        server_time = ua_time(datetime.now(UTC))
+        double = ua.VariantType.Double
+        for nodes in self._vessel_nodes:
+            values = self._models[nodes.name].measurements()
+            for name, nid in nodes.measurements:
+                await write(
+                    nid,
+                    ua.DataValue(
+                        ua.Variant(values[name], double),
+                        SourceTimestamp=stamp,
+                        ServerTimestamp=server_time,
+                    ),
+                )
+        await write(
+            sim_nodes.time,
+            ua.DataValue(
+                ua.Variant(stamp, ua.VariantType.DateTime),
+                SourceTimestamp=stamp,
+                ServerTimestamp=server_time,
+            ),
+        )
+
+    def _inoculate_callback(self, name: str) -> MethodCallback:
+        model = self._models[name]
+
+        async def inoculate(
+            _parent: ua.NodeId, *args: ua.Variant
+        ) -> list[ua.Variant] | ua.StatusCode:
+            values = _doubles(args, 2)
+            if isinstance(values, ua.StatusCode):
+                return values
+            try:
+                model.inoculate(values[0], values[1])
+            except VesselStateError:
+                return status(ua.StatusCodes.BadInvalidState)
+            except ValueError:
+                return status(ua.StatusCodes.BadOutOfRange)
+            _log.info("%s inoculated: %.0f mL, %.3g viable cells", name, values[0], values[1])
+            return []
+
+        return inoculate
+
+    def _harvest_callback(self, name: str) -> MethodCallback:
+        model = self._models[name]
+
+        async def harvest(
+            _parent: ua.NodeId, *args: ua.Variant
+        ) -> list[ua.Variant] | ua.StatusCode:
+            values = _doubles(args, 1)
+            if isinstance(values, ua.StatusCode):
+                return values
+            server = self._server
+            if server is None:
+                return status(ua.StatusCodes.BadServerHalted)
+            try:
+                cells = model.harvest(values[0])
+            except VesselStateError:
+                return status(ua.StatusCodes.BadInvalidState)
+            except ValueError:
+                return status(ua.StatusCodes.BadOutOfRange)
+            # The model lowered its volume setpoint; mirror it so the next step keeps it.
+            volume_sp = next(v.volume_sp for v in self._vessel_nodes if v.name == name)
+            await server.write_attribute_value(
+                volume_sp,
+                ua.DataValue(ua.Variant(model.setpoints.volume_ml, ua.VariantType.Double)),
+            )
+            _log.info("%s harvested %.0f mL, %.3g viable cells", name, values[0], cells)
+            return [ua.Variant(cells, ua.VariantType.Double)]
+
+        return harvest
