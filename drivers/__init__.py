@@ -1,1 +1,34 @@
-"""drivers package."""
+"""Talking to instruments: connections, typed tags, device profiles, timeouts.
+
+The engine sees capabilities (``temperature.sp``), never a node id or register.
+"""
+
+from drivers.device import Device, DevicePool
+from drivers.errors import (
+    Disconnected,
+    DriverError,
+    DriverTimeout,
+    ProfileError,
+    ProtocolError,
+    ReadBackMismatch,
+    WriteRejected,
+)
+from drivers.profile import DeviceProfile, load_profile
+from drivers.tags import Quality, Reading, Tag
+
+__all__ = [
+    "Device",
+    "DevicePool",
+    "DeviceProfile",
+    "Disconnected",
+    "DriverError",
+    "DriverTimeout",
+    "ProfileError",
+    "ProtocolError",
+    "Quality",
+    "ReadBackMismatch",
+    "Reading",
+    "Tag",
+    "WriteRejected",
+    "load_profile",
+]

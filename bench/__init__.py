@@ -1,0 +1,1 @@
+"""Benchmarks: figures measured side by side with raw baselines in one run."""

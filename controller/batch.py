@@ -1,0 +1,303 @@
+"""Running one batch: the control recipe's procedure on ISA-88 state machines.
+
+The batch and each active procedural element (unit procedure, operation, phase)
+has its own state machine. Phase logic runs as a task; commands go to the batch
+and act on the chain of active elements: hold, pause, stop and abort interrupt
+the phase at a safe point (never inside a journaled intent/result pair),
+restart and resume run it again from its journaled progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.clock import ScaledClock
+from controller.isa88 import FINAL_STATES, Command, Element, State
+from controller.monitors import AlarmEvent, MonitorState
+from controller.phases import PHASE_LOGIC, PhaseContext, PhaseFailed
+from controller.recorder import BatchRecorder, iso
+from controller.sampler import RecordedTag, Sampler
+from drivers import Device
+from recipes import Operation, Phase, Recipe, UnitProcedure
+
+ENGINE = "engine"
+
+
+@dataclass
+class ControlRecipe:
+    """A master recipe made concrete for one batch: parameters, units, identity."""
+
+    batch_id: str
+    recipe: Recipe
+    parameters: dict[str, float]
+    units: dict[str, Device]  # equipment alias → bound device
+    coi: str
+    simulation: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BatchRun:
+    """Executes a control recipe and records everything it does."""
+
+    def __init__(self, control: ControlRecipe, recorder: BatchRecorder, clock: ScaledClock) -> None:
+        self.control = control
+        self.recipe = control.recipe
+        self.recorder = recorder
+        self.clock = clock
+        self.batch = Element(control.batch_id, "batch", self._on_state)
+        self.chain: list[Element] = [self.batch]
+        self.sampler = Sampler(recorder.journal, control.batch_id, self._recorded_tags())
+        self.alarms: list[AlarmEvent] = []
+        self._monitors = {
+            f"{m.unit}.{m.tag}": MonitorState(m, f"{m.unit}.{m.tag}") for m in self.recipe.monitors
+        }
+        self._lock = asyncio.Lock()
+        self._critical = asyncio.Lock()
+        self._phase_task: asyncio.Task[None] | None = None
+        self._decision: asyncio.Future[Command] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.state_changed = asyncio.Event()
+        self.watchers: list[Callable[[Element, State, State], None]] = []
+
+    # -- what is recorded ------------------------------------------------------------
+
+    def _recorded_tags(self) -> list[RecordedTag]:
+        wanted: list[tuple[str, str]] = [(m.unit, m.tag) for m in self.recipe.monitors]
+        for _path, up, _op, phase in self.recipe.procedure.walk():
+            cond = phase.args.get("until")
+            if cond is not None:
+                wanted.append((up.unit, cond.tag))  # type: ignore[attr-defined]
+        seen: dict[tuple[str, str], RecordedTag] = {}
+        for alias, cap in wanted:
+            seen.setdefault((alias, cap), RecordedTag(alias, self.control.units[alias], cap))
+        return list(seen.values())
+
+    async def _on_state(self, el: Element, src: State, dst: State, trigger: str) -> None:
+        kind = "batch.state" if el is self.batch else "element.state"
+        await self.recorder.record(
+            kind,
+            element=el.path,
+            level=el.level,
+            **{"from": src.value},
+            to=dst.value,
+            trigger=trigger,
+        )
+        self.state_changed.set()
+        for watch in self.watchers:
+            watch(el, src, dst)
+
+    def _on_reading(self, tag: str, reading: Any) -> None:
+        monitor = self._monitors.get(tag)
+        if monitor is None:
+            return
+        event = monitor.update(reading, reading.source_time or self.clock.now())
+        if event is not None:
+            self._spawn(self._alarm(event))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _alarm(self, event: AlarmEvent) -> None:
+        self.alarms.append(event)
+        await self.recorder.record(
+            "alarm.raised" if event.raised else "alarm.cleared",
+            monitor=event.monitor,
+            tag=event.tag,
+            level=event.level,
+            value=event.value,
+            limit=event.limit,
+            at=iso(event.at),
+            action=event.action,
+        )
+        if event.raised and event.level == "action" and event.action in ("hold", "abort"):
+            await self.command(Command(event.action), user=f"{ENGINE}:monitor {event.monitor}")
+
+    # -- commands -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The batch's ISA-88 state."""
+        return self.batch.current
+
+    async def command(self, command: Command, *, user: str = ENGINE, reason: str = "") -> bool:
+        """Apply an ISA-88 command to the batch; a refusal is journaled with its reason."""
+        async with self._lock:
+            if not self.batch.allows(command):
+                await self.recorder.record(
+                    "command.refused",
+                    element=self.batch.path,
+                    command=command.value,
+                    state=self.batch.state,
+                    user=user,
+                    reason=f"{command.value} is not allowed in state {self.batch.state}",
+                )
+                return False
+            await self.recorder.record(
+                "command.accepted",
+                element=self.batch.path,
+                command=command.value,
+                state=self.batch.state,
+                user=user,
+                reason=reason,
+            )
+            if command in (Command.HOLD, Command.PAUSE, Command.STOP, Command.ABORT):
+                await self._interrupt(command)
+            elif command in (Command.RESTART, Command.RESUME):
+                await self._continue(command)
+            else:
+                await self.batch.apply(command.value)
+            return True
+
+    async def _interrupt(self, command: Command) -> None:
+        for el in self.chain:
+            if el.allows(command):
+                await el.apply(command.value)
+        async with self._critical:  # a safe point: no intent is left without its result
+            if self._phase_task is not None and not self._phase_task.done():
+                self._phase_task.cancel()
+        if self._phase_task is not None:
+            await asyncio.wait({self._phase_task})
+        for el in reversed(self.chain):
+            await el.apply("finish")
+        if command in (Command.STOP, Command.ABORT):
+            self._decide(command)
+
+    async def _continue(self, command: Command) -> None:
+        for el in self.chain:
+            if el.allows(command):
+                await el.apply(command.value)
+        if command is Command.RESTART:
+            for el in reversed(self.chain):
+                await el.apply("finish")
+        self._decide(command)
+
+    def _decide(self, command: Command) -> None:
+        if self._decision is not None and not self._decision.done():
+            self._decision.set_result(command)
+
+    # -- execution ----------------------------------------------------------------------
+
+    async def run(self) -> State:
+        """Run the procedure to its end; returns the batch's final state."""
+        self.sampler.listen(self._on_reading)
+        await self.sampler.start()
+        try:
+            await self.command(Command.START, user=ENGINE)
+            for up in self.recipe.procedure.unit_procedures:
+                if not await self._run_unit_procedure(up):
+                    break
+            else:
+                async with self._lock:
+                    await self.batch.apply("complete")
+        finally:
+            ended = self.clock.now()
+            if not await self.sampler.drain(ended):
+                await self.recorder.record(
+                    "samples.incomplete", until=iso(ended),
+                    reason="instruments did not deliver values up to the end of the batch",
+                )
+            await self.sampler.stop()
+            for task in list(self._background):
+                with contextlib.suppress(Exception):
+                    await task
+        return self.state
+
+    async def _enter(self, path: str, level: str) -> Element | None:
+        """Start a child element once the batch runs; None when the batch ended instead."""
+        while True:
+            async with self._lock:
+                if self.state in FINAL_STATES:
+                    return None
+                if self.state is State.RUNNING:
+                    el = Element(path, level, self._on_state)
+                    self.chain.append(el)
+                    await el.apply("start")
+                    return el
+            await self._state_change()
+
+    async def _leave(self, el: Element) -> bool:
+        """Complete an element whose work is done (waiting out a hold or pause first);
+        False when it ended otherwise (stopped, aborted)."""
+        while True:
+            async with self._lock:
+                if el.current is State.RUNNING or el.current in FINAL_STATES:
+                    completed = el.current is State.RUNNING
+                    if completed:
+                        await el.apply("complete")
+                    self.chain.remove(el)
+                    el.release()
+                    return completed
+            await self._state_change()
+
+    async def _state_change(self) -> None:
+        self.state_changed.clear()
+        await self.state_changed.wait()
+
+    async def _run_unit_procedure(self, up: UnitProcedure) -> bool:
+        el = await self._enter(up.name, "unit_procedure")
+        if el is None:
+            return False
+        ok = True
+        for op in up.operations:
+            if not await self._run_operation(up, op):
+                ok = False
+                break
+        return await self._leave(el) and ok
+
+    async def _run_operation(self, up: UnitProcedure, op: Operation) -> bool:
+        el = await self._enter(f"{up.name}/{op.name}", "operation")
+        if el is None:
+            return False
+        ok = True
+        for phase in op.phases:
+            if not await self._run_phase(up, op, phase):
+                ok = False
+                break
+        return await self._leave(el) and ok
+
+    async def _run_phase(self, up: UnitProcedure, op: Operation, phase: Phase) -> bool:
+        path = f"{up.name}/{op.name}/{phase.name}"
+        el = await self._enter(path, "phase")
+        if el is None:
+            return False
+        ctx = PhaseContext(
+            path=path,
+            phase=phase,
+            alias=up.unit,
+            device=self.control.units[up.unit],
+            recipe=self.recipe,
+            parameters=self.control.parameters,
+            clock=self.clock,
+            recorder=self.recorder,
+            sampler=self.sampler,
+            critical=self._critical,
+        )
+        logic = PHASE_LOGIC[phase.type]
+        while True:
+            self._decision = asyncio.get_running_loop().create_future()
+            self._phase_task = asyncio.create_task(logic(ctx))
+            await asyncio.wait({self._phase_task})
+            task, self._phase_task = self._phase_task, None
+            if not task.cancelled() and task.exception() is None:
+                # Done; if a command arrived just as the logic ended, _leave waits for
+                # the operator's decision (the logic's progress makes it final).
+                return await self._leave(el)
+            if not task.cancelled():
+                await self._phase_failed(path, task.exception())
+            decision = await self._decision
+            if decision in (Command.STOP, Command.ABORT):
+                await self._leave(el)
+                return False
+
+    async def _phase_failed(self, path: str, exc: BaseException | None) -> None:
+        reason = str(exc) if isinstance(exc, PhaseFailed) else f"{type(exc).__name__}: {exc}"
+        await self.recorder.record("phase.failed", element=path, error=reason)
+        # If the batch is already holding or stopping, the refusal is journaled and the
+        # operator's next command decides.
+        await self.command(Command.HOLD, user=ENGINE, reason=reason)

@@ -1,0 +1,323 @@
+"""The ``cellbatch`` command line (contract: shared/design/CLI.md).
+
+Errors are plain lines on stderr with a non-zero exit code; ``--debug`` shows
+the traceback of an unexpected one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+from ebr.cli import ebr as ebr_group
+
+from controller import __version__
+from controller.isa88 import Command, Element, State
+from controller.plant import PlantError, load_plant
+from controller.session import BatchSetupError, Controller
+from drivers import DriverError
+from recipes import RecipeError, load_recipe
+
+DEFAULT_PLANT = "plants/demo.toml"
+USER_ERRORS = (RecipeError, PlantError, BatchSetupError, DriverError, OSError)
+
+
+def default_db() -> str:
+    """``--db`` default: ``CELLBATCH_DB``, else a SQLite file in the working directory."""
+    return os.environ.get("CELLBATCH_DB", "sqlite:///cellbatch.sqlite")
+
+
+db_option = click.option(
+    "--db",
+    "db_url",
+    default=default_db,
+    show_default="$CELLBATCH_DB or ./cellbatch.sqlite",
+    help="Store URL (sqlite:///FILE or postgresql+psycopg://…).",
+)
+plant_option = click.option(
+    "--plant",
+    "plant_path",
+    default=DEFAULT_PLANT,
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Plant file.",
+)
+scale_option = click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Simulation clock speed (1 = real time; default from the plant file).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cellbatch")
+@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+def cli(debug: bool) -> None:
+    """cellbatch: ISA-88 batch control and tamper-evident batch records for cell therapy."""
+
+
+cli.add_command(ebr_group, "ebr")
+
+
+# -- recipe ------------------------------------------------------------------------------
+
+
+@cli.group()
+def recipe() -> None:
+    """Check and inspect master recipes."""
+
+
+@recipe.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def recipe_validate(files: tuple[str, ...]) -> None:
+    """Check recipes; each error as FILE:LINE:COL: message."""
+    bad = 0
+    for path in files:
+        try:
+            r = load_recipe(path)
+        except RecipeError as exc:
+            bad += 1
+            for diag in exc.diagnostics:
+                click.echo(str(diag), err=True)
+            continue
+        click.echo(
+            f"{path}: ok ({r.header.name} {r.header.version}, {r.header.status}, "
+            f"sha256 {r.content_hash[:12]}…)"
+        )
+    sys.exit(1 if bad else 0)
+
+
+@recipe.command("show")
+@click.argument("file", type=click.Path(dir_okay=False))
+def recipe_show(file: str) -> None:
+    """Procedure tree, formula, equipment classes, monitors."""
+    r = load_recipe(file)
+    h = r.header
+    click.echo(f"{h.name} {h.version} [{h.status}]  {h.product}")
+    click.echo(f"  author: {h.author}   content sha256: {r.content_hash}")
+    click.echo("formula:")
+    for p in r.formula.values():
+        limits = f"[{'' if p.min is None else p.min} … {'' if p.max is None else p.max}]"
+        click.echo(f"  {p.name:<28} {p.value:>12g} {p.unit:<10} {limits}")
+    click.echo("equipment:")
+    for alias, req in r.equipment.items():
+        click.echo(f"  {alias:<28} class {req.equipment_class}")
+    click.echo("monitors:")
+    for m in r.monitors:
+        click.echo(
+            f"  {m.name:<16} {m.unit}.{m.tag:<22} alert [{m.alert_low}, {m.alert_high}] "
+            f"action [{m.action_low}, {m.action_high}] {m.engineering_unit} → {m.action}"
+        )
+    click.echo(f"procedure {r.procedure.name}:")
+    for up in r.procedure.unit_procedures:
+        click.echo(f"  unit procedure {up.name} on {up.unit}")
+        for op in up.operations:
+            click.echo(f"    operation {op.name}")
+            for ph in op.phases:
+                click.echo(f"      phase {ph.name} ({ph.type})")
+
+
+# -- simulators ------------------------------------------------------------------------
+
+
+@cli.group()
+def sim() -> None:
+    """Instrument simulators."""
+
+
+@sim.command("serve")
+@plant_option
+@scale_option
+def sim_serve(plant_path: str, time_scale: float | None) -> None:
+    """Start every simulator of the plant file and serve until SIGINT/SIGTERM."""
+    plant = load_plant(plant_path)
+    if not plant.simulators:
+        raise click.ClickException(f"{plant_path}: the plant defines no [[simulators]]")
+    asyncio.run(_serve(plant.simulators, time_scale or plant.time_scale))
+
+
+async def _serve(specs: tuple[dict[str, object], ...], scale: float) -> None:
+    from simulators.launch import start_simulators
+
+    sims = await start_simulators([dict(s) for s in specs], scale)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for name, url in sims.endpoints.items():
+            click.echo(f"{name} {url}")
+        click.echo("ready")
+        sys.stdout.flush()
+        await stop.wait()
+    finally:
+        await sims.stop()
+
+
+# -- demo --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--out", "out_dir", default="demo-out", show_default=True, type=click.Path(file_okay=False)
+)
+@scale_option
+@click.option("--db", "db_url", default=None, help="Store URL (default: a SQLite file in --out).")
+@plant_option
+@click.option(
+    "--recipe",
+    "recipe_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Recipe (default: the CAR-T expansion).",
+)
+def demo(
+    out_dir: str,
+    time_scale: float | None,
+    db_url: str | None,
+    plant_path: str,
+    recipe_path: str | None,
+) -> None:
+    """Simulators + controller in one process: one CAR-T batch to completion."""
+    from controller.demo import DEFAULT_RECIPE, run_demo
+
+    plant = load_plant(plant_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    url = db_url or f"sqlite:///{out / 'demo.sqlite'}"
+    result = asyncio.run(
+        run_demo(
+            plant,
+            db_url=url,
+            out_dir=out,
+            time_scale=time_scale,
+            recipe_path=Path(recipe_path) if recipe_path else DEFAULT_RECIPE,
+        )
+    )
+    click.echo(f"batch {result.batch_id}: {result.state.value}")
+    click.echo(f"  {result.simulated_days:.2f} simulated days in {result.wall_s:.1f} s wall time")
+    click.echo(
+        f"  record: {result.events} journal events, {result.samples} process samples, "
+        f"{result.alarms} alarms"
+    )
+    for f in result.files:
+        click.echo(f"  wrote {f}")
+    click.echo(f"  verify: cellbatch ebr verify {result.batch_id} --db {url}")
+    sys.exit(0 if result.state is State.COMPLETE else 1)
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name.strip()] = float(raw)
+        except ValueError:
+            raise click.BadParameter(
+                f"expected NAME=NUMBER, got {item!r}", param_hint="--param"
+            ) from None
+    return out
+
+
+@cli.command()
+@click.argument("recipe_file", type=click.Path(dir_okay=False))
+@plant_option
+@db_option
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override a formula parameter (within its limits).",
+)
+@click.option("--coi", default=None, help="Chain-of-identity ID of the patient therapy.")
+@click.option("--user", default=None, help="Who starts the batch.")
+@scale_option
+def run(
+    recipe_file: str,
+    plant_path: str,
+    db_url: str,
+    params: tuple[str, ...],
+    coi: str | None,
+    user: str | None,
+    time_scale: float | None,
+) -> None:
+    """Run one batch headless in the foreground; Ctrl-C holds it and exits."""
+    recipe_ = load_recipe(recipe_file)
+    plant = load_plant(plant_path)
+    overrides = _parse_params(params)
+    state = asyncio.run(_run(plant, db_url, recipe_, overrides, coi, user))
+    sys.exit(0 if state is State.COMPLETE else 1)
+
+
+async def _run(plant, db_url, recipe_, overrides, coi, user):  # type: ignore[no-untyped-def]
+    controller = Controller(plant, db_url, user=user)
+    await controller.start()
+    try:
+        batch = await controller.create_batch(recipe_, parameters=overrides, coi=coi)
+        click.echo(f"batch {batch.control.batch_id}")
+
+        def watch(el: Element, _src: State, dst: State) -> None:
+            click.echo(f"{batch.clock.now():%Y-%m-%dT%H:%M:%SZ} {el.level} {el.path} {dst.value}")
+
+        batch.watchers.append(watch)
+        task = asyncio.create_task(controller.run(batch))
+        interrupted = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, interrupted.set)
+        waiter = asyncio.create_task(interrupted.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await batch.command(Command.HOLD, user=controller.user, reason="Ctrl-C at the terminal")
+            click.echo(
+                f"batch {batch.control.batch_id} held; resume with: cellbatch run --resume "
+                f"{batch.control.batch_id}",
+                err=True,
+            )
+            task.cancel()
+            return batch.state
+        waiter.cancel()
+        return task.result()
+    finally:
+        await controller.stop()
+
+
+def main() -> None:
+    """Console entry point: no tracebacks for users unless --debug."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(prog_name="cellbatch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("cellbatch: interrupted", err=True)
+        sys.exit(130)
+    except RecipeError as exc:
+        for diag in exc.diagnostics:
+            click.echo(str(diag), err=True)
+        sys.exit(1)
+    except USER_ERRORS as exc:
+        click.echo(f"cellbatch: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(
+            f"cellbatch: internal error: {type(exc).__name__}: {exc} "
+            "(run with --debug for the traceback)",
+            err=True,
+        )
+        sys.exit(1)

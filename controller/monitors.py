@@ -1,0 +1,82 @@
+"""CPP monitors: alert and action limits with a delay, raising and clearing alarms."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from drivers import Quality, Reading
+from recipes import Monitor
+
+AlarmSink = Callable[["AlarmEvent"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEvent:
+    """An alarm raised or cleared by a monitor."""
+
+    monitor: str
+    tag: str
+    level: str  # "alert" | "action" | "normal"
+    raised: bool
+    value: float | None
+    limit: float | None
+    action: str
+    at: datetime
+
+
+def _band_breach(value: float, low: float | None, high: float | None) -> float | None:
+    if low is not None and value < low:
+        return low
+    if high is not None and value > high:
+        return high
+    return None
+
+
+class MonitorState:
+    """Tracks one monitor: the breach must persist ``delay_s`` of process time to raise."""
+
+    def __init__(self, monitor: Monitor, tag: str) -> None:
+        self.monitor = monitor
+        self.tag = tag
+        self.level = "normal"
+        self._pending: tuple[str, datetime, float] | None = None
+
+    def _classify(self, value: float) -> tuple[str, float | None]:
+        m = self.monitor
+        limit = _band_breach(value, m.action_low, m.action_high)
+        if limit is not None:
+            return "action", limit
+        limit = _band_breach(value, m.alert_low, m.alert_high)
+        if limit is not None:
+            return "alert", limit
+        return "normal", None
+
+    def update(self, reading: Reading, at: datetime) -> AlarmEvent | None:
+        """Feed one value; returns an event when the alarm level changes."""
+        if reading.quality is Quality.BAD or not isinstance(reading.value, int | float):
+            return None
+        value = float(reading.value)
+        level, limit = self._classify(value)
+        if level == self.level:
+            self._pending = None
+            return None
+        if level == "normal" or _rank(level) < _rank(self.level):
+            # Clearing (or easing) takes effect at once; raising waits for the delay.
+            self.level, self._pending = level, None
+            return AlarmEvent(
+                self.monitor.name, self.tag, level, False, value, limit, self.monitor.action, at
+            )
+        if self._pending is None or self._pending[0] != level:
+            self._pending = (level, at, value)
+        if (at - self._pending[1]).total_seconds() < self.monitor.delay_s:
+            return None
+        self.level, self._pending = level, None
+        return AlarmEvent(
+            self.monitor.name, self.tag, level, True, value, limit, self.monitor.action, at
+        )
+
+
+def _rank(level: str) -> int:
+    return {"normal": 0, "alert": 1, "action": 2}[level]

@@ -1,0 +1,235 @@
+"""The phase library: the logic that drives equipment for each phase type.
+
+Every phase is restart-safe: it keeps its progress in ``ctx.progress`` (journaled),
+so a held phase that is restarted continues where it stopped and never repeats a
+step that is not idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.clock import ScaledClock
+from controller.recorder import BatchRecorder
+from controller.sampler import Sampler
+from drivers import Device, DriverError
+from recipes import Condition, Phase, Recipe
+
+
+class PhaseFailed(Exception):
+    """A phase cannot go on (instrument refused, condition failed); the batch holds."""
+
+
+@dataclass
+class PhaseContext:
+    """What a running phase may use."""
+
+    path: str
+    phase: Phase
+    alias: str
+    device: Device
+    recipe: Recipe
+    parameters: dict[str, float]
+    clock: ScaledClock
+    recorder: BatchRecorder
+    sampler: Sampler
+    critical: asyncio.Lock
+    progress: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, v: object) -> float:
+        """A literal, a ``$parameter`` or a duration as a number (durations in seconds)."""
+        try:
+            return self.recipe.resolve(v, self.parameters)
+        except (KeyError, TypeError) as exc:
+            raise PhaseFailed(f"{self.path}: cannot use {v!r} as a number ({exc})") from None
+
+    async def save_progress(self, **changes: Any) -> None:
+        """Update and journal the phase's progress (what a restart resumes from)."""
+        self.progress.update(changes)
+        await self.recorder.record("phase.progress", element=self.path, progress=self.progress)
+
+
+PhaseLogic = Callable[[PhaseContext], Awaitable[None]]
+
+
+async def write_setpoint(ctx: PhaseContext, capability: str, new: float) -> None:
+    """Write one setpoint: journal the intent (with the old value), act, journal the result.
+
+    Runs as a critical section: a hold or stop waits for it, so an intent never
+    lacks its result.
+    """
+    async with ctx.critical:
+        await _write_setpoint(ctx, capability, new)
+
+
+async def _write_setpoint(ctx: PhaseContext, capability: str, new: float) -> None:
+    (old,) = await ctx.device.read([capability])
+    intent = await ctx.recorder.record(
+        "write.intent",
+        element=ctx.path,
+        unit=ctx.device.name,
+        capability=capability,
+        old=old.value,
+        new=new,
+        eu=old.unit,
+    )
+    try:
+        readback = await ctx.device.write(capability, new)
+    except DriverError as exc:
+        await ctx.recorder.record(
+            "write.result",
+            element=ctx.path,
+            intent=intent.seq,
+            capability=capability,
+            ok=False,
+            error=str(exc),
+        )
+        raise PhaseFailed(f"{ctx.path}: writing {capability} = {new} failed: {exc}") from exc
+    await ctx.recorder.record(
+        "write.result",
+        element=ctx.path,
+        intent=intent.seq,
+        capability=capability,
+        ok=True,
+        readback=readback,
+    )
+
+
+async def run_setpoint(ctx: PhaseContext) -> None:
+    """Write each setpoint in order; on restart skip the ones already written."""
+    done: list[str] = ctx.progress.setdefault("written", [])
+    for capability, raw in ctx.phase.args["set"].items():  # type: ignore[attr-defined]
+        if capability in done:
+            continue
+        await write_setpoint(ctx, capability, ctx.value(raw))
+        await ctx.save_progress(written=[*done, capability])
+        done = ctx.progress["written"]
+
+
+async def run_hold_for(ctx: PhaseContext) -> None:
+    """Keep conditions for a duration of process time (held time does not count)."""
+    total = ctx.value(ctx.phase.args["duration"])
+    elapsed = float(ctx.progress.get("elapsed_s", 0.0))
+    started = ctx.clock.now()
+    try:
+        await ctx.clock.sleep(total - elapsed)
+    finally:
+        elapsed += (ctx.clock.now() - started).total_seconds()
+        ctx.progress["elapsed_s"] = min(elapsed, total)
+    await ctx.save_progress(elapsed_s=total)
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+
+
+async def run_wait_until(ctx: PhaseContext) -> None:
+    """Wait until a condition on a recorded tag holds, or the timeout passes."""
+    cond: Condition = ctx.phase.args["until"]  # type: ignore[assignment]
+    tag = f"{ctx.alias}.{cond.tag}"
+    limit = ctx.value(cond.operand)
+    compare = _OPS[cond.op]
+
+    def satisfied() -> bool:
+        reading = ctx.sampler.latest.get(tag)
+        return (
+            reading is not None
+            and isinstance(reading.value, int | float)
+            and compare(float(reading.value), limit)
+        )
+
+    timeout = ctx.phase.args.get("timeout")
+    if timeout is None:
+        await ctx.sampler.wait_for(satisfied)
+    else:
+        waited = float(ctx.progress.get("waited_s", 0.0))
+        started = ctx.clock.now()
+        try:
+            await ctx.clock.timeout(ctx.value(timeout) - waited, ctx.sampler.wait_for(satisfied))
+        except TimeoutError:
+            if ctx.phase.args.get("on_timeout", "fail") == "fail":
+                raise PhaseFailed(f"{ctx.path}: {cond.tag} {cond.op} {limit} not reached") from None
+            await ctx.recorder.record(
+                "condition.timeout",
+                element=ctx.path,
+                tag=tag,
+                op=cond.op,
+                limit=limit,
+                value=_latest(ctx, tag),
+            )
+            return
+        finally:
+            ctx.progress["waited_s"] = waited + (ctx.clock.now() - started).total_seconds()
+    await ctx.recorder.record(
+        "condition.met",
+        element=ctx.path,
+        tag=tag,
+        op=cond.op,
+        limit=limit,
+        value=_latest(ctx, tag),
+    )
+
+
+def _latest(ctx: PhaseContext, tag: str) -> Any:
+    reading = ctx.sampler.latest.get(tag)
+    return None if reading is None else reading.value
+
+
+async def run_invoke(ctx: PhaseContext) -> None:
+    """Call a device method once: never again after its intent was journaled."""
+    method: str = ctx.phase.args["method"]  # type: ignore[assignment]
+    raw_args: dict[str, object] = ctx.phase.args.get("args", {})  # type: ignore[assignment]
+    args = {name: ctx.value(v) for name, v in raw_args.items()}
+    if ctx.progress.get("done"):
+        return
+    if ctx.progress.get("called"):
+        raise PhaseFailed(
+            f"{ctx.path}: {method} was started but its result was not recorded; "
+            "check the instrument before going on"
+        )
+    async with ctx.critical:
+        await _invoke(ctx, method, args)
+
+
+async def _invoke(ctx: PhaseContext, method: str, args: dict[str, float]) -> None:
+    intent = await ctx.recorder.record(
+        "method.intent", element=ctx.path, unit=ctx.device.name, method=method, args=args
+    )
+    await ctx.save_progress(called=True, intent=intent.seq)
+    try:
+        result = await ctx.device.call(method, dict(args))
+    except DriverError as exc:
+        await ctx.recorder.record(
+            "method.result",
+            element=ctx.path,
+            intent=intent.seq,
+            method=method,
+            ok=False,
+            error=str(exc),
+        )
+        raise PhaseFailed(f"{ctx.path}: {method} failed: {exc}") from exc
+    await ctx.recorder.record(
+        "method.result",
+        element=ctx.path,
+        intent=intent.seq,
+        method=method,
+        ok=True,
+        result=result,
+    )
+    await ctx.save_progress(done=True)
+
+
+PHASE_LOGIC: dict[str, PhaseLogic] = {
+    "setpoint": run_setpoint,
+    "hold_for": run_hold_for,
+    "wait_until": run_wait_until,
+    "invoke": run_invoke,
+}

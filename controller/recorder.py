@@ -1,0 +1,34 @@
+"""The engine's pen on the batch record: every entry carries the process time."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from controller.clock import Clock
+from ebr import Entry, Journal
+
+
+def iso(dt: Any) -> str:
+    """UTC ISO 8601 text with microseconds and ``Z``."""
+    return str(dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+class BatchRecorder:
+    """Appends one batch's journal entries, stamping each with process time ``t``."""
+
+    def __init__(self, journal: Journal, batch_id: str, clock: Clock) -> None:
+        self.journal = journal
+        self.batch_id = batch_id
+        self.clock = clock
+
+    def _stamp(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"t": iso(self.clock.now()), **data}
+
+    async def record(self, kind: str, **data: Any) -> Entry:
+        """Append and wait until the entry is durably committed."""
+        return await self.journal.append(self.batch_id, kind, self._stamp(data))
+
+    def record_nowait(self, kind: str, **data: Any) -> asyncio.Future[Entry]:
+        """Append without waiting (the chain order is fixed at once)."""
+        return self.journal.append_nowait(self.batch_id, kind, self._stamp(data))

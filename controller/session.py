@@ -1,0 +1,259 @@
+"""The controller: plant, store and devices for one process, and batches on them.
+
+One ``Controller`` runs any number of batches side by side; a unit belongs to
+one batch from allocation to release (arbitration), never to two.
+"""
+
+from __future__ import annotations
+
+import getpass
+import platform
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from controller import __version__
+from controller.batch import BatchRun, ControlRecipe
+from controller.clock import ScaledClock, real_clock
+from controller.isa88 import State
+from controller.plant import Plant, UnitConfig
+from controller.recorder import BatchRecorder, iso
+from drivers import Device, DevicePool
+from ebr import Journal, Store
+from recipes import Recipe
+
+
+class BatchSetupError(Exception):
+    """A batch cannot be created (bad parameter, no free unit, instrument unreachable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterValue:
+    """A formula parameter as the batch runs it."""
+
+    name: str
+    value: float
+    unit: str
+    master: float
+    changed: bool
+
+
+def new_batch_id(now: datetime | None = None) -> str:
+    """A unique, sortable, human-readable batch ID."""
+    now = now or datetime.now(UTC)
+    return f"CB-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2).upper()}"
+
+
+def resolve_parameters(recipe: Recipe, overrides: dict[str, float]) -> list[ParameterValue]:
+    """The formula with per-batch overrides, each checked against its limits."""
+    unknown = sorted(set(overrides) - set(recipe.formula))
+    if unknown:
+        raise BatchSetupError(f"unknown parameter(s): {', '.join(unknown)}")
+    values = []
+    for name, p in recipe.formula.items():
+        value = overrides.get(name, p.value)
+        if (p.min is not None and value < p.min) or (p.max is not None and value > p.max):
+            raise BatchSetupError(
+                f"parameter {name} = {value} {p.unit} is outside its limits "
+                f"[{p.min}, {p.max}] {p.unit}"
+            )
+        values.append(ParameterValue(name, value, p.unit, p.value, value != p.value))
+    return values
+
+
+class Controller:
+    """Owns the store, the device connections and the unit allocations of one process."""
+
+    def __init__(self, plant: Plant, store_url: str, *, user: str | None = None) -> None:
+        self.plant = plant
+        self.store_url = store_url
+        self.user = user or getpass.getuser()
+        self.pool = DevicePool()
+        self.store: Store | None = None
+        self.journal: Journal | None = None
+        self.clock: ScaledClock | None = None
+        self.allocations: dict[str, str] = {}  # unit name → batch ID
+        self._devices: dict[str, Device] = {}
+
+    async def start(self) -> None:
+        """Open the store and start the journal writer."""
+        self.store = Store.open(self.store_url)
+        self.journal = Journal(self.store)
+        await self.journal.start()
+
+    async def stop(self) -> None:
+        """Flush the journal, close the store and every connection."""
+        if self.journal is not None:
+            await self.journal.stop()
+        await self.pool.close()
+        if self.store is not None:
+            self.store.close()
+
+    async def device(self, unit: UnitConfig) -> Device:
+        """The connected device of a plant unit."""
+        device = self._devices.get(unit.name)
+        if device is None:
+            device = self.pool.open(unit.name, unit.profile, unit.endpoint, unit.address)
+            await device.connect()
+            self._devices[unit.name] = device
+        return device
+
+    async def _clock_from(self, devices: list[Device]) -> ScaledClock:
+        """Simulation: the instruments' scaled clock; production: real time."""
+        if self.clock is not None:
+            return self.clock
+        if not self.plant.simulation:
+            self.clock = real_clock()
+            return self.clock
+        for device in devices:
+            if device.has("simulation.epoch") and device.has("simulation.time_scale"):
+                epoch, scale = await device.read(["simulation.epoch", "simulation.time_scale"])
+                when = epoch.value
+                if not isinstance(when, datetime) or not isinstance(scale.value, int | float):
+                    raise BatchSetupError(f"{device.name}: simulation clock unreadable")
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                self.clock = ScaledClock(float(scale.value), when)
+                return self.clock
+        self.clock = ScaledClock(self.plant.time_scale)
+        return self.clock
+
+    def _allocate(self, recipe: Recipe, batch_id: str) -> dict[str, UnitConfig]:
+        chosen: dict[str, UnitConfig] = {}
+        for alias, req in recipe.equipment.items():
+            free = [
+                u
+                for u in self.plant.units
+                if u.equipment_class == req.equipment_class
+                and u.name not in self.allocations
+                and u not in chosen.values()
+            ]
+            if not free:
+                raise BatchSetupError(
+                    f"no free unit of class {req.equipment_class!r} for {alias!r} "
+                    f"(busy: {', '.join(sorted(self.allocations)) or 'none'})"
+                )
+            chosen[alias] = free[0]
+        for unit in chosen.values():
+            self.allocations[unit.name] = batch_id
+        return chosen
+
+    def release(self, batch_id: str) -> None:
+        """Free every unit a batch holds."""
+        for name in [n for n, b in self.allocations.items() if b == batch_id]:
+            del self.allocations[name]
+
+    async def create_batch(
+        self,
+        recipe: Recipe,
+        *,
+        parameters: dict[str, float] | None = None,
+        coi: str | None = None,
+        batch_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> BatchRun:
+        """Bind a recipe to free units, open its record and return the ready batch."""
+        assert self.journal is not None, "Controller.start() first"
+        if recipe.header.status != "approved" and not self.plant.simulation:
+            raise BatchSetupError(
+                f"recipe {recipe.header.name} {recipe.header.version} is {recipe.header.status}; "
+                "only approved recipes run on a GMP plant"
+            )
+        values = resolve_parameters(recipe, parameters or {})
+        batch_id = batch_id or new_batch_id()
+        coi = coi or f"COI-SIM-{secrets.token_hex(3).upper()}"
+        units = self._allocate(recipe, batch_id)
+        try:
+            devices = {alias: await self.device(u) for alias, u in units.items()}
+            for alias, device in devices.items():
+                missing = self._missing_capabilities(recipe, alias, device)
+                if missing:
+                    raise BatchSetupError(
+                        f"unit {device.name} lacks {', '.join(missing)} needed by {alias!r}"
+                    )
+            clock = await self._clock_from(list(devices.values()))
+        except Exception:
+            self.release(batch_id)
+            raise
+        control = ControlRecipe(
+            batch_id=batch_id,
+            recipe=recipe,
+            parameters={v.name: v.value for v in values},
+            units=devices,
+            coi=coi,
+            simulation=self.plant.simulation,
+        )
+        await self.journal.open_batch(
+            batch_id,
+            recipe_name=recipe.header.name,
+            recipe_version=recipe.header.version,
+            recipe_hash=recipe.content_hash,
+            product=recipe.header.product,
+            coi=coi,
+            simulation=self.plant.simulation,
+            data=self._created_data(recipe, values, units, clock, extra or {}),
+        )
+        return BatchRun(control, BatchRecorder(self.journal, batch_id, clock), clock)
+
+    @staticmethod
+    def _missing_capabilities(recipe: Recipe, alias: str, device: Device) -> list[str]:
+        needed = {m.tag for m in recipe.monitors if m.unit == alias}
+        for _path, up, _op, phase in recipe.procedure.walk():
+            if up.unit != alias:
+                continue
+            needed.update(phase.args.get("set", {}))  # type: ignore[arg-type]
+            cond = phase.args.get("until")
+            if cond is not None:
+                needed.add(cond.tag)  # type: ignore[attr-defined]
+        return sorted(c for c in needed if not device.has(c))
+
+    def _created_data(
+        self,
+        recipe: Recipe,
+        values: list[ParameterValue],
+        units: dict[str, UnitConfig],
+        clock: ScaledClock,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        h = recipe.header
+        return {
+            "t": iso(clock.now()),
+            "recipe": {
+                "name": h.name,
+                "version": h.version,
+                "product": h.product,
+                "status": h.status,
+                "author": h.author,
+                "content_hash": recipe.content_hash,
+                "source": recipe.source,
+                "content": recipe.document(),
+            },
+            "parameters": {
+                v.name: {"value": v.value, "unit": v.unit, "master": v.master, "changed": v.changed}
+                for v in values
+            },
+            "equipment": {
+                alias: {
+                    "unit": u.name,
+                    "class": u.equipment_class,
+                    "profile": u.profile,
+                    "endpoint": u.endpoint,
+                }
+                for alias, u in units.items()
+            },
+            "plant": {"name": self.plant.name, "site": self.plant.site, "mode": self.plant.mode},
+            "simulation": self.plant.simulation,
+            "clock": {"epoch": iso(clock.epoch), "time_scale": clock.scale},
+            "user": self.user,
+            "terminal": platform.node(),
+            "software": {"name": "cellbatch", "version": __version__},
+            **extra,
+        }
+
+    async def run(self, run: BatchRun) -> State:
+        """Run a batch to its end and free its units."""
+        try:
+            return await run.run()
+        finally:
+            self.release(run.control.batch_id)

@@ -1,0 +1,117 @@
+"""Device profiles: files mapping an equipment class's capabilities to protocol addresses."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drivers.errors import ProfileError
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+@dataclass(frozen=True, slots=True)
+class TagSpec:
+    """How one capability is reached: address template, data type, unit, access."""
+
+    capability: str
+    address: str
+    data_type: str
+    unit: str
+    writable: bool
+    verify: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MethodArg:
+    """One input argument of a device method."""
+
+    name: str
+    data_type: str
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """A device method (e.g. ``inoculate``): owning object, method address, arguments."""
+
+    name: str
+    object_address: str
+    address: str
+    args: tuple[MethodArg, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceProfile:
+    """Everything a driver needs to present an instrument as capabilities."""
+
+    name: str
+    equipment_class: str
+    protocol: str
+    options: dict[str, Any]
+    tags: dict[str, TagSpec]
+    methods: dict[str, MethodSpec]
+
+    def tag(self, capability: str) -> TagSpec:
+        """The spec of a capability, or ProfileError naming it and the profile."""
+        try:
+            return self.tags[capability]
+        except KeyError:
+            raise ProfileError(f"profile {self.name!r} has no capability {capability!r}") from None
+
+    def method(self, name: str) -> MethodSpec:
+        """The spec of a method, or ProfileError naming it and the profile."""
+        try:
+            return self.methods[name]
+        except KeyError:
+            raise ProfileError(f"profile {self.name!r} has no method {name!r}") from None
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """Load a profile by name (from ``drivers/profiles/``) or by file path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = PROFILE_DIR / f"{name_or_path}.toml"
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProfileError(f"device profile not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: {exc}") from None
+    try:
+        return _build(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProfileError(f"{path}: malformed profile ({exc!r})") from None
+
+
+def _build(doc: dict[str, Any]) -> DeviceProfile:
+    head = dict(doc["profile"])
+    name = str(head.pop("name"))
+    equipment_class = str(head.pop("equipment_class"))
+    protocol = str(head.pop("protocol"))
+    tags = {
+        cap: TagSpec(
+            capability=cap,
+            address=str(spec["node"] if "node" in spec else spec["address"]),
+            data_type=str(spec["type"]),
+            unit=str(spec.get("unit", "")),
+            writable=bool(spec.get("writable", False)),
+            verify=bool(spec.get("verify", False)),
+        )
+        for cap, spec in doc.get("tags", {}).items()
+    }
+    methods = {
+        mname: MethodSpec(
+            name=mname,
+            object_address=str(spec["object"]),
+            address=str(spec["node"]),
+            args=tuple(
+                MethodArg(str(a["name"]), str(a["type"]), str(a.get("unit", "")))
+                for a in spec.get("args", [])
+            ),
+        )
+        for mname, spec in doc.get("methods", {}).items()
+    }
+    return DeviceProfile(name, equipment_class, protocol, head, tags, methods)

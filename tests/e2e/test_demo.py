@@ -1,0 +1,190 @@
+"""`cellbatch demo` end to end, as a newcomer runs it: a real subprocess, a real
+OPC UA server, a real SQLite store; then the record is checked, exported and
+tampered with the way a person with the sqlite3 shell would."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CELLBATCH = [sys.executable, "-m", "controller"]
+TIME_SCALE = 40_000  # 12 simulated days in ~26 s
+
+
+@dataclass
+class Demo:
+    out: Path
+    db: Path
+    batch_id: str
+    stdout: str
+    export: dict[str, Any]
+
+
+def cellbatch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CELLBATCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    out = tmp_path_factory.mktemp("demo")
+    plant = out / "plant.toml"
+    # The demo plant on a free port, so a developer's own demo can keep running.
+    plant.write_text((ROOT / "plants" / "demo.toml").read_text().replace(":4841/", ":0/"))
+    proc = cellbatch("demo", "--out", str(out), "--plant", str(plant),
+                     "--time-scale", str(TIME_SCALE), timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    match = re.search(r"^batch (CB-\S+): Complete$", proc.stdout, re.M)
+    assert match, proc.stdout
+    batch_id = match.group(1)
+    export = json.loads((out / f"{batch_id}.json").read_text())
+    return Demo(out, out / "demo.sqlite", batch_id, proc.stdout, export)
+
+
+def test_demo_reports_batch_wall_time_and_events(demo: Demo) -> None:
+    assert re.search(r"1[12]\.\d\d simulated days in \d+\.\d s wall time", demo.stdout), demo.stdout
+    events = int(re.search(r"(\d+) journal events", demo.stdout).group(1))  # type: ignore[union-attr]
+    assert events == len(demo.export["journal"]) > 100
+    assert (demo.out / f"{demo.batch_id}.csv").stat().st_size > 0
+
+
+def test_export_holds_recipe_identity(demo: Demo) -> None:
+    created = demo.export["journal"][0]
+    assert created["kind"] == "batch.created"
+    recipe = created["data"]["recipe"]
+    assert recipe["name"] == "car-t-expansion"
+    assert recipe["version"] == "1.0.0"
+    assert re.fullmatch(r"[0-9a-f]{64}", recipe["content_hash"])
+    assert created["data"]["simulation"] is True
+
+
+def test_export_holds_every_state_change_in_order(demo: Demo) -> None:
+    states = [e for e in demo.export["journal"] if e["kind"] in ("batch.state", "element.state")]
+    batch = [e["data"]["to"] for e in states if e["kind"] == "batch.state"]
+    assert batch == ["Running", "Complete"]
+    # Every element that started also completed.
+    started = {e["data"]["element"] for e in states if e["data"]["to"] == "Running"}
+    completed = {e["data"]["element"] for e in states if e["data"]["to"] == "Complete"}
+    assert started == completed
+    assert len(started) > 20
+
+
+def test_export_holds_every_setpoint_write_with_old_new_and_result(demo: Demo) -> None:
+    journal = demo.export["journal"]
+    intents = {e["seq"]: e for e in journal if e["kind"] == "write.intent"}
+    results = [e for e in journal if e["kind"] == "write.result"]
+    assert len(intents) == len(results) >= 20
+    for result in results:
+        intent = intents[result["data"]["intent"]]
+        assert intent["seq"] < result["seq"], "intent journaled before acting"
+        assert {"old", "new", "capability"} <= set(intent["data"])
+        assert result["data"]["ok"] is True
+        assert result["data"]["readback"] == pytest.approx(intent["data"]["new"])
+
+
+def test_export_has_a_sample_every_simulated_minute_for_each_cpp(demo: Demo) -> None:
+    created = demo.export["journal"][0]["data"]
+    monitors = created["recipe"]["content"]["monitors"]
+    cpp = {f"{m['unit']}.{m['tag']}" for m in monitors}
+    assert {"bioreactor.temperature.pv", "bioreactor.ph.pv", "bioreactor.do.pv"} <= cpp
+    times: dict[str, list[datetime]] = defaultdict(list)
+    for s in demo.export["samples"]:
+        times[s["tag"]].append(datetime.fromisoformat(s["time"].replace("Z", "+00:00")))
+    states = [e for e in demo.export["journal"] if e["kind"] == "batch.state"]
+    start = datetime.fromisoformat(states[0]["data"]["t"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(states[-1]["data"]["t"].replace("Z", "+00:00"))
+    assert (end - start).total_seconds() > 10 * 86400
+    for tag in cpp:
+        stamps = sorted(t for t in times[tag] if start <= t <= end)
+        assert stamps, tag
+        gaps = [(b - a).total_seconds() for a, b in zip([start, *stamps], [*stamps, end], strict=True)]
+        assert max(gaps) <= 60.0 + 1e-6, f"{tag}: a gap of {max(gaps)} s"
+
+
+def test_verify_passes_on_the_demo_store(demo: Demo) -> None:
+    proc = cellbatch("ebr", "verify", "--db", f"sqlite:///{demo.db}")
+    assert proc.returncode == 0, proc.stderr
+    proc = cellbatch("ebr", "verify", demo.batch_id, "--db", f"sqlite:///{demo.db}")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_ebr_list_shows_the_completed_batch(demo: Demo) -> None:
+    proc = cellbatch("ebr", "list", "--json", "--db", f"sqlite:///{demo.db}")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert {"id": demo.batch_id, "state": "Complete"}.items() <= rows[0].items()
+
+
+def _tampered(demo: Demo, tmp_path: Path, sql: str) -> subprocess.CompletedProcess[str]:
+    db = tmp_path / "tampered.sqlite"
+    src = sqlite3.connect(demo.db)
+    dst = sqlite3.connect(db)
+    src.backup(dst)
+    src.close()
+    dst.executescript(sql)
+    dst.commit()
+    dst.close()
+    return cellbatch("ebr", "verify", "--db", f"sqlite:///{db}")
+
+
+TAMPERS = {
+    "change": ("UPDATE journal SET data = replace(data, '\"ok\":true', '\"ok\":false') "
+               "WHERE seq = (SELECT min(seq) FROM journal WHERE kind = 'write.result')", None),
+    "delete": ("DELETE FROM journal WHERE seq = 40", 40),
+    "delete-last": ("DELETE FROM journal WHERE seq = (SELECT max(seq) FROM journal)", None),
+    "reorder": ("UPDATE journal SET seq = -1 WHERE seq = 30; UPDATE journal SET seq = 30 WHERE seq = 31;"
+                " UPDATE journal SET seq = 31 WHERE seq = -1", 30),
+}
+
+
+@pytest.mark.parametrize("how", list(TAMPERS))
+def test_any_single_row_tampering_is_detected_and_named(demo: Demo, tmp_path: Path, how: str) -> None:
+    sql, seq = TAMPERS[how]
+    proc = _tampered(demo, tmp_path, sql)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert demo.batch_id in proc.stderr
+    if seq is not None:
+        assert re.search(rf"\bseq {seq}\b", proc.stderr), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_uals_and_uaread_can_browse_a_running_simulator(tmp_path: Path) -> None:
+    """An independent OPC UA client (asyncua's CLI tools) sees the bioreactors."""
+    plant = tmp_path / "plant.toml"
+    plant.write_text((ROOT / "plants" / "demo.toml").read_text().replace(":4841/", ":0/"))
+    server = subprocess.Popen(
+        [*CELLBATCH, "sim", "serve", "--plant", str(plant), "--time-scale", "100"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline().strip() for _ in range(2)]
+        assert lines[1] == "ready", lines
+        name, url = lines[0].split()
+        assert name == "bioreactors" and url.startswith("opc.tcp://127.0.0.1:")
+        bindir = Path(sys.executable).parent
+        ls = subprocess.run([str(bindir / "uals"), "-u", url, "-l", "0", "-d", "3",
+                             "-p", "0:Objects,2:Bioreactors"], capture_output=True, text=True, timeout=30)
+        assert "BR-01" in ls.stdout and "Temperature" in ls.stdout, ls.stdout + ls.stderr
+        rd = subprocess.run([str(bindir / "uaread"), "-u", url, "-n", "ns=2;s=BR-01.Temperature.PV"],
+                            capture_output=True, text=True, timeout=30)
+        assert re.search(r"\d+\.\d+", rd.stdout), rd.stdout + rd.stderr
+    finally:
+        server.terminate()
+        assert server.wait(10) == 0
+        shutil.rmtree(tmp_path, ignore_errors=True)
