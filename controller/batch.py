@@ -92,7 +92,7 @@ class BatchRun:
 
     def _on_reading(self, tag: str, reading: Any) -> None:
         monitor = self._monitors.get(tag)
-        if monitor is None:
+        if monitor is None or not monitor.active:
             return
         event = monitor.update(reading, reading.source_time or self.clock.now())
         if event is not None:
@@ -189,6 +189,7 @@ class BatchRun:
         await self.sampler.start()
         try:
             await self.command(Command.START, user=ENGINE)
+            await self._activate_monitors(None)
             for up in self.recipe.procedure.unit_procedures:
                 if not await self._run_unit_procedure(up):
                     break
@@ -218,8 +219,21 @@ class BatchRun:
                     el = Element(path, level, self._on_state)
                     self.chain.append(el)
                     await el.apply("start")
+                    await self._activate_monitors(path)
                     return el
             await self._state_change()
+
+    async def _activate_monitors(self, started: str | None) -> None:
+        """Monitors watch from the start of their ``active_from`` operation (or the batch)."""
+        names = [
+            m.monitor.name
+            for m in self._monitors.values()
+            if not m.active and m.monitor.active_from == started
+        ]
+        if names:
+            for m in self._monitors.values():
+                m.active = m.active or m.monitor.name in names
+            await self.recorder.record("monitors.active", monitors=names, element=started)
 
     async def _leave(self, el: Element) -> bool:
         """Complete an element whose work is done (waiting out a hold or pause first);

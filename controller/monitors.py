@@ -41,6 +41,7 @@ class MonitorState:
         self.monitor = monitor
         self.tag = tag
         self.level = "normal"
+        self.active = False
         self._pending: tuple[str, datetime, float] | None = None
 
     def _classify(self, value: float) -> tuple[str, float | None]:

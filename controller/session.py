@@ -6,6 +6,8 @@ one batch from allocation to release (arbitration), never to two.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import getpass
 import platform
 import secrets
@@ -16,7 +18,7 @@ from typing import Any
 from controller import __version__
 from controller.batch import BatchRun, ControlRecipe
 from controller.clock import ScaledClock, real_clock
-from controller.isa88 import State
+from controller.isa88 import Command, State
 from controller.plant import Plant, UnitConfig
 from controller.recorder import BatchRecorder, iso
 from drivers import Device, DevicePool
@@ -75,6 +77,7 @@ class Controller:
         self.clock: ScaledClock | None = None
         self.allocations: dict[str, str] = {}  # unit name → batch ID
         self._devices: dict[str, Device] = {}
+        self._running: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
 
     async def start(self) -> None:
         """Open the store and start the journal writer."""
@@ -83,7 +86,13 @@ class Controller:
         await self.journal.start()
 
     async def stop(self) -> None:
-        """Flush the journal, close the store and every connection."""
+        """Hold every running batch, flush the journal, close the store and connections."""
+        for run, task in list(self._running.values()):
+            if not task.done():
+                with contextlib.suppress(Exception):
+                    await run.command(Command.HOLD, reason="controller stopping")
+                task.cancel()
+                await asyncio.wait({task})
         if self.journal is not None:
             await self.journal.stop()
         await self.pool.close()
@@ -253,7 +262,11 @@ class Controller:
 
     async def run(self, run: BatchRun) -> State:
         """Run a batch to its end and free its units."""
+        batch_id = run.control.batch_id
+        task = asyncio.create_task(run.run())
+        self._running[batch_id] = (run, task)
         try:
-            return await run.run()
+            return await task
         finally:
-            self.release(run.control.batch_id)
+            del self._running[batch_id]
+            self.release(batch_id)

@@ -150,10 +150,7 @@ class OpcUaConnection:
         )
         nodes = [client.get_node(n) for n in node_ids]
         handles = await self._bounded(
-            "monitor",
-            sub.subscribe_data_change(
-                nodes, queuesize=queue_size, sampling_interval=ua.Double(0.0)
-            ),
+            "monitor", sub.create_monitored_items(_monitor_requests(nodes, queue_size))
         )
         failed = [str(h) for h in handles if isinstance(h, ua.StatusCode)]
         if failed:
@@ -163,6 +160,32 @@ class OpcUaConnection:
         entry = _Subscription(sub, index, sink)
         self._subscriptions.append(entry)
         return entry.cancel
+
+
+def _monitor_requests(nodes: list[Node], queue_size: int) -> list[ua.MonitoredItemCreateRequest]:
+    """Monitored items that report every new sample, even of an unchanged value.
+
+    The default trigger (status or value changed) would drop the samples of a steady
+    or stuck sensor; the record needs one per instrument update, with its timestamp.
+    """
+    every_sample = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
+    requests = []
+    for handle, node in enumerate(nodes, start=1):
+        params = ua.MonitoringParameters(
+            ClientHandle=ua.UInt32(handle),
+            SamplingInterval=ua.Double(0.0),
+            Filter=every_sample,
+            QueueSize=ua.UInt32(queue_size),
+            DiscardOldest=True,
+        )
+        requests.append(
+            ua.MonitoredItemCreateRequest(
+                ItemToMonitor=ua.ReadValueId(NodeId=node.nodeid, AttributeId=ua.AttributeIds.Value),
+                MonitoringMode=ua.MonitoringMode.Reporting,
+                RequestedParameters=params,
+            )
+        )
+    return requests
 
 
 class _Subscription:

@@ -1,1 +1,57 @@
-"""recipes package."""
+"""ISA-88 master recipes: load, validate and hash YAML recipe files.
+
+``load_recipe(path)`` returns an immutable :class:`Recipe` or raises
+:class:`RecipeError` listing every problem with its file, line and column.
+"""
+
+from recipes.catalog import EQUIPMENT_CLASSES
+from recipes.diagnostics import Diagnostic, RecipeError
+from recipes.equipment import CapabilitySpec, EquipmentClass, MethodSpec
+from recipes.expressions import TIME_UNITS
+from recipes.loader import content_hash, load_recipe, parse_recipe
+from recipes.model import (
+    Condition,
+    Duration,
+    EquipmentRequirement,
+    Header,
+    Monitor,
+    Operation,
+    Parameter,
+    ParamRef,
+    Phase,
+    Procedure,
+    Recipe,
+    UnitProcedure,
+)
+from recipes.phases import PHASE_TYPES
+from recipes.phasespec import ArgSpec, PhaseContext, PhaseSpec, register_phase
+
+__all__ = [
+    "EQUIPMENT_CLASSES",
+    "PHASE_TYPES",
+    "TIME_UNITS",
+    "ArgSpec",
+    "CapabilitySpec",
+    "Condition",
+    "Diagnostic",
+    "Duration",
+    "EquipmentClass",
+    "EquipmentRequirement",
+    "Header",
+    "MethodSpec",
+    "Monitor",
+    "Operation",
+    "ParamRef",
+    "Parameter",
+    "Phase",
+    "PhaseContext",
+    "PhaseSpec",
+    "Procedure",
+    "Recipe",
+    "RecipeError",
+    "UnitProcedure",
+    "content_hash",
+    "load_recipe",
+    "parse_recipe",
+    "register_phase",
+]

@@ -151,8 +151,9 @@ async def test_refused_write_holds_the_batch(
     # 45 °C is inside the recipe's limits but outside what the instrument accepts.
     run = await controller.create_batch(load_recipe(RECIPE), parameters={"temperature": 45.0})
     task = asyncio.create_task(controller.run(run))
-    await wait_phase(run, "culture/setup/conditions", State.HELD)
-    assert run.state is State.HELD
+    await wait_phase(run, run.control.batch_id, State.HELD)
+    assert [el.current for el in run.chain] == [State.HELD] * 4
+    assert run.chain[-1].path == "culture/setup/conditions"
     entries = journal_of(controller, run.control.batch_id)
     failed = [e for e in entries if e.kind == "write.result" and not e.data["ok"]]
     assert failed and "BadOutOfRange" in failed[0].data["error"]
@@ -168,11 +169,11 @@ async def test_action_limit_breach_holds_the_batch(
     run = await controller.create_batch(load_recipe(RECIPE))
     task = asyncio.create_task(controller.run(run))
     await wait_phase(run, "culture/grow/culture")
-    bioreactors.vessel("SV-09").force("temperature", 39.0)
+    bioreactors.vessel("SV-09").force("Temperature.PV", 39.0)
     try:
-        await wait_phase(run, "culture/grow/culture", State.HELD)
+        await wait_phase(run, run.control.batch_id, State.HELD)
     finally:
-        bioreactors.vessel("SV-09").force("temperature", None)
+        bioreactors.vessel("SV-09").force("Temperature.PV", None)
     entries = journal_of(controller, run.control.batch_id)
     raised = [e for e in entries if e.kind == "alarm.raised"]
     assert raised and raised[-1].data["level"] == "action" and raised[-1].data["monitor"] == "temperature"

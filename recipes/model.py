@@ -1,0 +1,190 @@
+"""The validated master recipe: immutable ISA-88 header, formula, equipment, monitors, procedure."""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["draft", "approved", "retired"]
+MonitorAction = Literal["alarm", "hold", "abort"]
+
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+"""Operators allowed in a condition, longest first (for parsing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParamRef:
+    """A reference to a formula parameter (``$name`` in YAML).
+
+    ``scale`` converts the parameter's unit into the unit the phase expects:
+    a duration given as ``$settle_time`` in ``h`` has ``scale=3600`` so that
+    :meth:`Recipe.resolve` yields seconds. It is 1.0 everywhere else.
+    """
+
+    name: str
+    scale: float = 1.0
+
+    def __str__(self) -> str:
+        return f"${self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A literal duration, normalised to seconds."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """``tag op operand``, e.g. ``culture.viable_density >= $harvest_density``."""
+
+    tag: str
+    op: str
+    operand: float | ParamRef
+
+    def holds(self, value: float, operand: float) -> bool:
+        """True if ``value op operand`` (operand already resolved)."""
+        return COMPARISONS[self.op](value, operand)
+
+    def __str__(self) -> str:
+        return f"{self.tag} {self.op} {self.operand}"
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """Recipe identification and approval status."""
+
+    name: str
+    version: str
+    product: str
+    status: Status
+    author: str
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """A named formula value with its engineering unit and allowed range."""
+
+    name: str
+    value: float
+    unit: str
+    min: float | None = None
+    max: float | None = None
+    description: str | None = None
+
+    def allows(self, value: float) -> bool:
+        """True if ``value`` lies within [min, max] (open ends allowed)."""
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+
+@dataclass(frozen=True, slots=True)
+class EquipmentRequirement:
+    """A unit the recipe needs, by local alias and equipment class."""
+
+    alias: str
+    equipment_class: str
+
+
+@dataclass(frozen=True, slots=True)
+class Monitor:
+    """A critical process parameter, watched for the whole batch or from an operation on."""
+
+    name: str
+    unit: str
+    tag: str
+    engineering_unit: str
+    alert_low: float | None
+    alert_high: float | None
+    action_low: float | None
+    action_high: float | None
+    delay_s: float
+    action: MonitorAction
+    active_from: str | None = None
+    """Operation (``unit_procedure/operation``) from whose start the monitor watches;
+    None: the whole batch (e.g. temperature is only a CPP once the cells are in)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """The procedural element that drives equipment; ``args`` are validated phase arguments."""
+
+    name: str
+    type: str
+    args: dict[str, object]
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """An ordered list of phases."""
+
+    name: str
+    phases: list[Phase]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitProcedure:
+    """Operations run on one unit (an equipment alias)."""
+
+    name: str
+    unit: str
+    operations: list[Operation]
+
+
+@dataclass(frozen=True, slots=True)
+class Procedure:
+    """The top of the procedural model."""
+
+    name: str
+    unit_procedures: list[UnitProcedure]
+
+    def walk(self) -> Iterator[tuple[str, UnitProcedure, Operation, Phase]]:
+        """Yield ``("unit_procedure/operation/phase", up, op, phase)`` in execution order."""
+        for up in self.unit_procedures:
+            for op in up.operations:
+                for phase in op.phases:
+                    yield f"{up.name}/{op.name}/{phase.name}", up, op, phase
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """A validated master recipe and the hash that pins its content."""
+
+    header: Header
+    formula: dict[str, Parameter]
+    equipment: dict[str, EquipmentRequirement]
+    monitors: list[Monitor]
+    procedure: Procedure
+    content_hash: str
+    source: str
+    _document: dict[str, Any] = field(repr=False, compare=False)
+
+    def document(self) -> dict[str, Any]:
+        """The parsed YAML as plain dicts, lists and scalars (a fresh copy)."""
+        return copy.deepcopy(self._document)
+
+    def resolve(self, value: object, overrides: Mapping[str, float] | None = None) -> float:
+        """A phase argument as a number: parameters from ``overrides`` or the formula, durations
+        in seconds. Raises KeyError for an unknown parameter, TypeError for a non-numeric value.
+        """
+        if isinstance(value, Duration):
+            return value.seconds
+        if isinstance(value, ParamRef):
+            if overrides is not None and value.name in overrides:
+                raw = overrides[value.name]
+            else:
+                raw = self.formula[value.name].value
+            return float(raw) * value.scale
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError(f"cannot resolve {value!r} to a number")

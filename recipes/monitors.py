@@ -1,0 +1,206 @@
+"""Reader for the ``monitors:`` section: CPP limits watched for the whole batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from recipes.diagnostics import DiagnosticSink, Pos
+from recipes.expressions import ExpressionError, looks_like_param, parse_duration
+from recipes.fields import (
+    FieldReader,
+    UniqueNames,
+    as_map,
+    as_number,
+    describe,
+    is_number,
+    peek_str,
+)
+from recipes.model import Monitor, MonitorAction, Procedure
+from recipes.symbols import Symbols
+from recipes.yamltree import BadNode, MapNode, Node, ScalarNode, SeqNode
+
+ACTIONS = ("alarm", "hold", "abort")
+
+
+@dataclass(frozen=True, slots=True)
+class _Band:
+    """A low/high pair of limits and where each was written."""
+
+    low: float | None = None
+    high: float | None = None
+    low_pos: Pos | None = None
+    high_pos: Pos | None = None
+
+
+def read_monitors(node: SeqNode, symbols: Symbols, sink: DiagnosticSink) -> list[Monitor]:
+    """Every monitor; names must be unique."""
+    monitors: list[Monitor] = []
+    names = UniqueNames(sink, "monitor")
+    for item in node.items:
+        mapping = as_map(item, sink, "monitor")
+        if mapping is None:
+            continue
+        monitor = _read_monitor(mapping, symbols, sink, names)
+        if monitor is not None:
+            monitors.append(monitor)
+    return monitors
+
+
+def active_from_positions(node: SeqNode) -> dict[str, Pos]:
+    """Where each monitor's ``active_from`` is written, by monitor name."""
+    found: dict[str, Pos] = {}
+    for item in node.items:
+        if isinstance(item, MapNode) and "active_from" in item.entries:
+            name = peek_str(item, "name")
+            if name:
+                found[name] = item.entries["active_from"].value.pos
+    return found
+
+
+def check_active_from(
+    monitors: list[Monitor], positions: dict[str, Pos], procedure: Procedure, sink: DiagnosticSink
+) -> None:
+    """Each ``active_from`` names an operation of a unit procedure on the monitor's unit."""
+    for m in monitors:
+        if m.active_from is None:
+            continue
+        ops = [
+            f"{up.name}/{op.name}"
+            for up in procedure.unit_procedures
+            if up.unit == m.unit
+            for op in up.operations
+        ]
+        if m.active_from not in ops:
+            sink.error(
+                positions[m.name],
+                f"monitor '{m.name}': active_from '{m.active_from}' is not an operation on "
+                f"unit '{m.unit}' (one of: {', '.join(ops) or 'none'})",
+            )
+
+
+def _read_monitor(
+    node: MapNode, symbols: Symbols, sink: DiagnosticSink, names: UniqueNames
+) -> Monitor | None:
+    before = sink.count
+    label = peek_str(node, "name")
+    what = f"monitor '{label}'" if label else "monitor"
+    fields = FieldReader(
+        node,
+        sink,
+        what,
+        required=("name", "unit", "tag", "engineering_unit", "on_action"),
+        optional=("alert", "action", "delay", "active_from"),
+    )
+    name = fields.name("name")
+    if name is not None:
+        names.claim(name, node.entries["name"].value.pos)
+    unit = fields.string("unit")
+    cls = symbols.unit_class(unit, node.entries["unit"].value.pos, sink) if unit else None
+    tag = fields.string("tag")
+    eng_unit = fields.string("engineering_unit")
+    if cls is not None and tag is not None:
+        spec = symbols.capability(unit, tag, node.entries["tag"].value.pos, sink)
+        if spec is not None and eng_unit is not None and eng_unit != spec.unit:
+            sink.error(
+                node.entries["engineering_unit"].value.pos,
+                f"{what}: engineering unit '{eng_unit}' does not match unit '{spec.unit}' of {tag}",
+            )
+    alert = _band(fields, "alert", what)
+    action = _band(fields, "action", what)
+    if not fields.has("alert") and not fields.has("action"):
+        sink.error(node.label_pos, f"{what}: needs an 'alert' or 'action' band")
+    if alert is not None and action is not None:
+        _check_nested(alert, action, what, sink)
+    delay = _delay(fields.get("delay"), what, sink)
+    on_action = fields.choice("on_action", ACTIONS)
+    active_from = fields.string("active_from") if fields.has("active_from") else None
+    if sink.count > before:
+        return None
+    assert name and unit and tag and eng_unit and on_action and delay is not None
+    alert = alert or _Band()
+    action = action or _Band()
+    return Monitor(
+        name=name,
+        unit=unit,
+        tag=tag,
+        engineering_unit=eng_unit,
+        alert_low=alert.low,
+        alert_high=alert.high,
+        action_low=action.low,
+        action_high=action.high,
+        delay_s=delay,
+        action=cast(MonitorAction, on_action),
+        active_from=active_from,
+    )
+
+
+def _band(fields: FieldReader, key: str, what: str) -> _Band | None:
+    """An ``{low, high}`` band; at least one limit, low below high."""
+    mapping = fields.mapping(key)
+    if mapping is None:
+        return None
+    sink = fields.sink
+    band_what = f"{what}: {key} band"
+    limits = FieldReader(mapping, sink, band_what, required=(), optional=("low", "high"))
+    low, high = limits.number("low"), limits.number("high")
+    low_pos = mapping.entries["low"].value.pos if "low" in mapping.entries else None
+    high_pos = mapping.entries["high"].value.pos if "high" in mapping.entries else None
+    if not mapping.entries:
+        sink.error(mapping.pos, f"{band_what} needs 'low' or 'high'")
+        return None
+    if low is not None and high is not None and low >= high:
+        sink.error(low_pos or mapping.pos, f"{band_what}: low {low:g} must be below high {high:g}")
+        return None
+    return _Band(low, high, low_pos, high_pos)
+
+
+def _check_nested(alert: _Band, action: _Band, what: str, sink: DiagnosticSink) -> None:
+    """The action band must contain the alert band."""
+    rule = "the action band must contain the alert band"
+    if action.low is not None and action.low_pos is not None:
+        if alert.low is None:
+            sink.error(
+                action.low_pos, f"{what}: action low {action.low:g} has no alert low ({rule})"
+            )
+        elif action.low > alert.low:
+            sink.error(
+                action.low_pos,
+                f"{what}: action low {action.low:g} is above alert low {alert.low:g} ({rule})",
+            )
+    if action.high is not None and action.high_pos is not None:
+        if alert.high is None:
+            sink.error(
+                action.high_pos, f"{what}: action high {action.high:g} has no alert high ({rule})"
+            )
+        elif action.high < alert.high:
+            sink.error(
+                action.high_pos,
+                f"{what}: action high {action.high:g} is below alert high {alert.high:g} ({rule})",
+            )
+
+
+def _delay(node: Node | None, what: str, sink: DiagnosticSink) -> float | None:
+    """Seconds as a number or ``"<number> <unit>"``; 0 when absent."""
+    if node is None:
+        return 0.0
+    label = f"{what}: delay"
+    if is_number(node):
+        seconds = as_number(node, sink, label)
+    elif isinstance(node, ScalarNode) and isinstance(node.value, str):
+        if looks_like_param(node.value):
+            sink.error(node.pos, f"{label} must be a literal duration, not a $parameter")
+            return None
+        try:
+            seconds = parse_duration(node.value)
+        except ExpressionError as exc:
+            sink.error(node.pos, f"{label}: {exc.message}")
+            return None
+    else:
+        if not isinstance(node, BadNode):
+            sink.error(node.pos, f"{label} must be a duration, got {describe(node)}")
+        return None
+    if seconds is not None and seconds < 0:
+        sink.error(node.pos, f"{label} must not be negative")
+        return None
+    return seconds

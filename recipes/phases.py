@@ -1,0 +1,163 @@
+"""The built-in phase types: ``setpoint``, ``hold_for``, ``wait_until`` and ``invoke``."""
+
+from __future__ import annotations
+
+from recipes.fields import as_choice, as_map, as_str, suggest
+from recipes.model import ParamRef
+from recipes.phaseargs import condition, duration, number_or_param
+from recipes.phasespec import PHASE_TYPES, ArgSpec, PhaseContext, PhaseSpec, register_phase
+from recipes.yamltree import Node
+
+__all__ = ["PHASE_TYPES"]
+
+ON_TIMEOUT = ("fail", "continue")
+
+
+def _setpoints(node: Node, ctx: PhaseContext) -> dict[str, float | ParamRef] | None:
+    """``{capability: number | $param}``; capabilities must be writable, units must match."""
+    mapping = as_map(node, ctx.sink, f"phase '{ctx.phase}': field 'set'")
+    if mapping is None:
+        return None
+    if not mapping.entries:
+        ctx.sink.error(node.pos, f"phase '{ctx.phase}': field 'set' must not be empty")
+        return None
+    result: dict[str, float | ParamRef] = {}
+    ok = True
+    for name, entry in mapping.entries.items():
+        spec = ctx.symbols.capability(ctx.unit, name, entry.key_pos, ctx.sink, writable=True)
+        unit = spec.unit if spec else None
+        value = number_or_param(entry.value, ctx, unit=unit, target=name)
+        if value is None or spec is None:
+            ok = False
+        else:
+            result[name] = value
+    return result if ok else None
+
+
+def _duration(node: Node, ctx: PhaseContext) -> object | None:
+    return duration(node, ctx, f"phase '{ctx.phase}': duration")
+
+
+def _timeout(node: Node, ctx: PhaseContext) -> object | None:
+    return duration(node, ctx, f"phase '{ctx.phase}': timeout")
+
+
+def _until(node: Node, ctx: PhaseContext) -> object | None:
+    return condition(node, ctx, f"phase '{ctx.phase}': until")
+
+
+def _on_timeout(node: Node, ctx: PhaseContext) -> str | None:
+    return as_choice(node, ctx.sink, f"phase '{ctx.phase}': field 'on_timeout'", ON_TIMEOUT)
+
+
+def _wait_until_rules(ctx: PhaseContext) -> None:
+    if ctx.present("on_timeout") and not ctx.present("timeout"):
+        ctx.sink.error(
+            ctx.node.entries["on_timeout"].key_pos,
+            f"phase '{ctx.phase}': 'on_timeout' has no effect without 'timeout'",
+        )
+
+
+def _method(node: Node, ctx: PhaseContext) -> str | None:
+    name = as_str(node, ctx.sink, f"phase '{ctx.phase}': field 'method'")
+    cls = ctx.equipment_class
+    if name is None or cls is None:
+        return None
+    if name not in cls.methods:
+        ctx.sink.error(
+            node.pos,
+            f"unit '{ctx.unit}' ({cls.name}) has no method '{name}'{suggest(name, cls.methods)}",
+        )
+        return None
+    return name
+
+
+def _method_args(node: Node, ctx: PhaseContext) -> dict[str, float | ParamRef] | None:
+    """``{argument: number | $param}`` for the method checked before; units must match."""
+    mapping = as_map(node, ctx.sink, f"phase '{ctx.phase}': field 'args'")
+    if mapping is None:
+        return None
+    cls = ctx.equipment_class
+    method = cls.methods.get(str(ctx.args.get("method"))) if cls else None
+    result: dict[str, float | ParamRef] = {}
+    ok = True
+    for name, entry in mapping.entries.items():
+        unit: str | None = None
+        if method is not None:
+            if name not in method.args:
+                ctx.sink.error(
+                    entry.key_pos,
+                    f"method '{method.name}' has no argument '{name}'"
+                    f"{suggest(name, method.args)} (arguments: {', '.join(method.args)})",
+                )
+                ok = False
+                continue
+            unit = method.args[name]
+        value = number_or_param(entry.value, ctx, unit=unit, target=f"argument '{name}'")
+        if value is None:
+            ok = False
+        else:
+            result[name] = value
+    return result if ok and method is not None else None
+
+
+def _invoke_rules(ctx: PhaseContext) -> None:
+    cls = ctx.equipment_class
+    method = cls.methods.get(str(ctx.args.get("method"))) if cls else None
+    if method is None or (ctx.present("args") and "args" not in ctx.args):
+        return  # already reported
+    given = ctx.args.get("args", {})
+    assert isinstance(given, dict)
+    pos = ctx.node.entries["args"].key_pos if ctx.present("args") else ctx.node.label_pos
+    for name in method.args:
+        if name not in given:
+            ctx.sink.error(
+                pos, f"phase '{ctx.phase}': missing argument '{name}' for method '{method.name}'"
+            )
+    if not ctx.present("args"):
+        ctx.args["args"] = {}
+
+
+register_phase(
+    PhaseSpec(
+        name="setpoint",
+        description="Write setpoints of the unit, then complete.",
+        args=(ArgSpec("set", _setpoints, description="capability → number or $param"),),
+    )
+)
+register_phase(
+    PhaseSpec(
+        name="hold_for",
+        description="Keep the current state for a duration.",
+        args=(ArgSpec("duration", _duration, description="duration"),),
+    )
+)
+register_phase(
+    PhaseSpec(
+        name="wait_until",
+        description="Wait until a condition on a unit capability holds, optionally with timeout.",
+        args=(
+            ArgSpec("until", _until, description="'CAPABILITY OP OPERAND'"),
+            ArgSpec("timeout", _timeout, required=False, description="duration"),
+            ArgSpec(
+                "on_timeout",
+                _on_timeout,
+                required=False,
+                default="fail",
+                description="fail | continue (default fail)",
+            ),
+        ),
+        finish=_wait_until_rules,
+    )
+)
+register_phase(
+    PhaseSpec(
+        name="invoke",
+        description="Run a method of the unit with arguments.",
+        args=(
+            ArgSpec("method", _method, description="method name of the unit's class"),
+            ArgSpec("args", _method_args, required=False, description="name → number or $param"),
+        ),
+        finish=_invoke_rules,
+    )
+)
