@@ -1,1 +1,68 @@
-"""ebr package."""
+"""Electronic batch record (eBR): append-only, hash-chained journal and sample store.
+
+21 CFR Part 11 oriented: nothing recorded can be altered, deleted or reordered without
+`verify_batch` / `verify_export` detecting it. See ebr/README.md for the exact rules.
+This package depends on nothing else in cellbatch.
+"""
+
+from ebr.chain import GENESIS_HASH, entry_hash
+from ebr.checks import Problem, VerifyResult
+from ebr.errors import (
+    DuplicateBatchError,
+    EbrError,
+    JournalClosedError,
+    JournalCommitError,
+    JournalOverloadedError,
+    JournalStateError,
+    StoreError,
+    UnknownBatchError,
+)
+from ebr.export_csv import export_csv
+from ebr.export_json import export_json
+from ebr.journal import Journal, JournalStats
+from ebr.model import BatchHeader, BatchRecord, Entry, Sample, SampleBlock, SampleRow
+from ebr.query import (
+    BatchSummary,
+    list_batches,
+    read_batch,
+    read_journal,
+    read_sample_blocks,
+    read_samples,
+)
+from ebr.store import Store
+from ebr.verify import verify_all, verify_batch, verify_export
+
+__all__ = [
+    "GENESIS_HASH",
+    "BatchHeader",
+    "BatchRecord",
+    "BatchSummary",
+    "DuplicateBatchError",
+    "EbrError",
+    "Entry",
+    "Journal",
+    "JournalClosedError",
+    "JournalCommitError",
+    "JournalOverloadedError",
+    "JournalStateError",
+    "JournalStats",
+    "Problem",
+    "Sample",
+    "SampleBlock",
+    "SampleRow",
+    "Store",
+    "StoreError",
+    "UnknownBatchError",
+    "VerifyResult",
+    "entry_hash",
+    "export_csv",
+    "export_json",
+    "list_batches",
+    "read_batch",
+    "read_journal",
+    "read_sample_blocks",
+    "read_samples",
+    "verify_all",
+    "verify_batch",
+    "verify_export",
+]

@@ -136,6 +136,10 @@ def _tampered(demo: Demo, tmp_path: Path, sql: str) -> subprocess.CompletedProce
     dst = sqlite3.connect(db)
     src.backup(dst)
     src.close()
+    # The store's triggers refuse UPDATE and DELETE on the record (tested below); a
+    # tamperer with file access drops them first, and the hash chain must still tell.
+    for (name,) in dst.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        dst.execute(f'DROP TRIGGER "{name}"')
     dst.executescript(sql)
     dst.commit()
     dst.close()
@@ -161,6 +165,18 @@ def test_any_single_row_tampering_is_detected_and_named(demo: Demo, tmp_path: Pa
     if seq is not None:
         assert re.search(rf"\bseq {seq}\b", proc.stderr), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "sql", ["UPDATE journal SET kind = 'x' WHERE seq = 5", "DELETE FROM journal WHERE seq = 5"]
+)
+def test_the_database_refuses_updates_and_deletes(demo: Demo, sql: str) -> None:
+    db = sqlite3.connect(demo.db)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute(sql)
+    finally:
+        db.close()
 
 
 def test_uals_and_uaread_can_browse_a_running_simulator(tmp_path: Path) -> None:

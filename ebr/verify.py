@@ -1,0 +1,221 @@
+"""Verification of batch records: in the database, and offline from a JSON export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, select, union
+
+from ebr.canonical import as_json_numbers, canonical_json
+from ebr.checks import (
+    BlockRow,
+    JournalRow,
+    Problem,
+    VerifyResult,
+    assemble,
+    check_blocks,
+    check_chain,
+    check_head,
+    check_header,
+)
+from ebr.errors import UnknownBatchError
+from ebr.schema import batches, journal, sample_blocks
+from ebr.store import Store
+
+EXPORT_FORMAT = "cellbatch-ebr/1"
+
+_JOURNAL_ROWS = select(
+    journal.c.seq,
+    journal.c.ts,
+    journal.c.kind,
+    journal.c.data,
+    journal.c.prev_hash,
+    journal.c.hash,
+)
+_BLOCK_ROWS = select(sample_blocks.c.block_no, sample_blocks.c.data, sample_blocks.c.sha256)
+
+
+def verify_batch(store: Store, batch_id: str) -> VerifyResult:
+    """Verify one batch from its stored columns, in one consistent snapshot.
+
+    Raises UnknownBatchError when the database holds nothing at all for `batch_id`.
+    """
+    with store.snapshot() as conn:
+        return verify_connection(conn, batch_id)
+
+
+def verify_all(store: Store) -> list[VerifyResult]:
+    """Verify every batch found in any table (a batch row may itself have been deleted)."""
+    with store.snapshot() as conn:
+        ids = sorted(
+            conn.execute(
+                union(
+                    select(batches.c.batch_id),
+                    select(journal.c.batch_id),
+                    select(sample_blocks.c.batch_id),
+                )
+            ).scalars()
+        )
+    results = []
+    for batch_id in ids:
+        with store.snapshot() as conn:
+            results.append(verify_connection(conn, batch_id))
+    return results
+
+
+def verify_connection(conn: Connection, batch_id: str) -> VerifyResult:
+    """Verify one batch inside an open read transaction (see `verify_batch`)."""
+    batch = conn.execute(select(batches).where(batches.c.batch_id == batch_id)).first()
+    # Stored (insertion) order, not seq order: rows that were swapped or re-inserted
+    # are then seen out of sequence.
+    rows = conn.execute(_JOURNAL_ROWS.where(journal.c.batch_id == batch_id).order_by(journal.c.id))
+    report = check_chain(batch_id, rows)
+    rows.close()
+    blocks = conn.execute(
+        _BLOCK_ROWS.where(sample_blocks.c.batch_id == batch_id).order_by(
+            sample_blocks.c.block_no, sample_blocks.c.id
+        )
+    )
+    blocks_checked, block_problems = check_blocks(blocks, report)
+    if batch is None:
+        if report.entries == 0 and report.problem is None and blocks_checked == 0:
+            raise UnknownBatchError(f"unknown batch {batch_id}")
+        missing = Problem("batch record: missing — the batches row was deleted")
+        return assemble(batch_id, report, blocks_checked, missing, block_problems)
+    record = {name: getattr(batch, name) for name in batch._fields}
+    record["simulation"] = bool(record["simulation"])
+    return assemble(
+        batch_id,
+        report,
+        blocks_checked,
+        check_header(report, record),
+        check_head(report, int(batch.head_seq), batch.head_hash),
+        block_problems,
+    )
+
+
+class _MalformedExport(ValueError):
+    """An export entry or block that cannot even be read."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def verify_export(doc: Mapping[str, Any]) -> VerifyResult:
+    """Verify a JSON export offline: re-canonicalise every data object with RFC 8785 and
+    recompute the hash chain, the head, the batch header and the sample block digests.
+
+    The export's own "verification" section is ignored: it is a claim, not evidence.
+    """
+    batch = doc.get("batch") if isinstance(doc, Mapping) else None
+    batch_id = batch.get("batch_id") if isinstance(batch, Mapping) else None
+    if not isinstance(batch, Mapping) or not isinstance(batch_id, str):
+        return _broken("?", "export: no batch section with a batch_id")
+    if doc.get("format") != EXPORT_FORMAT:
+        return _broken(batch_id, f"export: format is {doc.get('format')!r}, not {EXPORT_FORMAT!r}")
+    journal_doc, blocks_doc = doc.get("journal"), doc.get("sample_blocks")
+    if not isinstance(journal_doc, list) or not isinstance(blocks_doc, list):
+        return _broken(batch_id, "export: journal or sample_blocks is missing")
+
+    rows: list[JournalRow] = []
+    malformed: Problem | None = None
+    try:
+        rows.extend(_journal_rows(journal_doc))
+    except _MalformedExport as exc:
+        malformed = exc.problem
+    report = check_chain(batch_id, rows)
+    if report.problem is None and malformed is not None:
+        report.problem = malformed
+
+    try:
+        block_rows = list(_block_rows(blocks_doc))
+    except _MalformedExport as exc:
+        return assemble(batch_id, report, 0, exc.problem)
+    blocks_checked, block_problems = check_blocks(block_rows, report)
+    head_seq, head_hash = batch.get("head_seq"), batch.get("head_hash")
+    if not isinstance(head_seq, int) or not isinstance(head_hash, str):
+        head: Problem | None = Problem("export: the batch head is missing")
+    else:
+        head = check_head(report, head_seq, head_hash)
+    return assemble(
+        batch_id,
+        report,
+        blocks_checked,
+        check_header(report, batch),
+        head,
+        block_problems,
+        _check_flat_samples(doc.get("samples"), blocks_doc),
+    )
+
+
+def _broken(batch_id: str, message: str) -> VerifyResult:
+    return VerifyResult(batch_id, 0, 0, (Problem(message),))
+
+
+def _journal_rows(entries: list[Any]) -> Iterator[JournalRow]:
+    """Turn exported entries into stored-form rows, re-canonicalising each data object."""
+    for index, entry in enumerate(entries):
+        where = f"journal entry {index + 1}"
+        if not isinstance(entry, Mapping):
+            raise _MalformedExport(Problem(f"{where}: not an object", seq=index + 1))
+        seq = entry.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            where = f"journal entry seq {seq}"
+        else:
+            raise _MalformedExport(Problem(f"{where}: seq is not an integer", seq=index + 1))
+        ts, kind, prev_hash, digest = (
+            entry.get(name) for name in ("ts", "kind", "prev_hash", "hash")
+        )
+        if (
+            not isinstance(ts, str)
+            or not isinstance(kind, str)
+            or not isinstance(prev_hash, str)
+            or not isinstance(digest, str)
+            or "data" not in entry
+        ):
+            raise _MalformedExport(Problem(f"{where}: missing or malformed fields", seq=seq))
+        try:
+            data = canonical_json(as_json_numbers(entry["data"]))
+        except ValueError as exc:
+            raise _MalformedExport(Problem(f"{where}: data {exc}", seq=seq)) from exc
+        yield seq, ts, kind, data, prev_hash, digest
+
+
+def _block_rows(blocks: list[Any]) -> Iterator[BlockRow]:
+    """Turn exported sample blocks into stored-form rows (canonical `{"rows": ...}` text)."""
+    for index, block in enumerate(blocks):
+        if not isinstance(block, Mapping):
+            raise _MalformedExport(Problem(f"sample block entry {index + 1}: not an object"))
+        block_no, digest = block.get("block_no"), block.get("sha256")
+        if not isinstance(block_no, int) or not isinstance(digest, str):
+            raise _MalformedExport(Problem(f"sample block entry {index + 1}: malformed"))
+        try:
+            data = canonical_json({"rows": as_json_numbers(block.get("rows"))})
+        except ValueError as exc:
+            raise _MalformedExport(
+                Problem(f"sample block {block_no}: rows {exc}", block_no=block_no)
+            ) from exc
+        yield block_no, data, digest
+
+
+def _check_flat_samples(samples: Any, blocks: list[Any]) -> Problem | None:
+    """Check that the convenience list `samples` is exactly the blocks' rows, flattened."""
+    names = ("tag", "time", "value", "unit", "quality")
+    expected = [
+        dict(zip(names, row, strict=False)) for block in blocks for row in block.get("rows") or []
+    ]
+    if samples == expected:
+        return None
+    if not isinstance(samples, list):
+        return Problem("samples: missing from the export")
+    for index, (got, want) in enumerate(zip(samples, expected, strict=False)):
+        if got != want:
+            return Problem(
+                f"samples: item {index + 1} differs from the sample blocks (the export was edited)"
+            )
+    return Problem(
+        f"samples: {len(samples)} items but the sample blocks hold {len(expected)} "
+        "(the export was edited)"
+    )
