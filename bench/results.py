@@ -39,9 +39,14 @@ class Results:
         ratio = None
         if baseline_value:
             ratio = value / baseline_value if higher_is_better else baseline_value / value
-        fig = Figure(name, round(value, 4), unit, baseline,
-                     None if baseline_value is None else round(baseline_value, 4),
-                     None if ratio is None else round(ratio, 3))
+        fig = Figure(
+            name,
+            round(value, 4),
+            unit,
+            baseline,
+            None if baseline_value is None else round(baseline_value, 4),
+            None if ratio is None else round(ratio, 3),
+        )
         self.figures.append(fig)
         line = f"{name:<44} {value:>12,.1f} {unit}"
         if baseline is not None and baseline_value is not None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from controller.clock import ScaledClock
@@ -94,7 +95,10 @@ class BatchRun:
         monitor = self._monitors.get(tag)
         if monitor is None or not monitor.active:
             return
-        event = monitor.update(reading, reading.source_time or self.clock.now())
+        at = reading.source_time or self.clock.now()
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        event = monitor.update(reading, at)
         if event is not None:
             self._spawn(self._alarm(event))
 
@@ -200,7 +204,8 @@ class BatchRun:
             ended = self.clock.now()
             if not await self.sampler.drain(ended):
                 await self.recorder.record(
-                    "samples.incomplete", until=iso(ended),
+                    "samples.incomplete",
+                    until=iso(ended),
                     reason="instruments did not deliver values up to the end of the batch",
                 )
             await self.sampler.stop()
@@ -231,9 +236,13 @@ class BatchRun:
             if not m.active and m.monitor.active_from == started
         ]
         if names:
+            now = self.clock.now()
             for m in self._monitors.values():
-                m.active = m.active or m.monitor.name in names
-            await self.recorder.record("monitors.active", monitors=names, element=started)
+                if m.monitor.name in names:
+                    m.active_since = now
+            await self.recorder.record(
+                "monitors.active", monitors=names, element=started, since=iso(now)
+            )
 
     async def _leave(self, el: Element) -> bool:
         """Complete an element whose work is done (waiting out a hold or pause first);

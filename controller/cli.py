@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 
 import click
-from ebr.cli import ebr as ebr_group
 
 from controller import __version__
 from controller.isa88 import Command, Element, State
-from controller.plant import PlantError, load_plant
+from controller.plant import Plant, PlantError, load_plant
 from controller.session import BatchSetupError, Controller
 from drivers import DriverError
-from recipes import RecipeError, load_recipe
+from ebr.cli import ebr as ebr_group
+from recipes import Recipe, RecipeError, load_recipe
 
 DEFAULT_PLANT = "plants/demo.toml"
 USER_ERRORS = (RecipeError, PlantError, BatchSetupError, DriverError, OSError)
@@ -260,7 +260,14 @@ def run(
     sys.exit(0 if state is State.COMPLETE else 1)
 
 
-async def _run(plant, db_url, recipe_, overrides, coi, user):  # type: ignore[no-untyped-def]
+async def _run(
+    plant: Plant,
+    db_url: str,
+    recipe_: Recipe,
+    overrides: dict[str, float],
+    coi: str | None,
+    user: str | None,
+) -> State:
     controller = Controller(plant, db_url, user=user)
     await controller.start()
     try:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from simulators.launch import start_simulators
 
 from controller.batch import BatchRun
 from controller.isa88 import Element, State
@@ -16,6 +15,7 @@ from controller.plant import Plant
 from controller.session import Controller
 from ebr import Store, export_csv, export_json
 from recipes import load_recipe
+from simulators.launch import start_simulators
 
 DEFAULT_RECIPE = (
     Path(__file__).resolve().parent.parent / "recipes" / "library" / "car-t-expansion.yaml"

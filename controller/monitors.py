@@ -41,7 +41,7 @@ class MonitorState:
         self.monitor = monitor
         self.tag = tag
         self.level = "normal"
-        self.active = False
+        self.active_since: datetime | None = None
         self._pending: tuple[str, datetime, float] | None = None
 
     def _classify(self, value: float) -> tuple[str, float | None]:
@@ -54,8 +54,19 @@ class MonitorState:
             return "alert", limit
         return "normal", None
 
+    @property
+    def active(self) -> bool:
+        """True once the monitor watches."""
+        return self.active_since is not None
+
     def update(self, reading: Reading, at: datetime) -> AlarmEvent | None:
-        """Feed one value; returns an event when the alarm level changes."""
+        """Feed one value; returns an event when the alarm level changes.
+
+        Values stamped before the monitor became active are ignored (they may still
+        arrive from the instrument's queue).
+        """
+        if self.active_since is None or at < self.active_since:
+            return None
         if reading.quality is Quality.BAD or not isinstance(reading.value, int | float):
             return None
         value = float(reading.value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +53,7 @@ class PhaseContext:
         await self.recorder.record("phase.progress", element=self.path, progress=self.progress)
 
 
-PhaseLogic = Callable[[PhaseContext], Awaitable[None]]
+PhaseLogic = Callable[[PhaseContext], Coroutine[Any, Any, None]]
 
 
 async def write_setpoint(ctx: PhaseContext, capability: str, new: float) -> None:

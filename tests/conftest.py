@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest_asyncio
+
 from simulators.bioreactor.opcua_server import BioreactorServer
 
 ROOT = Path(__file__).resolve().parents[1]

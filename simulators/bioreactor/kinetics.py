@@ -30,7 +30,7 @@ _PMOL = 1e-12
 class GrowthParameters:
     """Kinetic constants of the culture; defaults give a healthy 10–11 day expansion."""
 
-    mu_max_per_h: float = 0.03
+    mu_max_per_h: float = 0.031
     lag_h: float = 36.0
     lag_width_h: float = 5.0
     activation_peak_h: float = 180.0

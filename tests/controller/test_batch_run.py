@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+
 from controller.batch import BatchRun
 from controller.isa88 import Command, State
 from controller.plant import Plant, UnitConfig
@@ -24,7 +25,9 @@ RECIPE = Path(__file__).parent / "recipes" / "short-culture.yaml"
 
 def plant_for(server: BioreactorServer, *vessels: str) -> Plant:
     units = tuple(
-        UnitConfig(v, "rocking_bioreactor", "rocking_bioreactor_opcua", server.endpoint, {"vessel": v})
+        UnitConfig(
+            v, "rocking_bioreactor", "rocking_bioreactor_opcua", server.endpoint, {"vessel": v}
+        )
         for v in vessels
     )
     return Plant("test", "", "simulation", server.clock.scale, units, (), "test-plant")
@@ -62,7 +65,9 @@ def journal_of(controller: Controller, batch_id: str) -> list[Any]:
 
 
 def states_of(entries: list[Any], element: str) -> list[str]:
-    return [e.data["to"] for e in entries if e.kind.endswith(".state") and e.data["element"] == element]
+    return [
+        e.data["to"] for e in entries if e.kind.endswith(".state") and e.data["element"] == element
+    ]
 
 
 async def test_runs_to_completion_and_records_everything(
@@ -112,24 +117,42 @@ async def test_hold_and_restart_resume_the_held_phase(
     assert await asyncio.wait_for(task, 30) is State.COMPLETE
     entries = journal_of(controller, run.control.batch_id)
     assert states_of(entries, "culture/grow/culture") == [
-        "Running", "Holding", "Held", "Restarting", "Running", "Complete",
+        "Running",
+        "Holding",
+        "Held",
+        "Restarting",
+        "Running",
+        "Complete",
     ]
     assert states_of(entries, run.control.batch_id) == [
-        "Running", "Holding", "Held", "Restarting", "Running", "Complete",
+        "Running",
+        "Holding",
+        "Held",
+        "Restarting",
+        "Running",
+        "Complete",
     ]
     refused = [e for e in entries if e.kind == "command.refused"]
     assert refused and refused[0].data["command"] == "resume" and refused[0].data["state"] == "Held"
     # The phase ran its full 45 minutes of process time outside the hold.
-    progress = [e for e in entries if e.kind == "phase.progress"
-                and e.data["element"] == "culture/grow/culture"]
+    progress = [
+        e
+        for e in entries
+        if e.kind == "phase.progress" and e.data["element"] == "culture/grow/culture"
+    ]
     assert progress[-1].data["progress"]["elapsed_s"] == pytest.approx(45 * 60)
     # The inoculation was not repeated by the restart.
     assert sum(e.kind == "method.intent" for e in entries) == 1
 
 
-@pytest.mark.parametrize(("command", "final"), [(Command.STOP, State.STOPPED), (Command.ABORT, State.ABORTED)])
+@pytest.mark.parametrize(
+    ("command", "final"), [(Command.STOP, State.STOPPED), (Command.ABORT, State.ABORTED)]
+)
 async def test_stop_and_abort_end_the_batch(
-    bioreactors: BioreactorServer, make_controller: Callable[..., Any], command: Command, final: State
+    bioreactors: BioreactorServer,
+    make_controller: Callable[..., Any],
+    command: Command,
+    final: State,
 ) -> None:
     vessel = "SV-06" if command is Command.STOP else "SV-07"
     controller = await make_controller(plant_for(bioreactors, vessel))
@@ -176,7 +199,11 @@ async def test_action_limit_breach_holds_the_batch(
         bioreactors.vessel("SV-09").force("Temperature.PV", None)
     entries = journal_of(controller, run.control.batch_id)
     raised = [e for e in entries if e.kind == "alarm.raised"]
-    assert raised and raised[-1].data["level"] == "action" and raised[-1].data["monitor"] == "temperature"
+    assert (
+        raised
+        and raised[-1].data["level"] == "action"
+        and raised[-1].data["monitor"] == "temperature"
+    )
     accepted = [e for e in entries if e.kind == "command.accepted" and e.data["command"] == "hold"]
     assert accepted[0].data["user"].startswith("engine:monitor")
     assert await run.command(Command.ABORT, user="sup1")
@@ -196,4 +223,3 @@ async def test_parameter_outside_limits_and_busy_units_are_refused(
     with pytest.raises(BatchSetupError, match="no free unit"):
         await controller.create_batch(recipe)
     controller.release(first.control.batch_id)
-

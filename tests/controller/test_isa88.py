@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from controller.isa88 import COMMAND_TABLE, FINISHES, Command, Element, State
 
 # The table from shared/notes/domain.md, written out independently of the code.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from controller.plant import PlantError, load_plant
 
 ROOT = Path(__file__).resolve().parents[2]

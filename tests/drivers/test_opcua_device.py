@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -76,7 +77,7 @@ async def test_read_only_and_unknown_capabilities(
     device = await _device(pool, bioreactors, "SV-01")
     with pytest.raises(WriteRejected, match="read-only"):
         await device.write("temperature.pv", 30.0)
-    with pytest.raises(ProfileError, match="no capability 'pump.rate'"):
+    with pytest.raises(ProfileError, match=r"no capability 'pump\.rate'"):
         await device.read(["pump.rate"])
 
 
@@ -101,7 +102,7 @@ async def test_subscription_delivers_every_simulated_step(
         await cancel()
     times = [r.source_time for r in got[1:]]  # the first is the initial value
     assert all(t is not None for t in times)
-    steps = {(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)}  # type: ignore[operator]
+    steps = {(b - a).total_seconds() for a, b in itertools.pairwise(times)}  # type: ignore[operator]
     assert steps == {60.0}, "one value per simulated minute, none missing"
 
 
@@ -131,7 +132,9 @@ async def test_silent_server_times_out() -> None:
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     pool = DevicePool(timeout=0.5)
-    device = pool.open("X", "rocking_bioreactor_opcua", f"opc.tcp://127.0.0.1:{port}", {"vessel": "X"})
+    device = pool.open(
+        "X", "rocking_bioreactor_opcua", f"opc.tcp://127.0.0.1:{port}", {"vessel": "X"}
+    )
     started = time.monotonic()
     try:
         with pytest.raises(DriverTimeout):

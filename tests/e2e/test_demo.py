@@ -35,7 +35,11 @@ class Demo:
 
 def cellbatch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CELLBATCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        [*CELLBATCH, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
@@ -46,8 +50,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     plant = out / "plant.toml"
     # The demo plant on a free port, so a developer's own demo can keep running.
     plant.write_text((ROOT / "plants" / "demo.toml").read_text().replace(":4841/", ":0/"))
-    proc = cellbatch("demo", "--out", str(out), "--plant", str(plant),
-                     "--time-scale", str(TIME_SCALE), timeout=240)
+    proc = cellbatch(
+        "demo",
+        "--out",
+        str(out),
+        "--plant",
+        str(plant),
+        "--time-scale",
+        str(TIME_SCALE),
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     match = re.search(r"^batch (CB-\S+): Complete$", proc.stdout, re.M)
     assert match, proc.stdout
@@ -112,7 +124,9 @@ def test_export_has_a_sample_every_simulated_minute_for_each_cpp(demo: Demo) -> 
     for tag in cpp:
         stamps = sorted(t for t in times[tag] if start <= t <= end)
         assert stamps, tag
-        gaps = [(b - a).total_seconds() for a, b in zip([start, *stamps], [*stamps, end], strict=True)]
+        gaps = [
+            (b - a).total_seconds() for a, b in zip([start, *stamps], [*stamps, end], strict=True)
+        ]
         assert max(gaps) <= 60.0 + 1e-6, f"{tag}: a gap of {max(gaps)} s"
 
 
@@ -147,17 +161,25 @@ def _tampered(demo: Demo, tmp_path: Path, sql: str) -> subprocess.CompletedProce
 
 
 TAMPERS = {
-    "change": ("UPDATE journal SET data = replace(data, '\"ok\":true', '\"ok\":false') "
-               "WHERE seq = (SELECT min(seq) FROM journal WHERE kind = 'write.result')", None),
+    "change": (
+        "UPDATE journal SET data = replace(data, '\"ok\":true', '\"ok\":false') "
+        "WHERE seq = (SELECT min(seq) FROM journal WHERE kind = 'write.result')",
+        None,
+    ),
     "delete": ("DELETE FROM journal WHERE seq = 40", 40),
     "delete-last": ("DELETE FROM journal WHERE seq = (SELECT max(seq) FROM journal)", None),
-    "reorder": ("UPDATE journal SET seq = -1 WHERE seq = 30; UPDATE journal SET seq = 30 WHERE seq = 31;"
-                " UPDATE journal SET seq = 31 WHERE seq = -1", 30),
+    "reorder": (
+        "UPDATE journal SET seq = -1 WHERE seq = 30; UPDATE journal SET seq = 30 WHERE seq = 31;"
+        " UPDATE journal SET seq = 31 WHERE seq = -1",
+        30,
+    ),
 }
 
 
 @pytest.mark.parametrize("how", list(TAMPERS))
-def test_any_single_row_tampering_is_detected_and_named(demo: Demo, tmp_path: Path, how: str) -> None:
+def test_any_single_row_tampering_is_detected_and_named(
+    demo: Demo, tmp_path: Path, how: str
+) -> None:
     sql, seq = TAMPERS[how]
     proc = _tampered(demo, tmp_path, sql)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -185,7 +207,10 @@ def test_uals_and_uaread_can_browse_a_running_simulator(tmp_path: Path) -> None:
     plant.write_text((ROOT / "plants" / "demo.toml").read_text().replace(":4841/", ":0/"))
     server = subprocess.Popen(
         [*CELLBATCH, "sim", "serve", "--plant", str(plant), "--time-scale", "100"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
@@ -194,11 +219,29 @@ def test_uals_and_uaread_can_browse_a_running_simulator(tmp_path: Path) -> None:
         name, url = lines[0].split()
         assert name == "bioreactors" and url.startswith("opc.tcp://127.0.0.1:")
         bindir = Path(sys.executable).parent
-        ls = subprocess.run([str(bindir / "uals"), "-u", url, "-l", "0", "-d", "3",
-                             "-p", "0:Objects,2:Bioreactors"], capture_output=True, text=True, timeout=30)
+        ls = subprocess.run(
+            [
+                str(bindir / "uals"),
+                "-u",
+                url,
+                "-l",
+                "0",
+                "-d",
+                "3",
+                "-p",
+                "0:Objects,2:Bioreactors",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert "BR-01" in ls.stdout and "Temperature" in ls.stdout, ls.stdout + ls.stderr
-        rd = subprocess.run([str(bindir / "uaread"), "-u", url, "-n", "ns=2;s=BR-01.Temperature.PV"],
-                            capture_output=True, text=True, timeout=30)
+        rd = subprocess.run(
+            [str(bindir / "uaread"), "-u", url, "-n", "ns=2;s=BR-01.Temperature.PV"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert re.search(r"\d+\.\d+", rd.stdout), rd.stdout + rd.stderr
     finally:
         server.terminate()
