@@ -6,10 +6,9 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+from bench.results import Results
 from controller.demo import run_demo
 from controller.plant import load_plant
-
-from bench.results import Results
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ebr import Journal, Store, verify_batch
-
 from bench.results import Results
+from ebr import Journal, Store, verify_batch
 
 WRITERS = 16
 APPENDS_PER_WRITER = 400
@@ -83,7 +82,7 @@ def _raw_sqlite(path: Path, entries: int, group: int) -> float:
         for _ in range(min(group, entries - seq)):
             seq += 1
             data = json.dumps(_payload(seq), sort_keys=True, separators=(",", ":"))
-            ts = "2026-11-22T00:00:00.%06dZ" % (seq % 1_000_000)
+            ts = f"2026-11-22T00:00:00.{seq % 1_000_000:06d}Z"
             digest = hashlib.sha256(
                 f"{prev}\nB-1\n{seq}\n{ts}\nwrite.intent\n{data}".encode()
             ).hexdigest()
