@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,8 @@ def test_forged_entry_with_valid_hash_appended(populated: Populated, shell: Shel
     """A forger who knows the hash rule still cannot move the batch head unnoticed..."""
     store, _path, _batch, last_seq = populated
     last = row(shell, last_seq)
-    ts = last[2][:-2] + "9Z"
+    later = datetime.strptime(last[2], "%Y-%m-%dT%H:%M:%S.%fZ") + timedelta(seconds=1)
+    ts = later.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     data = '{"tag":"TIC-101.SP","value":20}'
     digest = entry_hash(last[6], "B-001", 21, ts, "write.result", data)
     shell(
