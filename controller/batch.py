@@ -21,6 +21,7 @@ from controller.isa88 import FINAL_STATES, Command, Element, State
 from controller.monitors import AlarmEvent, MonitorState
 from controller.phases import PHASE_LOGIC, PhaseContext, PhaseFailed
 from controller.recorder import BatchRecorder, iso
+from controller.resume import ResumePoint
 from controller.sampler import RecordedTag, Sampler
 from drivers import Device
 from recipes import Operation, Phase, Recipe, UnitProcedure
@@ -44,12 +45,20 @@ class ControlRecipe:
 class BatchRun:
     """Executes a control recipe and records everything it does."""
 
-    def __init__(self, control: ControlRecipe, recorder: BatchRecorder, clock: ScaledClock) -> None:
+    def __init__(
+        self,
+        control: ControlRecipe,
+        recorder: BatchRecorder,
+        clock: ScaledClock,
+        resume: ResumePoint | None = None,
+    ) -> None:
         self.control = control
         self.recipe = control.recipe
         self.recorder = recorder
         self.clock = clock
-        self.batch = Element(control.batch_id, "batch", self._on_state)
+        self.resume = resume
+        initial = State.HELD if resume is not None else State.IDLE
+        self.batch = Element(control.batch_id, "batch", self._on_state, initial)
         self.chain: list[Element] = [self.batch]
         self.sampler = Sampler(recorder.journal, control.batch_id, self._recorded_tags())
         self.alarms: list[AlarmEvent] = []
@@ -62,6 +71,7 @@ class BatchRun:
         self._decision: asyncio.Future[Command] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.state_changed = asyncio.Event()
+        self.ready = asyncio.Event()  # set once the batch waits for or runs its first step
         self.watchers: list[Callable[[Element, State, State], None]] = []
 
     # -- what is recorded ------------------------------------------------------------
@@ -192,8 +202,11 @@ class BatchRun:
         self.sampler.listen(self._on_reading)
         await self.sampler.start()
         try:
-            await self.command(Command.START, user=ENGINE)
-            await self._activate_monitors(None)
+            if self.resume is None:
+                await self.command(Command.START, user=ENGINE)
+                await self._activate_monitors(None)
+            else:
+                await self._restore(self.resume)
             for up in self.recipe.procedure.unit_procedures:
                 if not await self._run_unit_procedure(up):
                     break
@@ -214,8 +227,32 @@ class BatchRun:
                     await task
         return self.state
 
+    async def _restore(self, point: ResumePoint) -> None:
+        """Come back Held where the journal says the batch stood; restart continues."""
+        now = self.clock.now()
+        for m in self._monitors.values():
+            if m.monitor.name in point.monitors:
+                m.active_since = now
+        await self.recorder.record(
+            "batch.restored",
+            state=State.HELD.value,
+            was=point.last_state.value,
+            active=point.active,
+            completed=sorted(point.completed),
+            monitors=point.monitors,
+        )
+
     async def _enter(self, path: str, level: str) -> Element | None:
-        """Start a child element once the batch runs; None when the batch ended instead."""
+        """Start a child element once the batch runs; None when the batch ended instead.
+
+        On a resumed batch, an element that was active comes back Held: it restarts
+        with the batch.
+        """
+        if self.resume is not None and path in self.resume.active:
+            self.resume.active.remove(path)
+            el = Element(path, level, self._on_state, State.HELD)
+            self.chain.append(el)
+            return el
         while True:
             async with self._lock:
                 if self.state in FINAL_STATES:
@@ -226,6 +263,7 @@ class BatchRun:
                     await el.apply("start")
                     await self._activate_monitors(path)
                     return el
+            self.ready.set()
             await self._state_change()
 
     async def _activate_monitors(self, started: str | None) -> None:
@@ -262,7 +300,13 @@ class BatchRun:
         self.state_changed.clear()
         await self.state_changed.wait()
 
+    def _completed_before(self, path: str) -> bool:
+        """True for an element a resumed batch had already completed."""
+        return self.resume is not None and path in self.resume.completed
+
     async def _run_unit_procedure(self, up: UnitProcedure) -> bool:
+        if self._completed_before(up.name):
+            return True
         el = await self._enter(up.name, "unit_procedure")
         if el is None:
             return False
@@ -274,6 +318,8 @@ class BatchRun:
         return await self._leave(el) and ok
 
     async def _run_operation(self, up: UnitProcedure, op: Operation) -> bool:
+        if self._completed_before(f"{up.name}/{op.name}"):
+            return True
         el = await self._enter(f"{up.name}/{op.name}", "operation")
         if el is None:
             return False
@@ -286,6 +332,8 @@ class BatchRun:
 
     async def _run_phase(self, up: UnitProcedure, op: Operation, phase: Phase) -> bool:
         path = f"{up.name}/{op.name}/{phase.name}"
+        if self._completed_before(path):
+            return True
         el = await self._enter(path, "phase")
         if el is None:
             return False
@@ -300,9 +348,17 @@ class BatchRun:
             recorder=self.recorder,
             sampler=self.sampler,
             critical=self._critical,
+            progress=self._resumed_progress(path, phase),
         )
         logic = PHASE_LOGIC[phase.type]
+        if el.current is State.HELD:  # restored after an interruption: wait for restart
+            self._decision = asyncio.get_running_loop().create_future()
+            self.ready.set()
+            if await self._decision in (Command.STOP, Command.ABORT):
+                await self._leave(el)
+                return False
         while True:
+            self.ready.set()
             self._decision = asyncio.get_running_loop().create_future()
             self._phase_task = asyncio.create_task(logic(ctx))
             await asyncio.wait({self._phase_task})
@@ -317,6 +373,16 @@ class BatchRun:
             if decision in (Command.STOP, Command.ABORT):
                 await self._leave(el)
                 return False
+
+    def _resumed_progress(self, path: str, phase: Phase) -> dict[str, Any]:
+        if self.resume is None:
+            return {}
+        progress = dict(self.resume.progress.get(path, {}))
+        if phase.type == "hold_for":
+            # Time run before the interruption counts; the interruption itself does not.
+            ran = self.resume.running_s.get(path, 0.0)
+            progress["elapsed_s"] = max(float(progress.get("elapsed_s", 0.0)), ran)
+        return progress
 
     async def _phase_failed(self, path: str, exc: BaseException | None) -> None:
         reason = str(exc) if isinstance(exc, PhaseFailed) else f"{type(exc).__name__}: {exc}"

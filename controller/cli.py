@@ -17,13 +17,23 @@ import click
 from controller import __version__
 from controller.isa88 import Command, Element, State
 from controller.plant import Plant, PlantError, load_plant
+from controller.resume import ResumeError
 from controller.session import BatchSetupError, Controller
 from drivers import DriverError
+from ebr import EbrError
 from ebr.cli import ebr as ebr_group
 from recipes import Recipe, RecipeError, load_recipe
 
 DEFAULT_PLANT = "plants/demo.toml"
-USER_ERRORS = (RecipeError, PlantError, BatchSetupError, DriverError, OSError)
+USER_ERRORS = (
+    RecipeError,
+    PlantError,
+    BatchSetupError,
+    ResumeError,
+    EbrError,
+    DriverError,
+    OSError,
+)
 
 
 def default_db() -> str:
@@ -230,7 +240,7 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
 
 
 @cli.command()
-@click.argument("recipe_file", type=click.Path(dir_okay=False))
+@click.argument("recipe_file", required=False, type=click.Path(dir_okay=False))
 @plant_option
 @db_option
 @click.option(
@@ -241,55 +251,87 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
     help="Override a formula parameter (within its limits).",
 )
 @click.option("--coi", default=None, help="Chain-of-identity ID of the patient therapy.")
-@click.option("--user", default=None, help="Who starts the batch.")
+@click.option("--user", default=None, help="Who starts (or resumes) the batch.")
+@click.option(
+    "--resume",
+    "resume_id",
+    default=None,
+    metavar="BATCH_ID",
+    help="Continue an interrupted batch from its last journaled point.",
+)
 @scale_option
 def run(
-    recipe_file: str,
+    recipe_file: str | None,
     plant_path: str,
     db_url: str,
     params: tuple[str, ...],
     coi: str | None,
     user: str | None,
+    resume_id: str | None,
     time_scale: float | None,
 ) -> None:
-    """Run one batch headless in the foreground; Ctrl-C holds it and exits."""
-    recipe_ = load_recipe(recipe_file)
+    """Run one batch headless in the foreground; Ctrl-C holds it and exits.
+
+    The first line of output is `batch <ID>`, then one line per state change.
+    With --resume, the batch comes back Held where its journal ends and restarts.
+    """
+    if (recipe_file is None) == (resume_id is None):
+        raise click.UsageError("give either RECIPE_FILE or --resume BATCH_ID")
     plant = load_plant(plant_path)
-    overrides = _parse_params(params)
-    state = asyncio.run(_run(plant, db_url, recipe_, overrides, coi, user))
+    if resume_id is not None:
+        if params or coi:
+            raise click.UsageError("--param and --coi belong to a new batch, not to --resume")
+        state = asyncio.run(_run(plant, db_url, user, resume_id=resume_id))
+    else:
+        assert recipe_file is not None
+        recipe_ = load_recipe(recipe_file)
+        overrides = _parse_params(params)
+        state = asyncio.run(_run(plant, db_url, user, recipe_, overrides, coi))
     sys.exit(0 if state is State.COMPLETE else 1)
 
 
 async def _run(
     plant: Plant,
     db_url: str,
-    recipe_: Recipe,
-    overrides: dict[str, float],
-    coi: str | None,
     user: str | None,
+    recipe_: Recipe | None = None,
+    overrides: dict[str, float] | None = None,
+    coi: str | None = None,
+    *,
+    resume_id: str | None = None,
 ) -> State:
     controller = Controller(plant, db_url, user=user)
     await controller.start()
     try:
-        batch = await controller.create_batch(recipe_, parameters=overrides, coi=coi)
-        click.echo(f"batch {batch.control.batch_id}")
+        if resume_id is not None:
+            batch = await controller.resume_batch(resume_id)
+        else:
+            assert recipe_ is not None
+            batch = await controller.create_batch(recipe_, parameters=overrides, coi=coi)
+        batch_id = batch.control.batch_id
+        click.echo(f"batch {batch_id}")
 
         def watch(el: Element, _src: State, dst: State) -> None:
             click.echo(f"{batch.clock.now():%Y-%m-%dT%H:%M:%SZ} {el.level} {el.path} {dst.value}")
 
         batch.watchers.append(watch)
         task = asyncio.create_task(controller.run(batch))
+        if resume_id is not None:
+            await asyncio.wait(
+                {task, asyncio.create_task(batch.ready.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not task.done():
+                await batch.command(
+                    Command.RESTART, user=controller.user, reason="resumed after an interruption"
+                )
         interrupted = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, interrupted.set)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
         waiter = asyncio.create_task(interrupted.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if not task.done():
             await batch.command(Command.HOLD, user=controller.user, reason="Ctrl-C at the terminal")
             click.echo(
-                f"batch {batch.control.batch_id} held; resume with: cellbatch run --resume "
-                f"{batch.control.batch_id}",
-                err=True,
+                f"batch {batch_id} held; continue with: cellbatch run --resume {batch_id}", err=True
             )
             task.cancel()
             return batch.state

@@ -93,12 +93,15 @@ class Element:
     # Built once: ~30 KB and 0.2 ms per machine otherwise; every element is a model on it.
     _machine: AsyncMachine | None = None
 
-    def __init__(self, path: str, level: str, listener: StateListener) -> None:
+    def __init__(
+        self, path: str, level: str, listener: StateListener, initial: State = State.IDLE
+    ) -> None:
         self.path = path
         self.level = level
-        self.state: str = State.IDLE.value
+        self.state: str = initial.value
         self._listener = listener
-        self.machine().add_model(self, initial=State.IDLE.value)
+        # ``initial`` other than Idle restores an element from the journal (crash recovery).
+        self.machine().add_model(self, initial=initial.value)
 
     @classmethod
     def machine(cls) -> AsyncMachine:

@@ -21,6 +21,7 @@ from controller.clock import ScaledClock, real_clock
 from controller.isa88 import Command, State
 from controller.plant import Plant, UnitConfig
 from controller.recorder import BatchRecorder, iso
+from controller.resume import load_resume_point
 from drivers import Device, DevicePool
 from ebr import Journal, Store
 from recipes import Recipe
@@ -259,6 +260,46 @@ class Controller:
             "software": {"name": "cellbatch", "version": __version__},
             **extra,
         }
+
+    async def resume_batch(self, batch_id: str) -> BatchRun:
+        """Reopen an interrupted batch Held at its last journaled point, on its own units."""
+        assert self.journal is not None and self.store is not None, "Controller.start() first"
+        point = load_resume_point(self.store, batch_id)
+        last = await self.journal.resume_batch(batch_id)
+        busy = [u for u in point.equipment.values() if u in self.allocations]
+        if busy:
+            raise BatchSetupError(f"{batch_id}: unit(s) {', '.join(busy)} busy in this controller")
+        units = {alias: self.plant.unit(name) for alias, name in point.equipment.items()}
+        for unit in units.values():
+            self.allocations[unit.name] = batch_id
+        try:
+            devices = {alias: await self.device(u) for alias, u in units.items()}
+            clock = await self._clock_from(list(devices.values()))
+        except Exception:
+            self.release(batch_id)
+            raise
+        control = ControlRecipe(
+            batch_id=batch_id,
+            recipe=point.recipe,
+            parameters=point.parameters,
+            units=devices,
+            coi=point.coi,
+            simulation=self.plant.simulation,
+        )
+        recorder = BatchRecorder(self.journal, batch_id, clock)
+        now = clock.now()
+        gap = None if point.last_t is None else (now - point.last_t).total_seconds()
+        await recorder.record(
+            "batch.interrupted",
+            last_entry_seq=last.seq,
+            last_entry_ts=last.ts,
+            last_process_time=None if point.last_t is None else iso(point.last_t),
+            detected=iso(now),
+            interruption_s=gap,
+            user=self.user,
+            terminal=platform.node(),
+        )
+        return BatchRun(control, recorder, clock, resume=point)
 
     async def run(self, run: BatchRun) -> State:
         """Run a batch to its end and free its units."""

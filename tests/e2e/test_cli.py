@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,45 +87,6 @@ def test_recipe_show_prints_the_tree() -> None:
         "rocking_bioreactor",
     ):
         assert text in proc.stdout
-
-
-@pytest.fixture
-def served_plant(tmp_path: Path) -> Iterator[Path]:
-    """`cellbatch sim serve` in its own process, and a plant file pointing at it."""
-    plant = tmp_path / "sim.toml"
-    plant.write_text((ROOT / "plants" / "demo.toml").read_text().replace(":4841/", ":0/"))
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "controller",
-            "sim",
-            "serve",
-            "--plant",
-            str(plant),
-            "--time-scale",
-            "2000",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        _name, url = server.stdout.readline().split()
-        assert server.stdout.readline().strip() == "ready"
-        run_plant = tmp_path / "run.toml"
-        run_plant.write_text(
-            '[plant]\nname = "served"\nmode = "simulation"\n'
-            f'[[units]]\nname = "BR-02"\nclass = "rocking_bioreactor"\n'
-            f'profile = "rocking_bioreactor_opcua"\nendpoint = "{url}"\n'
-            'address = { vessel = "BR-02" }\n'
-        )
-        yield run_plant
-    finally:
-        server.terminate()
-        assert server.wait(10) == 0
 
 
 def test_run_headless_against_sim_serve(served_plant: Path, tmp_path: Path) -> None:

@@ -1,0 +1,71 @@
+"""Shared e2e fixtures: simulators served by `cellbatch sim serve` in their own process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVED_VESSELS = ["BR-01", "BR-02", "K-01", "K-02", "K-03", "K-04", "K-05", "K-06"]
+
+
+def plant_for_unit(path: Path, url: str, vessel: str) -> Path:
+    """A simulation plant file with one bioreactor unit at ``url``."""
+    path.write_text(
+        '[plant]\nname = "served"\nmode = "simulation"\n'
+        f'[[units]]\nname = "{vessel}"\nclass = "rocking_bioreactor"\n'
+        f'profile = "rocking_bioreactor_opcua"\nendpoint = "{url}"\n'
+        f'address = {{ vessel = "{vessel}" }}\n'
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def served_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`cellbatch sim serve` (bioreactors at 2000×) running in its own process."""
+    tmp = tmp_path_factory.mktemp("served")
+    plant = tmp / "sim.toml"
+    vessels = ", ".join(f'"{v}"' for v in SERVED_VESSELS)
+    plant.write_text(
+        '[plant]\nname = "sim"\nmode = "simulation"\n'
+        '[[simulators]]\nname = "bioreactors"\nkind = "opcua-bioreactor"\n'
+        f'listen = "opc.tcp://127.0.0.1:0/cellbatch/served"\nvessels = [{vessels}]\n'
+        '[[units]]\nname = "BR-01"\nclass = "rocking_bioreactor"\n'
+        'profile = "rocking_bioreactor_opcua"\n'
+        'endpoint = "opc.tcp://127.0.0.1:0/cellbatch/served"\naddress = { vessel = "BR-01" }\n'
+    )
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "controller",
+            "sim",
+            "serve",
+            "--plant",
+            str(plant),
+            "--time-scale",
+            "2000",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        _name, url = server.stdout.readline().split()
+        assert server.stdout.readline().strip() == "ready"
+        yield url
+    finally:
+        server.terminate()
+        assert server.wait(10) == 0
+
+
+@pytest.fixture
+def served_plant(served_url: str, tmp_path: Path) -> Path:
+    """A plant file for `cellbatch run` with unit BR-02 on the served simulator."""
+    return plant_for_unit(tmp_path / "run.toml", served_url, "BR-02")
