@@ -20,6 +20,7 @@ from controller.clock import ScaledClock
 from controller.isa88 import FINAL_STATES, Command, Element, State
 from controller.monitors import AlarmEvent, MonitorState
 from controller.phases import PHASE_LOGIC, PhaseContext, PhaseFailed
+from controller.prompts import PromptBoard
 from controller.recorder import BatchRecorder, iso
 from controller.resume import ResumePoint
 from controller.sampler import RecordedTag, Sampler
@@ -51,12 +52,14 @@ class BatchRun:
         recorder: BatchRecorder,
         clock: ScaledClock,
         resume: ResumePoint | None = None,
+        prompts: PromptBoard | None = None,
     ) -> None:
         self.control = control
         self.recipe = control.recipe
         self.recorder = recorder
         self.clock = clock
         self.resume = resume
+        self.prompts = prompts or PromptBoard()
         initial = State.HELD if resume is not None else State.IDLE
         self.batch = Element(control.batch_id, "batch", self._on_state, initial)
         self.chain: list[Element] = [self.batch]
@@ -348,6 +351,8 @@ class BatchRun:
             recorder=self.recorder,
             sampler=self.sampler,
             critical=self._critical,
+            prompts=self.prompts,
+            coi=self.control.coi,
             progress=self._resumed_progress(path, phase),
         )
         logic = PHASE_LOGIC[phase.type]

@@ -7,18 +7,22 @@ the traceback of an unexpected one.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from controller import __version__
 from controller.isa88 import Command, Element, State
 from controller.plant import Plant, PlantError, load_plant
+from controller.prompts import Answerer, PromptBoard, answers_from, simulated_operator
 from controller.resume import ResumeError
 from controller.session import BatchSetupError, Controller
+from controller.terminal import terminal_operator
 from drivers import DriverError
 from ebr import EbrError
 from ebr.cli import ebr as ebr_group
@@ -259,6 +263,18 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
     metavar="BATCH_ID",
     help="Continue an interrupted batch from its last journaled point.",
 )
+@click.option(
+    "--answers",
+    "answers_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="YAML/JSON file answering operator prompts, keyed by phase path or name.",
+)
+@click.option(
+    "--simulated-operator",
+    is_flag=True,
+    help="Simulation plants only: answer every prompt with the recipe's example answer.",
+)
 @scale_option
 def run(
     recipe_file: str | None,
@@ -268,6 +284,8 @@ def run(
     coi: str | None,
     user: str | None,
     resume_id: str | None,
+    answers_path: str | None,
+    simulated_operator: bool,
     time_scale: float | None,
 ) -> None:
     """Run one batch headless in the foreground; Ctrl-C holds it and exits.
@@ -278,29 +296,87 @@ def run(
     if (recipe_file is None) == (resume_id is None):
         raise click.UsageError("give either RECIPE_FILE or --resume BATCH_ID")
     plant = load_plant(plant_path)
+    if simulated_operator and not plant.simulation:
+        raise click.UsageError("--simulated-operator is only allowed on a simulation plant")
+    operator = OperatorChoice(answers_path, simulated_operator, user)
     if resume_id is not None:
         if params or coi:
             raise click.UsageError("--param and --coi belong to a new batch, not to --resume")
-        state = asyncio.run(_run(plant, db_url, user, resume_id=resume_id))
+        state = asyncio.run(_run(plant, db_url, user, operator, resume_id=resume_id))
     else:
         assert recipe_file is not None
         recipe_ = load_recipe(recipe_file)
+        operator.check_recipe(recipe_)
         overrides = _parse_params(params)
-        state = asyncio.run(_run(plant, db_url, user, recipe_, overrides, coi))
+        state = asyncio.run(_run(plant, db_url, user, operator, recipe_, overrides, coi))
     sys.exit(0 if state is State.COMPLETE else 1)
+
+
+PROMPT_PHASES = ("operator_prompt", "manual_sample", "identity_check")
+
+
+class OperatorChoice:
+    """Who answers operator prompts in `cellbatch run`."""
+
+    def __init__(self, answers_path: str | None, simulated: bool, user: str | None) -> None:
+        if answers_path and simulated:
+            raise click.UsageError("give --answers or --simulated-operator, not both")
+        self.answers_path = answers_path
+        self.simulated = simulated
+        self.user = user or getpass.getuser()
+        self.answers = _load_answers(answers_path) if answers_path else None
+
+    def check_recipe(self, recipe_: Recipe) -> None:
+        """Refuse to start unattended a recipe whose prompts nobody could answer."""
+        asks = [
+            p.name for _path, _up, _op, p in recipe_.procedure.walk() if p.type in PROMPT_PHASES
+        ]
+        if asks and not (self.simulated or self.answers is not None or sys.stdin.isatty()):
+            raise click.UsageError(
+                f"{recipe_.header.name} asks the operator {len(asks)} question(s) and there is "
+                "no terminal: give --answers FILE (or --simulated-operator on a simulation plant)"
+            )
+
+    def answerer(self, board: PromptBoard) -> Answerer | None:
+        """The answering policy for a prompt board."""
+        if self.simulated:
+            return simulated_operator(board)
+        if self.answers is not None:
+            return answers_from(board, self.answers, str(self.answers_path))
+        if sys.stdin.isatty():
+            return terminal_operator(board, self.user)
+        return None
+
+
+def _load_answers(path: str) -> dict[str, dict[str, Any]]:
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        doc = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, YAMLError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--answers") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+        raise click.BadParameter(
+            f"{path}: expected a mapping of phase → {{entry: value, user: ID, ...}}",
+            param_hint="--answers",
+        )
+    return {str(k): dict(v) for k, v in doc.items()}
 
 
 async def _run(
     plant: Plant,
     db_url: str,
     user: str | None,
+    operator: OperatorChoice,
     recipe_: Recipe | None = None,
     overrides: dict[str, float] | None = None,
     coi: str | None = None,
     *,
     resume_id: str | None = None,
 ) -> State:
-    controller = Controller(plant, db_url, user=user)
+    board = PromptBoard()
+    board.answerer = operator.answerer(board)
+    controller = Controller(plant, db_url, user=user, prompts=board)
     await controller.start()
     try:
         if resume_id is not None:

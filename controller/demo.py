@@ -12,6 +12,7 @@ import click
 from controller.batch import BatchRun
 from controller.isa88 import Element, State
 from controller.plant import Plant
+from controller.prompts import PromptBoard, simulated_operator
 from controller.session import Controller
 from ebr import Store, export_csv, export_json
 from recipes import load_recipe
@@ -68,7 +69,9 @@ async def run_demo(
         if echo:
             for name, url in sims.endpoints.items():
                 click.echo(f"simulator {name} {url}")
-        controller = Controller(plant.with_endpoints(moved), db_url, user="demo")
+        board = PromptBoard()
+        board.answerer = simulated_operator(board)
+        controller = Controller(plant.with_endpoints(moved), db_url, user="demo", prompts=board)
         await controller.start()
         try:
             run = await controller.create_batch(recipe)

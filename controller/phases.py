@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.clock import ScaledClock
+from controller.prompts import SCAN, PromptBoard
 from controller.recorder import BatchRecorder
 from controller.sampler import Sampler
 from drivers import Device, DriverError
-from recipes import Condition, Phase, Recipe
+from recipes import Condition, EntrySpec, Phase, Recipe
 
 
 class PhaseFailed(Exception):
@@ -38,6 +39,8 @@ class PhaseContext:
     recorder: BatchRecorder
     sampler: Sampler
     critical: asyncio.Lock
+    prompts: PromptBoard
+    coi: str
     progress: dict[str, Any] = field(default_factory=dict)
 
     def value(self, v: object) -> float:
@@ -227,9 +230,59 @@ async def _invoke(ctx: PhaseContext, method: str, args: dict[str, float]) -> Non
     await ctx.save_progress(done=True)
 
 
+async def _ask(
+    ctx: PhaseContext, entries: dict[str, EntrySpec], expected: str | None = None
+) -> Any:
+    return await ctx.prompts.ask(
+        ctx.recorder,
+        element=ctx.path,
+        kind=ctx.phase.type,
+        text=str(ctx.phase.args["text"]),
+        entries=entries,
+        verify=bool(ctx.phase.args.get("verify", False)),
+        expected=expected,
+    )
+
+
+async def run_operator_prompt(ctx: PhaseContext) -> None:
+    """Show the instruction and collect the typed entries (an acknowledgement if none)."""
+    if "answer" in ctx.progress:
+        return
+    entries: dict[str, EntrySpec] = ctx.phase.args.get("entries") or {}  # type: ignore[assignment]
+    if not entries:
+        entries = {"done": EntrySpec("done", "choice", choices=("done",), example="done")}
+    answer = await _ask(ctx, entries)
+    await ctx.save_progress(answer=answer.values)
+
+
+async def run_identity_check(ctx: PhaseContext) -> None:
+    """Scan a label; a mismatch with the batch's chain of identity is a hard stop."""
+    if "answer" in ctx.progress:
+        return
+    scan = {SCAN: EntrySpec(SCAN, "text", example=ctx.coi)}
+    answer = await _ask(ctx, scan, expected=ctx.coi)
+    scanned = str(answer.values[SCAN])
+    if scanned != ctx.coi:
+        await ctx.recorder.record(
+            "identity.mismatch",
+            element=ctx.path,
+            scanned=scanned,
+            expected=ctx.coi,
+            user=answer.user,
+        )
+        raise PhaseFailed(
+            f"{ctx.path}: chain of identity mismatch: scanned {scanned!r}, batch is {ctx.coi!r}"
+        )
+    await ctx.recorder.record("identity.confirmed", element=ctx.path, scanned=scanned)
+    await ctx.save_progress(answer=answer.values)
+
+
 PHASE_LOGIC: dict[str, PhaseLogic] = {
     "setpoint": run_setpoint,
     "hold_for": run_hold_for,
     "wait_until": run_wait_until,
     "invoke": run_invoke,
+    "operator_prompt": run_operator_prompt,
+    "manual_sample": run_operator_prompt,
+    "identity_check": run_identity_check,
 }

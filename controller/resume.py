@@ -101,6 +101,10 @@ def load_resume_point(store: Store, batch_id: str) -> ResumePoint:
             point.progress.setdefault(str(data["element"]), {})["called"] = True
         elif e.kind == "method.result" and data.get("ok"):
             point.progress.setdefault(str(data["element"]), {})["done"] = True
+        elif e.kind == "prompt.answered":
+            point.progress.setdefault(str(data["element"]), {})["answer"] = dict(data["values"])
+        elif e.kind == "identity.mismatch":
+            point.progress.setdefault(str(data["element"]), {}).pop("answer", None)
         elif e.kind == "monitors.active":
             point.monitors.extend(str(m) for m in data["monitors"])
     batch_state = states.get(batch_id, State.IDLE)

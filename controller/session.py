@@ -20,6 +20,7 @@ from controller.batch import BatchRun, ControlRecipe
 from controller.clock import ScaledClock, real_clock
 from controller.isa88 import Command, State
 from controller.plant import Plant, UnitConfig
+from controller.prompts import PromptBoard
 from controller.recorder import BatchRecorder, iso
 from controller.resume import load_resume_point
 from drivers import Device, DevicePool
@@ -68,8 +69,16 @@ def resolve_parameters(recipe: Recipe, overrides: dict[str, float]) -> list[Para
 class Controller:
     """Owns the store, the device connections and the unit allocations of one process."""
 
-    def __init__(self, plant: Plant, store_url: str, *, user: str | None = None) -> None:
+    def __init__(
+        self,
+        plant: Plant,
+        store_url: str,
+        *,
+        user: str | None = None,
+        prompts: PromptBoard | None = None,
+    ) -> None:
         self.plant = plant
+        self.prompts = prompts or PromptBoard()
         self.store_url = store_url
         self.user = user or getpass.getuser()
         self.pool = DevicePool()
@@ -204,7 +213,8 @@ class Controller:
             simulation=self.plant.simulation,
             data=self._created_data(recipe, values, units, clock, extra or {}),
         )
-        return BatchRun(control, BatchRecorder(self.journal, batch_id, clock), clock)
+        recorder = BatchRecorder(self.journal, batch_id, clock)
+        return BatchRun(control, recorder, clock, prompts=self.prompts)
 
     @staticmethod
     def _missing_capabilities(recipe: Recipe, alias: str, device: Device) -> list[str]:
@@ -299,7 +309,7 @@ class Controller:
             user=self.user,
             terminal=platform.node(),
         )
-        return BatchRun(control, recorder, clock, resume=point)
+        return BatchRun(control, recorder, clock, resume=point, prompts=self.prompts)
 
     async def run(self, run: BatchRun) -> State:
         """Run a batch to its end and free its units."""

@@ -12,6 +12,7 @@ from recipes.loader import content_hash, load_recipe, parse_recipe
 from recipes.model import (
     Condition,
     Duration,
+    EntrySpec,
     EquipmentRequirement,
     Header,
     Monitor,
@@ -35,6 +36,7 @@ __all__ = [
     "Condition",
     "Diagnostic",
     "Duration",
+    "EntrySpec",
     "EquipmentClass",
     "EquipmentRequirement",
     "Header",

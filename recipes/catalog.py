@@ -31,5 +31,51 @@ ROCKING_BIOREACTOR = equipment_class(
     },
 )
 
-EQUIPMENT_CLASSES: dict[str, EquipmentClass] = {cls.name: cls for cls in (ROCKING_BIOREACTOR,)}
+CELL_PROCESSOR = equipment_class(
+    "cell_processor",
+    capabilities=[
+        ("program.selected", "", "w"),
+        ("input_volume.sp", "mL", "w"),
+        ("final_volume.sp", "mL", "w"),
+        ("state", "", "r"),
+        ("phase", "", "r"),
+        ("alarm.code", "", "r"),
+        ("alarm.active", "", "r"),
+        ("run.running", "", "r"),
+        ("run.complete", "", "r"),
+        ("run.remaining", "s", "r"),
+        ("processed_volume.pv", "mL", "r"),
+        ("output_volume.pv", "mL", "r"),
+        ("cell_recovery.pv", "%", "r"),
+    ],
+    methods={
+        "start_program": {"program": ""},
+        "stop": {},
+        "reset": {},
+    },
+)
+"""Counterflow centrifuge / cell processor: wash and concentrate programs."""
+
+PERISTALTIC_PUMP = equipment_class(
+    "peristaltic_pump",
+    capabilities=[
+        ("pump.rate_sp", "rpm", "w"),
+        ("pump.speed_pv", "rpm", "r"),
+        ("pump.running", "", "r"),
+    ],
+    methods={"start": {}, "stop": {}},
+)
+
+BALANCE = equipment_class(
+    "balance",
+    capabilities=[
+        ("balance.weight", "g", "r"),
+        ("balance.stable", "", "r"),
+    ],
+    methods={"tare": {}, "zero": {}},
+)
+
+EQUIPMENT_CLASSES: dict[str, EquipmentClass] = {
+    cls.name: cls for cls in (ROCKING_BIOREACTOR, CELL_PROCESSOR, PERISTALTIC_PUMP, BALANCE)
+}
 """Every known equipment class by name."""

@@ -114,6 +114,49 @@ class Monitor:
     None: the whole batch (e.g. temperature is only a CPP once the cells are in)."""
 
 
+EntryKind = Literal["number", "text", "choice"]
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySpec:
+    """One value a person types at a prompt: its type, unit, limits and a declared example.
+
+    The example is what a simulated operator answers, so every recipe runs unattended
+    in simulation.
+    """
+
+    name: str
+    kind: EntryKind
+    unit: str | None = None
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    example: float | str | None = None
+
+    def check(self, value: object) -> float | str:
+        """The value as typed by a person, validated; ValueError says what is wrong."""
+        if self.kind == "number":
+            if isinstance(value, bool):
+                raise ValueError(f"{self.name}: expected a number, got {value!r}")
+            try:
+                number = float(value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise ValueError(f"{self.name}: expected a number, got {value!r}") from None
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError(f"{self.name}: {value!r} is not a finite number")
+            if self.min is not None and number < self.min:
+                raise ValueError(f"{self.name}: {number:g} is below the minimum {self.min:g}")
+            if self.max is not None and number > self.max:
+                raise ValueError(f"{self.name}: {number:g} is above the maximum {self.max:g}")
+            return number
+        text = str(value).strip() if value is not None else ""
+        if not text:
+            raise ValueError(f"{self.name}: an answer is required")
+        if self.kind == "choice" and text not in self.choices:
+            raise ValueError(f"{self.name}: {text!r} is not one of {', '.join(self.choices)}")
+        return text
+
+
 @dataclass(frozen=True, slots=True)
 class Phase:
     """The procedural element that drives equipment; ``args`` are validated phase arguments."""

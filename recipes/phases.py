@@ -161,3 +161,8 @@ register_phase(
         finish=_invoke_rules,
     )
 )
+
+# The phases where a person acts register themselves on import.
+from recipes import operator_phases as _operator_phases  # noqa: E402
+
+del _operator_phases

@@ -115,3 +115,59 @@ def test_run_headless_against_sim_serve(served_plant: Path, tmp_path: Path) -> N
     export = cellbatch("ebr", "export", batch_id, "--format", "json", "--db", f"sqlite:///{db}")
     assert '"COI-CLI-1"' in export.stdout
     assert '"changed": true' in export.stdout or '"changed":true' in export.stdout
+
+
+PROMPTS = ROOT / "tests" / "controller" / "recipes" / "prompts.yaml"
+
+
+def test_unattended_prompts_need_an_answer_source(served_plant: Path, tmp_path: Path) -> None:
+    proc = cellbatch(
+        "run",
+        str(PROMPTS),
+        "--plant",
+        str(served_plant),
+        "--db",
+        f"sqlite:///{tmp_path / 'p.sqlite'}",
+    )
+    assert proc.returncode == 2
+    assert "--answers FILE" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_with_simulated_operator_and_with_an_answers_file(
+    served_plant: Path, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'p.sqlite'}"
+    proc = cellbatch(
+        "run",
+        str(PROMPTS),
+        "--plant",
+        str(served_plant),
+        "--db",
+        db,
+        "--simulated-operator",
+        "--coi",
+        "COI-7",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(
+        "confirm_bag: {done: done, user: op1}\n"
+        "scan: {scan: COI-8, user: op1}\n"
+        "bench/count/cell_count: {viable_density: 3.1e6, viability: 88, user: op1, verifier: op2}\n"
+    )
+    proc = cellbatch(
+        "run",
+        str(PROMPTS),
+        "--plant",
+        str(served_plant),
+        "--db",
+        db,
+        "--answers",
+        str(answers),
+        "--coi",
+        "COI-8",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    batch_id = proc.stdout.splitlines()[0].removeprefix("batch ")
+    export = cellbatch("ebr", "export", batch_id, "--format", "json", "--db", db).stdout
+    assert '"verifier": "op2"' in export or '"verifier":"op2"' in export

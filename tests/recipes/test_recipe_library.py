@@ -70,10 +70,12 @@ def test_hash_changes_when_a_value_changes(recipe: Recipe) -> None:
 
 def test_walk_yields_paths_in_execution_order(recipe: Recipe) -> None:
     paths = [path for path, _, _, _ in recipe.procedure.walk()]
-    assert paths[:4] == [
+    assert paths[:6] == [
+        "expansion/setup/install_bag",
         "expansion/setup/set_culture_conditions",
         "expansion/setup/fill_medium",
         "expansion/setup/equilibrate",
+        "expansion/inoculation/scan_cell_bag",
         "expansion/inoculation/inoculate",
     ]
     assert paths[-2:] == [
