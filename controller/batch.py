@@ -25,7 +25,7 @@ from controller.recorder import BatchRecorder, iso
 from controller.resume import ResumePoint
 from controller.sampler import RecordedTag, Sampler
 from drivers import Device
-from recipes import Operation, Phase, Recipe, UnitProcedure
+from recipes import Operation, Phase, Recipe, UnitProcedure, tags_of
 
 ENGINE = "engine"
 
@@ -84,7 +84,7 @@ class BatchRun:
         for _path, up, _op, phase in self.recipe.procedure.walk():
             cond = phase.args.get("until")
             if cond is not None:
-                wanted.append((up.unit, cond.tag))  # type: ignore[attr-defined]
+                wanted += [(up.unit, tag) for tag in sorted(tags_of(cond))]  # type: ignore[arg-type]
         seen: dict[tuple[str, str], RecordedTag] = {}
         for alias, cap in wanted:
             seen.setdefault((alias, cap), RecordedTag(alias, self.control.units[alias], cap))

@@ -8,7 +8,6 @@ step that is not idempotent.
 from __future__ import annotations
 
 import asyncio
-import operator
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,7 @@ from controller.prompts import SCAN, PromptBoard
 from controller.recorder import BatchRecorder
 from controller.sampler import Sampler
 from drivers import Device, DriverError
-from recipes import Condition, EntrySpec, Phase, Recipe
+from recipes import ELAPSED, EntrySpec, Expr, Phase, Recipe, evaluate, tags_of
 
 
 class PhaseFailed(Exception):
@@ -126,58 +125,49 @@ async def run_hold_for(ctx: PhaseContext) -> None:
     await ctx.save_progress(elapsed_s=total)
 
 
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    ">": operator.gt,
-    "<": operator.lt,
-}
-
-
 async def run_wait_until(ctx: PhaseContext) -> None:
-    """Wait until a condition on a recorded tag holds, or the timeout passes."""
-    cond: Condition = ctx.phase.args["until"]  # type: ignore[assignment]
-    tag = f"{ctx.alias}.{cond.tag}"
-    limit = ctx.value(cond.operand)
-    compare = _OPS[cond.op]
+    """Wait until the phase's condition holds (``elapsed`` counts process time in this
+    phase, held time excluded), or the timeout passes."""
+    expr: Expr = ctx.phase.args["until"]  # type: ignore[assignment]
+    waited = float(ctx.progress.get("waited_s", 0.0))
+    started = ctx.clock.now()
+
+    def value_of(tag: str) -> float | None:
+        if tag == ELAPSED:
+            return waited + (ctx.clock.now() - started).total_seconds()
+        reading = ctx.sampler.latest.get(f"{ctx.alias}.{tag}")
+        if reading is None or not isinstance(reading.value, int | float):
+            return None
+        return float(reading.value)
 
     def satisfied() -> bool:
-        reading = ctx.sampler.latest.get(tag)
-        return (
-            reading is not None
-            and isinstance(reading.value, int | float)
-            and compare(float(reading.value), limit)
-        )
+        return evaluate(expr, value_of, ctx.value)
 
+    values = {tag: _latest(ctx, f"{ctx.alias}.{tag}") for tag in sorted(tags_of(expr))}
     timeout = ctx.phase.args.get("timeout")
-    if timeout is None:
-        await ctx.sampler.wait_for(satisfied)
-    else:
-        waited = float(ctx.progress.get("waited_s", 0.0))
-        started = ctx.clock.now()
-        try:
-            await ctx.clock.timeout(ctx.value(timeout) - waited, ctx.sampler.wait_for(satisfied))
-        except TimeoutError:
-            if ctx.phase.args.get("on_timeout", "fail") == "fail":
-                raise PhaseFailed(f"{ctx.path}: {cond.tag} {cond.op} {limit} not reached") from None
-            await ctx.recorder.record(
-                "condition.timeout",
-                element=ctx.path,
-                tag=tag,
-                op=cond.op,
-                limit=limit,
-                value=_latest(ctx, tag),
-            )
-            return
-        finally:
-            ctx.progress["waited_s"] = waited + (ctx.clock.now() - started).total_seconds()
+    try:
+        wait = ctx.sampler.wait_for(satisfied)
+        if timeout is None:
+            await wait
+        else:
+            await ctx.clock.timeout(ctx.value(timeout) - waited, wait)
+    except TimeoutError:
+        values = {tag: _latest(ctx, f"{ctx.alias}.{tag}") for tag in sorted(tags_of(expr))}
+        if ctx.phase.args.get("on_timeout", "fail") == "fail":
+            raise PhaseFailed(f"{ctx.path}: {expr} not reached (values {values})") from None
+        await ctx.recorder.record(
+            "condition.timeout", element=ctx.path, condition=str(expr), values=values
+        )
+        return
+    finally:
+        ctx.progress["waited_s"] = waited + (ctx.clock.now() - started).total_seconds()
+    values = {tag: _latest(ctx, f"{ctx.alias}.{tag}") for tag in sorted(tags_of(expr))}
     await ctx.recorder.record(
         "condition.met",
         element=ctx.path,
-        tag=tag,
-        op=cond.op,
-        limit=limit,
-        value=_latest(ctx, tag),
+        condition=str(expr),
+        values=values,
+        elapsed_s=value_of(ELAPSED),
     )
 
 

@@ -25,7 +25,7 @@ from controller.recorder import BatchRecorder, iso
 from controller.resume import load_resume_point
 from drivers import Device, DevicePool
 from ebr import Journal, Store
-from recipes import Recipe
+from recipes import Recipe, tags_of
 
 
 class BatchSetupError(Exception):
@@ -225,7 +225,7 @@ class Controller:
             needed.update(phase.args.get("set", {}))  # type: ignore[arg-type]
             cond = phase.args.get("until")
             if cond is not None:
-                needed.add(cond.tag)  # type: ignore[attr-defined]
+                needed.update(tags_of(cond))  # type: ignore[arg-type]
         return sorted(c for c in needed if not device.has(c))
 
     def _created_data(

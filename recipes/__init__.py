@@ -5,6 +5,7 @@
 """
 
 from recipes.catalog import EQUIPMENT_CLASSES
+from recipes.conditions import ELAPSED, AllOf, AnyOf, Expr, Not, evaluate, tags_of
 from recipes.diagnostics import Diagnostic, RecipeError
 from recipes.equipment import CapabilitySpec, EquipmentClass, MethodSpec
 from recipes.expressions import TIME_UNITS
@@ -28,9 +29,12 @@ from recipes.phases import PHASE_TYPES
 from recipes.phasespec import ArgSpec, PhaseContext, PhaseSpec, register_phase
 
 __all__ = [
+    "ELAPSED",
     "EQUIPMENT_CLASSES",
     "PHASE_TYPES",
     "TIME_UNITS",
+    "AllOf",
+    "AnyOf",
     "ArgSpec",
     "CapabilitySpec",
     "Condition",
@@ -39,9 +43,11 @@ __all__ = [
     "EntrySpec",
     "EquipmentClass",
     "EquipmentRequirement",
+    "Expr",
     "Header",
     "MethodSpec",
     "Monitor",
+    "Not",
     "Operation",
     "ParamRef",
     "Parameter",
@@ -53,7 +59,9 @@ __all__ = [
     "RecipeError",
     "UnitProcedure",
     "content_hash",
+    "evaluate",
     "load_recipe",
     "parse_recipe",
     "register_phase",
+    "tags_of",
 ]

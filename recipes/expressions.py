@@ -1,4 +1,4 @@
-"""Parsing of the small text languages inside recipe values: ``$param``, durations, conditions.
+"""Parsing of the small text languages inside recipe values: ``$param`` and durations.
 
 These functions work on plain strings and raise :class:`ExpressionError` with a
 message and the offset of the offending character; callers turn that into a
@@ -8,9 +8,6 @@ positioned diagnostic.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-
-from recipes.model import COMPARISONS
 
 TIME_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 """Duration units and their length in seconds."""
@@ -18,11 +15,6 @@ TIME_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0
 _PARAM_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _DURATION_RE = re.compile(rf"\s*(?P<number>{_NUMBER})\s*(?P<unit>[A-Za-z]+)\s*")
-_NUMBER_RE = re.compile(_NUMBER)
-_CONDITION_RE = re.compile(
-    r"\s*(?P<tag>[A-Za-z_][A-Za-z0-9_.]*)\s*(?P<op>>=|<=|>|<)\s*(?P<operand>\S+)\s*"
-)
-CONDITION_SYNTAX = "expected 'CAPABILITY OP OPERAND' with OP one of " + ", ".join(COMPARISONS)
 
 
 class ExpressionError(ValueError):
@@ -34,17 +26,6 @@ class ExpressionError(ValueError):
         self.offset = offset
 
 
-@dataclass(frozen=True, slots=True)
-class ConditionText:
-    """A syntactically valid condition, with offsets of its parts inside the text."""
-
-    tag: str
-    tag_offset: int
-    op: str
-    operand: str
-    operand_offset: int
-
-
 def param_name(text: str) -> str | None:
     """``name`` if ``text`` is exactly ``$name``, else None."""
     match = _PARAM_RE.fullmatch(text.strip())
@@ -54,11 +35,6 @@ def param_name(text: str) -> str | None:
 def looks_like_param(text: str) -> bool:
     """True if ``text`` starts with ``$`` (so it is meant as a parameter reference)."""
     return text.strip().startswith("$")
-
-
-def parse_number(text: str) -> float | None:
-    """``text`` as a float if it is a plain decimal number, else None."""
-    return float(text) if _NUMBER_RE.fullmatch(text) else None
 
 
 def parse_duration(text: str) -> float:
@@ -81,17 +57,3 @@ def parse_duration(text: str) -> float:
     if seconds < 0:
         raise ExpressionError(f"bad duration '{text}': must not be negative")
     return seconds
-
-
-def parse_condition(text: str) -> ConditionText:
-    """Split ``"CAPABILITY OP OPERAND"``. Raises ExpressionError."""
-    match = _CONDITION_RE.fullmatch(text)
-    if match is None:
-        raise ExpressionError(f"bad condition '{text}': {CONDITION_SYNTAX}")
-    return ConditionText(
-        tag=match.group("tag"),
-        tag_offset=match.start("tag"),
-        op=match.group("op"),
-        operand=match.group("operand"),
-        operand_offset=match.start("operand"),
-    )

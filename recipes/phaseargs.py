@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from recipes.conditions import (
+    ELAPSED,
+    AllOf,
+    AnyOf,
+    Expr,
+    Not,
+    RawComparison,
+    RawExpr,
+    parse_raw,
+)
 from recipes.diagnostics import Pos
 from recipes.expressions import (
     TIME_UNITS,
     ExpressionError,
     looks_like_param,
     param_name,
-    parse_condition,
     parse_duration,
-    parse_number,
 )
 from recipes.fields import as_number, describe, is_number, suggest
 from recipes.model import Condition, Duration, Parameter, ParamRef
@@ -106,31 +114,72 @@ def _duration_param(text: str, pos: Pos, ctx: PhaseContext, what: str) -> ParamR
     return ParamRef(ref.name, TIME_UNITS[param.unit])
 
 
-def condition(node: Node, ctx: PhaseContext, what: str) -> Condition | None:
-    """``CAPABILITY OP OPERAND`` on the phase's unit; OPERAND a number or ``$param``."""
+def condition(node: Node, ctx: PhaseContext, what: str) -> Expr | None:
+    """A transition condition on the phase's unit (see ``recipes.conditions``)."""
     if not (isinstance(node, ScalarNode) and isinstance(node.value, str)):
         if not isinstance(node, BadNode):
             ctx.sink.error(node.pos, f"{what} must be a condition string, got {describe(node)}")
         return None
     try:
-        parsed = parse_condition(node.value)
+        raw = parse_raw(node.value)
     except ExpressionError as exc:
-        ctx.sink.error(node.pos, f"{what}: {exc.message}")
+        ctx.sink.error(node.pos_at(exc.offset), f"{what}: bad condition: {exc.message}")
         return None
-    spec = ctx.symbols.capability(ctx.unit, parsed.tag, node.pos_at(parsed.tag_offset), ctx.sink)
-    operand_pos = node.pos_at(parsed.operand_offset)
+    return _build(raw, node, ctx, what)
+
+
+def _build(raw: RawExpr, node: ScalarNode, ctx: PhaseContext, what: str) -> Expr | None:
+    if isinstance(raw, RawComparison):
+        return _comparison(raw, node, ctx, what)
+    kind, items = raw
+    terms = [_build(item, node, ctx, what) for item in items]
+    if any(t is None for t in terms):
+        return None
+    checked = tuple(t for t in terms if t is not None)
+    if kind == "not":
+        return Not(checked[0])
+    return AllOf(checked) if kind == "and" else AnyOf(checked)
+
+
+def _comparison(
+    raw: RawComparison, node: ScalarNode, ctx: PhaseContext, what: str
+) -> Condition | None:
+    tag, value, unit = raw.tag.text, raw.value, raw.unit
+    if tag == ELAPSED:
+        return _elapsed(raw, node, ctx, what)
+    spec = ctx.symbols.capability(ctx.unit, tag, node.pos_at(raw.tag.offset), ctx.sink)
+    expected = spec.unit if spec else None
     operand: float | ParamRef | None
-    if looks_like_param(parsed.operand):
-        unit = spec.unit if spec else None
-        found = reference(parsed.operand, operand_pos, ctx, unit=unit, target=parsed.tag)
+    if value.kind == "param":
+        found = reference(value.text, node.pos_at(value.offset), ctx, unit=expected, target=tag)
         operand = found[0] if found else None
     else:
-        operand = parse_number(parsed.operand)
-        if operand is None:
+        operand = float(value.text)
+        if unit is not None and expected is not None and unit.text != expected:
             ctx.sink.error(
-                operand_pos,
-                f"{what}: operand '{parsed.operand}' must be a number or $parameter",
+                node.pos_at(unit.offset),
+                f"{what}: unit '{unit.text}' does not match unit '{expected}' of {tag}",
             )
+            return None
     if operand is None or spec is None:
         return None
-    return Condition(parsed.tag, parsed.op, operand)
+    return Condition(tag, raw.op.text, operand)
+
+
+def _elapsed(
+    raw: RawComparison, node: ScalarNode, ctx: PhaseContext, what: str
+) -> Condition | None:
+    value, unit = raw.value, raw.unit
+    pos = node.pos_at(value.offset)
+    if value.kind == "param":
+        ref = _duration_param(value.text, pos, ctx, what)
+        return None if ref is None else Condition(ELAPSED, raw.op.text, ref)
+    if unit is None or unit.text not in TIME_UNITS:
+        where = node.pos_at(unit.offset) if unit is not None else pos
+        ctx.sink.error(
+            where,
+            f"{what}: elapsed is compared with a duration ('{value.text} d', a time unit "
+            f"one of {', '.join(TIME_UNITS)})",
+        )
+        return None
+    return Condition(ELAPSED, raw.op.text, float(value.text) * TIME_UNITS[unit.text])

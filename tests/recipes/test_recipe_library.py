@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from recipes import Duration, ParamRef, Recipe, load_recipe, parse_recipe
+from recipes import (
+    ELAPSED,
+    AnyOf,
+    Condition,
+    Duration,
+    ParamRef,
+    Recipe,
+    load_recipe,
+    parse_recipe,
+    tags_of,
+)
 from recipes.loader import content_hash
 
 LIBRARY = Path(__file__).parents[2] / "recipes" / "library" / "car-t-expansion.yaml"
@@ -101,14 +111,17 @@ def test_timeline_never_exceeds_12_days(recipe: Recipe) -> None:
     total = sum(seconds for _, seconds in holds)
     culture = sum(seconds for name, seconds in holds if name.startswith("day_"))
     wait = next(p for _, _, _, p in recipe.procedure.walk() if p.type == "wait_until")
-    timeout = recipe.resolve(wait.args["timeout"])
+    until = wait.args["until"]
+    assert isinstance(until, AnyOf)
+    (limit,) = [t for t in until.terms if isinstance(t, Condition) and t.tag == ELAPSED]
+    timeout = recipe.resolve(limit.operand)
     assert total == pytest.approx(11 * DAY + 2 * 3600)  # 2 h equilibration + days 0-10
     assert culture + timeout == pytest.approx(12 * DAY)  # inoculation to harvest, worst case
     assert total + timeout == pytest.approx(12 * DAY, abs=3 * 3600)
     longest = recipe.formula["harvest_window"].max
     assert longest is not None
-    assert culture + recipe.resolve(wait.args["timeout"], {"harvest_window": longest}) <= 12 * DAY
-    assert wait.args["on_timeout"] == "continue"
+    assert culture + recipe.resolve(limit.operand, {"harvest_window": longest}) <= 12 * DAY
+    assert tags_of(until) == {"culture.viable_density"}
 
 
 def test_setpoints_and_arguments_are_formula_parameters(recipe: Recipe) -> None:
