@@ -8,7 +8,7 @@ import os
 import platform
 from pathlib import Path
 
-from bench import demo, journal
+from bench import demo, engine, journal
 from bench.results import Results
 
 
@@ -22,6 +22,7 @@ def main() -> None:
     )
     results = Results()
     journal.run(results)
+    engine.run(results)
     demo.run(results)
     out = Path(__file__).parent / "results.json"
     results.save(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -65,6 +66,8 @@ class BatchRun:
         self.chain: list[Element] = [self.batch]
         self.sampler = Sampler(recorder.journal, control.batch_id, self._recorded_tags())
         self.alarms: list[AlarmEvent] = []
+        #: wall seconds from a CPP value's instrument time to its monitor evaluation
+        self.monitor_lateness: deque[float] = deque(maxlen=20_000)
         self._monitors = {
             f"{m.unit}.{m.tag}": MonitorState(m, f"{m.unit}.{m.tag}") for m in self.recipe.monitors
         }
@@ -111,6 +114,7 @@ class BatchRun:
         at = reading.source_time or self.clock.now()
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
+        self.monitor_lateness.append((self.clock.now() - at).total_seconds() / self.clock.scale)
         event = monitor.update(reading, at)
         if event is not None:
             self._spawn(self._alarm(event))

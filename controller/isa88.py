@@ -74,6 +74,19 @@ StateListener = Callable[["Element", State, State, str], Awaitable[None]]
 """Called after every state change with (element, source, destination, trigger)."""
 
 
+def _table() -> dict[tuple[State, str], State]:
+    """(state, trigger) → destination, for every transition the model allows."""
+    table = {
+        (src, cmd.value): dest for cmd, (sources, dest) in COMMAND_TABLE.items() for src in sources
+    }
+    table.update({(src, "finish"): dest for src, dest in FINISHES.items()})
+    table[(S.RUNNING, "complete")] = S.COMPLETE
+    return table
+
+
+TRANSITIONS = _table()
+
+
 def _transitions() -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = [
         {"trigger": cmd.value, "source": sorted(s.value for s in src), "dest": dest.value}
@@ -130,7 +143,7 @@ class Element:
 
     async def apply(self, trigger: str) -> bool:
         """Fire a trigger (a command, ``finish`` or ``complete``); False if not allowed."""
-        if not await self.may_trigger(trigger):
+        if (self.current, trigger) not in TRANSITIONS:
             return False
         await self.trigger(trigger)
         return True
@@ -144,9 +157,8 @@ class Element:
         """Detach from the shared machine once the element has ended."""
         self.machine().remove_model(self)
 
-    # ``trigger`` and ``may_trigger`` are bound by transitions at add_model time.
+    # ``trigger`` is bound by transitions at add_model time.
     trigger: Callable[[str], Awaitable[bool]]
-    may_trigger: Callable[[str], Awaitable[bool]]
 
     def __repr__(self) -> str:
         return f"<{self.level} {self.path} {self.state}>"
