@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -26,7 +26,7 @@ from controller.recorder import BatchRecorder, iso
 from controller.resume import ResumePoint
 from controller.sampler import RecordedTag, Sampler
 from drivers import Device
-from recipes import Operation, Phase, Recipe, UnitProcedure, tags_of
+from recipes import Flow, Operation, Phase, Recipe, UnitProcedure, tags_of
 
 ENGINE = "engine"
 
@@ -73,8 +73,8 @@ class BatchRun:
         }
         self._lock = asyncio.Lock()
         self._critical = asyncio.Lock()
-        self._phase_task: asyncio.Task[None] | None = None
-        self._decision: asyncio.Future[Command] | None = None
+        self._phase_tasks: dict[str, asyncio.Task[None]] = {}
+        self._decisions: dict[str, asyncio.Future[Command]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.state_changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once the batch waits for or runs its first step
@@ -180,10 +180,11 @@ class BatchRun:
             if el.allows(command):
                 await el.apply(command.value)
         async with self._critical:  # a safe point: no intent is left without its result
-            if self._phase_task is not None and not self._phase_task.done():
-                self._phase_task.cancel()
-        if self._phase_task is not None:
-            await asyncio.wait({self._phase_task})
+            tasks = [t for t in self._phase_tasks.values() if not t.done()]
+            for task in tasks:
+                task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         for el in reversed(self.chain):
             await el.apply("finish")
         if command in (Command.STOP, Command.ABORT):
@@ -199,8 +200,9 @@ class BatchRun:
         self._decide(command)
 
     def _decide(self, command: Command) -> None:
-        if self._decision is not None and not self._decision.done():
-            self._decision.set_result(command)
+        for decision in self._decisions.values():
+            if not decision.done():
+                decision.set_result(command)
 
     # -- execution ----------------------------------------------------------------------
 
@@ -214,10 +216,9 @@ class BatchRun:
                 await self._activate_monitors(None)
             else:
                 await self._restore(self.resume)
-            for up in self.recipe.procedure.unit_procedures:
-                if not await self._run_unit_procedure(up):
-                    break
-            else:
+            procedure = self.recipe.procedure
+            ups = {up.name: up for up in procedure.unit_procedures}
+            if await self._run_flow(procedure.steps, lambda n: self._run_unit_procedure(ups[n])):
                 async with self._lock:
                     await self.batch.apply("complete")
         finally:
@@ -311,17 +312,29 @@ class BatchRun:
         """True for an element a resumed batch had already completed."""
         return self.resume is not None and path in self.resume.completed
 
+    async def _run_flow(self, flow: Flow, run_child: Callable[[str], Awaitable[bool]]) -> bool:
+        """Run steps in order; a parallel block runs its branches at once and joins them.
+        False as soon as the batch ended otherwise (stopped, aborted)."""
+        for step in flow:
+            if isinstance(step, str):
+                ok = await run_child(step)
+            else:
+                results = await asyncio.gather(
+                    *(self._run_flow(branch, run_child) for _name, branch in step.branches)
+                )
+                ok = all(results)
+            if not ok:
+                return False
+        return True
+
     async def _run_unit_procedure(self, up: UnitProcedure) -> bool:
         if self._completed_before(up.name):
             return True
         el = await self._enter(up.name, "unit_procedure")
         if el is None:
             return False
-        ok = True
-        for op in up.operations:
-            if not await self._run_operation(up, op):
-                ok = False
-                break
+        ops = {op.name: op for op in up.operations}
+        ok = await self._run_flow(up.steps, lambda n: self._run_operation(up, ops[n]))
         return await self._leave(el) and ok
 
     async def _run_operation(self, up: UnitProcedure, op: Operation) -> bool:
@@ -330,11 +343,8 @@ class BatchRun:
         el = await self._enter(f"{up.name}/{op.name}", "operation")
         if el is None:
             return False
-        ok = True
-        for phase in op.phases:
-            if not await self._run_phase(up, op, phase):
-                ok = False
-                break
+        phases = {phase.name: phase for phase in op.phases}
+        ok = await self._run_flow(op.steps, lambda n: self._run_phase(up, op, phases[n]))
         return await self._leave(el) and ok
 
     async def _run_phase(self, up: UnitProcedure, op: Operation, phase: Phase) -> bool:
@@ -359,27 +369,34 @@ class BatchRun:
             coi=self.control.coi,
             progress=self._resumed_progress(path, phase),
         )
-        logic = PHASE_LOGIC[phase.type]
+        try:
+            return await self._drive_phase(el, ctx)
+        finally:
+            self._phase_tasks.pop(path, None)
+            self._decisions.pop(path, None)
+
+    async def _drive_phase(self, el: Element, ctx: PhaseContext) -> bool:
+        """Run a phase's logic until it completes, re-running it after each restart."""
+        path, loop = ctx.path, asyncio.get_running_loop()
+        logic = PHASE_LOGIC[ctx.phase.type]
         if el.current is State.HELD:  # restored after an interruption: wait for restart
-            self._decision = asyncio.get_running_loop().create_future()
+            self._decisions[path] = decision = loop.create_future()
             self.ready.set()
-            if await self._decision in (Command.STOP, Command.ABORT):
+            if await decision in (Command.STOP, Command.ABORT):
                 await self._leave(el)
                 return False
         while True:
             self.ready.set()
-            self._decision = asyncio.get_running_loop().create_future()
-            self._phase_task = asyncio.create_task(logic(ctx))
-            await asyncio.wait({self._phase_task})
-            task, self._phase_task = self._phase_task, None
+            self._decisions[path] = decision = loop.create_future()
+            self._phase_tasks[path] = task = asyncio.create_task(logic(ctx))
+            await asyncio.wait({task})
             if not task.cancelled() and task.exception() is None:
                 # Done; if a command arrived just as the logic ended, _leave waits for
                 # the operator's decision (the logic's progress makes it final).
                 return await self._leave(el)
             if not task.cancelled():
                 await self._phase_failed(path, task.exception())
-            decision = await self._decision
-            if decision in (Command.STOP, Command.ABORT):
+            if await decision in (Command.STOP, Command.ABORT):
                 await self._leave(el)
                 return False
 

@@ -168,31 +168,69 @@ class Phase:
 
 
 @dataclass(frozen=True, slots=True)
+class Parallel:
+    """An AND split/join: every branch (a sequence of steps) runs at once; the next
+    step starts when all have ended."""
+
+    branches: tuple[tuple[str, Flow], ...]
+
+
+FlowItem = str | Parallel
+"""A step of a sequence: a child element by name, or a parallel block."""
+
+Flow = tuple[FlowItem, ...]
+
+
+def sequential(children: list[Any]) -> Flow:
+    """The flow of children that simply run one after another."""
+    return tuple(child.name for child in children)
+
+
+@dataclass(frozen=True, slots=True)
 class Operation:
-    """An ordered list of phases."""
+    """Phases, in sequence or in parallel branches (``flow``)."""
 
     name: str
     phases: list[Phase]
+    flow: Flow = ()
+
+    @property
+    def steps(self) -> Flow:
+        """The order of the phases (sequential unless the recipe says otherwise)."""
+        return self.flow or sequential(self.phases)
 
 
 @dataclass(frozen=True, slots=True)
 class UnitProcedure:
-    """Operations run on one unit (an equipment alias)."""
+    """Operations run on one unit (an equipment alias), in sequence or in parallel."""
 
     name: str
     unit: str
     operations: list[Operation]
+    flow: Flow = ()
+
+    @property
+    def steps(self) -> Flow:
+        """The order of the operations."""
+        return self.flow or sequential(self.operations)
 
 
 @dataclass(frozen=True, slots=True)
 class Procedure:
-    """The top of the procedural model."""
+    """The top of the procedural model: unit procedures in sequence or in parallel."""
 
     name: str
     unit_procedures: list[UnitProcedure]
+    flow: Flow = ()
+
+    @property
+    def steps(self) -> Flow:
+        """The order of the unit procedures."""
+        return self.flow or sequential(self.unit_procedures)
 
     def walk(self) -> Iterator[tuple[str, UnitProcedure, Operation, Phase]]:
-        """Yield ``("unit_procedure/operation/phase", up, op, phase)`` in execution order."""
+        """Yield ``("unit_procedure/operation/phase", up, op, phase)`` in file order (the
+        execution order, with parallel branches one after the other)."""
         for up in self.unit_procedures:
             for op in up.operations:
                 for phase in op.phases:

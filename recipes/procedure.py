@@ -1,14 +1,38 @@
-"""Reader for the ``procedure:`` section: unit procedures › operations › phases."""
+"""Reader for the ``procedure:`` section: unit procedures › operations › phases.
+
+At every level a list item may be a parallel block instead of an element
+(an AND split/join, as in ISA-88 SFC procedures)::
+
+    - parallel:
+        feed_line: [{name: prime, ...}, {name: feed, ...}]
+        sampling:  [{name: sample, ...}]
+
+Every branch is a sequence of the same kind of items (blocks may nest); the step
+after the block starts when every branch has ended. Names stay unique in the parent.
+"""
 
 from __future__ import annotations
 
-from recipes.diagnostics import DiagnosticSink
-from recipes.fields import FieldReader, UniqueNames, as_map, as_str, peek_str, suggest
-from recipes.model import Operation, Phase, Procedure, UnitProcedure
+from collections.abc import Callable
+from typing import Any
+
+from recipes.diagnostics import DiagnosticSink, Pos
+from recipes.fields import (
+    NAME_RE,
+    FieldReader,
+    UniqueNames,
+    as_map,
+    as_name,
+    as_seq,
+    as_str,
+    peek_str,
+    suggest,
+)
+from recipes.model import Flow, FlowItem, Operation, Parallel, Phase, Procedure, UnitProcedure
 from recipes.phases import PHASE_TYPES
 from recipes.phasespec import PhaseContext, PhaseSpec
 from recipes.symbols import Symbols
-from recipes.yamltree import MapNode, Node
+from recipes.yamltree import MapNode, Node, ScalarNode
 
 RESERVED = ("name", "type")
 """Fields every phase has, whatever its type."""
@@ -21,14 +45,90 @@ def read_procedure(node: MapNode, symbols: Symbols, sink: DiagnosticSink) -> Pro
     name = fields.name("name")
     items = fields.sequence("unit_procedures", non_empty=True)
     names = UniqueNames(sink, "unit procedure", "procedure")
-    unit_procedures = [
-        up
-        for item in (items.items if items else ())
-        if (up := _read_unit_procedure(item, symbols, sink, names)) is not None
-    ]
-    if sink.count > before or name is None:
+    unit_procedures: list[UnitProcedure] = []
+    flow = _read_steps(
+        items.items if items else (),
+        lambda item: _read_unit_procedure(item, symbols, sink, names),
+        unit_procedures,
+        sink,
+        "procedure",
+    )
+    if sink.count > before or name is None or flow is None:
         return None
-    return Procedure(name, unit_procedures)
+    return Procedure(name, unit_procedures, _flow_if_parallel(flow))
+
+
+def _flow_if_parallel(flow: Flow) -> Flow:
+    """Keep an explicit flow only where it differs from plain sequence."""
+    return flow if any(isinstance(step, Parallel) for step in flow) else ()
+
+
+def _read_steps(
+    nodes: tuple[Node, ...] | list[Node],
+    read_one: Callable[[Node], Any],
+    out: list[Any],
+    sink: DiagnosticSink,
+    what: str,
+) -> Flow | None:
+    """Read a list of elements and parallel blocks; elements are appended to ``out``."""
+    flow: list[FlowItem] = []
+    ok = True
+    for node in nodes:
+        if isinstance(node, MapNode) and "parallel" in node.entries:
+            block = _read_parallel(node, read_one, out, sink, what)
+            if block is None:
+                ok = False
+            else:
+                flow.append(block)
+            continue
+        element = read_one(node)
+        if element is None:
+            ok = False
+        else:
+            out.append(element)
+            flow.append(element.name)
+    return tuple(flow) if ok else None
+
+
+def _read_parallel(
+    node: MapNode,
+    read_one: Callable[[Node], Any],
+    out: list[Any],
+    sink: DiagnosticSink,
+    what: str,
+) -> Parallel | None:
+    where = f"parallel block in {what}"
+    fields = FieldReader(node, sink, where, required=("parallel",))
+    branches_node = fields.mapping("parallel")
+    if branches_node is None:
+        return None
+    if len(branches_node.entries) < 2:
+        sink.error(branches_node.pos, f"{where}: needs at least two branches")
+        return None
+    branches: list[tuple[str, Flow]] = []
+    ok = True
+    for branch, entry in branches_node.entries.items():
+        label = f"{where}: branch '{branch}'"
+        if (
+            as_name(_key_node(branch, entry.key_pos), sink, f"{where}: branch name", NAME_RE)
+            is None
+        ):
+            ok = False
+            continue
+        seq = as_seq(entry.value, sink, label, non_empty=True)
+        if seq is None:
+            ok = False
+            continue
+        flow = _read_steps(seq.items, read_one, out, sink, what)
+        if flow is None:
+            ok = False
+        else:
+            branches.append((branch, flow))
+    return Parallel(tuple(branches)) if ok else None
+
+
+def _key_node(text: str, pos: Pos) -> Node:
+    return ScalarNode(pos, pos, text)
 
 
 def _read_unit_procedure(
@@ -49,14 +149,17 @@ def _read_unit_procedure(
     usable_unit = unit if unit in symbols.units else None
     items = fields.sequence("operations", non_empty=True)
     op_names = UniqueNames(sink, "operation", what)
-    operations = [
-        op
-        for item in (items.items if items else ())
-        if (op := _read_operation(item, symbols, sink, usable_unit, op_names)) is not None
-    ]
-    if name is None or unit is None or items is None or len(operations) != len(items.items):
+    operations: list[Operation] = []
+    flow = _read_steps(
+        items.items if items else (),
+        lambda item: _read_operation(item, symbols, sink, usable_unit, op_names),
+        operations,
+        sink,
+        what,
+    )
+    if name is None or unit is None or items is None or flow is None:
         return None
-    return UnitProcedure(name, unit, operations)
+    return UnitProcedure(name, unit, operations, _flow_if_parallel(flow))
 
 
 def _read_operation(
@@ -73,14 +176,17 @@ def _read_operation(
         names.claim(name, mapping.entries["name"].value.pos)
     items = fields.sequence("phases", non_empty=True)
     phase_names = UniqueNames(sink, "phase", what)
-    phases = [
-        phase
-        for item in (items.items if items else ())
-        if (phase := _read_phase(item, symbols, sink, unit, phase_names)) is not None
-    ]
-    if name is None or items is None or len(phases) != len(items.items):
+    phases: list[Phase] = []
+    flow = _read_steps(
+        items.items if items else (),
+        lambda item: _read_phase(item, symbols, sink, unit, phase_names),
+        phases,
+        sink,
+        what,
+    )
+    if name is None or items is None or flow is None:
         return None
-    return Operation(name, phases)
+    return Operation(name, phases, _flow_if_parallel(flow))
 
 
 def _read_phase(
