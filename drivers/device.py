@@ -8,9 +8,14 @@ from pathlib import Path
 
 from drivers.backend import DeviceBackend
 from drivers.errors import ProfileError, ReadBackMismatch, WriteRejected
+from drivers.modbus import ModbusConnection
+from drivers.modbus_backend import ModbusBackend
 from drivers.opcua import OpcUaConnection
 from drivers.opcua_backend import OpcUaBackend
 from drivers.profile import DeviceProfile, load_profile
+from drivers.serial_backend import SerialBackend, line_for
+from drivers.serial_line import SerialLine
+from drivers.serial_line import parse_endpoint as serial_port
 from drivers.tags import Quality, Reading, ReadingSink, Tag, Value
 
 
@@ -80,24 +85,55 @@ def _same(a: Value, b: Value) -> bool:
     return a == b
 
 
+Connection = OpcUaConnection | ModbusConnection | SerialLine
+
+
 class DevicePool:
-    """Opens devices from profiles, sharing one connection per endpoint."""
+    """Opens devices from profiles, sharing one connection per endpoint.
+
+    The profile's ``protocol`` picks the backend: ``opcua`` (``opc.tcp://…``),
+    ``modbus`` (``modbus+tcp://HOST:PORT`` or ``modbus+rtu:///dev/…``) or ``serial`` (``serial:///dev/…``;
+    devices on one port share its line and its request lock).
+    """
 
     def __init__(self, *, timeout: float = 5.0) -> None:
         self.timeout = timeout
-        self._connections: dict[str, OpcUaConnection] = {}
+        self._connections: dict[str, Connection] = {}
 
     def open(
         self, name: str, profile: str | Path, endpoint: str, address: dict[str, str]
     ) -> Device:
         """A device for a plant unit (not yet connected)."""
         prof = load_profile(profile)
-        if prof.protocol != "opcua":
-            raise ProfileError(f"profile {prof.name!r}: protocol {prof.protocol!r} not supported")
         conn = self._connections.get(endpoint)
-        if conn is None:
-            conn = self._connections[endpoint] = OpcUaConnection(endpoint, timeout=self.timeout)
-        return Device(name, prof, OpcUaBackend(conn, prof, address))
+        backend: DeviceBackend
+        if prof.protocol == "opcua":
+            if conn is None:
+                conn = OpcUaConnection(endpoint, timeout=self.timeout)
+            if not isinstance(conn, OpcUaConnection):
+                raise ProfileError(f"{endpoint}: already open with another protocol")
+            backend = OpcUaBackend(conn, prof, address)
+        elif prof.protocol == "modbus":
+            if conn is None:
+                conn = ModbusConnection(
+                    endpoint,
+                    timeout=self.timeout,
+                    baudrate=int(prof.options.get("baudrate", 9600)),
+                    framing=str(prof.options.get("framing", "8N1")),
+                )
+            if not isinstance(conn, ModbusConnection):
+                raise ProfileError(f"{endpoint}: already open with another protocol")
+            backend = ModbusBackend(conn, prof, address)
+        elif prof.protocol == "serial":
+            if conn is None:
+                conn = line_for(serial_port(endpoint), prof, self.timeout)
+            if not isinstance(conn, SerialLine):
+                raise ProfileError(f"{endpoint}: already open with another protocol")
+            backend = SerialBackend(conn, prof, address)
+        else:
+            raise ProfileError(f"profile {prof.name!r}: protocol {prof.protocol!r} not supported")
+        self._connections[endpoint] = conn
+        return Device(name, prof, backend)
 
     async def close(self) -> None:
         """Close every connection."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ class TagSpec:
     unit: str
     writable: bool
     verify: bool
+    #: Protocol-specific keys of the tag (e.g. Modbus ``scale``, ``offset``, ``enum``).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ class MethodSpec:
     object_address: str
     address: str
     args: tuple[MethodArg, ...]
+    #: Protocol-specific keys of the method (e.g. the Modbus ``writes`` it performs).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,10 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
         raise ProfileError(f"{path}: malformed profile ({exc!r})") from None
 
 
+_TAG_KEYS = frozenset({"node", "address", "type", "unit", "writable", "verify"})
+_METHOD_KEYS = frozenset({"object", "node", "address", "args"})
+
+
 def _build(doc: dict[str, Any]) -> DeviceProfile:
     head = dict(doc["profile"])
     name = str(head.pop("name"))
@@ -99,18 +107,20 @@ def _build(doc: dict[str, Any]) -> DeviceProfile:
             unit=str(spec.get("unit", "")),
             writable=bool(spec.get("writable", False)),
             verify=bool(spec.get("verify", False)),
+            extra={k: v for k, v in spec.items() if k not in _TAG_KEYS},
         )
         for cap, spec in doc.get("tags", {}).items()
     }
     methods = {
         mname: MethodSpec(
             name=mname,
-            object_address=str(spec["object"]),
-            address=str(spec["node"]),
+            object_address=str(spec["object"] if protocol == "opcua" else spec.get("object", "")),
+            address=str(spec["node"] if protocol == "opcua" else spec.get("address", "")),
             args=tuple(
                 MethodArg(str(a["name"]), str(a["type"]), str(a.get("unit", "")))
                 for a in spec.get("args", [])
             ),
+            extra={k: v for k, v in spec.items() if k not in _METHOD_KEYS},
         )
         for mname, spec in doc.get("methods", {}).items()
     }

@@ -8,8 +8,22 @@ Each spec is the plain dict of one ``[[simulators]]`` table, for example::
 
 Keys of kind ``opcua-bioreactor``: ``name``, ``kind``, ``listen``, ``vessels``
 (required); ``seed`` (int, default 0) and ``step_s`` (simulated seconds per
-model step, default 60) are optional. Unknown keys are refused so that typos in
-a plant file surface at start-up.
+model step, default 60) are optional.
+
+Kind ``modbus-cell-processor``: ``name``, ``kind``, ``listen``
+(``modbus+tcp://HOST:PORT``, port 0 = any free port; or ``modbus+rtu://`` for
+Modbus RTU on a new pty, endpoint ``modbus+rtu:///dev/pts/N``, with
+``modbus+rtu:///PATH`` also creating a symlink at PATH).
+
+Kinds ``serial-pump`` and ``serial-balance`` serve on a new pseudo-terminal each
+(endpoint ``serial:///dev/pts/N``). Optional ``listen = "serial:///some/path"``
+also creates a symlink at that path to the pty (removed on stop); optional
+``bench`` (default ``"bench"``) names the bench they share: a pump's flow lands
+on every balance of its bench. ``serial-pump`` also takes ``address`` (1–16,
+default 1) and ``tubing_ml_per_rev`` (default 0.5); ``serial-balance`` takes
+``capacity_g`` (default 2200).
+
+Unknown keys are refused so that typos in a plant file surface at start-up.
 """
 
 from __future__ import annotations
@@ -17,12 +31,35 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from simulators.bioreactor.opcua_server import BioreactorServer
+from simulators.centrifuge.modbus_server import CellProcessorServer
 from simulators.clock import ScaledClock
+from simulators.serial_instruments.balance import BalanceSimulator
+from simulators.serial_instruments.bench import Bench
+from simulators.serial_instruments.pump import PumpSimulator
 
-__all__ = ["KINDS", "RunningSimulators", "start_simulators"]
+__all__ = ["KINDS", "RunningSimulators", "SimulatorServer", "start_simulators"]
+
+
+class SimulatorServer(Protocol):
+    """What every simulator offers the launcher."""
+
+    @property
+    def endpoint(self) -> str:
+        """The URL clients connect to (real port or pty path once started)."""
+        ...
+
+    async def prepare(self) -> None:
+        """Build what must exist before the shared clock starts."""
+
+    async def start(self, clock: ScaledClock | None = None) -> None:
+        """Start serving on ``clock``."""
+
+    async def stop(self) -> None:
+        """Stop serving (idempotent)."""
 
 
 @dataclass
@@ -30,7 +67,7 @@ class RunningSimulators:
     """Simulators started by :func:`start_simulators`."""
 
     clock: ScaledClock
-    servers: dict[str, BioreactorServer] = field(default_factory=dict)
+    servers: dict[str, SimulatorServer] = field(default_factory=dict)
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -53,11 +90,16 @@ def _require(spec: Mapping[str, Any], key: str, kind: type | tuple[type, ...], w
     return value
 
 
-def _bioreactor(spec: Mapping[str, Any], time_scale: float, where: str) -> BioreactorServer:
-    allowed = {"name", "kind", "listen", "vessels", "seed", "step_s"}
+def _check_keys(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise ValueError(f"{where}: unknown keys {', '.join(map(repr, unknown))}")
+
+
+def _bioreactor(
+    spec: Mapping[str, Any], time_scale: float, where: str, benches: dict[str, Bench]
+) -> BioreactorServer:
+    _check_keys(spec, {"name", "kind", "listen", "vessels", "seed", "step_s"}, where)
     listen = _require(spec, "listen", str, where)
     vessels = _require(spec, "vessels", (list, tuple), where)
     if not all(isinstance(v, str) for v in vessels):
@@ -74,9 +116,73 @@ def _bioreactor(spec: Mapping[str, Any], time_scale: float, where: str) -> Biore
         raise ValueError(f"{where}: {exc}") from None
 
 
-#: Simulator kind → factory(spec, time scale, description for messages).
-KINDS: dict[str, Callable[[Mapping[str, Any], float, str], BioreactorServer]] = {
+def _cell_processor(
+    spec: Mapping[str, Any], time_scale: float, where: str, benches: dict[str, Bench]
+) -> CellProcessorServer:
+    _check_keys(spec, {"name", "kind", "listen"}, where)
+    listen = _require(spec, "listen", str, where)
+    try:
+        return CellProcessorServer(url=listen, time_scale=time_scale)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _serial_common(
+    spec: Mapping[str, Any], where: str, benches: dict[str, Bench]
+) -> tuple[Bench, str | None]:
+    link: str | None = None
+    if "listen" in spec:
+        listen = _require(spec, "listen", str, where)
+        parts = urlsplit(listen)
+        if parts.scheme != "serial" or parts.netloc:
+            raise ValueError(f"{where}: 'listen' must be serial:///PATH, got {listen!r}")
+        link = parts.path or None
+    bench_name = _require(spec, "bench", str, where) if "bench" in spec else "bench"
+    return benches.setdefault(bench_name, Bench()), link
+
+
+def _number(spec: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    if key not in spec:
+        return default
+    value = float(_require(spec, key, (int, float), where))
+    if not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"{where}: {key!r} must be positive, got {value!r}")
+    return value
+
+
+def _serial_pump(
+    spec: Mapping[str, Any], time_scale: float, where: str, benches: dict[str, Bench]
+) -> PumpSimulator:
+    keys = {"name", "kind", "listen", "bench", "address", "tubing_ml_per_rev"}
+    _check_keys(spec, keys, where)
+    address = _require(spec, "address", int, where) if "address" in spec else 1
+    tubing = _number(spec, "tubing_ml_per_rev", 0.5, where)
+    bench, link = _serial_common(spec, where, benches)
+    try:
+        return PumpSimulator(
+            bench, name=str(spec["name"]), address=address, tubing_ml_per_rev=tubing, link=link
+        )
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _serial_balance(
+    spec: Mapping[str, Any], time_scale: float, where: str, benches: dict[str, Bench]
+) -> BalanceSimulator:
+    _check_keys(spec, {"name", "kind", "listen", "bench", "capacity_g"}, where)
+    capacity = _number(spec, "capacity_g", 2200.0, where)
+    bench, link = _serial_common(spec, where, benches)
+    return BalanceSimulator(bench, capacity_g=capacity, link=link)
+
+
+Factory = Callable[[Mapping[str, Any], float, str, dict[str, Bench]], SimulatorServer]
+
+#: Simulator kind → factory(spec, time scale, description for messages, shared benches).
+KINDS: dict[str, Factory] = {
     "opcua-bioreactor": _bioreactor,
+    "modbus-cell-processor": _cell_processor,
+    "serial-pump": _serial_pump,
+    "serial-balance": _serial_balance,
 }
 
 
@@ -92,7 +198,8 @@ async def start_simulators(
     """
     if not (math.isfinite(time_scale) and time_scale > 0.0):
         raise ValueError(f"time_scale must be a positive number, got {time_scale!r}")
-    prepared: dict[str, BioreactorServer] = {}
+    prepared: dict[str, SimulatorServer] = {}
+    benches: dict[str, Bench] = {}
     for i, spec in enumerate(specs):
         where = f"simulator #{i + 1}"
         name = _require(spec, "name", str, where)
@@ -105,7 +212,7 @@ async def start_simulators(
             raise ValueError(
                 f"{where}: unknown simulator kind {kind!r} (known: {', '.join(sorted(KINDS))})"
             )
-        prepared[name] = factory(spec, time_scale, where)
+        prepared[name] = factory(spec, time_scale, where, benches)
     for server in prepared.values():
         await server.prepare()
     running = RunningSimulators(ScaledClock(time_scale))

@@ -1,0 +1,259 @@
+"""Modbus TCP / RTU client connection: bounded calls, typed errors, typed register values.
+
+Every call is bounded by a timeout and raises only typed driver errors:
+:class:`DriverTimeout` (no answer), :class:`Disconnected` (refused or dropped),
+:class:`WriteRejected` (exception 2 or 3 answering a write) and
+:class:`ProtocolError` (any other exception response).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.framer import FramerType
+
+from drivers.errors import (
+    Disconnected,
+    DriverTimeout,
+    ProfileError,
+    ProtocolError,
+    WriteRejected,
+)
+
+logging.getLogger("pymodbus").setLevel(logging.ERROR)
+
+Table = Literal["co", "di", "hr", "ir"]
+Order = Literal["big", "little"]
+
+#: Registers per value and struct code of every supported data type.
+DATA_TYPES: Final[dict[str, tuple[int, str]]] = {
+    "int16": (1, "h"),
+    "uint16": (1, "H"),
+    "int32": (2, "i"),
+    "uint32": (2, "I"),
+    "float32": (2, "f"),
+    "bool": (1, "?"),
+}
+MAX_REGISTERS_PER_READ: Final = 125
+MAX_BITS_PER_READ: Final = 2000
+EXCEPTION_NAMES: Final = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge",
+    6: "device busy",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A parsed Modbus address: table (``hr:12`` → holding register 12) and data type."""
+
+    table: Table
+    address: int
+    data_type: str
+
+    @property
+    def width(self) -> int:
+        """Registers (or bits) the value occupies."""
+        return 1 if self.table in ("co", "di") else DATA_TYPES[self.data_type][0]
+
+    @classmethod
+    def parse(cls, address: str, data_type: str) -> Point:
+        """``"ir:4"`` + ``"float32"`` → Point; ProfileError for anything else."""
+        table, _, number = address.partition(":")
+        if table not in ("co", "di", "hr", "ir") or not number.isdigit():
+            raise ProfileError(f"bad Modbus address {address!r} (want co:N, di:N, hr:N or ir:N)")
+        if data_type not in DATA_TYPES:
+            raise ProfileError(f"unknown Modbus data type {data_type!r}")
+        if (table in ("co", "di")) != (data_type == "bool"):
+            raise ProfileError(f"{address}: coils/discrete inputs are bool, registers are not")
+        value = int(number)
+        if not 0 <= value <= 0xFFFF:
+            raise ProfileError(f"Modbus address out of range: {address!r}")
+        return cls(table, value, data_type)  # type: ignore[arg-type]
+
+
+def decode(regs: Sequence[int], data_type: str, byte_order: Order, word_order: Order) -> Any:
+    """Registers → int or float with the device's byte and word order."""
+    width, code = DATA_TYPES[data_type]
+    words = list(regs[:width])
+    if word_order == "little":
+        words.reverse()
+    raw = b"".join(w.to_bytes(2, "big") for w in words)
+    if byte_order == "little":
+        raw = b"".join(raw[i : i + 2][::-1] for i in range(0, len(raw), 2))
+    return struct.unpack(f">{code}", raw)[0]
+
+
+def encode(value: float | int, data_type: str, byte_order: Order, word_order: Order) -> list[int]:
+    """int or float → registers with the device's byte and word order."""
+    _, code = DATA_TYPES[data_type]
+    try:
+        raw = struct.pack(f">{code}", value if code == "f" else int(value))
+    except (struct.error, OverflowError, ValueError) as exc:
+        raise WriteRejected(f"{value!r} does not fit {data_type}: {exc}") from None
+    if byte_order == "little":
+        raw = b"".join(raw[i : i + 2][::-1] for i in range(0, len(raw), 2))
+    words = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+    if word_order == "little":
+        words.reverse()
+    return words
+
+
+def parse_endpoint(url: str) -> tuple[str, int]:
+    """``modbus+tcp://HOST:PORT`` → (host, port), port 502 when absent;
+    ``modbus+rtu:///dev/ttyUSB0`` → (device path, 0)."""
+    parts = urlsplit(url)
+    if parts.scheme == "modbus+rtu" and not parts.netloc and parts.path:
+        return parts.path, 0
+    if parts.scheme != "modbus+tcp" or not parts.hostname:
+        raise ProfileError(f"not a modbus+tcp:// or modbus+rtu:/// endpoint: {url!r}")
+    return parts.hostname, parts.port if parts.port is not None else 502
+
+
+class ModbusConnection:
+    """One Modbus client: TCP to a server, or RTU on a serial line (several device ids).
+
+    pymodbus's own background reconnection is off: a request on a dropped
+    connection makes one bounded attempt to reconnect, then raises Disconnected.
+    """
+
+    def __init__(
+        self, url: str, *, timeout: float = 5.0, baudrate: int = 9600, framing: str = "8N1"
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        host, port = parse_endpoint(url)
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        if url.startswith("modbus+rtu:"):
+            if len(framing) != 3 or framing[1] not in "NEO" or framing[2] not in "12":
+                raise ProfileError(f"bad serial framing {framing!r} (e.g. 8N1, 8E1)")
+            self._client = AsyncModbusSerialClient(
+                host,
+                framer=FramerType.RTU,
+                baudrate=baudrate,
+                bytesize=int(framing[0]),
+                parity=framing[1],
+                stopbits=int(framing[2]),
+                timeout=timeout,
+                retries=0,
+                reconnect_delay=0,
+            )
+        else:
+            self._client = AsyncModbusTcpClient(
+                host, port=port, timeout=timeout, retries=0, reconnect_delay=0
+            )
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        """True while the TCP connection is up."""
+        return bool(self._client.connected)
+
+    async def connect(self) -> None:
+        """Open the TCP connection (idempotent)."""
+        async with self._lock:
+            if self._client.connected:
+                return
+            try:
+                ok = await asyncio.wait_for(self._client.connect(), self.timeout)
+            except TimeoutError:
+                raise DriverTimeout(
+                    f"{self.url}: no connection within {self.timeout:.1f} s"
+                ) from None
+            except OSError as exc:
+                raise Disconnected(f"{self.url}: cannot connect ({exc})") from None
+            if not ok:
+                raise Disconnected(f"{self.url}: cannot connect (refused or unreachable)")
+
+    async def close(self) -> None:
+        """Close the connection; never raises."""
+        self._client.close()
+
+    async def _call(
+        self, what: str, request: Callable[[], Awaitable[Any]], *, write: bool = False
+    ) -> Any:
+        if not self._client.connected:  # dropped: one bounded attempt to reconnect
+            await self.connect()
+        try:
+            response = await asyncio.wait_for(request(), self.timeout)
+        except TimeoutError:
+            raise DriverTimeout(f"{self.url}: {what}: no answer in {self.timeout:.1f} s") from None
+        except ConnectionException as exc:
+            raise Disconnected(f"{self.url}: {what}: connection lost ({exc})") from None
+        except ModbusIOException as exc:
+            if self._client.connected:
+                raise DriverTimeout(f"{self.url}: {what}: no valid answer ({exc})") from None
+            raise Disconnected(f"{self.url}: {what}: connection lost ({exc})") from None
+        except ModbusException as exc:
+            raise ProtocolError(f"{self.url}: {what}: {exc}") from None
+        except OSError as exc:
+            raise Disconnected(f"{self.url}: {what}: {exc}") from None
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            text = f"{self.url}: {what}: exception {code} ({EXCEPTION_NAMES.get(code, '?')})"
+            if write and code in (2, 3):
+                raise WriteRejected(text)
+            raise ProtocolError(text)
+        return response
+
+    async def read(self, table: Table, address: int, count: int, device_id: int) -> list[int]:
+        """Read ``count`` registers (hr/ir) or bits (co/di, as 0/1) from ``address``."""
+        c, d = self._client, device_id
+        what = f"read {table}:{address}+{count} (device {device_id})"
+        readers = {
+            "hr": lambda: c.read_holding_registers(address, count=count, device_id=d),
+            "ir": lambda: c.read_input_registers(address, count=count, device_id=d),
+            "co": lambda: c.read_coils(address, count=count, device_id=d),
+            "di": lambda: c.read_discrete_inputs(address, count=count, device_id=d),
+        }
+        r = await self._call(what, readers[table])
+        values = [int(v) for v in (r.registers if table in ("hr", "ir") else r.bits)]
+        if len(values) < count:
+            raise ProtocolError(f"{self.url}: {what}: {len(values)} values in the answer")
+        return values[:count]
+
+    async def write(
+        self, table: Table, address: int, values: Sequence[int], device_id: int
+    ) -> None:
+        """Write holding registers (function 6/16) or coils (5/15)."""
+        c, d = self._client, device_id
+        what = f"write {table}:{address} (device {device_id})"
+        request: Callable[[], Awaitable[Any]]
+        if table == "hr":
+            regs = list(values)
+            if len(regs) == 1:
+                request = lambda: c.write_register(address, regs[0], device_id=d)  # noqa: E731
+            else:
+                request = lambda: c.write_registers(address, regs, device_id=d)  # noqa: E731
+        elif table == "co":
+            bits = [bool(v) for v in values]
+            if len(bits) == 1:
+                request = lambda: c.write_coil(address, bits[0], device_id=d)  # noqa: E731
+            else:
+                request = lambda: c.write_coils(address, bits, device_id=d)  # noqa: E731
+        else:
+            raise WriteRejected(f"{self.url}: {table}:{address} is read-only in Modbus")
+        await self._call(what, request, write=True)
+
+
+__all__ = [
+    "DATA_TYPES",
+    "ModbusConnection",
+    "Point",
+    "decode",
+    "encode",
+    "parse_endpoint",
+]

@@ -1,0 +1,1 @@
+"""A counterflow centrifuge / cell processor served over Modbus TCP (pymodbus)."""
