@@ -20,12 +20,18 @@ from typing import Any
 from controller.clock import ScaledClock
 from controller.isa88 import FINAL_STATES, Command, Element, State
 from controller.monitors import AlarmEvent, MonitorState
-from controller.phases import PHASE_LOGIC, PhaseContext, PhaseFailed
+from controller.phases import (
+    PHASE_LOGIC,
+    PhaseContext,
+    PhaseFailed,
+    hold_equipment,
+    restore_equipment,
+)
 from controller.prompts import PromptBoard
 from controller.recorder import BatchRecorder, iso
 from controller.resume import ResumePoint
 from controller.sampler import RecordedTag, Sampler
-from drivers import Device
+from drivers import Device, DriverError
 from recipes import Flow, Operation, Phase, Recipe, UnitProcedure, tags_of
 
 ENGINE = "engine"
@@ -75,6 +81,7 @@ class BatchRun:
         self._critical = asyncio.Lock()
         self._phase_tasks: dict[str, asyncio.Task[None]] = {}
         self._decisions: dict[str, asyncio.Future[Command]] = {}
+        self._contexts: dict[str, PhaseContext] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.state_changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once the batch waits for or runs its first step
@@ -185,6 +192,8 @@ class BatchRun:
                 task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        if command is Command.HOLD:
+            await self._equipment_logic("holding", hold_equipment)
         for el in reversed(self.chain):
             await el.apply("finish")
         if command in (Command.STOP, Command.ABORT):
@@ -195,9 +204,21 @@ class BatchRun:
             if el.allows(command):
                 await el.apply(command.value)
         if command is Command.RESTART:
+            await self._equipment_logic("restarting", restore_equipment)
             for el in reversed(self.chain):
                 await el.apply("finish")
         self._decide(command)
+
+    async def _equipment_logic(
+        self, what: str, logic: Callable[[PhaseContext], Awaitable[None]]
+    ) -> None:
+        """Run holding or restart logic for every active phase; a failure is journaled
+        and leaves the batch where the state model puts it (the operator decides)."""
+        for ctx in list(self._contexts.values()):
+            try:
+                await logic(ctx)
+            except (DriverError, PhaseFailed) as exc:
+                await self.recorder.record(f"{what}.failed", element=ctx.path, error=str(exc))
 
     def _decide(self, command: Command) -> None:
         for decision in self._decisions.values():
@@ -369,11 +390,13 @@ class BatchRun:
             coi=self.control.coi,
             progress=self._resumed_progress(path, phase),
         )
+        self._contexts[path] = ctx
         try:
             return await self._drive_phase(el, ctx)
         finally:
             self._phase_tasks.pop(path, None)
             self._decisions.pop(path, None)
+            self._contexts.pop(path, None)
 
     async def _drive_phase(self, el: Element, ctx: PhaseContext) -> bool:
         """Run a phase's logic until it completes, re-running it after each restart."""

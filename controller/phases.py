@@ -101,6 +101,28 @@ async def _write_setpoint(ctx: PhaseContext, capability: str, new: float) -> Non
     )
 
 
+async def hold_equipment(ctx: PhaseContext) -> None:
+    """Holding logic: write the phase's ``on_hold`` setpoints (e.g. stop a pump),
+    journaling the values they replace so that restart can put them back."""
+    on_hold: dict[str, object] = ctx.phase.args.get("on_hold") or {}  # type: ignore[assignment]
+    if not on_hold or "held_from" in ctx.progress:
+        return
+    readings = await ctx.device.read(list(on_hold))
+    await ctx.save_progress(held_from={r.capability: r.value for r in readings})
+    for capability, raw in on_hold.items():
+        await write_setpoint(ctx, capability, ctx.value(raw))
+
+
+async def restore_equipment(ctx: PhaseContext) -> None:
+    """Restart logic: put back what the holding logic changed."""
+    held_from: dict[str, float] = ctx.progress.get("held_from") or {}
+    for capability, value in held_from.items():
+        await write_setpoint(ctx, capability, value)
+    if held_from:
+        ctx.progress.pop("held_from")
+        await ctx.save_progress()
+
+
 async def run_setpoint(ctx: PhaseContext) -> None:
     """Write each setpoint in order; on restart skip the ones already written."""
     done: list[str] = ctx.progress.setdefault("written", [])

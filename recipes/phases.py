@@ -15,11 +15,16 @@ ON_TIMEOUT = ("fail", "continue")
 
 def _setpoints(node: Node, ctx: PhaseContext) -> dict[str, float | ParamRef] | None:
     """``{capability: number | $param}``; capabilities must be writable, units must match."""
-    mapping = as_map(node, ctx.sink, f"phase '{ctx.phase}': field 'set'")
+    return setpoint_map(node, ctx, "set")
+
+
+def setpoint_map(node: Node, ctx: PhaseContext, field: str) -> dict[str, float | ParamRef] | None:
+    """A non-empty ``{capability: number | $param}`` mapping of writable capabilities."""
+    mapping = as_map(node, ctx.sink, f"phase '{ctx.phase}': field '{field}'")
     if mapping is None:
         return None
     if not mapping.entries:
-        ctx.sink.error(node.pos, f"phase '{ctx.phase}': field 'set' must not be empty")
+        ctx.sink.error(node.pos, f"phase '{ctx.phase}': field '{field}' must not be empty")
         return None
     result: dict[str, float | ParamRef] = {}
     ok = True

@@ -29,13 +29,17 @@ from recipes.fields import (
     suggest,
 )
 from recipes.model import Flow, FlowItem, Operation, Parallel, Phase, Procedure, UnitProcedure
-from recipes.phases import PHASE_TYPES
+from recipes.phases import PHASE_TYPES, setpoint_map
 from recipes.phasespec import PhaseContext, PhaseSpec
 from recipes.symbols import Symbols
 from recipes.yamltree import MapNode, Node, ScalarNode
 
 RESERVED = ("name", "type")
 """Fields every phase has, whatever its type."""
+
+COMMON = ("on_hold",)
+"""Optional fields of every phase: ``on_hold`` is its holding logic, setpoints written
+while the phase is held (e.g. stop a pump) and restored on restart."""
 
 
 def read_procedure(node: MapNode, symbols: Symbols, sink: DiagnosticSink) -> Procedure | None:
@@ -201,7 +205,11 @@ def _read_phase(
     spec = _phase_type(mapping, sink, what)
     if spec is not None:
         fields = FieldReader(
-            mapping, sink, what, required=(*RESERVED, *spec.required), optional=spec.optional
+            mapping,
+            sink,
+            what,
+            required=(*RESERVED, *spec.required),
+            optional=(*spec.optional, *COMMON),
         )
     else:  # arguments of an unknown type cannot be judged
         fields = FieldReader(
@@ -214,6 +222,10 @@ def _read_phase(
         return None
     ctx = PhaseContext(symbols=symbols, sink=sink, node=mapping, phase=label or "?", unit=unit)
     args = spec.check_args(ctx)
+    if "on_hold" in mapping.entries:
+        on_hold = setpoint_map(mapping.entries["on_hold"].value, ctx, "on_hold")
+        if on_hold is not None:
+            args["on_hold"] = on_hold
     if sink.count > before or name is None:
         return None
     return Phase(name, spec.name, args, mapping.label_pos.line)

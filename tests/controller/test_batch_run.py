@@ -143,6 +143,13 @@ async def test_hold_and_restart_resume_the_held_phase(
     assert progress[-1].data["progress"]["elapsed_s"] == pytest.approx(45 * 60)
     # The inoculation was not repeated by the restart.
     assert sum(e.kind == "method.intent" for e in entries) == 1
+    # Holding logic stopped the rocking while held; restart put the rate back.
+    rocking = [
+        (e.data["old"], e.data["new"])
+        for e in entries
+        if e.kind == "write.intent" and e.data["element"] == "culture/grow/culture"
+    ]
+    assert rocking == [(8.0, 0.0), (0.0, 8.0)]
 
 
 @pytest.mark.parametrize(
