@@ -134,6 +134,24 @@ async def run_setpoint(ctx: PhaseContext) -> None:
         done = ctx.progress["written"]
 
 
+async def run_ramp(ctx: PhaseContext) -> None:
+    """Ramp a setpoint in equal steps of process time; resumes at the step it reached."""
+    capability = str(ctx.phase.args["capability"])
+    target = ctx.value(ctx.phase.args["to"])
+    duration = ctx.value(ctx.phase.args["duration"])
+    steps = int(ctx.value(ctx.phase.args.get("steps", 20.0)))
+    if "start" not in ctx.progress:
+        (reading,) = await ctx.device.read([capability])
+        if not isinstance(reading.value, int | float):
+            raise PhaseFailed(f"{ctx.path}: {capability} has no numeric value to ramp from")
+        await ctx.save_progress(start=float(reading.value), step=0)
+    start = float(ctx.progress["start"])
+    for step in range(int(ctx.progress["step"]) + 1, steps + 1):
+        await ctx.clock.sleep(duration / steps)
+        await write_setpoint(ctx, capability, start + (target - start) * step / steps)
+        await ctx.save_progress(step=step)
+
+
 async def run_hold_for(ctx: PhaseContext) -> None:
     """Keep conditions for a duration of process time (held time does not count)."""
     total = ctx.value(ctx.phase.args["duration"])
@@ -291,6 +309,7 @@ async def run_identity_check(ctx: PhaseContext) -> None:
 
 PHASE_LOGIC: dict[str, PhaseLogic] = {
     "setpoint": run_setpoint,
+    "ramp": run_ramp,
     "hold_for": run_hold_for,
     "wait_until": run_wait_until,
     "invoke": run_invoke,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recipes.fields import as_choice, as_map, as_str, suggest
+from recipes.fields import as_choice, as_map, as_number, as_str, suggest
 from recipes.model import ParamRef
 from recipes.phaseargs import condition, duration, number_or_param
 from recipes.phasespec import PHASE_TYPES, ArgSpec, PhaseContext, PhaseSpec, register_phase
@@ -164,6 +164,50 @@ register_phase(
             ArgSpec("args", _method_args, required=False, description="name → number or $param"),
         ),
         finish=_invoke_rules,
+    )
+)
+
+
+def _ramp_capability(node: Node, ctx: PhaseContext) -> str | None:
+    name = as_str(node, ctx.sink, f"phase '{ctx.phase}': field 'capability'")
+    if name is None:
+        return None
+    spec = ctx.symbols.capability(ctx.unit, name, node.pos, ctx.sink, writable=True)
+    return name if spec is not None else None
+
+
+def _ramp_target(node: Node, ctx: PhaseContext) -> float | ParamRef | None:
+    capability = ctx.args.get("capability")
+    cls = ctx.equipment_class
+    spec = cls.capabilities.get(str(capability)) if cls and capability else None
+    unit = spec.unit if spec else None
+    return number_or_param(node, ctx, unit=unit, target=str(capability or "ramp target"))
+
+
+def _ramp_steps(node: Node, ctx: PhaseContext) -> float | None:
+    steps = as_number(node, ctx.sink, f"phase '{ctx.phase}': field 'steps'")
+    if steps is not None and (steps < 1 or steps != int(steps) or steps > 1000):
+        ctx.sink.error(node.pos, f"phase '{ctx.phase}': steps must be a whole number 1-1000")
+        return None
+    return steps
+
+
+register_phase(
+    PhaseSpec(
+        name="ramp",
+        description="Move a setpoint linearly from its current value to a target over a duration.",
+        args=(
+            ArgSpec("capability", _ramp_capability, description="a writable capability"),
+            ArgSpec("to", _ramp_target, description="target: number or $param"),
+            ArgSpec("duration", _duration, description="duration"),
+            ArgSpec(
+                "steps",
+                _ramp_steps,
+                required=False,
+                default=20.0,
+                description="setpoint writes along the ramp (default 20)",
+            ),
+        ),
     )
 )
 

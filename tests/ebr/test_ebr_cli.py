@@ -16,6 +16,8 @@ from ebr.cli import ebr
 
 Populated = tuple[Store, Path, str, int]
 
+pytestmark = pytest.mark.sqlite_only  # drives the SQLite file; PostgreSQL: test_ebr_postgres
+
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner(env=env).invoke(ebr, list(args))

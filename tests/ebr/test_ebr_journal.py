@@ -372,14 +372,14 @@ async def test_invalid_samples_are_refused(
 
 
 async def test_resume_batch_continues_the_chain(
-    store: Store, db_path: Path, open_batch: OpenBatch
+    store: Store, store_url: str, open_batch: OpenBatch
 ) -> None:
     async with Journal(store) as first:
         await open_batch(first)
         await first.append_samples("B-001", sample_rows(T0, 2))
         last = await first.append("B-001", "tick", {"n": 1})
 
-    with Store.open(db_path, create=False) as reopened:
+    with Store.open(store_url, create=False) as reopened:
         async with Journal(reopened) as second:
             with pytest.raises(UnknownBatchError):
                 await second.append("B-001", "tick", {})
@@ -408,11 +408,11 @@ async def test_resume_refuses_a_journal_that_does_not_end_at_the_head(
 
 
 async def test_a_second_writer_cannot_fork_the_chain(
-    store: Store, db_path: Path, open_batch: OpenBatch
+    store: Store, store_url: str, open_batch: OpenBatch
 ) -> None:
     async with Journal(store) as first:
         await open_batch(first)
-    with Store.open(db_path) as other_store:
+    with Store.open(store_url) as other_store:
         async with Journal(store) as a, Journal(other_store) as b:
             await a.resume_batch("B-001")
             await b.resume_batch("B-001")

@@ -77,6 +77,7 @@ def test_in_memory_and_bad_urls_are_refused() -> None:
         Store.open("nosuchdialect://x")
 
 
+@pytest.mark.sqlite_only  # PostgreSQL: test_ebr_postgres.py
 @pytest.mark.parametrize(
     "statement",
     [
