@@ -70,7 +70,14 @@ class BatchRun:
         initial = State.HELD if resume is not None else State.IDLE
         self.batch = Element(control.batch_id, "batch", self._on_state, initial)
         self.chain: list[Element] = [self.batch]
-        self.sampler = Sampler(recorder.journal, control.batch_id, self._recorded_tags())
+        self.sampler = Sampler(
+            recorder.journal,
+            control.batch_id,
+            self._recorded_tags(),
+            # silent for 5 process minutes (2 s of wall time at least, for fast clocks)
+            silence_s=max(2.0, 300.0 / clock.scale),
+            on_silence=self._on_silence,
+        )
         self.alarms: list[AlarmEvent] = []
         #: wall seconds from a CPP value's instrument time to its monitor evaluation
         self.monitor_lateness: deque[float] = deque(maxlen=20_000)
@@ -125,6 +132,25 @@ class BatchRun:
         event = monitor.update(reading, at)
         if event is not None:
             self._spawn(self._alarm(event))
+
+    def _on_silence(self, device: str, silent_s: float, lost: bool) -> None:
+        self._spawn(self._instrument(device, silent_s, lost))
+
+    async def _instrument(self, device: str, silent_s: float, lost: bool) -> None:
+        """A lost instrument holds the batch; its return is journaled (restart is manual)."""
+        if not lost:
+            await self.recorder.record("instrument.restored", unit=device)
+            return
+        await self.recorder.record(
+            "instrument.lost",
+            unit=device,
+            silent_wall_s=round(silent_s, 3),
+            silent_process_s=round(silent_s * self.clock.scale, 1),
+        )
+        if self.batch.allows(Command.HOLD):
+            await self.command(
+                Command.HOLD, user=f"{ENGINE}:instrument {device}", reason=f"no data from {device}"
+            )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from drivers import Device, Reading
+from drivers import Device, Quality, Reading
 from ebr import Journal
 
 ReadingListener = Callable[[str, Reading], None]
+SilenceListener = Callable[[str, float, bool], None]
+"""Called with (device name, silent wall seconds, lost) when an instrument falls silent
+(lost=True) or delivers again (lost=False)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,8 @@ class Sampler:
         *,
         block_rows: int = 4000,
         flush_interval_s: float = 0.5,
+        silence_s: float = 300.0,
+        on_silence: SilenceListener | None = None,
     ) -> None:
         self.journal = journal
         self.batch_id = batch_id
@@ -55,6 +61,11 @@ class Sampler:
         self._cancels: list[Callable[[], Awaitable[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self.silence_s = silence_s
+        self.on_silence = on_silence
+        self.lost: set[str] = set()
+        self._last_good: dict[str, float] = {}
+        self._watchdog: asyncio.Task[None] | None = None
 
     def listen(self, listener: ReadingListener) -> None:
         """Call ``listener(tag_name, reading)`` on every new value."""
@@ -68,12 +79,37 @@ class Sampler:
         for device, tags in by_device.values():
             names = {t.capability: t.name for t in tags}
 
-            def sink(reading: Reading, names: dict[str, str] = names) -> None:
+            def sink(
+                reading: Reading, names: dict[str, str] = names, device: str = device.name
+            ) -> None:
                 self._on_reading(names[reading.capability], reading)
+                if reading.quality is not Quality.BAD:
+                    self._seen(device)
 
             cancel = await device.subscribe([t.capability for t in tags], sink)
             self._cancels.append(cancel)
+            self._last_good[device.name] = time.monotonic()
         self._flusher = asyncio.create_task(self._flush_periodically())
+        self._watchdog = asyncio.create_task(self._watch())
+
+    def _seen(self, device: str) -> None:
+        self._last_good[device] = time.monotonic()
+        if device in self.lost:
+            self.lost.discard(device)
+            if self.on_silence is not None:
+                self.on_silence(device, 0.0, False)
+
+    async def _watch(self) -> None:
+        """Report an instrument that delivered no good value for ``silence_s`` (wall)."""
+        while True:
+            await asyncio.sleep(self.silence_s / 4)
+            now = time.monotonic()
+            for device, last in self._last_good.items():
+                silent = now - last
+                if silent > self.silence_s and device not in self.lost:
+                    self.lost.add(device)
+                    if self.on_silence is not None:
+                        self.on_silence(device, silent, True)
 
     def _on_reading(self, name: str, reading: Reading) -> None:
         when = reading.source_time or datetime.now(UTC)
@@ -127,6 +163,8 @@ class Sampler:
 
     async def stop(self) -> None:
         """Unsubscribe and write everything still buffered."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for cancel in self._cancels:
             await cancel()
         self._cancels.clear()

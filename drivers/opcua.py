@@ -198,10 +198,13 @@ class _Subscription:
         self._task = asyncio.create_task(self._drain())
 
     async def _drain(self) -> None:
-        async for event in self._sub:
-            if isinstance(event, DataChangeEvent):
-                dv = event.data.monitored_item.Value
-                self._sink(self._index[event.node.nodeid], dv)
+        # A lost connection ends the stream; the consumer notices the silence (its
+        # watchdog), so the error is not raised into a task nobody awaits.
+        with contextlib.suppress(ConnectionError, ua.UaError):
+            async for event in self._sub:
+                if isinstance(event, DataChangeEvent):
+                    dv = event.data.monitored_item.Value
+                    self._sink(self._index[event.node.nodeid], dv)
 
     async def cancel(self) -> None:
         if self._task.done():

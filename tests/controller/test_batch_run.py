@@ -240,9 +240,15 @@ async def test_ramp_moves_the_setpoint_in_equal_steps(
     run = await controller.create_batch(recipe)
     assert await asyncio.wait_for(controller.run(run), 30) is State.COMPLETE
     entries = journal_of(controller, run.control.batch_id)
-    ramp = [e.data["new"] for e in entries
-            if e.kind == "write.intent" and e.data["element"] == "up/cool/cool_down"]
+    ramp = [
+        e.data["new"]
+        for e in entries
+        if e.kind == "write.intent" and e.data["element"] == "up/cool/cool_down"
+    ]
     assert ramp == pytest.approx([34.0, 33.0, 32.0, 31.0, 30.0])
-    times = [e.data["t"] for e in entries
-             if e.kind == "write.intent" and e.data["element"] == "up/cool/cool_down"]
+    times = [
+        e.data["t"]
+        for e in entries
+        if e.kind == "write.intent" and e.data["element"] == "up/cool/cool_down"
+    ]
     assert len(set(times)) == 5
