@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import os
 import signal
 import sys
@@ -26,7 +27,7 @@ from controller.terminal import terminal_operator
 from drivers import DriverError
 from ebr import EbrError
 from ebr.cli import ebr as ebr_group
-from recipes import Recipe, RecipeError, load_recipe
+from recipes import Recipe, RecipeError, load_recipe, recipe_json_schema
 
 DEFAULT_PLANT = "plants/demo.toml"
 USER_ERRORS = (
@@ -104,6 +105,12 @@ def recipe_validate(files: tuple[str, ...]) -> None:
             f"sha256 {r.content_hash[:12]}…)"
         )
     sys.exit(1 if bad else 0)
+
+
+@recipe.command("schema")
+def recipe_schema() -> None:
+    """Print the JSON Schema of the recipe format (for editors)."""
+    click.echo(json.dumps(recipe_json_schema(), indent=2))
 
 
 @recipe.command("show")

@@ -29,6 +29,7 @@ from recipes.model import (
 )
 from recipes.phases import PHASE_TYPES
 from recipes.phasespec import ArgSpec, PhaseContext, PhaseSpec, register_phase
+from recipes.schema import recipe_json_schema
 
 __all__ = [
     "ELAPSED",
@@ -66,6 +67,7 @@ __all__ = [
     "evaluate",
     "load_recipe",
     "parse_recipe",
+    "recipe_json_schema",
     "register_phase",
     "tags_of",
 ]

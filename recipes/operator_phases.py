@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import cast
 
+from recipes.argschemas import ARG_SCHEMAS
 from recipes.fields import FieldReader, as_choice, as_map, as_str, describe, is_number
 from recipes.model import EntryKind, EntrySpec
 from recipes.phasespec import ArgSpec, PhaseContext, PhaseSpec, register_phase
@@ -105,11 +106,23 @@ register_phase(
         name="operator_prompt",
         description="Show an instruction; optionally collect typed entries; optional verification.",
         args=(
-            ArgSpec("text", _text, description="the instruction shown to the operator"),
-            ArgSpec("entries", _entries, required=False, description="name → entry spec"),
+            ArgSpec(
+                "text",
+                _text,
+                schema=ARG_SCHEMAS["text"],
+                description="the instruction shown to the operator",
+            ),
+            ArgSpec(
+                "entries",
+                _entries,
+                schema=ARG_SCHEMAS["entries"],
+                required=False,
+                description="name → entry spec",
+            ),
             ArgSpec(
                 "verify",
                 _verify,
+                schema=ARG_SCHEMAS["verify"],
                 required=False,
                 default=False,
                 description="second-person verification (true/false)",
@@ -122,11 +135,16 @@ register_phase(
         name="manual_sample",
         description="A person types a measurement (e.g. a cell count); verified by default.",
         args=(
-            ArgSpec("text", _text, description="what to measure and how"),
-            ArgSpec("entries", _entries, description="name → entry spec"),
+            ArgSpec(
+                "text", _text, schema=ARG_SCHEMAS["text"], description="what to measure and how"
+            ),
+            ArgSpec(
+                "entries", _entries, schema=ARG_SCHEMAS["entries"], description="name → entry spec"
+            ),
             ArgSpec(
                 "verify",
                 _verify,
+                schema=ARG_SCHEMAS["verify"],
                 required=False,
                 default=True,
                 description="second-person verification (default true)",
@@ -139,10 +157,11 @@ register_phase(
         name="identity_check",
         description="Scan a container's chain-of-identity label and match it to the batch.",
         args=(
-            ArgSpec("text", _text, description="what to scan"),
+            ArgSpec("text", _text, schema=ARG_SCHEMAS["text"], description="what to scan"),
             ArgSpec(
                 "expect",
                 _identity_target,
+                schema=ARG_SCHEMAS["expect"],
                 required=False,
                 default="coi",
                 description="what the scan must match: coi",

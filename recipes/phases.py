@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from recipes.argschemas import ARG_SCHEMAS
 from recipes.fields import as_choice, as_map, as_number, as_str, suggest
 from recipes.model import ParamRef
 from recipes.phaseargs import condition, duration, number_or_param
@@ -127,14 +128,23 @@ register_phase(
     PhaseSpec(
         name="setpoint",
         description="Write setpoints of the unit, then complete.",
-        args=(ArgSpec("set", _setpoints, description="capability → number or $param"),),
+        args=(
+            ArgSpec(
+                "set",
+                _setpoints,
+                schema=ARG_SCHEMAS["set"],
+                description="capability → number or $param",
+            ),
+        ),
     )
 )
 register_phase(
     PhaseSpec(
         name="hold_for",
         description="Keep the current state for a duration.",
-        args=(ArgSpec("duration", _duration, description="duration"),),
+        args=(
+            ArgSpec("duration", _duration, schema=ARG_SCHEMAS["duration"], description="duration"),
+        ),
     )
 )
 register_phase(
@@ -142,11 +152,20 @@ register_phase(
         name="wait_until",
         description="Wait until a condition on a unit capability holds, optionally with timeout.",
         args=(
-            ArgSpec("until", _until, description="'CAPABILITY OP OPERAND'"),
-            ArgSpec("timeout", _timeout, required=False, description="duration"),
+            ArgSpec(
+                "until", _until, schema=ARG_SCHEMAS["until"], description="'CAPABILITY OP OPERAND'"
+            ),
+            ArgSpec(
+                "timeout",
+                _timeout,
+                schema=ARG_SCHEMAS["timeout"],
+                required=False,
+                description="duration",
+            ),
             ArgSpec(
                 "on_timeout",
                 _on_timeout,
+                schema=ARG_SCHEMAS["on_timeout"],
                 required=False,
                 default="fail",
                 description="fail | continue (default fail)",
@@ -160,8 +179,19 @@ register_phase(
         name="invoke",
         description="Run a method of the unit with arguments.",
         args=(
-            ArgSpec("method", _method, description="method name of the unit's class"),
-            ArgSpec("args", _method_args, required=False, description="name → number or $param"),
+            ArgSpec(
+                "method",
+                _method,
+                schema=ARG_SCHEMAS["method"],
+                description="method name of the unit's class",
+            ),
+            ArgSpec(
+                "args",
+                _method_args,
+                schema=ARG_SCHEMAS["args"],
+                required=False,
+                description="name → number or $param",
+            ),
         ),
         finish=_invoke_rules,
     )
@@ -197,12 +227,20 @@ register_phase(
         name="ramp",
         description="Move a setpoint linearly from its current value to a target over a duration.",
         args=(
-            ArgSpec("capability", _ramp_capability, description="a writable capability"),
-            ArgSpec("to", _ramp_target, description="target: number or $param"),
-            ArgSpec("duration", _duration, description="duration"),
+            ArgSpec(
+                "capability",
+                _ramp_capability,
+                schema=ARG_SCHEMAS["capability"],
+                description="a writable capability",
+            ),
+            ArgSpec(
+                "to", _ramp_target, schema=ARG_SCHEMAS["to"], description="target: number or $param"
+            ),
+            ArgSpec("duration", _duration, schema=ARG_SCHEMAS["duration"], description="duration"),
             ArgSpec(
                 "steps",
                 _ramp_steps,
+                schema=ARG_SCHEMAS["steps"],
                 required=False,
                 default=20.0,
                 description="setpoint writes along the ramp (default 20)",

@@ -57,6 +57,8 @@ class ArgSpec:
     default: object | None = None
     """Value stored in ``Phase.args`` when an optional argument is absent (None: leave out)."""
     description: str = ""
+    schema: dict[str, object] = field(default_factory=dict)
+    """JSON Schema of the value, for editors (``cellbatch recipe schema``)."""
 
 
 @dataclass(frozen=True, slots=True)
