@@ -17,8 +17,11 @@ from ebr.errors import (
     StoreError,
     UnknownBatchError,
 )
+from ebr.export_batchml import export_batchml
 from ebr.export_csv import export_csv
 from ebr.export_json import export_json
+from ebr.export_pdf import export_pdf
+from ebr.export_schema import ebr_json_schema
 from ebr.journal import Journal, JournalStats
 from ebr.model import BatchHeader, BatchRecord, Entry, Sample, SampleBlock, SampleRow
 from ebr.query import (
@@ -54,9 +57,12 @@ __all__ = [
     "StoreError",
     "UnknownBatchError",
     "VerifyResult",
+    "ebr_json_schema",
     "entry_hash",
+    "export_batchml",
     "export_csv",
     "export_json",
+    "export_pdf",
     "list_batches",
     "read_batch",
     "read_journal",

@@ -11,23 +11,30 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, ParamSpec, TextIO, TypeVar
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TextIO, TypeVar
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from ebr.checks import VerifyResult
 from ebr.errors import EbrError
+from ebr.export_batchml import batchml_document
 from ebr.export_csv import export_csv
 from ebr.export_json import export_json
+from ebr.export_pdf import render_pdf
+from ebr.export_schema import ebr_json_schema
 from ebr.query import list_batches
+from ebr.report.analysis import analyse
 from ebr.store import Store
 from ebr.verify import verify_all, verify_batch
+
+if TYPE_CHECKING:
+    from ebr.backup import BackupReport
 
 DEFAULT_DB = "sqlite:///cellbatch.sqlite"
 EXIT_ERROR = 1
 EXIT_TAMPERED = 2
-FORMATS = ("json", "csv")
+FORMATS = ("json", "csv", "pdf", "batchml")
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -150,17 +157,33 @@ def _verdict(result: VerifyResult) -> str:
 @ebr.command(name="export")
 @db_option
 @click.argument("batch_id")
-@click.option("--format", "fmt", default="json", show_default=True, help="json or csv.")
+@click.option(
+    "--format", "fmt", default="json", show_default=True, help="json, csv, pdf or batchml."
+)
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default stdout)."
 )
 @_plain_errors
 def export_command(db_url: str, batch_id: str, fmt: str, out: Path | None) -> None:
-    """Export one batch record as JSON (complete, verifiable offline) or CSV (samples)."""
+    """Export one batch record: JSON (complete, verifiable offline), CSV (samples),
+    PDF (human-readable, needs --out) or BatchML (ISA-88 part 4 XML)."""
     fmt = fmt.lower()
     if fmt not in FORMATS:
-        _fail(f"unsupported export format {fmt!r} (choose json or csv)")
+        _fail(f"unsupported export format {fmt!r} (choose json, csv, pdf or batchml)")
+    if fmt == "pdf" and out is None:
+        _fail("--format pdf needs --out FILE (a PDF is not written to a terminal)")
     with _open(db_url) as store:
+        if fmt in ("pdf", "batchml"):
+            record = analyse(store, batch_id)  # one snapshot, verified once
+            if fmt == "pdf":
+                _doc, data = render_pdf(record)
+            else:
+                data = batchml_document(record)
+            _write_bytes(out, data)
+            if not record.verification.ok:
+                problem = record.verification.first_problem
+                click.echo(f"warning: {batch_id} failed verification: {problem}", err=True)
+            return
         if fmt == "json":
             doc = export_json(store, batch_id)
             text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
@@ -170,6 +193,27 @@ def export_command(db_url: str, batch_id: str, fmt: str, out: Path | None) -> No
                 click.echo(f"warning: {batch_id} failed verification: {problem}", err=True)
         else:
             _write(out, lambda stream: export_csv(store, batch_id, stream))
+
+
+def _write_bytes(out: Path | None, data: bytes) -> None:
+    """Write `data` to the output file (whole, then renamed) or to binary stdout."""
+    if out is None:
+        stream = sys.stdout.buffer
+        stream.write(data)
+        stream.flush()
+        return
+    partial = out.with_name(out.name + ".partial")
+    try:
+        partial.write_bytes(data)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@ebr.command(name="schema")
+def schema_command() -> None:
+    """Print the JSON Schema (draft 2020-12) of the JSON export."""
+    click.echo(json.dumps(ebr_json_schema(), indent=2, ensure_ascii=False))
 
 
 def _write(out: Path | None, produce: Callable[[TextIO], object]) -> None:
@@ -186,3 +230,45 @@ def _write(out: Path | None, produce: Callable[[TextIO], object]) -> None:
         partial.replace(out)
     finally:
         partial.unlink(missing_ok=True)
+
+
+@ebr.command(name="backup")
+@db_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_plain_errors
+def backup_command(db_url: str, file: Path) -> None:
+    """Copy the store into a new SQLite backup FILE, then verify every batch in the copy.
+
+    SQLite stores are copied with the online backup API while writers continue;
+    PostgreSQL stores row by row from one snapshot. FILE must not exist. Exit 0 when
+    every batch in the copy is intact, 2 when any is tampered (the copy is kept).
+    """
+    from ebr.backup import backup
+
+    _backup_report(backup(db_url, file))
+
+
+@ebr.command(name="restore")
+@db_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_plain_errors
+def restore_command(db_url: str, file: Path) -> None:
+    """Restore the backup FILE into the new or empty store --db, then verify every batch.
+
+    Refuses a target store that holds any batch record. Exit codes as for backup.
+    """
+    from ebr.backup import restore
+
+    _backup_report(restore(file, db_url))
+
+
+def _backup_report(report: BackupReport) -> None:
+    """Print the verdict per batch and a summary; exit 2 when any batch is tampered."""
+    for result in report.results:
+        click.echo(_verdict(result))
+    click.echo(report.summary())
+    tampered = [result for result in report.results if not result.ok]
+    for result in tampered:
+        click.echo(f"{result.batch_id}: {result.first_problem}", err=True)
+    if tampered:
+        sys.exit(EXIT_TAMPERED)

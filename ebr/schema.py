@@ -1,9 +1,13 @@
-"""Table definitions of the eBR database (portable: SQLite and PostgreSQL)."""
+"""Table definitions of the eBR database (portable: SQLite and PostgreSQL).
+
+`metadata` is the source of truth for queries. The database schema itself is made and
+changed only by the Alembic revisions in `ebr/migrations/versions/` (which also create
+the append-only guard triggers); a test checks that the migrated schema equals `metadata`.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy import (
-    DDL,
     BigInteger,
     Boolean,
     Column,
@@ -15,7 +19,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    event,
 )
 
 from ebr.validation import MAX_BATCH_ID, MAX_KIND, MAX_LABEL
@@ -71,44 +74,6 @@ sample_blocks = Table(
 
 TABLE_NAMES = frozenset(metadata.tables)
 
-_HEADER_COLUMNS = (
-    "batch_id",
-    "created_at",
-    "recipe_name",
-    "recipe_version",
-    "recipe_hash",
-    "product",
-    "coi",
-    "simulation",
-)
-
-SQLITE_GUARDS = {
-    "journal": [
-        "CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal "
-        "BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END",
-        "CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal "
-        "BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END",
-    ],
-    "sample_blocks": [
-        "CREATE TRIGGER sample_blocks_no_update BEFORE UPDATE ON sample_blocks "
-        "BEGIN SELECT RAISE(ABORT, 'sample blocks are append-only'); END",
-        "CREATE TRIGGER sample_blocks_no_delete BEFORE DELETE ON sample_blocks "
-        "BEGIN SELECT RAISE(ABORT, 'sample blocks are append-only'); END",
-    ],
-    "batches": [
-        "CREATE TRIGGER batches_no_delete BEFORE DELETE ON batches "
-        "BEGIN SELECT RAISE(ABORT, 'batches are never deleted'); END",
-        "CREATE TRIGGER batches_head_only BEFORE UPDATE ON batches WHEN "
-        + " OR ".join(f"NEW.{name} IS NOT OLD.{name}" for name in _HEADER_COLUMNS)
-        + " OR NEW.head_seq <= OLD.head_seq BEGIN SELECT RAISE(ABORT, "
-        "'only the journal head of a batch may change, and only forward'); END",
-    ],
-}
-"""Database-level refusal of updates and deletes on SQLite (defence in depth: the eBR API
-has no update or delete at all, and the hash chain detects what gets past these)."""
-
-for _name, _statements in SQLITE_GUARDS.items():
-    for _statement in _statements:
-        event.listen(
-            metadata.tables[_name], "after_create", DDL(_statement).execute_if(dialect="sqlite")
-        )
+VERSION_TABLE = "ebr_alembic_version"
+"""Alembic's version table of the eBR schema (named so it cannot clash with another
+application's Alembic history in the same database or schema)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +13,8 @@ from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 from sqlalchemy import Column, Integer, MetaData, Table, Text, create_engine, inspect, text
 
-from ebr import Store, StoreError
+from ebr import Store, StoreError, verify_batch
+from ebr import store as ebr_store
 from ebr.cli import ebr
 from ebr.schema import TABLE_NAMES, VERSION_TABLE, metadata
 from ebr.store import INITIAL_REVISION, head_revision, schema_revision
@@ -125,3 +127,51 @@ def test_cli_refuses_a_newer_store_with_a_plain_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(ebr, ["list", "--db", str(path)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "store schema rev f00d is newer than this cellbatch; upgrade cellbatch" in result.stderr
+
+
+REVISION_0002 = '''"""Test-only revision: a nullable column on batches."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("batches") as batch:
+        batch.add_column(sa.Column("site", sa.String(64), nullable=True))
+
+
+def downgrade() -> None:
+    raise NotImplementedError
+'''
+
+
+def test_an_older_store_is_upgraded_on_first_use(
+    populated: tuple[Store, object, str, int],
+    store_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A newer cellbatch (here: the migrations plus a revision 0002) upgrades the store
+    when it first opens it, keeping the data and the guards."""
+    populated[0].close()
+    newer = tmp_path / "migrations"
+    shutil.copytree(ebr_store.MIGRATIONS, newer, ignore=shutil.ignore_patterns("__pycache__"))
+    (newer / "versions" / "0002_site.py").write_text(REVISION_0002)
+    monkeypatch.setattr(ebr_store, "MIGRATIONS", newer)
+    ebr_store._scripts.cache_clear()
+    try:
+        with Store.open(store_url, create=False) as upgraded, upgraded.engine.connect() as conn:
+            assert schema_revision(conn) == "0002" == head_revision()
+            columns = {c["name"] for c in inspect(conn).get_columns("batches")}
+            assert "site" in columns
+            assert verify_batch(upgraded, "B-001").ok
+    finally:
+        monkeypatch.undo()
+        ebr_store._scripts.cache_clear()
+    with pytest.raises(StoreError, match="store schema rev 0002 is newer than this cellbatch"):
+        Store.open(store_url)
