@@ -26,6 +26,7 @@ from controller.phases import (
     PhaseFailed,
     hold_equipment,
     restore_equipment,
+    stop_equipment,
 )
 from controller.prompts import PromptBoard
 from controller.recorder import BatchRecorder, iso
@@ -220,6 +221,8 @@ class BatchRun:
             await asyncio.wait(tasks)
         if command is Command.HOLD:
             await self._equipment_logic("holding", hold_equipment)
+        elif command in (Command.STOP, Command.ABORT):
+            await self._equipment_logic("stopping", stop_equipment)
         for el in reversed(self.chain):
             await el.apply("finish")
         if command in (Command.STOP, Command.ABORT):
@@ -414,6 +417,7 @@ class BatchRun:
             critical=self._critical,
             prompts=self.prompts,
             coi=self.control.coi,
+            units=self.control.units,
             progress=self._resumed_progress(path, phase),
         )
         self._contexts[path] = ctx

@@ -40,6 +40,7 @@ class PhaseContext:
     critical: asyncio.Lock
     prompts: PromptBoard
     coi: str
+    units: dict[str, Device] = field(default_factory=dict)  # every bound unit, by alias
     progress: dict[str, Any] = field(default_factory=dict)
 
     def value(self, v: object) -> float:
@@ -58,29 +59,31 @@ class PhaseContext:
 PhaseLogic = Callable[[PhaseContext], Coroutine[Any, Any, None]]
 
 
-async def write_setpoint(ctx: PhaseContext, capability: str, new: float) -> None:
+async def write_setpoint(
+    ctx: PhaseContext, capability: str, new: float, device: Device | None = None
+) -> None:
     """Write one setpoint: journal the intent (with the old value), act, journal the result.
 
     Runs as a critical section: a hold or stop waits for it, so an intent never
     lacks its result.
     """
     async with ctx.critical:
-        await _write_setpoint(ctx, capability, new)
+        await _write_setpoint(ctx, capability, new, device or ctx.device)
 
 
-async def _write_setpoint(ctx: PhaseContext, capability: str, new: float) -> None:
-    (old,) = await ctx.device.read([capability])
+async def _write_setpoint(ctx: PhaseContext, capability: str, new: float, device: Device) -> None:
+    (old,) = await device.read([capability])
     intent = await ctx.recorder.record(
         "write.intent",
         element=ctx.path,
-        unit=ctx.device.name,
+        unit=device.name,
         capability=capability,
         old=old.value,
         new=new,
         eu=old.unit,
     )
     try:
-        readback = await ctx.device.write(capability, new)
+        readback = await device.write(capability, new)
     except DriverError as exc:
         await ctx.recorder.record(
             "write.result",
@@ -104,6 +107,9 @@ async def _write_setpoint(ctx: PhaseContext, capability: str, new: float) -> Non
 async def hold_equipment(ctx: PhaseContext) -> None:
     """Holding logic: write the phase's ``on_hold`` setpoints (e.g. stop a pump),
     journaling the values they replace so that restart can put them back."""
+    extra = HOLDING_LOGIC.get(ctx.phase.type)
+    if extra is not None:
+        await extra(ctx)
     on_hold: dict[str, object] = ctx.phase.args.get("on_hold") or {}  # type: ignore[assignment]
     if not on_hold or "held_from" in ctx.progress:
         return
@@ -228,36 +234,46 @@ async def run_invoke(ctx: PhaseContext) -> None:
             f"{ctx.path}: {method} was started but its result was not recorded; "
             "check the instrument before going on"
         )
-    async with ctx.critical:
-        await _invoke(ctx, method, args)
+    await _invoke(ctx, method, args)
 
 
 async def _invoke(ctx: PhaseContext, method: str, args: dict[str, float]) -> None:
-    intent = await ctx.recorder.record(
-        "method.intent", element=ctx.path, unit=ctx.device.name, method=method, args=args
-    )
-    await ctx.save_progress(called=True, intent=intent.seq)
-    try:
-        result = await ctx.device.call(method, dict(args))
-    except DriverError as exc:
+    await ctx.save_progress(called=True)
+    await call_method(ctx, method, args)
+    await ctx.save_progress(done=True)
+
+
+async def call_method(
+    ctx: PhaseContext, method: str, args: dict[str, float], device: Device | None = None
+) -> Any:
+    """Call a device method, journaling the intent before and the result after
+    (a critical section: a hold waits for it)."""
+    device = device or ctx.device
+    async with ctx.critical:
+        intent = await ctx.recorder.record(
+            "method.intent", element=ctx.path, unit=device.name, method=method, args=args
+        )
+        try:
+            result = await device.call(method, dict(args))
+        except DriverError as exc:
+            await ctx.recorder.record(
+                "method.result",
+                element=ctx.path,
+                intent=intent.seq,
+                method=method,
+                ok=False,
+                error=str(exc),
+            )
+            raise PhaseFailed(f"{ctx.path}: {device.name}.{method} failed: {exc}") from exc
         await ctx.recorder.record(
             "method.result",
             element=ctx.path,
             intent=intent.seq,
             method=method,
-            ok=False,
-            error=str(exc),
+            ok=True,
+            result=result,
         )
-        raise PhaseFailed(f"{ctx.path}: {method} failed: {exc}") from exc
-    await ctx.recorder.record(
-        "method.result",
-        element=ctx.path,
-        intent=intent.seq,
-        method=method,
-        ok=True,
-        result=result,
-    )
-    await ctx.save_progress(done=True)
+        return result
 
 
 async def _ask(
@@ -307,6 +323,141 @@ async def run_identity_check(ctx: PhaseContext) -> None:
     await ctx.save_progress(answer=answer.values)
 
 
+async def _weight(balance: Device) -> float:
+    (reading,) = await balance.read(["balance.weight"])
+    if not isinstance(reading.value, int | float):
+        raise PhaseFailed(f"{balance.name}: no weight reading ({reading.quality.value})")
+    return float(reading.value)
+
+
+async def run_transfer(ctx: PhaseContext) -> None:
+    """Pump until the balance shows the target mass, slowing for the last 10 %.
+
+    Restart-safe: the balance weight at the start is journaled, so after a hold or a
+    crash only the remainder is pumped — a transfer never delivers twice.
+    """
+    args = ctx.phase.args
+    pump, balance = ctx.units[str(args["pump"])], ctx.units[str(args["balance"])]
+    target, rate = ctx.value(args["mass"]), ctx.value(args["rate"])
+    tolerance = ctx.value(args.get("tolerance", 0.5))
+    if "start_weight" not in ctx.progress:
+        await ctx.save_progress(start_weight=await _weight(balance))
+    start = float(ctx.progress["start_weight"])
+    poll_s = max(1.0, 0.002 * ctx.clock.scale)  # 1 s of process time, 2 ms of wall time at least
+
+    async def pump_to_target() -> float:
+        delivered = await _weight(balance) - start
+        if delivered >= target - tolerance:
+            return delivered
+        await write_setpoint(ctx, "pump.rate_sp", rate, pump)
+        await call_method(ctx, "start", {}, pump)
+        slowed = False
+        while delivered < target - tolerance:
+            await ctx.clock.sleep(poll_s)
+            delivered = await _weight(balance) - start
+            if not slowed and target - delivered < 0.1 * target:
+                await write_setpoint(ctx, "pump.rate_sp", max(rate / 4, 1.0), pump)
+                slowed = True
+        await call_method(ctx, "stop", {}, pump)
+        return delivered
+
+    timeout = args.get("timeout")
+    try:
+        if timeout is None:
+            delivered = await pump_to_target()
+        else:
+            delivered = await ctx.clock.timeout(ctx.value(timeout), pump_to_target())
+    except TimeoutError:
+        await call_method(ctx, "stop", {}, pump)
+        raise PhaseFailed(f"{ctx.path}: transfer of {target} g not done in time") from None
+    await ctx.recorder.record(
+        "transfer.result",
+        element=ctx.path,
+        pump=pump.name,
+        balance=balance.name,
+        target_g=target,
+        delivered_g=round(delivered, 3),
+        error_g=round(delivered - target, 3),
+        start_weight_g=start,
+    )
+    await ctx.save_progress(delivered=delivered)
+
+
+async def run_program(ctx: PhaseContext) -> None:
+    """Write the program's setpoints, start it once, wait until the instrument reports
+    it complete (an instrument alarm fails the phase); record what it reports."""
+    args = ctx.phase.args
+    program = int(ctx.value(args["program"]))
+    written: list[str] = ctx.progress.setdefault("written", [])
+    for capability, raw in (args.get("set") or {}).items():  # type: ignore[attr-defined]
+        if capability not in written:
+            await write_setpoint(ctx, capability, ctx.value(raw))
+            await ctx.save_progress(written=[*written, capability])
+            written = ctx.progress["written"]
+    if not ctx.progress.get("done"):
+        if ctx.progress.get("called"):
+            raise PhaseFailed(
+                f"{ctx.path}: program {program} was being started when the record stops; "
+                "check the instrument before going on"
+            )
+        await _invoke(ctx, "start_program", {"program": program})
+    poll_s = max(10.0, 0.02 * ctx.clock.scale)
+
+    async def until_done() -> None:
+        while True:
+            complete, alarm = await ctx.device.read(["run.complete", "alarm.active"])
+            if alarm.value:
+                (code,) = (
+                    await ctx.device.read(["alarm.code"])
+                    if ctx.device.has("alarm.code")
+                    else (alarm,)
+                )
+                raise PhaseFailed(f"{ctx.path}: {ctx.device.name} alarm (code {code.value})")
+            if complete.value:
+                return
+            await ctx.clock.sleep(poll_s)
+
+    timeout = args.get("timeout")
+    if timeout is None:
+        await until_done()
+    else:
+        try:
+            await ctx.clock.timeout(ctx.value(timeout), until_done())
+        except TimeoutError:
+            raise PhaseFailed(f"{ctx.path}: program {program} did not complete in time") from None
+    readable = [c for c, spec in ctx.device.profile.tags.items() if not spec.writable]
+    report = {r.capability: r.value for r in await ctx.device.read(readable)}
+    await ctx.recorder.record(
+        "program.complete",
+        element=ctx.path,
+        unit=ctx.device.name,
+        program=program,
+        report=report,
+    )
+
+
+async def _stop_pump(ctx: PhaseContext) -> None:
+    await call_method(ctx, "stop", {}, ctx.units[str(ctx.phase.args["pump"])])
+
+
+async def _stop_program(ctx: PhaseContext) -> None:
+    if ctx.progress.get("called"):
+        await call_method(ctx, "stop", {})
+
+
+#: What the equipment does when a phase of this type is held (besides ``on_hold``).
+HOLDING_LOGIC: dict[str, PhaseLogic] = {"transfer": _stop_pump}
+#: What the equipment does when a phase of this type is stopped or aborted.
+STOP_LOGIC: dict[str, PhaseLogic] = {"transfer": _stop_pump, "run_program": _stop_program}
+
+
+async def stop_equipment(ctx: PhaseContext) -> None:
+    """Stop logic of a stopped or aborted phase (e.g. stop the pump, stop the program)."""
+    logic = STOP_LOGIC.get(ctx.phase.type)
+    if logic is not None:
+        await logic(ctx)
+
+
 PHASE_LOGIC: dict[str, PhaseLogic] = {
     "setpoint": run_setpoint,
     "ramp": run_ramp,
@@ -316,4 +467,6 @@ PHASE_LOGIC: dict[str, PhaseLogic] = {
     "operator_prompt": run_operator_prompt,
     "manual_sample": run_operator_prompt,
     "identity_check": run_identity_check,
+    "transfer": run_transfer,
+    "run_program": run_program,
 }

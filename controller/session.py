@@ -119,7 +119,13 @@ class Controller:
         return device
 
     async def _clock_from(self, devices: list[Device]) -> ScaledClock:
-        """Simulation: the instruments' scaled clock; production: real time."""
+        """Simulation: the instruments' scaled clock; production: real time. Instruments
+        that send no timestamps are stamped with it on receipt."""
+        clock = await self._find_clock(devices)
+        self.pool.now = clock.now
+        return clock
+
+    async def _find_clock(self, devices: list[Device]) -> ScaledClock:
         if self.clock is not None:
             return self.clock
         if not self.plant.simulation:

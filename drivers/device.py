@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from drivers.backend import DeviceBackend
@@ -99,6 +100,10 @@ class DevicePool:
     def __init__(self, *, timeout: float = 5.0) -> None:
         self.timeout = timeout
         self._connections: dict[str, Connection] = {}
+        #: Receive-time stamp for instruments that send no timestamp of their own (Modbus,
+        #: serial). The controller sets it to its process clock, so a simulation records
+        #: simulated time.
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def open(
         self, name: str, profile: str | Path, endpoint: str, address: dict[str, str]
@@ -123,13 +128,13 @@ class DevicePool:
                 )
             if not isinstance(conn, ModbusConnection):
                 raise ProfileError(f"{endpoint}: already open with another protocol")
-            backend = ModbusBackend(conn, prof, address)
+            backend = ModbusBackend(conn, prof, address, now=lambda: self.now())
         elif prof.protocol == "serial":
             if conn is None:
                 conn = line_for(serial_port(endpoint), prof, self.timeout)
             if not isinstance(conn, SerialLine):
                 raise ProfileError(f"{endpoint}: already open with another protocol")
-            backend = SerialBackend(conn, prof, address)
+            backend = SerialBackend(conn, prof, address, now=lambda: self.now())
         else:
             raise ProfileError(f"profile {prof.name!r}: protocol {prof.protocol!r} not supported")
         self._connections[endpoint] = conn

@@ -45,8 +45,14 @@ class ModbusBackend:
     """Presents a profile's capabilities over a Modbus connection."""
 
     def __init__(
-        self, connection: ModbusConnection, profile: DeviceProfile, address: dict[str, str]
+        self,
+        connection: ModbusConnection,
+        profile: DeviceProfile,
+        address: dict[str, str],
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.now = now
         self.connection = connection
         self.profile = profile
         self.device_id = int(address.get("device_id", profile.options.get("device_id", 1)))
@@ -108,7 +114,7 @@ class ModbusBackend:
         """Read tags in as few requests as contiguous addresses allow."""
         points = [self.point(s) for s in specs]
         raw = await self._read_points(points)
-        now = datetime.now(UTC)
+        now = self.now()
         return [
             Reading(s.capability, self._to_value(s, p, raw[i]), s.unit, now, Quality.GOOD)
             for i, (s, p) in enumerate(zip(specs, points, strict=True))

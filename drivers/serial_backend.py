@@ -39,7 +39,15 @@ def line_for(port: str, profile: DeviceProfile, timeout: float) -> SerialLine:
 class SerialBackend:
     """Presents a profile's capabilities over one serial instrument."""
 
-    def __init__(self, line: SerialLine, profile: DeviceProfile, address: dict[str, str]) -> None:
+    def __init__(
+        self,
+        line: SerialLine,
+        profile: DeviceProfile,
+        address: dict[str, str],
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.now = now
         self.line = line
         self.profile = profile
         dialect = str(profile.options.get("dialect", ""))
@@ -60,7 +68,7 @@ class SerialBackend:
 
     async def read(self, specs: Sequence[TagSpec]) -> list[Reading]:
         points = [s.address for s in specs]
-        now = datetime.now(UTC)
+        now = self.now()
         if self._pump is not None:
             values = await self._pump.read(points)
             return [

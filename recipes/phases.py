@@ -249,7 +249,9 @@ register_phase(
     )
 )
 
-# The phases where a person acts register themselves on import.
+# The phases where a person acts, and those driving instrument programs, register
+# themselves on import.
+from recipes import instrument_phases as _instrument_phases  # noqa: E402
 from recipes import operator_phases as _operator_phases  # noqa: E402
 
-del _operator_phases
+del _operator_phases, _instrument_phases
