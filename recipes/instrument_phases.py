@@ -56,7 +56,7 @@ def _timeout(node: Node, ctx: PhaseContext) -> object | None:
 
 
 def _program(node: Node, ctx: PhaseContext) -> object | None:
-    value = number_or_param(node, ctx, unit="", target=f"phase '{ctx.phase}': program")
+    value = number_or_param(node, ctx, unit=None, target=f"phase '{ctx.phase}': program")
     if isinstance(value, float) and (value < 1 or value != int(value)):
         ctx.sink.error(
             node.pos,
