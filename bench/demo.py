@@ -9,17 +9,13 @@ from pathlib import Path
 from bench.results import Results
 from controller.demo import run_demo
 from controller.plant import load_plant
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.plantfiles import private_demo_plant
 
 
 def run(results: Results) -> None:
     """Run the demo in-process on a free port and report wall and simulated time."""
-    plant_text = (ROOT / "plants" / "demo.toml").read_text().replace(":4841/", ":0/")
     with tempfile.TemporaryDirectory() as tmp:
-        plant_path = Path(tmp) / "plant.toml"
-        plant_path.write_text(plant_text)
-        plant = load_plant(plant_path)
+        plant = load_plant(private_demo_plant(Path(tmp)))
         out = asyncio.run(
             run_demo(
                 plant, db_url=f"sqlite:///{tmp}/demo.sqlite", out_dir=Path(tmp) / "out", echo=False

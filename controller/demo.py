@@ -14,7 +14,7 @@ from controller.isa88 import Element, State
 from controller.plant import Plant
 from controller.prompts import PromptBoard, simulated_operator
 from controller.session import Controller
-from ebr import Store, export_csv, export_json
+from ebr import Store, export_batchml, export_csv, export_json, export_pdf
 from recipes import load_recipe
 from simulators.launch import start_simulators
 
@@ -104,7 +104,7 @@ async def run_demo(
 
 
 def write_exports(db_url: str, batch_id: str, out_dir: Path) -> list[Path]:
-    """Write the batch's JSON and CSV exports into ``out_dir``."""
+    """Write the batch's JSON, CSV, PDF and BatchML exports into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(db_url)
     try:
@@ -115,6 +115,9 @@ def write_exports(db_url: str, batch_id: str, out_dir: Path) -> list[Path]:
         csv_path = out_dir / f"{batch_id}.csv"
         with csv_path.open("w", encoding="utf-8", newline="") as fh:
             export_csv(store, batch_id, fh)
+        pdf_path = export_pdf(store, batch_id, out_dir / f"{batch_id}.pdf")
+        batchml_path = out_dir / f"{batch_id}.batchml.xml"
+        batchml_path.write_bytes(export_batchml(store, batch_id))
     finally:
         store.close()
-    return [json_path, csv_path]
+    return [json_path, csv_path, pdf_path, batchml_path]

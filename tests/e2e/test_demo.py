@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.plantfiles import private_demo_plant
+
 ROOT = Path(__file__).resolve().parents[2]
 CELLBATCH = [sys.executable, "-m", "controller"]
 TIME_SCALE = 40_000  # 12 simulated days in ~26 s
@@ -47,9 +49,7 @@ def cellbatch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     out = tmp_path_factory.mktemp("demo")
-    plant = out / "plant.toml"
-    # The demo plant on a free port, so a developer's own demo can keep running.
-    plant.write_text((ROOT / "plants" / "demo.toml").read_text().replace(":4841/", ":0/"))
+    plant = private_demo_plant(out)
     proc = cellbatch(
         "demo",
         "--out",
@@ -75,6 +75,8 @@ def test_demo_reports_batch_wall_time_and_events(demo: Demo) -> None:
     events = int(re.search(r"(\d+) journal events", demo.stdout).group(1))  # type: ignore[union-attr]
     assert events == len(demo.export["journal"]) > 100
     assert (demo.out / f"{demo.batch_id}.csv").stat().st_size > 0
+    assert (demo.out / f"{demo.batch_id}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert b"BatchProductionRecord" in (demo.out / f"{demo.batch_id}.batchml.xml").read_bytes()
 
 
 def test_export_holds_recipe_identity(demo: Demo) -> None:
@@ -203,10 +205,10 @@ def test_the_database_refuses_updates_and_deletes(demo: Demo, sql: str) -> None:
         db.close()
 
 
-def test_uals_and_uaread_can_browse_a_running_simulator(tmp_path: Path) -> None:
-    """An independent OPC UA client (asyncua's CLI tools) sees the bioreactors."""
-    plant = tmp_path / "plant.toml"
-    plant.write_text((ROOT / "plants" / "demo.toml").read_text().replace(":4841/", ":0/"))
+def test_sim_serve_prints_every_endpoint_and_uals_browses(tmp_path: Path) -> None:
+    """`sim serve` prints NAME URL per simulator, then `ready`; an independent OPC UA
+    client (asyncua's CLI tools) browses and reads the bioreactors."""
+    plant = private_demo_plant(tmp_path)
     server = subprocess.Popen(
         [*CELLBATCH, "sim", "serve", "--plant", str(plant), "--time-scale", "100"],
         cwd=ROOT,
@@ -216,10 +218,14 @@ def test_uals_and_uaread_can_browse_a_running_simulator(tmp_path: Path) -> None:
     )
     try:
         assert server.stdout is not None
-        lines = [server.stdout.readline().strip() for _ in range(2)]
-        assert lines[1] == "ready", lines
-        name, url = lines[0].split()
-        assert name == "bioreactors" and url.startswith("opc.tcp://127.0.0.1:")
+        lines = [server.stdout.readline().strip() for _ in range(5)]
+        assert lines[-1] == "ready", lines
+        endpoints = dict(line.split() for line in lines[:-1])
+        assert endpoints["cell-processor"].startswith("modbus+tcp://127.0.0.1:")
+        assert endpoints["pump-1"].startswith("serial:///dev/pts/")
+        assert endpoints["balance-1"].startswith("serial:///dev/pts/")
+        url = endpoints["bioreactors"]
+        assert url.startswith("opc.tcp://127.0.0.1:")
         bindir = Path(sys.executable).parent
         ls = subprocess.run(
             [
