@@ -103,6 +103,9 @@ class BatchRun:
             cond = phase.args.get("until")
             if cond is not None:
                 wanted += [(up.unit, tag) for tag in sorted(tags_of(cond))]  # type: ignore[arg-type]
+            if phase.type == "transfer":
+                wanted.append((str(phase.args["balance"]), "balance.weight"))
+                wanted.append((str(phase.args["pump"]), "pump.speed_pv"))
         seen: dict[tuple[str, str], RecordedTag] = {}
         for alias, cap in wanted:
             seen.setdefault((alias, cap), RecordedTag(alias, self.control.units[alias], cap))

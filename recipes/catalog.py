@@ -75,7 +75,36 @@ BALANCE = equipment_class(
     methods={"tare": {}, "zero": {}},
 )
 
+CONTROLLED_RATE_FREEZER = equipment_class(
+    "controlled_rate_freezer",
+    capabilities=[
+        ("program.selected", "", "w"),
+        ("state", "", "r"),
+        ("segment", "", "r"),
+        ("alarm.code", "", "r"),
+        ("alarm.active", "", "r"),
+        ("run.running", "", "r"),
+        ("run.complete", "", "r"),
+        ("run.remaining", "s", "r"),
+        ("chamber_temperature.pv", "degC", "r"),
+        ("sample_temperature.pv", "degC", "r"),
+    ],
+    methods={
+        "start_program": {"program": ""},
+        "stop": {},
+        "reset": {},
+    },
+)
+"""Controlled-rate freezer: segment programs (ramps, holds); state codes as the cell processor."""
+
 EQUIPMENT_CLASSES: dict[str, EquipmentClass] = {
-    cls.name: cls for cls in (ROCKING_BIOREACTOR, CELL_PROCESSOR, PERISTALTIC_PUMP, BALANCE)
+    cls.name: cls
+    for cls in (
+        ROCKING_BIOREACTOR,
+        CELL_PROCESSOR,
+        PERISTALTIC_PUMP,
+        BALANCE,
+        CONTROLLED_RATE_FREEZER,
+    )
 }
 """Every known equipment class by name."""

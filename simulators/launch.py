@@ -15,6 +15,9 @@ Kind ``modbus-cell-processor``: ``name``, ``kind``, ``listen``
 Modbus RTU on a new pty, endpoint ``modbus+rtu:///dev/pts/N``, with
 ``modbus+rtu:///PATH`` also creating a symlink at PATH).
 
+Kind ``modbus-freezer`` (controlled-rate freezer): the same keys and ``listen``
+forms as ``modbus-cell-processor``.
+
 Kinds ``serial-pump`` and ``serial-balance`` serve on a new pseudo-terminal each
 (endpoint ``serial:///dev/pts/N``). Optional ``listen = "serial:///some/path"``
 also creates a symlink at that path to the pty (removed on stop); optional
@@ -37,6 +40,7 @@ from urllib.parse import urlsplit
 from simulators.bioreactor.opcua_server import BioreactorServer
 from simulators.centrifuge.modbus_server import CellProcessorServer
 from simulators.clock import ScaledClock
+from simulators.freezer.modbus_server import FreezerServer
 from simulators.serial_instruments.balance import BalanceSimulator
 from simulators.serial_instruments.bench import Bench
 from simulators.serial_instruments.pump import PumpSimulator
@@ -127,6 +131,17 @@ def _cell_processor(
         raise ValueError(f"{where}: {exc}") from None
 
 
+def _freezer(
+    spec: Mapping[str, Any], time_scale: float, where: str, benches: dict[str, Bench]
+) -> FreezerServer:
+    _check_keys(spec, {"name", "kind", "listen"}, where)
+    listen = _require(spec, "listen", str, where)
+    try:
+        return FreezerServer(url=listen, time_scale=time_scale)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
 def _serial_common(
     spec: Mapping[str, Any], where: str, benches: dict[str, Bench]
 ) -> tuple[Bench, str | None]:
@@ -181,6 +196,7 @@ Factory = Callable[[Mapping[str, Any], float, str, dict[str, Bench]], SimulatorS
 KINDS: dict[str, Factory] = {
     "opcua-bioreactor": _bioreactor,
     "modbus-cell-processor": _cell_processor,
+    "modbus-freezer": _freezer,
     "serial-pump": _serial_pump,
     "serial-balance": _serial_balance,
 }

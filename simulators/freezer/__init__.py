@@ -1,0 +1,1 @@
+"""A controlled-rate freezer served over Modbus TCP (pymodbus)."""
