@@ -18,7 +18,7 @@ from controller.isa88 import Command, State
 from controller.plant import Plant, UnitConfig
 from controller.prompts import PromptBoard, simulated_operator
 from controller.session import Controller
-from ebr import read_journal, verify_batch
+from ebr import read_journal, read_samples, verify_batch
 from recipes import load_recipe
 from simulators.launch import RunningSimulators, start_simulators
 
@@ -37,6 +37,7 @@ async def suite() -> AsyncIterator[RunningSimulators]:
             {"name": "cp", "kind": "modbus-cell-processor", "listen": "modbus+tcp://127.0.0.1:0"},
             {"name": "pump", "kind": "serial-pump", "tubing_ml_per_rev": 0.5},
             {"name": "balance", "kind": "serial-balance"},
+            {"name": "freezer", "kind": "modbus-freezer", "listen": "modbus+tcp://127.0.0.1:0"},
         ],
         SCALE,
     )
@@ -57,6 +58,13 @@ def plant_of(sims: RunningSimulators) -> Plant:
             {"pump_address": "1"},
         ),
         UnitConfig("BAL-01", "balance", "balance_mtsics", sims.endpoints["balance"], {}),
+        UnitConfig(
+            "CRF-01",
+            "controlled_rate_freezer",
+            "controlled_rate_freezer_modbus",
+            sims.endpoints["freezer"],
+            {},
+        ),
     )
     return Plant("wash", "", "simulation", SCALE, units, (), "wash-plant")
 
@@ -146,5 +154,28 @@ async def test_hold_stops_the_pump_and_restart_pumps_the_remainder(
             if e.kind == "method.intent" and e.data["element"] == path
         ]
         assert calls == ["start", "stop", "start", "stop"]
+    finally:
+        await controller.stop()
+
+
+async def test_cryopreserve_runs_the_freezer_profile(
+    suite: RunningSimulators, tmp_path: Path
+) -> None:
+    controller = await _controller(suite, tmp_path)
+    try:
+        recipe = load_recipe(ROOT / "recipes" / "library" / "cryopreserve.yaml")
+        run = await controller.create_batch(recipe, coi="COI-F1")
+        assert await asyncio.wait_for(controller.run(run), 60) is State.COMPLETE
+        entries = _entries(controller, run)
+        (done,) = [e.data for e in entries if e.kind == "program.complete"]
+        assert done["unit"] == "CRF-01" and done["program"] == 1
+        assert done["report"]["chamber_temperature.pv"] < -80
+        samples = [
+            s
+            for s in read_samples(controller.store, run.control.batch_id)
+            if s.tag == "freezer.chamber_temperature.pv"
+        ]
+        # polled every 0.5 s of wall time: about every 8 simulated minutes at 1000x
+        assert len(samples) >= 5 and min(s.value or 0.0 for s in samples) < -50
     finally:
         await controller.stop()
