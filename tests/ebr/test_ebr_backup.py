@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import T0, OpenBatch, sample_rows
 
 from ebr import Journal, Store, read_batch, read_journal, read_samples, verify_all
 from ebr.backup import BackupError, backup, restore
 from ebr.cli import ebr
+from tests.ebr.conftest import T0, OpenBatch, sample_rows
 
 Populated = tuple[Store, Any, str, int]
 

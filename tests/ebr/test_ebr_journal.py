@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import T0, FakeClock, OpenBatch, sample_rows
 from sqlalchemy import event
 
 from ebr import (
@@ -30,6 +29,7 @@ from ebr import (
     verify_batch,
 )
 from ebr.canonical import canonical_json
+from tests.ebr.conftest import T0, FakeClock, OpenBatch, sample_rows
 
 
 async def test_open_append_and_read_back(

@@ -16,11 +16,11 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
-from conftest import PG_SKIP, PG_URL, OpenBatch
 from sqlalchemy.engine import make_url
 
 from ebr import Journal, JournalCommitError, Store, read_journal, verify_all, verify_batch
 from ebr.cli import ebr
+from tests.ebr.conftest import PG_SKIP, PG_URL, OpenBatch
 
 pytestmark = [pytest.mark.skipif(not PG_URL, reason=PG_SKIP), pytest.mark.postgresql_only]
 

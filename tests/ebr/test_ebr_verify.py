@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OpenBatch
 
 from ebr import (
     Journal,
@@ -20,6 +19,7 @@ from ebr import (
     verify_all,
     verify_batch,
 )
+from tests.ebr.conftest import OpenBatch
 
 Populated = tuple[Store, Path, str, int]
 Shell = Callable[..., list[Any]]
