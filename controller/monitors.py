@@ -44,12 +44,13 @@ class MonitorState:
         self.active_since: datetime | None = None
         self._pending: tuple[str, datetime, float] | None = None
 
-    def _classify(self, value: float) -> tuple[str, float | None]:
+    def _classify(self, value: float, margin: float = 0.0) -> tuple[str, float | None]:
+        """The level of ``value``; with ``margin`` the bands are narrowed (hysteresis)."""
         m = self.monitor
-        limit = _band_breach(value, m.action_low, m.action_high)
+        limit = _band_breach(value, _add(m.action_low, margin), _add(m.action_high, -margin))
         if limit is not None:
             return "action", limit
-        limit = _band_breach(value, m.alert_low, m.alert_high)
+        limit = _band_breach(value, _add(m.alert_low, margin), _add(m.alert_high, -margin))
         if limit is not None:
             return "alert", limit
         return "normal", None
@@ -75,7 +76,11 @@ class MonitorState:
             self._pending = None
             return None
         if level == "normal" or _rank(level) < _rank(self.level):
-            # Clearing (or easing) takes effect at once; raising waits for the delay.
+            # Clearing (or easing) takes effect once the value is inside the band by the
+            # hysteresis margin; raising waits for the delay.
+            level, limit = self._classify(value, self.monitor.hysteresis)
+            if _rank(level) >= _rank(self.level):
+                return None
             self.level, self._pending = level, None
             return AlarmEvent(
                 self.monitor.name, self.tag, level, False, value, limit, self.monitor.action, at
@@ -88,6 +93,10 @@ class MonitorState:
         return AlarmEvent(
             self.monitor.name, self.tag, level, True, value, limit, self.monitor.action, at
         )
+
+
+def _add(limit: float | None, margin: float) -> float | None:
+    return None if limit is None else limit + margin
 
 
 def _rank(level: str) -> int:

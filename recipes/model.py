@@ -109,6 +109,8 @@ class Monitor:
     action_high: float | None
     delay_s: float
     action: MonitorAction
+    hysteresis: float = 0.0
+    """An alarm clears only when the value is back inside its band by this margin."""
     active_from: str | None = None
     """Operation (``unit_procedure/operation``) from whose start the monitor watches;
     None: the whole batch (e.g. temperature is only a CPP once the cells are in)."""

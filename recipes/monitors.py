@@ -90,7 +90,7 @@ def _read_monitor(
         sink,
         what,
         required=("name", "unit", "tag", "engineering_unit", "on_action"),
-        optional=("alert", "action", "delay", "active_from"),
+        optional=("alert", "action", "delay", "hysteresis", "active_from"),
     )
     name = fields.name("name")
     if name is not None:
@@ -113,6 +113,9 @@ def _read_monitor(
     if alert is not None and action is not None:
         _check_nested(alert, action, what, sink)
     delay = _delay(fields.get("delay"), what, sink)
+    hysteresis = fields.number("hysteresis") if fields.has("hysteresis") else 0.0
+    if hysteresis is not None and hysteresis < 0:
+        sink.error(node.entries["hysteresis"].value.pos, f"{what}: hysteresis must not be negative")
     on_action = fields.choice("on_action", ACTIONS)
     active_from = fields.string("active_from") if fields.has("active_from") else None
     if sink.count > before:
@@ -131,6 +134,7 @@ def _read_monitor(
         action_high=action.high,
         delay_s=delay,
         action=cast(MonitorAction, on_action),
+        hysteresis=hysteresis or 0.0,
         active_from=active_from,
     )
 

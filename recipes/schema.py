@@ -123,6 +123,7 @@ def recipe_json_schema() -> dict[str, Any]:
                         "action": band,
                         "delay": {"anyOf": [{"type": "number"}, {"type": "string"}]},
                         "on_action": {"enum": ["alarm", "hold", "abort"]},
+                        "hysteresis": {"type": "number", "minimum": 0},
                         "active_from": {"type": "string"},
                     },
                     "additionalProperties": False,
