@@ -183,77 +183,124 @@ class BatchRun:
         """The batch's ISA-88 state."""
         return self.batch.current
 
-    async def command(self, command: Command, *, user: str = ENGINE, reason: str = "") -> bool:
-        """Apply an ISA-88 command to the batch; a refusal is journaled with its reason."""
+    async def command(
+        self,
+        command: Command,
+        *,
+        user: str = ENGINE,
+        reason: str = "",
+        element: str | None = None,
+    ) -> bool:
+        """Apply an ISA-88 command to the batch, or to one active element (``element``:
+        its path); a refusal is journaled with its reason and the state it met.
+
+        Pause and resume act on the element and what runs under it. Hold, restart, stop
+        and abort propagate upward: given to a phase, they act on the whole batch.
+        """
         async with self._lock:
-            if not self.batch.allows(command):
+            target = self._element(element)
+            scoped = (
+                target is not None
+                and target is not self.batch
+                and command
+                in (
+                    Command.PAUSE,
+                    Command.RESUME,
+                )
+            )
+            # An element must allow the command itself, and so must the batch when the
+            # command propagates to it.
+            judges = [] if target is None else [target] if scoped else [target, self.batch]
+            blocked = next((el for el in judges if not el.allows(command)), None)
+            if target is None or blocked is not None:
                 await self.recorder.record(
                     "command.refused",
-                    element=self.batch.path,
+                    element=element or self.batch.path,
                     command=command.value,
-                    state=self.batch.state,
+                    state=None if blocked is None else blocked.state,
                     user=user,
-                    reason=f"{command.value} is not allowed in state {self.batch.state}",
+                    reason=(
+                        f"{element} is not an active element"
+                        if blocked is None
+                        else f"{command.value} is not allowed in state {blocked.state}"
+                        + ("" if blocked is target else f" of {blocked.path}")
+                    ),
                 )
                 return False
             await self.recorder.record(
                 "command.accepted",
-                element=self.batch.path,
+                element=target.path,
                 command=command.value,
-                state=self.batch.state,
+                state=target.state,
                 user=user,
                 reason=reason,
+                scope="element" if scoped else "batch",
             )
+            scope = self._subtree(target) if scoped else self.chain
             if command in (Command.HOLD, Command.PAUSE, Command.STOP, Command.ABORT):
-                await self._interrupt(command)
+                await self._interrupt(command, scope)
             elif command in (Command.RESTART, Command.RESUME):
-                await self._continue(command)
+                await self._continue(command, scope)
             else:
                 await self.batch.apply(command.value)
             return True
 
-    async def _interrupt(self, command: Command) -> None:
-        for el in self.chain:
+    def _element(self, path: str | None) -> Element | None:
+        if path is None or path == self.batch.path:
+            return self.batch
+        return next((el for el in self.chain if el.path == path), None)
+
+    def _subtree(self, top: Element) -> list[Element]:
+        """``top`` and every active element under it (in entry order)."""
+        prefix = top.path + "/"
+        return [el for el in self.chain if el is top or el.path.startswith(prefix)]
+
+    async def _interrupt(self, command: Command, scope: list[Element]) -> None:
+        paths = {el.path for el in scope}
+        for el in scope:
             if el.allows(command):
                 await el.apply(command.value)
         async with self._critical:  # a safe point: no intent is left without its result
-            tasks = [t for t in self._phase_tasks.values() if not t.done()]
+            tasks = [t for p, t in self._phase_tasks.items() if p in paths and not t.done()]
             for task in tasks:
                 task.cancel()
         if tasks:
             await asyncio.wait(tasks)
         if command is Command.HOLD:
-            await self._equipment_logic("holding", hold_equipment)
+            await self._equipment_logic("holding", hold_equipment, paths)
         elif command in (Command.STOP, Command.ABORT):
-            await self._equipment_logic("stopping", stop_equipment)
-        for el in reversed(self.chain):
+            await self._equipment_logic("stopping", stop_equipment, paths)
+        for el in reversed(scope):
             await el.apply("finish")
         if command in (Command.STOP, Command.ABORT):
-            self._decide(command)
+            self._decide(command, paths)
 
-    async def _continue(self, command: Command) -> None:
-        for el in self.chain:
+    async def _continue(self, command: Command, scope: list[Element]) -> None:
+        paths = {el.path for el in scope}
+        for el in scope:
             if el.allows(command):
                 await el.apply(command.value)
         if command is Command.RESTART:
-            await self._equipment_logic("restarting", restore_equipment)
-            for el in reversed(self.chain):
+            await self._equipment_logic("restarting", restore_equipment, paths)
+            for el in reversed(scope):
                 await el.apply("finish")
-        self._decide(command)
+        self._decide(command, paths)
 
     async def _equipment_logic(
-        self, what: str, logic: Callable[[PhaseContext], Awaitable[None]]
+        self, what: str, logic: Callable[[PhaseContext], Awaitable[None]], paths: set[str]
     ) -> None:
-        """Run holding or restart logic for every active phase; a failure is journaled
-        and leaves the batch where the state model puts it (the operator decides)."""
-        for ctx in list(self._contexts.values()):
+        """Run holding, restart or stop logic for the active phases in ``paths``; a failure
+        is journaled and leaves the batch where the state model puts it."""
+        for ctx in [c for p, c in self._contexts.items() if p in paths]:
             try:
                 await logic(ctx)
             except (DriverError, PhaseFailed) as exc:
                 await self.recorder.record(f"{what}.failed", element=ctx.path, error=str(exc))
 
-    def _decide(self, command: Command) -> None:
-        for decision in self._decisions.values():
+    def _decide(self, command: Command, paths: set[str]) -> None:
+        for path, decision in self._decisions.items():
+            if path not in paths:
+                continue
             if not decision.done():
                 decision.set_result(command)
 

@@ -128,13 +128,13 @@ async def test_hold_stops_the_pump_and_restart_pumps_the_remainder(
         task = asyncio.create_task(controller.run(run))
         path = "formulate/add_cryomedium/pump_cryomedium"
         # The pump is an external instrument: watch the record (bounded) until it runs.
-        for _ in range(3000):
+        for _ in range(15000):
             if any(
                 e.kind == "method.result" and e.data["element"] == path
                 for e in _entries(controller, run)
             ):
                 break
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.001)
         else:
             pytest.fail("the transfer never started")
         assert await run.command(Command.HOLD, user="op1", reason="bag check")

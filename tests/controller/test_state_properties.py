@@ -27,13 +27,17 @@ OPERATOR_COMMANDS = [c for c in Command if c not in (Command.START, Command.RESE
 STEADY = {State.RUNNING, State.HELD, State.PAUSED, *FINAL_STATES}
 
 commands = st.lists(
-    st.tuples(st.sampled_from(OPERATOR_COMMANDS), st.integers(min_value=0, max_value=3)),
+    st.tuples(
+        st.sampled_from(OPERATOR_COMMANDS),
+        st.integers(min_value=0, max_value=3),
+        st.booleans(),  # given to the active phase instead of the batch
+    ),
     min_size=1,
     max_size=12,
 )
 
 
-async def _scenario(script: list[tuple[Command, int]], db: Path) -> None:
+async def _scenario(script: list[tuple[Command, int, bool]], db: Path) -> None:
     store = Store.open(f"sqlite:///{db}")
     journal = Journal(store)
     await journal.start()
@@ -61,16 +65,21 @@ async def _scenario(script: list[tuple[Command, int]], db: Path) -> None:
         while run.state is State.IDLE:
             run.state_changed.clear()
             await asyncio.wait_for(run.state_changed.wait(), 5)
-        for command, pause_ms in script:
+        for command, pause_ms, at_phase in script:
             await asyncio.sleep(pause_ms / 1000)
-            allowed = run.batch.allows(command)
-            accepted = await run.command(command, user="prop")
-            assert accepted is allowed
+            phases = [el for el in run.chain if el.level == "phase"]
+            target = phases[0] if at_phase and phases else run.batch
+            scoped = target is not run.batch and command in (Command.PAUSE, Command.RESUME)
+            allowed = target.allows(command) and (scoped or run.batch.allows(command))
+            accepted = await run.command(command, user="prop", element=target.path)
+            assert accepted is allowed, (command, target, run.chain)
             refusals += not accepted
             states = [el.current for el in run.chain]
             assert all(isinstance(s, State) for s in states)
             if accepted and command is Command.HOLD:
-                assert set(states) == {State.HELD}, states  # the hold reached every element
+                assert set(states) == {State.HELD}, states  # a hold reaches every element
+            if accepted and scoped and command is Command.PAUSE:
+                assert target.current is State.PAUSED and run.batch.current is State.RUNNING
             if run.state in STEADY:
                 assert not set(states) & set(FINISHES), states  # nothing left mid-transition
         if run.state not in FINAL_STATES:
@@ -112,6 +121,8 @@ async def _scenario(script: list[tuple[Command, int]], db: Path) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(script=commands)
-def test_random_command_sequences_keep_the_state_model(script: list[tuple[Command, int]]) -> None:
+def test_random_command_sequences_keep_the_state_model(
+    script: list[tuple[Command, int, bool]],
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(_scenario(script, Path(tmp) / "prop.sqlite"))
