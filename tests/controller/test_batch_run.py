@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from controller.batch import BatchRun
 from controller.isa88 import Command, State
 from controller.plant import Plant, UnitConfig
 from controller.session import BatchSetupError, Controller
-from ebr import read_journal, verify_batch
+from ebr import read_journal, read_samples, verify_batch
 from recipes import load_recipe
 from simulators.bioreactor.opcua_server import BioreactorServer
 
@@ -215,6 +216,16 @@ async def test_action_limit_breach_holds_the_batch(
     assert accepted[0].data["user"].startswith("engine:monitor")
     assert await run.command(Command.ABORT, user="sup1")
     assert await asyncio.wait_for(task, 10) is State.ABORTED
+    # Held within the monitor's delay plus two sample periods of the breach starting.
+    assert controller.store is not None
+    breach = min(
+        datetime.fromisoformat(x.time.replace("Z", "+00:00"))
+        for x in read_samples(controller.store, run.control.batch_id)
+        if x.tag == "bioreactor.temperature.pv" and (x.value or 0) >= 38.9
+    )
+    held = datetime.fromisoformat(accepted[0].data["t"].replace("Z", "+00:00"))
+    delay = load_recipe(RECIPE).monitors[0].delay_s
+    assert 0 <= (held - breach).total_seconds() <= delay + 2 * 60
 
 
 async def test_parameter_outside_limits_and_busy_units_are_refused(
