@@ -8,7 +8,7 @@ step that is not idempotent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,49 +59,66 @@ class PhaseContext:
 PhaseLogic = Callable[[PhaseContext], Coroutine[Any, Any, None]]
 
 
-async def write_setpoint(
-    ctx: PhaseContext, capability: str, new: float, device: Device | None = None
-) -> None:
-    """Write one setpoint: journal the intent (with the old value), act, journal the result.
-
-    Runs as a critical section: a hold or stop waits for it, so an intent never
-    lacks its result.
-    """
-    async with ctx.critical:
-        await _write_setpoint(ctx, capability, new, device or ctx.device)
-
-
-async def _write_setpoint(ctx: PhaseContext, capability: str, new: float, device: Device) -> None:
-    (old,) = await device.read([capability])
-    intent = await ctx.recorder.record(
-        "write.intent",
-        element=ctx.path,
-        unit=device.name,
-        capability=capability,
-        old=old.value,
-        new=new,
-        eu=old.unit,
-    )
+async def journaled(
+    ctx: PhaseContext,
+    kind: str,
+    intent: dict[str, Any],
+    act: Callable[[], Awaitable[Any]],
+    result_name: str,
+    failure: str,
+) -> Any:
+    """Write-ahead for one action on an instrument: journal ``KIND.intent``, act, journal
+    ``KIND.result`` (``ok`` and the result, or the error). The result names its intent
+    (``intent``: its seq). A driver error fails the phase with ``failure: error``."""
+    entry = await ctx.recorder.record(f"{kind}.intent", element=ctx.path, **intent)
+    key = {k: intent[k] for k in ("capability", "method") if k in intent}
     try:
-        readback = await device.write(capability, new)
+        value = await act()
     except DriverError as exc:
         await ctx.recorder.record(
-            "write.result",
+            f"{kind}.result",
             element=ctx.path,
-            intent=intent.seq,
-            capability=capability,
+            intent=entry.seq,
+            **key,
             ok=False,
             error=str(exc),
         )
-        raise PhaseFailed(f"{ctx.path}: writing {capability} = {new} failed: {exc}") from exc
+        raise PhaseFailed(f"{ctx.path}: {failure}: {exc}") from exc
     await ctx.recorder.record(
-        "write.result",
+        f"{kind}.result",
         element=ctx.path,
-        intent=intent.seq,
-        capability=capability,
+        intent=entry.seq,
+        **key,
         ok=True,
-        readback=readback,
+        **{result_name: value},
     )
+    return value
+
+
+async def write_setpoint(
+    ctx: PhaseContext, capability: str, new: float, device: Device | None = None
+) -> None:
+    """Write one setpoint: journal the intent (with the old value), act (with read-back),
+    journal the result. A critical section: a hold or stop waits for it, so an intent
+    never lacks its result."""
+    device = device or ctx.device
+    async with ctx.critical:
+        (old,) = await device.read([capability])
+        intent = {
+            "unit": device.name,
+            "capability": capability,
+            "old": old.value,
+            "new": new,
+            "eu": old.unit,
+        }
+        await journaled(
+            ctx,
+            "write",
+            intent,
+            lambda: device.write(capability, new),
+            "readback",
+            f"writing {capability} = {new} failed",
+        )
 
 
 async def hold_equipment(ctx: PhaseContext) -> None:
@@ -250,30 +267,15 @@ async def call_method(
     (a critical section: a hold waits for it)."""
     device = device or ctx.device
     async with ctx.critical:
-        intent = await ctx.recorder.record(
-            "method.intent", element=ctx.path, unit=device.name, method=method, args=args
+        intent = {"unit": device.name, "method": method, "args": args}
+        return await journaled(
+            ctx,
+            "method",
+            intent,
+            lambda: device.call(method, dict(args)),
+            "result",
+            f"{device.name}.{method} failed",
         )
-        try:
-            result = await device.call(method, dict(args))
-        except DriverError as exc:
-            await ctx.recorder.record(
-                "method.result",
-                element=ctx.path,
-                intent=intent.seq,
-                method=method,
-                ok=False,
-                error=str(exc),
-            )
-            raise PhaseFailed(f"{ctx.path}: {device.name}.{method} failed: {exc}") from exc
-        await ctx.recorder.record(
-            "method.result",
-            element=ctx.path,
-            intent=intent.seq,
-            method=method,
-            ok=True,
-            result=result,
-        )
-        return result
 
 
 async def _ask(
