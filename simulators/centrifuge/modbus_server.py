@@ -1,7 +1,8 @@
 """Modbus server publishing a simulated counterflow centrifuge / cell processor.
 
 Modbus TCP on a real socket (``modbus+tcp://HOST:PORT``) or Modbus RTU on a
-pseudo-terminal (``modbus+rtu://``; clients open ``modbus+rtu:///dev/pts/N``).
+pseudo-terminal (``modbus+rtu://``; clients open ``modbus+rtu:///dev/pts/N``); the
+lifecycle is :class:`simulators.modbus_instrument.ModbusInstrumentServer`'s.
 
 Register map (device id 1, zero-based PDU addresses; mbpoll's reference = address + 1):
 see ``simulators/README.md``. 32-bit values are big-endian within each register and
@@ -14,255 +15,68 @@ pymodbus itself answers exception 2 for read-only or unmapped addresses.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import math
-import struct
-from pathlib import Path
-from types import TracebackType
-from typing import Final, cast
-from urllib.parse import urlsplit
-
-from pymodbus.constants import ExcCodes
-from pymodbus.framer import FramerType
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
+from typing import Final
 
 from simulators.centrifuge.model import CellProcessorModel, CommandRefused, State
-from simulators.clock import ScaledClock
-from simulators.serial_instruments.pty_port import PtyBridge, make_link, remove_link
+
+# The shared register conventions and helpers, re-exported (``X as X``) under the
+# names this module has always had.
+from simulators.modbus_instrument import CMD_NONE as CMD_NONE
+from simulators.modbus_instrument import CMD_RESET as CMD_RESET
+from simulators.modbus_instrument import CMD_START as CMD_START
+from simulators.modbus_instrument import CMD_STOP as CMD_STOP
+from simulators.modbus_instrument import CO_RESET as CO_RESET
+from simulators.modbus_instrument import CO_RUN as CO_RUN
+from simulators.modbus_instrument import DEFAULT_URL as DEFAULT_URL
+from simulators.modbus_instrument import DEVICE_ID as DEVICE_ID
+from simulators.modbus_instrument import DI_ALARM as DI_ALARM
+from simulators.modbus_instrument import DI_COMPLETE as DI_COMPLETE
+from simulators.modbus_instrument import DI_RUNNING as DI_RUNNING
+from simulators.modbus_instrument import HR_COMMAND, HR_PROGRAM, ModbusInstrumentServer
+from simulators.modbus_instrument import HR_FIRMWARE as HR_FIRMWARE
+from simulators.modbus_instrument import HR_MODEL as HR_MODEL
+from simulators.modbus_instrument import IR_ALARM as IR_ALARM
+from simulators.modbus_instrument import IR_ELAPSED as IR_ELAPSED
+from simulators.modbus_instrument import IR_PROGRAM as IR_PROGRAM
+from simulators.modbus_instrument import IR_REMAINING as IR_REMAINING
+from simulators.modbus_instrument import IR_STATE as IR_STATE
+from simulators.modbus_instrument import float_regs as float_regs
+from simulators.modbus_instrument import quiet_pymodbus_logging as quiet_pymodbus_logging
+from simulators.modbus_instrument import regs_float as regs_float
+from simulators.modbus_instrument import uint32_regs as uint32_regs
 
 __all__ = ["DEFAULT_URL", "DEVICE_ID", "CellProcessorServer", "quiet_pymodbus_logging"]
 
-DEFAULT_URL: Final = "modbus+tcp://127.0.0.1:0"
-DEVICE_ID: Final = 1
 MODEL_ID: Final = 3100
 FIRMWARE: Final = 102  # 1.02
-_IDLE_S: Final = 0.01  # update period (wall clock)
 
-# Function codes (block chosen by pymodbus from the code).
-_FC_COIL, _FC_DI, _FC_HR, _FC_IR = 5, 2, 16, 4
-_CLIENT_WRITES: Final = frozenset({5, 6, 15, 16, 22, 23})
-
-# Holding registers
-HR_PROGRAM, HR_COMMAND, HR_INPUT_SP, HR_FINAL_SP = 0, 1, 2, 4
-HR_MODEL, HR_FIRMWARE = 100, 101
+# Register map beyond the shared conventions (simulators.modbus_instrument).
+HR_INPUT_SP, HR_FINAL_SP = 2, 4
 HR_COUNT: Final = 6
-CMD_NONE, CMD_START, CMD_STOP, CMD_RESET = 0, 1, 2, 3
-# Input registers
-IR_STATE, IR_PROGRAM, IR_ALARM, IR_PHASE = 0, 1, 2, 3
-IR_PROCESSED, IR_OUTPUT, IR_RECOVERY, IR_ELAPSED, IR_REMAINING = 4, 6, 8, 10, 12
+IR_PHASE = 3
+IR_PROCESSED, IR_OUTPUT, IR_RECOVERY = 4, 6, 8
 IR_ROTOR, IR_TEMPERATURE = 14, 15
 IR_COUNT: Final = 16
-# Coils and discrete inputs
-CO_RUN, CO_RESET = 0, 1
-DI_RUNNING, DI_COMPLETE, DI_ALARM, DI_DOOR = 0, 1, 2, 3
-
-_log = logging.getLogger(__name__)
+DI_DOOR = 3
 
 
-def quiet_pymodbus_logging() -> None:
-    """Lower pymodbus's chatter (per-request tracebacks, frame dumps) to ERROR."""
-    logging.getLogger("pymodbus").setLevel(logging.ERROR)
-
-
-def float_regs(value: float) -> list[int]:
-    """A float32 as two registers, low word first."""
-    hi, lo = struct.unpack(">HH", struct.pack(">f", value))
-    return [lo, hi]
-
-
-def regs_float(regs: list[int]) -> float:
-    """Two registers, low word first, as a float32."""
-    value: float = struct.unpack(">f", struct.pack(">HH", regs[1], regs[0]))[0]
-    return value
-
-
-def uint32_regs(value: int) -> list[int]:
-    """An unsigned 32-bit value as two registers, low word first."""
-    return [value & 0xFFFF, (value >> 16) & 0xFFFF]
-
-
-class CellProcessorServer:
+class CellProcessorServer(ModbusInstrumentServer[CellProcessorModel]):
     """A real Modbus TCP server around one :class:`CellProcessorModel`."""
 
-    def __init__(self, *, url: str = DEFAULT_URL, time_scale: float = 1.0) -> None:
-        parts = urlsplit(url)
-        self._rtu = parts.scheme == "modbus+rtu"
-        if self._rtu:
-            if parts.netloc:
-                raise ValueError(
-                    f"a modbus+rtu URL is modbus+rtu:// or modbus+rtu:///PATH: {url!r}"
-                )
-        elif parts.scheme != "modbus+tcp" or not parts.hostname:
-            raise ValueError(f"not a modbus+tcp or modbus+rtu URL: {url!r}")
-        if not (math.isfinite(time_scale) and time_scale > 0.0):
-            raise ValueError(f"time scale must be positive, got {time_scale!r}")
-        self._host = parts.hostname or ""
-        self._port = parts.port if parts.port is not None else 502
-        self._link = parts.path if self._rtu and parts.path else None
-        self._bridge: PtyBridge | None = None
-        self._time_scale = time_scale
-        self.model = CellProcessorModel()
-        self._internal = False
-        self._server: ModbusTcpServer | ModbusSerialServer | None = None
-        self._clock: ScaledClock | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._bound_port = 0
+    task_name = "cell-processor"
+    identity = (MODEL_ID, FIRMWARE)
+    ir_count = IR_COUNT
+    refused = CommandRefused
 
-    # -- lifecycle -------------------------------------------------------------------
-
-    @property
-    def endpoint(self) -> str:
-        """``modbus+tcp://HOST:PORT`` (real bound port) or ``modbus+rtu:///dev/pts/N``."""
-        if self._rtu:
-            return f"modbus+rtu://{self._bridge.client_path if self._bridge else ''}"
-        return f"modbus+tcp://{self._host}:{self._bound_port or self._port}"
-
-    @property
-    def clock(self) -> ScaledClock:
-        """The simulated clock (set by :meth:`start`)."""
-        if self._clock is None:
-            raise RuntimeError("server not started")
-        return self._clock
-
-    async def prepare(self) -> None:
-        """Nothing to build ahead of the clock (the register blocks are built in start)."""
-
-    async def start(self, clock: ScaledClock | None = None) -> None:
-        """Bind the socket and start the update loop on ``clock`` (or a new one)."""
-        quiet_pymodbus_logging()
-        self._clock = clock or ScaledClock(self._time_scale)
-        if self._rtu:
-            await self._start_rtu()
-        else:
-            await self._start_tcp()
-        await self._publish()
-        self._task = asyncio.create_task(self._run(), name="cell-processor")
-
-    async def _start_tcp(self) -> None:
-        server = ModbusTcpServer(self._device(), address=(self._host, self._port))
-        try:
-            await server.serve_forever(background=True)
-        except RuntimeError as exc:  # pymodbus reports a failed bind this way
-            raise OSError(98, f"cannot listen on {self._host}:{self._port} ({exc})") from None
-        self._server = server
-        transport = server.transport
-        sockets = getattr(transport, "sockets", None) or ()
-        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
-
-    async def _start_rtu(self) -> None:
-        bridge = self._bridge = PtyBridge()
-        bridge.open()
-        server = ModbusSerialServer(
-            self._device(), port=bridge.server_path, framer=FramerType.RTU, baudrate=9600
-        )
-        try:
-            await server.serve_forever(background=True)
-        except RuntimeError as exc:
-            bridge.close()
-            raise OSError(5, f"cannot open {bridge.server_path} ({exc})") from None
-        self._server = server
-        if self._link:
-            make_link(Path(self._link), bridge.client_path)
-
-    async def stop(self) -> None:
-        """Stop the update loop and close the socket or pty (idempotent)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        server, self._server = self._server, None
-        if server is not None:
-            await server.shutdown()
-        if self._bridge is not None:
-            self._bridge.close()
-            if self._link:
-                remove_link(Path(self._link))
-
-    async def __aenter__(self) -> CellProcessorServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
-    def raise_alarm(self, code: int) -> None:
-        """Fault injection: put the machine into alarm with ``code``."""
-        self.model.raise_alarm(code)
+    def _make_model(self) -> CellProcessorModel:
+        return CellProcessorModel()
 
     # -- register blocks -----------------------------------------------------------
 
-    def _device(self) -> SimDevice:
+    def _holding_values(self) -> list[int]:
         m = self.model
-        bits = DataType.BITS
-        regs = DataType.REGISTERS
-        holding = [
-            SimData(
-                HR_PROGRAM,
-                values=[
-                    m.program,
-                    CMD_NONE,
-                    *float_regs(m.input_volume_sp),
-                    *float_regs(m.final_volume_sp),
-                ],
-                datatype=regs,
-            ),
-            SimData(HR_MODEL, values=[MODEL_ID, FIRMWARE], datatype=regs, readonly=True),
-        ]
-        return SimDevice(
-            id=DEVICE_ID,
-            simdata=(
-                [SimData(0, count=2, values=False, datatype=bits)],
-                [SimData(0, count=4, values=False, datatype=bits)],
-                holding,
-                [SimData(0, count=IR_COUNT, values=0, datatype=regs)],
-            ),
-            action=self._action,
-        )
-
-    async def _action(
-        self,
-        func_code: int,
-        start_address: int,
-        address: int,
-        count: int,
-        registers: list[int],
-        values: list[int] | list[bool] | None,
-    ) -> ExcCodes | None:
-        """Check and apply a client's write before pymodbus stores it."""
-        if self._internal or values is None or func_code not in _CLIENT_WRITES:
-            return None
-        now = self.clock.elapsed()
-        try:
-            if func_code in (5, 15):
-                self._write_coils(address, [bool(v) for v in values], now)
-                if address <= CO_RESET < address + len(values):
-                    cast(list[bool], values)[CO_RESET - address] = False  # self-clearing
-            else:
-                ints = [int(v) for v in values]
-                self._write_holding(address, ints, registers, start_address, now)
-                if address <= HR_COMMAND < address + len(ints):
-                    cast(list[int], values)[HR_COMMAND - address] = CMD_NONE  # self-clearing
-        except CommandRefused as exc:
-            _log.info("refused write at %d: %s", address, exc)
-            return ExcCodes.ILLEGAL_VALUE
-        await self._publish()  # a command shows in the measurements at once
-        return None
-
-    def _write_coils(self, address: int, bits: list[bool], now: float) -> None:
-        for i, bit in enumerate(bits):
-            if address + i == CO_RUN:
-                if bit:
-                    self.model.start(now)
-                else:
-                    self.model.stop(now)
-            elif address + i == CO_RESET and bit:
-                self.model.reset()
+        return [*float_regs(m.input_volume_sp), *float_regs(m.final_volume_sp)]
 
     def _write_holding(
         self, address: int, ints: list[int], registers: list[int], start: int, now: float
@@ -278,8 +92,8 @@ class CellProcessorServer:
         input_ml = regs_float(image[HR_INPUT_SP : HR_INPUT_SP + 2])
         final_ml = regs_float(image[HR_FINAL_SP : HR_FINAL_SP + 2])
         command = image[HR_COMMAND]
-        if HR_COMMAND in touched and command not in (CMD_NONE, CMD_START, CMD_STOP, CMD_RESET):
-            raise CommandRefused(f"unknown command {command}")
+        if HR_COMMAND in touched:
+            self._check_command(command)
         volumes_touched = any(a in touched for a in range(HR_INPUT_SP, HR_FINAL_SP + 2))
         if volumes_touched and m.state is State.RUNNING:
             raise CommandRefused("volumes cannot change while running")
@@ -291,49 +105,14 @@ class CellProcessorServer:
         if volumes_touched:
             m.set_volumes(input_ml, final_ml)
         if HR_COMMAND in touched:
-            if command == CMD_START:
-                m.start(now)
-            elif command == CMD_STOP:
-                m.stop(now)
-            elif command == CMD_RESET:
-                m.reset()
+            self._command(command, now)
 
-    # -- update loop -----------------------------------------------------------------
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(_IDLE_S)
-            try:
-                await self._publish()
-            except Exception:  # keep serving; a broken update must be visible
-                _log.exception("cell processor update failed")
-
-    async def _publish(self) -> None:
-        server = self._server
-        if server is None:
-            return
+    def _inputs(self, ir: list[int]) -> list[bool]:
         m = self.model
-        m.advance(self.clock.elapsed())
-        ir = [0] * IR_COUNT
-        ir[IR_STATE], ir[IR_PROGRAM], ir[IR_ALARM], ir[IR_PHASE] = (
-            int(m.state),
-            m.program,
-            m.alarm_code,
-            int(m.phase),
-        )
+        ir[IR_PHASE] = int(m.phase)
         ir[IR_PROCESSED : IR_PROCESSED + 2] = float_regs(m.processed_ml)
         ir[IR_OUTPUT : IR_OUTPUT + 2] = float_regs(m.output_ml)
         ir[IR_RECOVERY : IR_RECOVERY + 2] = float_regs(m.recovery_pct)
-        ir[IR_ELAPSED : IR_ELAPSED + 2] = uint32_regs(round(m.elapsed_s))
-        ir[IR_REMAINING : IR_REMAINING + 2] = uint32_regs(round(m.remaining_s))
         ir[IR_ROTOR] = m.rotor_rpm
         ir[IR_TEMPERATURE] = 221  # 22.1 °C, int16 in 0.1 °C
-        di = [m.state is State.RUNNING, m.state is State.COMPLETE, m.state is State.ALARM, True]
-        self._internal = True
-        try:
-            await server.async_setValues(DEVICE_ID, _FC_IR, 0, ir)
-            await server.async_setValues(DEVICE_ID, _FC_DI, 0, di)
-            await server.async_setValues(DEVICE_ID, _FC_COIL, CO_RUN, [m.state is State.RUNNING])
-            await server.async_setValues(DEVICE_ID, _FC_HR, HR_PROGRAM, [m.program])
-        finally:
-            self._internal = False
+        return [m.state is State.RUNNING, m.state is State.COMPLETE, m.state is State.ALARM, True]

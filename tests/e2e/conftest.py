@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVED_VESSELS = ["BR-01", "BR-02", "K-01", "K-02", "K-03", "K-04", "K-05", "K-06"]
+#: K-01…K-24: one fresh vessel per kill-test attempt (a vessel is inoculated once).
+SERVED_VESSELS = ["BR-01", "BR-02", *(f"K-{i:02d}" for i in range(1, 25))]
 
 
 def plant_for_unit(path: Path, url: str, vessel: str) -> Path:

@@ -37,7 +37,8 @@ def cellbatch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
 @pytest.mark.parametrize("attempt", range(KILLS))
 def test_sigkill_then_resume_completes(served_url: str, tmp_path: Path, attempt: int) -> None:
     rng = random.Random(1000 + attempt)
-    plant = plant_for_unit(tmp_path / "plant.toml", served_url, f"K-{attempt % 6 + 1:02d}")
+    assert attempt < 24, "one fresh vessel per attempt: raise SERVED_VESSELS for more kills"
+    plant = plant_for_unit(tmp_path / "plant.toml", served_url, f"K-{attempt + 1:02d}")
     db = f"sqlite:///{tmp_path / 'kill.sqlite'}"
     proc = subprocess.Popen(
         [
