@@ -209,21 +209,26 @@ class BatchRun:
                 )
             )
             # An element must allow the command itself, and so must the batch when the
-            # command propagates to it.
+            # command propagates to it; a scoped pause or resume needs its parents running.
             judges = [] if target is None else [target] if scoped else [target, self.batch]
             blocked = next((el for el in judges if not el.allows(command)), None)
+            if scoped and blocked is None and target is not None:
+                blocked = next(
+                    (el for el in self._ancestors(target) if el.current is not State.RUNNING),
+                    None,
+                )
             if target is None or blocked is not None:
                 await self.recorder.record(
                     "command.refused",
                     element=element or self.batch.path,
                     command=command.value,
                     state=None if blocked is None else blocked.state,
+                    blocked_by=None if blocked is None else blocked.path,
                     user=user,
                     reason=(
                         f"{element} is not an active element"
                         if blocked is None
-                        else f"{command.value} is not allowed in state {blocked.state}"
-                        + ("" if blocked is target else f" of {blocked.path}")
+                        else f"{command.value} is not allowed: {blocked.path} is {blocked.state}"
                     ),
                 )
                 return False
@@ -250,6 +255,12 @@ class BatchRun:
             return self.batch
         return next((el for el in self.chain if el.path == path), None)
 
+    def _ancestors(self, el: Element) -> list[Element]:
+        """The batch and the active elements above ``el``."""
+        return [self.batch] + [
+            a for a in self.chain if a is not self.batch and el.path.startswith(a.path + "/")
+        ]
+
     def _subtree(self, top: Element) -> list[Element]:
         """``top`` and every active element under it (in entry order)."""
         prefix = top.path + "/"
@@ -257,15 +268,17 @@ class BatchRun:
 
     async def _interrupt(self, command: Command, scope: list[Element]) -> None:
         paths = {el.path for el in scope}
-        for el in scope:
-            if el.allows(command):
-                await el.apply(command.value)
-        async with self._critical:  # a safe point: no intent is left without its result
+        # Stop the phase logic first, at a safe point (no intent is left without its
+        # result), so that nothing more happens while the states are being journaled.
+        async with self._critical:
             tasks = [t for p, t in self._phase_tasks.items() if p in paths and not t.done()]
             for task in tasks:
                 task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        for el in scope:
+            if el.allows(command):
+                await el.apply(command.value)
         if command is Command.HOLD:
             await self._equipment_logic("holding", hold_equipment, paths)
         elif command in (Command.STOP, Command.ABORT):

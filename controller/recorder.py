@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from controller.clock import Clock
@@ -21,13 +22,18 @@ class BatchRecorder:
         self.journal = journal
         self.batch_id = batch_id
         self.clock = clock
+        #: called with every entry once it is recorded (live views, tests)
+        self.listeners: list[Callable[[Entry], None]] = []
 
     def _stamp(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"t": iso(self.clock.now()), **data}
 
     async def record(self, kind: str, **data: Any) -> Entry:
         """Append and wait until the entry is durably committed."""
-        return await self.journal.append(self.batch_id, kind, self._stamp(data))
+        entry = await self.journal.append(self.batch_id, kind, self._stamp(data))
+        for listener in self.listeners:
+            listener(entry)
+        return entry
 
     def record_nowait(self, kind: str, **data: Any) -> asyncio.Future[Entry]:
         """Append without waiting (the chain order is fixed at once)."""

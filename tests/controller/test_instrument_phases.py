@@ -125,18 +125,16 @@ async def test_hold_stops_the_pump_and_restart_pumps_the_remainder(
         run = await controller.create_batch(
             recipe, coi="COI-W2", parameters={"cryomedium_mass": 100, "pump_rate": 20}
         )
-        task = asyncio.create_task(controller.run(run))
         path = "formulate/add_cryomedium/pump_cryomedium"
-        # The pump is an external instrument: watch the record (bounded) until it runs.
-        for _ in range(15000):
-            if any(
-                e.kind == "method.result" and e.data["element"] == path
-                for e in _entries(controller, run)
-            ):
-                break
-            await asyncio.sleep(0.001)
-        else:
-            pytest.fail("the transfer never started")
+        pumping = asyncio.Event()
+
+        def watch(entry: Any) -> None:
+            if entry.kind == "method.result" and entry.data["element"] == path:
+                pumping.set()  # the pump was started: hold in the middle of the transfer
+
+        run.recorder.listeners.append(watch)
+        task = asyncio.create_task(controller.run(run))
+        await asyncio.wait_for(pumping.wait(), 30)
         assert await run.command(Command.HOLD, user="op1", reason="bag check")
         pump = run.control.units["pump"]
         (running,) = await pump.read(["pump.running"])

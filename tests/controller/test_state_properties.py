@@ -70,7 +70,15 @@ async def _scenario(script: list[tuple[Command, int, bool]], db: Path) -> None:
             phases = [el for el in run.chain if el.level == "phase"]
             target = phases[0] if at_phase and phases else run.batch
             scoped = target is not run.batch and command in (Command.PAUSE, Command.RESUME)
-            allowed = target.allows(command) and (scoped or run.batch.allows(command))
+            parents_run = all(
+                el.current is State.RUNNING
+                for el in run.chain
+                if el is run.batch or target.path.startswith(el.path + "/")
+            )
+            allowed = target.allows(command) and (
+                parents_run if scoped else run.batch.allows(command)
+            )
+            batch_before = run.batch.current
             accepted = await run.command(command, user="prop", element=target.path)
             assert accepted is allowed, (command, target, run.chain)
             refusals += not accepted
@@ -78,8 +86,8 @@ async def _scenario(script: list[tuple[Command, int, bool]], db: Path) -> None:
             assert all(isinstance(s, State) for s in states)
             if accepted and command is Command.HOLD:
                 assert set(states) == {State.HELD}, states  # a hold reaches every element
-            if accepted and scoped and command is Command.PAUSE:
-                assert target.current is State.PAUSED and run.batch.current is State.RUNNING
+            if accepted and scoped:
+                assert run.batch.current is batch_before, "a scoped command leaves the batch"
             if run.state in STEADY:
                 assert not set(states) & set(FINISHES), states  # nothing left mid-transition
         if run.state not in FINAL_STATES:
@@ -98,8 +106,14 @@ async def _scenario(script: list[tuple[Command, int, bool]], db: Path) -> None:
     assert sum(e.kind == "command.refused" for e in entries) == refusals
     for e in entries:
         if e.kind == "command.refused":
-            allowed_from = COMMAND_TABLE[Command(e.data["command"])][0]
-            assert State(e.data["state"]) not in allowed_from
+            command, state = Command(e.data["command"]), State(e.data["state"])
+            if e.data["blocked_by"] != e.data["element"] and command in (
+                Command.PAUSE,
+                Command.RESUME,
+            ):
+                assert state is not State.RUNNING  # a parent that is not running
+            else:
+                assert state not in COMMAND_TABLE[command][0]
     # Replaying the journal's batch state changes gives the batch's state, and every
     # recorded change of every element is a transition of the table.
     replayed = State.IDLE
