@@ -9,6 +9,7 @@ PostgreSQL, unless it uses the SQLite file itself (`db_path`, `shell`) or is mar
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import uuid
@@ -222,3 +223,21 @@ def shell(db_path: Path) -> Callable[..., list[Any]]:
             conn.close()
 
     return run
+
+
+@pytest.fixture(scope="session")
+def record_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Path]]:
+    """A store holding a simulation batch (SIM) and a GMP batch (GMP), built once for
+    every export test."""
+    from tests.ebr.records import GMP, SIM, make_batch
+
+    path = tmp_path_factory.mktemp("export") / "ebr.sqlite"
+    store = Store.open(path)
+
+    async def build() -> None:
+        await make_batch(store, SIM, simulation=True)
+        await make_batch(store, GMP, simulation=False)
+
+    asyncio.run(build())
+    yield store, path
+    store.close()

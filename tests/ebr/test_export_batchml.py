@@ -3,9 +3,7 @@ the hash chain re-verifiable from the XML alone, and the CLI."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from lxml import etree
 
 from ebr import GENESIS_HASH, Store, export_batchml, read_batch, read_journal, read_samples
 from ebr.cli import ebr
-from tests.ebr.test_export_pdf import GMP, SIM, make_batch
+from tests.ebr.records import GMP, SIM
 
 NS = {"b": "http://www.mesa.org/xml/B2MML"}
 XSD = (
@@ -40,20 +38,6 @@ def _validate(xml: bytes) -> Any:
     schema = _schema()
     assert schema.validate(doc), "\n".join(str(e) for e in list(schema.error_log)[:5])
     return doc
-
-
-@pytest.fixture(scope="module")
-def record_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Path]]:
-    path = tmp_path_factory.mktemp("batchml") / "ebr.sqlite"
-    store = Store.open(path)
-
-    async def build() -> None:
-        await make_batch(store, SIM, simulation=True)
-        await make_batch(store, GMP, simulation=False)
-
-    asyncio.run(build())
-    yield store, path
-    store.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,9 @@ keywords the schema uses (and fails loudly on any other)."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from click.testing import CliRunner
 
 from ebr import Store, ebr_json_schema, export_json
 from ebr.cli import ebr
-from tests.ebr.test_export_pdf import GMP, SIM, make_batch
+from tests.ebr.records import GMP, SIM
 
 _KNOWN = {
     "$schema",
@@ -117,20 +115,6 @@ def _errors(value: Any, schema: Any, root: dict[str, Any], where: str = "$") -> 
 def validate(doc: Any) -> list[str]:
     schema = ebr_json_schema()
     return _errors(doc, schema, schema)
-
-
-@pytest.fixture(scope="module")
-def record_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Path]]:
-    path = tmp_path_factory.mktemp("schema") / "ebr.sqlite"
-    store = Store.open(path)
-
-    async def build() -> None:
-        await make_batch(store, SIM, simulation=True)
-        await make_batch(store, GMP, simulation=False)
-
-    asyncio.run(build())
-    yield store, path
-    store.close()
 
 
 @pytest.fixture(scope="module")
