@@ -47,10 +47,6 @@ class ScaledClock:
         epoch_s = self.epoch.timestamp()
         return datetime.fromtimestamp(epoch_s + (wall - epoch_s) * self.scale, UTC)
 
-    def wall_seconds(self, seconds: float) -> float:
-        """Wall-clock seconds that ``seconds`` of process time take."""
-        return seconds / self.scale
-
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` of process time."""
         await asyncio.sleep(max(0.0, seconds) / self.scale)
@@ -58,10 +54,6 @@ class ScaledClock:
     async def timeout(self, seconds: float, aw: Awaitable[T]) -> T:
         """Await ``aw`` for at most ``seconds`` of process time (TimeoutError after)."""
         return await asyncio.wait_for(aw, max(0.0, seconds) / self.scale)
-
-    async def sleep_until(self, when: datetime) -> None:
-        """Wait until process time reaches ``when``."""
-        await self.sleep((when - self.now()).total_seconds())
 
 
 def real_clock() -> ScaledClock:

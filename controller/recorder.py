@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +33,3 @@ class BatchRecorder:
         for listener in self.listeners:
             listener(entry)
         return entry
-
-    def record_nowait(self, kind: str, **data: Any) -> asyncio.Future[Entry]:
-        """Append without waiting (the chain order is fixed at once)."""
-        return self.journal.append_nowait(self.batch_id, kind, self._stamp(data))

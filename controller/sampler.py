@@ -55,7 +55,6 @@ class Sampler:
         self.block_rows = block_rows
         self.flush_interval_s = flush_interval_s
         self.latest: dict[str, Reading] = {}
-        self.count = 0
         self._rows: list[tuple[str, datetime, Any, str, str]] = []
         self._listeners: list[ReadingListener] = []
         self._cancels: list[Callable[[], Awaitable[None]]] = []
@@ -117,7 +116,6 @@ class Sampler:
             when = when.replace(tzinfo=UTC)
         self.latest[name] = reading
         self._rows.append((name, when, reading.value, reading.unit, reading.quality.value))
-        self.count += 1
         for listener in self._listeners:
             listener(name, reading)
         self._changed.set()
