@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+from drivers.link import Link
 from drivers.profile import MethodSpec, TagSpec
 from drivers.tags import Reading, Value
 
 
 class DeviceBackend(Protocol):
     """How one device's capabilities travel over one protocol."""
+
+    @property
+    def link(self) -> Link:
+        """The health of the connection the device uses."""
 
     async def connect(self) -> None:
         """Make sure the underlying connection is up and addresses are resolved."""

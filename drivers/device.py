@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from drivers.backend import DeviceBackend
 from drivers.errors import ProfileError, ReadBackMismatch, WriteRejected
+from drivers.link import STATUS_CAPABILITY, ConnectionStatus, LinkPolicy, StatusListener
 from drivers.modbus import ModbusConnection
 from drivers.modbus_backend import ModbusBackend
 from drivers.opcua import OpcUaConnection
 from drivers.opcua_backend import OpcUaBackend
+from drivers.opcua_security import OpcUaSecurity
 from drivers.profile import DeviceProfile, load_profile
 from drivers.serial_backend import SerialBackend, line_for
 from drivers.serial_line import SerialLine
@@ -34,21 +36,42 @@ class Device:
         return self.profile.equipment_class
 
     def has(self, capability: str) -> bool:
-        """True when the profile maps this capability."""
-        return capability in self.profile.tags
+        """True when the profile maps this capability (``connection.status`` always)."""
+        return capability == STATUS_CAPABILITY or capability in self.profile.tags
 
     def tag(self, capability: str) -> Tag:
         """A typed handle on one capability."""
+        if capability == STATUS_CAPABILITY:
+            return Tag(self, capability, "", False)
         spec = self.profile.tag(capability)
         return Tag(self, capability, spec.unit, spec.writable)
+
+    @property
+    def connection_status(self) -> ConnectionStatus:
+        """``connected`` / ``reconnecting`` / ``failed`` (short blips masked)."""
+        return self.backend.link.status
+
+    def watch_status(self, listener: StatusListener) -> Callable[[], None]:
+        """Call ``listener`` on every change of the connection status; returns an unwatch."""
+        return self.backend.link.watch(listener)
+
+    def status_reading(self) -> Reading:
+        """The connection status as a reading of the ``connection.status`` tag."""
+        status = self.connection_status
+        return Reading(STATUS_CAPABILITY, status.value, "", datetime.now(UTC), Quality.GOOD)
 
     async def connect(self) -> None:
         """Connect (shared sessions are opened once)."""
         await self.backend.connect()
 
     async def read(self, capabilities: Sequence[str]) -> list[Reading]:
-        """Read several capabilities in one round trip."""
-        return await self.backend.read([self.profile.tag(c) for c in capabilities])
+        """Read several capabilities in one round trip (``connection.status`` needs none)."""
+        if STATUS_CAPABILITY not in capabilities:
+            return await self.backend.read([self.profile.tag(c) for c in capabilities])
+        wire = [c for c in capabilities if c != STATUS_CAPABILITY]
+        got = iter(await self.backend.read([self.profile.tag(c) for c in wire]) if wire else [])
+        status = self.status_reading()
+        return [status if c == STATUS_CAPABILITY else next(got) for c in capabilities]
 
     async def write(self, capability: str, value: Value) -> Value:
         """Write a capability; critical ones are read back and must match."""
@@ -76,8 +99,28 @@ class Device:
     def subscribe(
         self, capabilities: Sequence[str], sink: ReadingSink
     ) -> Awaitable[Callable[[], Awaitable[None]]]:
-        """Push every change of the capabilities to ``sink``; await it for an async cancel."""
-        return self.backend.subscribe([self.profile.tag(c) for c in capabilities], sink)
+        """Push every change of the capabilities to ``sink``; await it for an async cancel.
+
+        ``connection.status`` delivers its current value at once, then every change.
+        """
+        if STATUS_CAPABILITY not in capabilities:
+            return self.backend.subscribe([self.profile.tag(c) for c in capabilities], sink)
+        return self._subscribe_with_status(capabilities, sink)
+
+    async def _subscribe_with_status(
+        self, capabilities: Sequence[str], sink: ReadingSink
+    ) -> Callable[[], Awaitable[None]]:
+        wire = [self.profile.tag(c) for c in capabilities if c != STATUS_CAPABILITY]
+        cancel_wire = await self.backend.subscribe(wire, sink) if wire else None
+        unwatch = self.watch_status(lambda _status: sink(self.status_reading()))
+        sink(self.status_reading())
+
+        async def cancel() -> None:
+            unwatch()
+            if cancel_wire is not None:
+                await cancel_wire()
+
+        return cancel
 
 
 def _same(a: Value, b: Value) -> bool:
@@ -97,8 +140,11 @@ class DevicePool:
     devices on one port share its line and its request lock).
     """
 
-    def __init__(self, *, timeout: float = 5.0) -> None:
+    def __init__(self, *, timeout: float = 5.0, link: LinkPolicy | None = None) -> None:
+        """``timeout`` bounds every call; ``link`` sets status masks and reconnect backoff
+        (a profile's ``status_*`` / ``reconnect_*`` options override it)."""
         self.timeout = timeout
+        self.link = link or LinkPolicy(attempt_timeout_s=max(timeout * 2, 1.0))
         self._connections: dict[str, Connection] = {}
         #: Receive-time stamp for instruments that send no timestamp of their own (Modbus,
         #: serial). The controller sets it to its process clock, so a simulation records
@@ -106,15 +152,30 @@ class DevicePool:
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def open(
-        self, name: str, profile: str | Path, endpoint: str, address: dict[str, str]
+        self,
+        name: str,
+        profile: str | Path,
+        endpoint: str,
+        address: dict[str, str],
+        connection: Mapping[str, object] | None = None,
     ) -> Device:
-        """A device for a plant unit (not yet connected)."""
+        """A device for a plant unit (not yet connected).
+
+        ``connection`` holds the unit's connection settings: for OPC UA the security
+        policy, mode, certificates and identity (see :mod:`drivers.opcua_security`).
+        """
         prof = load_profile(profile)
         conn = self._connections.get(endpoint)
+        policy = self.link.with_options(prof.options, f"profile {prof.name!r}")
+        if connection and prof.protocol != "opcua":
+            raise ProfileError(f"{name}: connection settings apply to OPC UA units only")
         backend: DeviceBackend
         if prof.protocol == "opcua":
             if conn is None:
-                conn = OpcUaConnection(endpoint, timeout=self.timeout)
+                security = OpcUaSecurity.from_options(connection or {}, f"unit {name!r}")
+                conn = OpcUaConnection(
+                    endpoint, timeout=self.timeout, security=security, link_policy=policy
+                )
             if not isinstance(conn, OpcUaConnection):
                 raise ProfileError(f"{endpoint}: already open with another protocol")
             backend = OpcUaBackend(conn, prof, address)
@@ -125,13 +186,14 @@ class DevicePool:
                     timeout=self.timeout,
                     baudrate=int(prof.options.get("baudrate", 9600)),
                     framing=str(prof.options.get("framing", "8N1")),
+                    link_policy=policy,
                 )
             if not isinstance(conn, ModbusConnection):
                 raise ProfileError(f"{endpoint}: already open with another protocol")
             backend = ModbusBackend(conn, prof, address, now=lambda: self.now())
         elif prof.protocol == "serial":
             if conn is None:
-                conn = line_for(serial_port(endpoint), prof, self.timeout)
+                conn = line_for(serial_port(endpoint), prof, self.timeout, policy)
             if not isinstance(conn, SerialLine):
                 raise ProfileError(f"{endpoint}: already open with another protocol")
             backend = SerialBackend(conn, prof, address, now=lambda: self.now())

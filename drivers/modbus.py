@@ -27,6 +27,7 @@ from drivers.errors import (
     ProtocolError,
     WriteRejected,
 )
+from drivers.link import Link, LinkPolicy
 
 logging.getLogger("pymodbus").setLevel(logging.ERROR)
 
@@ -88,12 +89,11 @@ class Point:
 def decode(regs: Sequence[int], data_type: str, byte_order: Order, word_order: Order) -> Any:
     """Registers → int or float with the device's byte and word order."""
     width, code = DATA_TYPES[data_type]
-    words = list(regs[:width])
+    words = regs[:width]
     if word_order == "little":
-        words.reverse()
-    raw = b"".join(w.to_bytes(2, "big") for w in words)
-    if byte_order == "little":
-        raw = b"".join(raw[i : i + 2][::-1] for i in range(0, len(raw), 2))
+        words = words[::-1]
+    # Packing each register little-endian is swapping its two bytes.
+    raw = struct.pack(("<" if byte_order == "little" else ">") + "H" * width, *words)
     return struct.unpack(f">{code}", raw)[0]
 
 
@@ -128,34 +128,76 @@ class ModbusConnection:
 
     pymodbus's own background reconnection is off: a request on a dropped
     connection makes one bounded attempt to reconnect, then raises Disconnected.
+    A timeout or a drop also marks :attr:`link` down, whose task reconnects with
+    capped backoff and checks the device with :attr:`probe` (set by a backend).
     """
 
     def __init__(
-        self, url: str, *, timeout: float = 5.0, baudrate: int = 9600, framing: str = "8N1"
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        baudrate: int = 9600,
+        framing: str = "8N1",
+        link_policy: LinkPolicy | None = None,
     ) -> None:
         self.url = url
         self.timeout = timeout
-        host, port = parse_endpoint(url)
-        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
-        if url.startswith("modbus+rtu:"):
-            if len(framing) != 3 or framing[1] not in "NEO" or framing[2] not in "12":
-                raise ProfileError(f"bad serial framing {framing!r} (e.g. 8N1, 8E1)")
-            self._client = AsyncModbusSerialClient(
+        self.link = Link(url, link_policy or LinkPolicy(), self._reconnect)
+        #: One cheap request proving the device answers (a read of a mapped register).
+        self.probe: Callable[[], Awaitable[object]] | None = None
+        parse_endpoint(url)  # checks the URL
+        if url.startswith("modbus+rtu:") and (
+            len(framing) != 3 or framing[1] not in "NEO" or framing[2] not in "12"
+        ):
+            raise ProfileError(f"bad serial framing {framing!r} (e.g. 8N1, 8E1)")
+        self._baudrate = baudrate
+        self._framing = framing
+        self._client = self._new_client()
+        self._lock = asyncio.Lock()
+
+    def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        """A fresh pymodbus client (a dropped one is never reused: its state may be stale)."""
+        made: list[AsyncModbusTcpClient | AsyncModbusSerialClient] = []
+
+        def traced(connected: bool) -> None:
+            # pymodbus would let a request on a dropped connection wait for its
+            # timeout: fail it at once, so a drop is told from a silent device.
+            future = getattr(getattr(made[0], "ctx", None), "response_future", None)
+            if not connected and isinstance(future, asyncio.Future) and not future.done():
+                future.set_exception(ConnectionException("connection closed by the device"))
+
+        host, port = parse_endpoint(self.url)
+        client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        if self.url.startswith("modbus+rtu:"):
+            client = AsyncModbusSerialClient(
                 host,
                 framer=FramerType.RTU,
-                baudrate=baudrate,
-                bytesize=int(framing[0]),
-                parity=framing[1],
-                stopbits=int(framing[2]),
-                timeout=timeout,
+                baudrate=self._baudrate,
+                bytesize=int(self._framing[0]),
+                parity=self._framing[1],
+                stopbits=int(self._framing[2]),
+                timeout=self.timeout,
                 retries=0,
                 reconnect_delay=0,
+                trace_connect=traced,
             )
         else:
-            self._client = AsyncModbusTcpClient(
-                host, port=port, timeout=timeout, retries=0, reconnect_delay=0
+            client = AsyncModbusTcpClient(
+                host,
+                port=port,
+                timeout=self.timeout,
+                retries=0,
+                reconnect_delay=0,
+                trace_connect=traced,
             )
-        self._lock = asyncio.Lock()
+        made.append(client)
+        return client
+
+    def _renew(self) -> None:
+        """Close the client and start over with a fresh one."""
+        old, self._client = self._client, self._new_client()
+        old.close()
 
     @property
     def connected(self) -> bool:
@@ -164,6 +206,7 @@ class ModbusConnection:
 
     async def connect(self) -> None:
         """Open the TCP connection (idempotent)."""
+        self.link.reopen()
         async with self._lock:
             if self._client.connected:
                 return
@@ -179,16 +222,46 @@ class ModbusConnection:
                 raise Disconnected(f"{self.url}: cannot connect (refused or unreachable)")
 
     async def close(self) -> None:
-        """Close the connection; never raises."""
+        """Stop reconnecting and close the connection; never raises."""
+        await self.link.close()
         self._client.close()
+
+    async def _reconnect(self) -> None:
+        """Close, connect and probe (the link's reconnect step)."""
+        if not self._client.connected:
+            self._renew()
+        await self.connect()
+        if self.probe is not None:
+            await self.probe()
+        else:
+            self.link.ok()
 
     async def _call(
         self, what: str, request: Callable[[], Awaitable[Any]], *, write: bool = False
     ) -> Any:
-        if not self._client.connected:  # dropped: one bounded attempt to reconnect
-            await self.connect()
         try:
-            response = await asyncio.wait_for(request(), self.timeout)
+            if not self._client.connected:  # dropped: one bounded attempt to reconnect
+                await self.connect()
+            response = await self._exchange(what, request)
+        except (DriverTimeout, Disconnected) as exc:
+            # A late answer would be taken for the next request's: start afresh.
+            self._renew()
+            self.link.lost(exc)
+            raise
+        self.link.ok()  # the device answered, even if with an exception code
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            text = f"{self.url}: {what}: exception {code} ({EXCEPTION_NAMES.get(code, '?')})"
+            if write and code in (2, 3):
+                raise WriteRejected(text)
+            raise ProtocolError(text)
+        return response
+
+    async def _exchange(self, what: str, request: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            # asyncio.timeout, not wait_for: no extra task per call on the hot path.
+            async with asyncio.timeout(self.timeout):
+                return await request()
         except TimeoutError:
             raise DriverTimeout(f"{self.url}: {what}: no answer in {self.timeout:.1f} s") from None
         except ConnectionException as exc:
@@ -201,13 +274,6 @@ class ModbusConnection:
             raise ProtocolError(f"{self.url}: {what}: {exc}") from None
         except OSError as exc:
             raise Disconnected(f"{self.url}: {what}: {exc}") from None
-        if response.isError():
-            code = int(getattr(response, "exception_code", 0))
-            text = f"{self.url}: {what}: exception {code} ({EXCEPTION_NAMES.get(code, '?')})"
-            if write and code in (2, 3):
-                raise WriteRejected(text)
-            raise ProtocolError(text)
-        return response
 
     async def read(self, table: Table, address: int, count: int, device_id: int) -> list[int]:
         """Read ``count`` registers (hr/ir) or bits (co/di, as 0/1) from ``address``."""

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from drivers.errors import ProfileError, WriteRejected
+from drivers.link import Link
 from drivers.modbus import (
     MAX_BITS_PER_READ,
     MAX_REGISTERS_PER_READ,
@@ -41,6 +42,10 @@ def _order(profile: DeviceProfile, key: str) -> Order:
     return cast(Order, value)
 
 
+_Run = tuple[Table, int, int, list[tuple[int, int, int]]]
+"""One read request of a plan: table, start, count, and (point index, offset, width)."""
+
+
 class ModbusBackend:
     """Presents a profile's capabilities over a Modbus connection."""
 
@@ -61,6 +66,23 @@ class ModbusBackend:
         self.poll_interval_s = float(profile.options.get("poll_interval_s", 1.0))
         self.read_gap = int(profile.options.get("read_gap", 0))
         self._points: dict[str, Point] = {}
+        self._plans: dict[tuple[Point, ...], list[_Run]] = {}
+        if connection.probe is None:
+            connection.probe = self._probe
+
+    @property
+    def link(self) -> Link:
+        """The health of the shared connection."""
+        return self.connection.link
+
+    async def _probe(self) -> None:
+        """Read the profile's first register (or bit): proves the device answers."""
+        spec = next(iter(self.profile.tags.values()), None)
+        if spec is None:
+            self.link.ok()
+            return
+        point = self.point(spec)
+        await self.connection.read(point.table, point.address, point.width, self.device_id)
 
     def point(self, spec: TagSpec) -> Point:
         """The parsed register address of a tag (cached)."""
@@ -122,10 +144,23 @@ class ModbusBackend:
 
     async def _read_points(self, points: Sequence[Point]) -> list[list[int]]:
         """Raw words/bits of every point; one request per contiguous run per table."""
+        key = tuple(points)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(points)
         result: list[list[int]] = [[] for _ in points]
+        for table, start, count, parts in plan:
+            words = await self.connection.read(table, start, count, self.device_id)
+            for i, off, width in parts:
+                result[i] = words[off : off + width]
+        return result
+
+    def _plan(self, points: Sequence[Point]) -> list[_Run]:
+        """The requests reading `points`: contiguous runs per table, within the limits."""
         by_table: dict[Table, list[int]] = {}
         for i, p in enumerate(points):
             by_table.setdefault(p.table, []).append(i)
+        plan: list[_Run] = []
         for table, indexes in by_table.items():
             limit = MAX_BITS_PER_READ if table in ("co", "di") else MAX_REGISTERS_PER_READ
             indexes.sort(key=lambda i: points[i].address)
@@ -146,11 +181,9 @@ class ModbusBackend:
             for run in runs:
                 start = points[run[0]].address
                 stop = max(points[i].address + points[i].width for i in run)
-                words = await self.connection.read(table, start, stop - start, self.device_id)
-                for i in run:
-                    off = points[i].address - start
-                    result[i] = words[off : off + points[i].width]
-        return result
+                parts = [(i, points[i].address - start, points[i].width) for i in run]
+                plan.append((table, start, stop - start, parts))
+        return plan
 
     async def write(self, spec: TagSpec, value: Value) -> None:
         point = self.point(spec)

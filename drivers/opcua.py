@@ -1,6 +1,10 @@
 """OPC UA client connection: batched reads and writes, method calls, subscriptions.
 
-Every call is bounded by a timeout and raises only typed driver errors.
+Every call is bounded by a timeout and raises only typed driver errors. A lost
+session (a timeout, a dropped socket, asyncua's keep-alive failing) marks
+:attr:`OpcUaConnection.link` down; its task replaces the client by a fresh one
+(asyncua clients are not reused after a loss), reconnects with capped backoff and
+re-creates every live subscription on the new session, delivering to the same sinks.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy
 
 from drivers.errors import Disconnected, DriverError, DriverTimeout, ProtocolError, WriteRejected
+from drivers.link import Link, LinkPolicy
+from drivers.opcua_security import OpcUaSecurity
 
 T = TypeVar("T")
 
@@ -37,9 +43,18 @@ def variant_type(name: str) -> ua.VariantType:
 class OpcUaConnection:
     """One client session to one OPC UA server, shared by every device on it."""
 
-    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        security: OpcUaSecurity | None = None,
+        link_policy: LinkPolicy | None = None,
+    ) -> None:
         self.url = url
         self.timeout = timeout
+        self.security = security or OpcUaSecurity()
+        self.link = Link(url, link_policy or LinkPolicy(), self._reconnect)
         self._client: Client | None = None
         self._lock = asyncio.Lock()
         self._subscriptions: list[_Subscription] = []
@@ -51,30 +66,62 @@ class OpcUaConnection:
 
     async def connect(self) -> None:
         """Open the session (idempotent)."""
+        self.link.reopen()
         async with self._lock:
             if self._client is not None:
                 return
-            client = Client(self.url, timeout=self.timeout)
+            limit = self.timeout * 2
+            client = Client(self.url, timeout=self.timeout, watchdog_intervall=min(1.0, limit))
             try:
-                await asyncio.wait_for(client.connect(), self.timeout * 2)
+                await asyncio.wait_for(self._open(client), limit)
             except TimeoutError:
-                limit = self.timeout * 2
+                await _discard(client, self.timeout)
                 raise DriverTimeout(f"{self.url}: no answer within {limit:.1f} s") from None
             except OSError as exc:
                 raise Disconnected(f"{self.url}: cannot connect ({exc.strerror or exc})") from None
+            except ua.UaStatusCodeError as exc:
+                await _discard(client, self.timeout)
+                raise Disconnected(f"{self.url}: refused: {exc}") from None
             except ua.UaError as exc:
+                await _discard(client, self.timeout)
                 raise ProtocolError(f"{self.url}: {exc}") from None
+            except DriverError:
+                await _discard(client, self.timeout)
+                raise
+            client.connection_lost_callback = self._on_connection_lost
             self._client = client
+        self.link.ok()
+
+    async def _open(self, client: Client) -> None:
+        await self.security.apply(client, self.url)
+        await client.connect()
+
+    async def _on_connection_lost(self, exc: Exception) -> None:
+        self.lost(exc)
+
+    def lost(self, reason: BaseException | str) -> None:
+        """The session is gone (or not answering): start reconnecting."""
+        self.link.lost(reason)
+
+    async def _reconnect(self) -> None:
+        """Replace the client by a fresh one and re-create the subscriptions."""
+        client, self._client = self._client, None
+        if client is not None:
+            await _discard(client, min(self.timeout, 1.0))
+        await self.connect()
+        client = self._require()
+        for sub in list(self._subscriptions):
+            await sub.start(self, client)
 
     async def close(self) -> None:
-        """Delete subscriptions and close the session; never raises."""
+        """Stop reconnecting, delete subscriptions and close the session; never raises."""
+        await self.link.close()
         client, self._client = self._client, None
-        for sub in self._subscriptions:
+        for sub in list(self._subscriptions):
             await sub.cancel()
         self._subscriptions.clear()
         if client is not None:
-            with contextlib.suppress(Exception):  # closing a dead session must not fail
-                await asyncio.wait_for(client.disconnect(), self.timeout)
+            await _discard(client, self.timeout)
 
     def _require(self) -> Client:
         if self._client is None:
@@ -83,13 +130,24 @@ class OpcUaConnection:
 
     async def _bounded(self, what: str, coro: Awaitable[T]) -> T:
         try:
-            return await asyncio.wait_for(coro, self.timeout)
+            # asyncio.timeout, not wait_for: no extra task per call on the hot path.
+            async with asyncio.timeout(self.timeout):
+                result = await coro
         except TimeoutError:
-            raise DriverTimeout(f"{self.url}: {what}: no answer in {self.timeout:.1f} s") from None
-        except ConnectionError as exc:
-            raise Disconnected(f"{self.url}: {what}: connection lost ({exc})") from None
+            error: DriverError = DriverTimeout(
+                f"{self.url}: {what}: no answer in {self.timeout:.1f} s"
+            )
+        except (ConnectionError, OSError) as exc:
+            error = Disconnected(f"{self.url}: {what}: connection lost ({exc})")
         except ua.UaStatusCodeError as exc:
             raise ProtocolError(f"{self.url}: {what}: {exc}") from None
+        except ua.UaError as exc:  # e.g. a request on a session that is going away
+            error = Disconnected(f"{self.url}: {what}: {exc}")
+        else:
+            self.link.ok()
+            return result
+        self.lost(error)
+        raise error
 
     async def namespace_index(self, uri: str) -> int:
         """Index of a namespace URI on this server."""
@@ -124,13 +182,9 @@ class OpcUaConnection:
         """Call a method; a Bad status raises WriteRejected (the instrument refused)."""
         node = self._require().get_node(object_id)
         try:
-            return await asyncio.wait_for(node.call_method(method_id, *args), self.timeout)
-        except ua.UaStatusCodeError as exc:
+            return await self._bounded("call", node.call_method(method_id, *args))
+        except ProtocolError as exc:
             raise WriteRejected(f"{method_id.to_string()}: {exc}") from None
-        except TimeoutError:
-            raise DriverTimeout(f"{self.url}: call: no answer in {self.timeout:.1f} s") from None
-        except ConnectionError as exc:
-            raise Disconnected(f"{self.url}: call: connection lost ({exc})") from None
 
     async def subscribe(
         self,
@@ -140,26 +194,30 @@ class OpcUaConnection:
         publishing_interval_ms: float = 50.0,
         queue_size: int = 10_000,
     ) -> Callable[[], Awaitable[None]]:
-        """Deliver every queued change of the nodes to ``sink``; returns an async cancel."""
+        """Deliver every queued change of the nodes to ``sink``; returns an async cancel.
+
+        The subscription outlives reconnections: it is re-created on each new session.
+        """
         client = self._require()
-        sub = await self._bounded(
-            "create subscription",
-            client.create_subscription(
-                publishing_interval_ms, None, queue_maxsize=0, overflow=OverflowPolicy.WARN
-            ),
-        )
-        nodes = [client.get_node(n) for n in node_ids]
-        handles = await self._bounded(
-            "monitor", sub.create_monitored_items(_monitor_requests(nodes, queue_size))
-        )
-        failed = [str(h) for h in handles if isinstance(h, ua.StatusCode)]
-        if failed:
-            await sub.delete()
-            raise ProtocolError(f"{self.url}: cannot monitor nodes: {', '.join(failed)}")
-        index = {node.nodeid: i for i, node in enumerate(nodes)}
-        entry = _Subscription(sub, index, sink)
+        entry = _Subscription(list(node_ids), sink, publishing_interval_ms, queue_size)
+        await entry.start(self, client)
         self._subscriptions.append(entry)
-        return entry.cancel
+
+        async def cancel() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscriptions.remove(entry)
+            await entry.cancel()
+
+        return cancel
+
+
+async def _discard(client: Client, limit_s: float) -> None:
+    """Close a client that may be dead; bounded, never raises."""
+    client.connection_lost_callback = None
+    with contextlib.suppress(Exception):  # closing a dead session must not fail
+        await asyncio.wait_for(client.disconnect(), limit_s)
+    with contextlib.suppress(Exception):
+        client.disconnect_socket()
 
 
 def _monitor_requests(nodes: list[Node], queue_size: int) -> list[ua.MonitoredItemCreateRequest]:
@@ -189,29 +247,67 @@ def _monitor_requests(nodes: list[Node], queue_size: int) -> list[ua.MonitoredIt
 
 
 class _Subscription:
-    """Drains one asyncua subscription's event queue into a sink."""
+    """One subscription of a connection: drains asyncua's event queue into a sink."""
 
-    def __init__(self, sub: Any, index: dict[ua.NodeId, int], sink: DataChangeSink) -> None:
-        self._sub = sub
-        self._index = index
+    def __init__(
+        self,
+        node_ids: list[ua.NodeId],
+        sink: DataChangeSink,
+        publishing_interval_ms: float,
+        queue_size: int,
+    ) -> None:
+        self._node_ids = node_ids
+        self._index = {n: i for i, n in enumerate(node_ids)}
         self._sink = sink
-        self._task = asyncio.create_task(self._drain())
+        self._interval_ms = publishing_interval_ms
+        self._queue_size = queue_size
+        self._sub: Any = None
+        self._task: asyncio.Task[None] | None = None
 
-    async def _drain(self) -> None:
-        # A lost connection ends the stream; the consumer notices the silence (its
-        # watchdog), so the error is not raised into a task nobody awaits.
-        with contextlib.suppress(ConnectionError, ua.UaError):
-            async for event in self._sub:
+    async def start(self, conn: OpcUaConnection, client: Client) -> None:
+        """Create the subscription on ``client`` (again, after a reconnection)."""
+        self._stop_drain()
+        sub = await conn._bounded(
+            "create subscription",
+            client.create_subscription(
+                self._interval_ms, None, queue_maxsize=0, overflow=OverflowPolicy.WARN
+            ),
+        )
+        nodes = [client.get_node(n) for n in self._node_ids]
+        handles = await conn._bounded(
+            "monitor", sub.create_monitored_items(_monitor_requests(nodes, self._queue_size))
+        )
+        failed = [str(h) for h in handles if isinstance(h, ua.StatusCode)]
+        if failed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sub.delete(), conn.timeout)
+            raise ProtocolError(f"{conn.url}: cannot monitor nodes: {', '.join(failed)}")
+        self._sub = sub
+        self._task = asyncio.create_task(self._drain(conn, sub))
+
+    async def _drain(self, conn: OpcUaConnection, sub: Any) -> None:
+        # A lost connection ends the stream: the link reconnects and restarts it. The
+        # error is not raised into a task nobody awaits.
+        try:
+            async for event in sub:
                 if isinstance(event, DataChangeEvent):
                     dv = event.data.monitored_item.Value
                     self._sink(self._index[event.node.nodeid], dv)
+        except (ConnectionError, ua.UaError) as exc:
+            conn.lost(exc)
+
+    def _stop_drain(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
 
     async def cancel(self) -> None:
-        if self._task.done():
-            return
-        self._task.cancel()
-        with contextlib.suppress(Exception):  # the server may already be gone
-            await asyncio.wait_for(self._sub.delete(), 2.0)
+        """Stop delivering and delete the server-side subscription (bounded)."""
+        self._stop_drain()
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):  # the server may already be gone
+                await asyncio.wait_for(sub.delete(), 2.0)
 
 
 def source_time(dv: ua.DataValue) -> datetime | None:

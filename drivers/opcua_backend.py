@@ -8,6 +8,7 @@ from typing import Any
 from asyncua import ua
 
 from drivers.errors import ProfileError
+from drivers.link import Link
 from drivers.opcua import OpcUaConnection, source_time, variant_type
 from drivers.profile import DeviceProfile, MethodSpec, TagSpec
 from drivers.tags import Quality, Reading, Value
@@ -33,6 +34,11 @@ class OpcUaBackend:
         self.address = address
         self._ns: int | None = None
         self._ids: dict[str, ua.NodeId] = {}
+
+    @property
+    def link(self) -> Link:
+        """The health of the shared session."""
+        return self.connection.link
 
     async def connect(self) -> None:
         await self.connection.connect()

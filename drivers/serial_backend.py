@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from drivers.errors import ProfileError
+from drivers.link import Link, LinkPolicy
 from drivers.mtsics import BalanceProtocol
 from drivers.polling import poll_subscription
 from drivers.profile import DeviceProfile, MethodSpec, TagSpec
@@ -24,7 +25,9 @@ from drivers.wm_pump import PumpProtocol
 DIALECTS = ("wm-pump", "mt-sics")
 
 
-def line_for(port: str, profile: DeviceProfile, timeout: float) -> SerialLine:
+def line_for(
+    port: str, profile: DeviceProfile, timeout: float, link_policy: LinkPolicy | None = None
+) -> SerialLine:
     """A serial line configured from the profile's line settings."""
     opts: dict[str, Any] = profile.options
     return SerialLine(
@@ -33,6 +36,7 @@ def line_for(port: str, profile: DeviceProfile, timeout: float) -> SerialLine:
         framing=str(opts.get("framing", "8N1")),
         terminator=str(opts.get("terminator", "\r\n")).encode("ascii"),
         timeout=timeout,
+        link_policy=link_policy,
     )
 
 
@@ -62,6 +66,21 @@ class SerialBackend:
             self._pump = PumpProtocol(line, pump_address)
         else:
             self._balance = BalanceProtocol(line)
+        if line.probe is None:
+            line.probe = self._probe
+
+    @property
+    def link(self) -> Link:
+        """The health of the (shared) line."""
+        return self.line.link
+
+    async def _probe(self) -> None:
+        """A harmless request: pump status, or the balance's serial number."""
+        if self._pump is not None:
+            await self._pump.read(["running"])
+        else:
+            assert self._balance is not None
+            await self._balance.read(["serial_number"])
 
     async def connect(self) -> None:
         await self.line.connect()

@@ -6,12 +6,16 @@ Every read is bounded by the timeout. Errors are typed: :class:`Disconnected`
 :class:`ProtocolError` (a truncated answer, or bytes that are not ASCII text).
 After any error the port is closed and reopened on the next request, so a late or
 partial answer can never be taken for the answer to the next request.
+A timeout or a lost port also marks :attr:`SerialLine.link` down; its task reopens
+the port and sends :attr:`SerialLine.probe` (set by the instrument's backend) with
+capped backoff until the instrument answers again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -19,6 +23,7 @@ import serial
 import serial_asyncio_fast
 
 from drivers.errors import Disconnected, DriverTimeout, ProfileError, ProtocolError
+from drivers.link import Link, LinkPolicy
 
 PARITIES: Final = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
 MAX_LINE: Final = 512
@@ -43,7 +48,11 @@ class SerialLine:
         framing: str = "8N1",
         terminator: bytes = b"\r\n",
         timeout: float = 1.0,
+        link_policy: LinkPolicy | None = None,
     ) -> None:
+        self.link = Link(port, link_policy or LinkPolicy(), self._reconnect)
+        #: One harmless request proving the instrument answers (set by its backend).
+        self.probe: Callable[[], Awaitable[object]] | None = None
         if len(framing) != 3 or framing[1] not in PARITIES or framing[0] not in "5678":
             raise ProfileError(f"bad serial framing {framing!r} (e.g. 8N1, 8N2, 7E1)")
         if framing[2] not in "12":
@@ -59,6 +68,7 @@ class SerialLine:
 
     async def connect(self) -> None:
         """Open the port (idempotent)."""
+        self.link.reopen()
         if self._writer is not None:
             return
         try:
@@ -78,7 +88,19 @@ class SerialLine:
             raise Disconnected(f"{self.port}: cannot open ({exc})") from None
 
     async def close(self) -> None:
-        """Close the port; never raises."""
+        """Stop reconnecting and close the port; never raises."""
+        await self.link.close()
+        await self._close_port()
+
+    async def _reconnect(self) -> None:
+        """Probe the instrument (the link's reconnect step); a request reopens the port."""
+        if self.probe is not None:
+            await self.probe()
+        else:
+            await self.connect()
+            self.link.ok()
+
+    async def _close_port(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
             writer.close()
@@ -88,21 +110,36 @@ class SerialLine:
     async def request(self, command: str, *, expect_reply: bool = True) -> str:
         """Send ``command`` + terminator; return the reply line without terminator."""
         async with self.lock:
-            await self.connect()
-            assert self._reader is not None and self._writer is not None
             try:
-                self._writer.write(command.encode("ascii") + self.terminator)
-                await asyncio.wait_for(self._writer.drain(), self.timeout)
-                if not expect_reply:
-                    return ""
-                return await self._read_line(self._reader, command)
-            except BaseException:
-                await self.close()
+                await self.connect()
+                assert self._reader is not None and self._writer is not None
+                try:
+                    self._writer.write(command.encode("ascii") + self.terminator)
+                    try:
+                        async with asyncio.timeout(self.timeout):
+                            await self._writer.drain()
+                    except TimeoutError:
+                        raise DriverTimeout(f"{self.port}: {command!r}: cannot send") from None
+                    except (serial.SerialException, OSError) as exc:
+                        raise Disconnected(f"{self.port}: {command!r}: {exc}") from None
+                    reply = await self._read_line(self._reader, command) if expect_reply else ""
+                except BaseException:
+                    await self._close_port()
+                    raise
+            except (DriverTimeout, Disconnected) as exc:
+                self.link.lost(exc)
                 raise
+            except ProtocolError:
+                self.link.ok()  # the instrument answered, if badly
+                raise
+            self.link.ok()
+            return reply
 
     async def _read_line(self, reader: asyncio.StreamReader, command: str) -> str:
         try:
-            raw = await asyncio.wait_for(reader.readuntil(self.terminator), self.timeout)
+            # asyncio.timeout, not wait_for: no extra task per call on the hot path.
+            async with asyncio.timeout(self.timeout):
+                raw = await reader.readuntil(self.terminator)
         except TimeoutError:
             partial = bytes(getattr(reader, "_buffer", b""))
             if partial:

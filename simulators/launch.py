@@ -7,8 +7,13 @@ Each spec is the plain dict of one ``[[simulators]]`` table, for example::
      "vessels": ["BR-01"], "seed": 1}
 
 Keys of kind ``opcua-bioreactor``: ``name``, ``kind``, ``listen``, ``vessels``
-(required); ``seed`` (int, default 0) and ``step_s`` (simulated seconds per
-model step, default 60) are optional.
+(required); ``seed`` (int, default 0), ``step_s`` (simulated seconds per
+model step, default 60) and ``security`` (a table: ``certificate``,
+``private_key``, ``trusted`` folder, optional ``policies``, ``users``,
+``allow_anonymous``; see :mod:`simulators.bioreactor.security`) are optional.
+
+Every simulator has a fault board (``server.faults``, :mod:`simulators.faults`);
+:attr:`RunningSimulators.boards` lists them by name.
 
 Kind ``modbus-cell-processor``: ``name``, ``kind``, ``listen``
 (``modbus+tcp://HOST:PORT``, port 0 = any free port; or ``modbus+rtu://`` for
@@ -38,8 +43,10 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from simulators.bioreactor.opcua_server import BioreactorServer
+from simulators.bioreactor.security import ServerSecurity
 from simulators.centrifuge.modbus_server import CellProcessorServer
 from simulators.clock import ScaledClock
+from simulators.faults import FaultBoard
 from simulators.freezer.modbus_server import FreezerServer
 from simulators.serial_instruments.balance import BalanceSimulator
 from simulators.serial_instruments.bench import Bench
@@ -65,6 +72,11 @@ class SimulatorServer(Protocol):
     async def stop(self) -> None:
         """Stop serving (idempotent)."""
 
+    @property
+    def faults(self) -> FaultBoard:
+        """The simulator's fault board."""
+        ...
+
 
 @dataclass
 class RunningSimulators:
@@ -77,6 +89,11 @@ class RunningSimulators:
     def endpoints(self) -> dict[str, str]:
         """Simulator name → URL clients connect to (real bound port)."""
         return {name: server.endpoint for name, server in self.servers.items()}
+
+    @property
+    def boards(self) -> dict[str, FaultBoard]:
+        """Simulator name → its fault board."""
+        return {name: server.faults for name, server in self.servers.items()}
 
     async def stop(self) -> None:
         """Stop every simulator, last started first."""
@@ -103,7 +120,7 @@ def _check_keys(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:
 def _bioreactor(
     spec: Mapping[str, Any], time_scale: float, where: str, benches: dict[str, Bench]
 ) -> BioreactorServer:
-    _check_keys(spec, {"name", "kind", "listen", "vessels", "seed", "step_s"}, where)
+    _check_keys(spec, {"name", "kind", "listen", "vessels", "seed", "step_s", "security"}, where)
     listen = _require(spec, "listen", str, where)
     vessels = _require(spec, "vessels", (list, tuple), where)
     if not all(isinstance(v, str) for v in vessels):
@@ -112,9 +129,18 @@ def _bioreactor(
     step_s = float(_require(spec, "step_s", (int, float), where)) if "step_s" in spec else 60.0
     if not (math.isfinite(step_s) and step_s > 0.0):
         raise ValueError(f"{where}: 'step_s' must be positive, got {step_s!r}")
+    security = None
+    if "security" in spec:
+        table = _require(spec, "security", dict, where)
+        security = ServerSecurity.from_spec(table, where)
     try:
         return BioreactorServer(
-            list(vessels), url=listen, time_scale=time_scale, step_s=step_s, seed=seed
+            list(vessels),
+            url=listen,
+            time_scale=time_scale,
+            step_s=step_s,
+            seed=seed,
+            security=security,
         )
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None

@@ -12,6 +12,14 @@ at 100 and 101, run and reset coils 0 and 1 (reset self-clears), running / compl
 alarm in discrete inputs 0-2, state / program / alarm code in input registers 0-2.
 32-bit values are big-endian within each register and **low word first** (word order
 "little", mbpoll's default for ``-t 3:float``).
+
+Faults (``server.faults``, see :mod:`simulators.faults`): over TCP a
+:class:`~simulators.gate.TcpGate` in front of pymodbus shows refuse, drop, silent,
+slow, garbage and truncated; over RTU the pty bridge shows silent, slow, garbage,
+truncated and bad_crc. Both show exception (any code, on reads, writes or both),
+alarm (the model's alarm with ``code``, cleared by the instrument's reset), and the
+sensor faults on the input registers a subclass lists in :attr:`sensor_registers`
+(target ``ir:N``).
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulators.clock import ScaledClock
+from simulators.faults import Fault, FaultBoard, FaultError
+from simulators.gate import CONNECTION_KINDS, TcpGate
 from simulators.serial_instruments.pty_port import PtyBridge, make_link, remove_link
 
 __all__ = [
@@ -131,6 +141,8 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
     identity: ClassVar[tuple[int, int]]  # model id and firmware, holding registers 100-101
     ir_count: ClassVar[int]  # input registers from address 0
     refused: ClassVar[type[Exception]]  # a write the model refuses: exception 3
+    #: Input registers sensor faults may target: address → float32, int16 or uint16.
+    sensor_registers: ClassVar[dict[int, str]] = {}
 
     def __init__(self, *, url: str = DEFAULT_URL, time_scale: float = 1.0) -> None:
         parts = urlsplit(url)
@@ -156,6 +168,16 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
         self._task: asyncio.Task[None] | None = None
         self._bound_port = 0
         self._log = logging.getLogger(type(self).__module__)
+        common = ("exception", "alarm", "stuck", "drift", "noise", "spike")
+        line = ("silent", "slow", "garbage", "truncated", "bad_crc")
+        self.faults = FaultBoard(
+            self.task_name,
+            (*line, *common) if self._rtu else (*CONNECTION_KINDS, *common),
+            targets=lambda: [f"ir:{a}" for a in self.sensor_registers],
+            check=_check_fault,
+        )
+        self.faults.on_inject = self._fault_injected
+        self._gate: TcpGate | None = None
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -220,18 +242,29 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
         self._task = asyncio.create_task(self._run(), name=self.task_name)
 
     async def _start_tcp(self) -> None:
-        server = ModbusTcpServer(self._device(), address=(self._host, self._port))
+        # pymodbus serves on a private port; the gate owns the public one (faults).
+        server = ModbusTcpServer(self._device(), address=("127.0.0.1", 0))
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:  # pymodbus reports a failed bind this way
-            raise OSError(98, f"cannot listen on {self._host}:{self._port} ({exc})") from None
+            raise OSError(98, f"cannot listen on 127.0.0.1 ({exc})") from None
         self._server = server
         transport = server.transport
-        sockets = getattr(transport, "sockets", None) or ()
-        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+        sockets: Any = getattr(transport, "sockets", None) or ()
+        private = int(sockets[0].getsockname()[1])
+        gate = TcpGate(self.faults, self._host, self._port)
+        try:
+            self._bound_port = await gate.start(("127.0.0.1", private))
+        except OSError as exc:
+            await server.shutdown()
+            self._server = None
+            raise OSError(
+                exc.errno, f"cannot listen on {self._host}:{self._port} ({exc})"
+            ) from None
+        self._gate = gate
 
     async def _start_rtu(self) -> None:
-        bridge = self._bridge = PtyBridge()
+        bridge = self._bridge = PtyBridge(self.faults)
         bridge.open()
         server = ModbusSerialServer(
             self._device(), port=bridge.server_path, framer=FramerType.RTU, baudrate=9600
@@ -252,6 +285,9 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            await gate.stop()
         server, self._server = self._server, None
         if server is not None:
             await server.shutdown()
@@ -272,6 +308,36 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
     def raise_alarm(self, code: int) -> None:
         """Fault injection: put the machine into alarm with ``code``."""
         self.model.raise_alarm(code)
+
+    def _fault_injected(self, fault: Fault) -> None:
+        if fault.kind == "alarm":
+            self.raise_alarm(int(fault.params.get("code", 1)))
+
+    def _exception_fault(self, func_code: int) -> ExcCodes | None:
+        fault = self.faults.first("exception")
+        if fault is None:
+            return None
+        on = fault.params.get("on", "any")
+        if on != "any" and (on == "write") != (func_code in _CLIENT_WRITES):
+            return None
+        return ExcCodes(int(fault.params["code"]))
+
+    def _sensor_faults(self, ir: list[int]) -> None:
+        """Apply stuck, drift, noise and spike faults to the targeted input registers."""
+        for fault in self.faults.faults:
+            target = fault.target
+            if target is None or not target.startswith("ir:"):
+                continue
+            address = int(target[3:])
+            kind = self.sensor_registers[address]
+            if kind == "float32":
+                raw = regs_float(ir[address : address + 2])
+                ir[address : address + 2] = float_regs(self.faults.sensor(target, raw))
+            else:
+                value = ir[address] - (0x10000 if kind == "int16" and ir[address] >= 0x8000 else 0)
+                faulty = round(self.faults.sensor(target, float(value)))
+                low, high = (-0x8000, 0x7FFF) if kind == "int16" else (0, 0xFFFF)
+                ir[address] = min(max(faulty, low), high) & 0xFFFF
 
     # -- register blocks -----------------------------------------------------------
 
@@ -307,7 +373,12 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
         values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         """Check and apply a client's write before pymodbus stores it."""
-        if self._internal or values is None or func_code not in _CLIENT_WRITES:
+        if self._internal:
+            return None
+        refusal = self._exception_fault(func_code)
+        if refusal is not None:
+            return refusal
+        if values is None or func_code not in _CLIENT_WRITES:
             return None
         now = self.clock.elapsed()
         try:
@@ -371,6 +442,7 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
         ir[IR_ELAPSED : IR_ELAPSED + 2] = uint32_regs(round(m.elapsed_s))
         ir[IR_REMAINING : IR_REMAINING + 2] = uint32_regs(round(m.remaining_s))
         di = self._inputs(ir)
+        self._sensor_faults(ir)
         self._internal = True
         try:
             await server.async_setValues(DEVICE_ID, _FC_IR, 0, ir)
@@ -379,6 +451,15 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
             await server.async_setValues(DEVICE_ID, _FC_HR, HR_PROGRAM, [m.program])
         finally:
             self._internal = False
+
+
+def _check_fault(kind: str, params: Any) -> None:
+    if kind == "exception":
+        if params["code"] not in {int(c) for c in ExcCodes}:
+            codes = ", ".join(str(int(c)) for c in ExcCodes)
+            raise FaultError(f"exception: code must be one of {codes}, got {params['code']}")
+        if params.get("on", "any") not in ("read", "write", "any"):
+            raise FaultError(f"exception: on must be read, write or any, got {params['on']!r}")
 
 
 # -- command line --------------------------------------------------------------------

@@ -7,6 +7,15 @@ in fixed steps of ``step_s`` simulated seconds until it has caught up with the
 the setpoints are read from the address space into the models; after it every
 measurement is written with ``SourceTimestamp`` = the simulated time of the step,
 so a subscriber sees one notification per step per changing variable.
+
+Clients reach the server through a :class:`~simulators.gate.TcpGate` on the
+public port (asyncua listens on a private port of 127.0.0.1), so ``faults`` can
+refuse, drop, silence, slow, garble or truncate connections; the server itself
+shows sensor faults (stuck, drift, noise, spike) and ``bad_status`` on the
+variable named by ``target`` (its node id string, e.g. ``BR-01.Temperature.PV``):
+a measurement is published with that Bad status code, a setpoint refuses writes
+with it. With a :class:`~simulators.bioreactor.security.ServerSecurity` it offers
+Basic256Sha256 Sign and SignAndEncrypt endpoints with a trust list.
 """
 
 from __future__ import annotations
@@ -35,9 +44,13 @@ from simulators.bioreactor.address_space import (
     add_vessels_folder,
 )
 from simulators.bioreactor.physics import BioreactorModel, VesselStateError
+from simulators.bioreactor.security import ServerSecurity, apply_security
+from simulators.bioreactor.tags import TAGS
 from simulators.bioreactor.uatyping import status, ua_time
 from simulators.bioreactor.write_guard import install_range_guard
 from simulators.clock import ScaledClock
+from simulators.faults import FaultBoard, FaultError
+from simulators.gate import CONNECTION_KINDS, TcpGate
 
 __all__ = ["DEFAULT_URL", "BioreactorServer", "LoopStats", "quiet_asyncua_logging"]
 
@@ -118,6 +131,18 @@ async def _write_epoch(server: Server, nodes: SimulationNodes, epoch: datetime) 
         )
 
 
+def _bad_status(params: dict[str, object]) -> ua.StatusCode:
+    return ua.StatusCode(getattr(ua.StatusCodes, str(params.get("status", "BadSensorFailure"))))
+
+
+def _check_fault(kind: str, params: object) -> None:
+    if kind == "bad_status" and isinstance(params, dict):
+        name = str(params.get("status", "BadSensorFailure"))
+        code = getattr(ua.StatusCodes, name, None)
+        if not name.startswith("Bad") or not isinstance(code, int):
+            raise FaultError(f"bad_status: {name!r} is not an OPC UA Bad status code name")
+
+
 def _vessel_seed(seed: int, name: str) -> int:
     """Independent, reproducible noise seed per vessel name."""
     return seed * 1_000_003 + zlib.crc32(name.encode("utf-8"))
@@ -137,6 +162,7 @@ class BioreactorServer:
         time_scale: float = 1.0,
         step_s: float = 60.0,
         seed: int = 0,
+        security: ServerSecurity | None = None,
     ) -> None:
         """Validate the configuration; nothing is built or bound yet."""
         if not vessels:
@@ -164,6 +190,15 @@ class BioreactorServer:
         self._task: asyncio.Task[None] | None = None
         self._steps = 0
         self._busy_s = 0.0
+        self._security = security
+        self._gate: TcpGate | None = None
+        self._variables = {f"{v}.{t.path}" for v in vessels for t in TAGS}
+        self.faults = FaultBoard(
+            "bioreactor",
+            (*CONNECTION_KINDS, "bad_status", "stuck", "drift", "noise", "spike"),
+            targets=lambda: self._variables,
+            check=_check_fault,
+        )
 
     # -- public API -----------------------------------------------------------------
 
@@ -219,9 +254,13 @@ class BioreactorServer:
         quiet_asyncua_logging()
         server = Server()
         await server.init()
-        server.set_endpoint(self._url)
+        # asyncua listens privately; the gate (started in start()) owns the public port.
+        server.set_endpoint(urlunsplit(urlsplit(self._url)._replace(netloc="127.0.0.1:0")))
         server.set_server_name("cellbatch bioreactor simulator")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self._security is None:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        else:
+            await apply_security(server, self._security)
         server.allow_remote_admin(False)
         await server.set_application_uri(APPLICATION_URI)
         idx = await server.register_namespace(NAMESPACE_URI)
@@ -239,7 +278,9 @@ class BioreactorServer:
             )
         self._sim_nodes = await add_simulation(server, idx, self._time_scale, self._step_s)
         install_range_guard(
-            server, {nid: lim for v in self._vessel_nodes for nid, lim in v.limits.items()}
+            server,
+            {nid: lim for v in self._vessel_nodes for nid, lim in v.limits.items()},
+            self._write_refusal,
         )
         self._server = server
 
@@ -261,7 +302,17 @@ class BioreactorServer:
         await _write_epoch(server, sim_nodes, self._clock.epoch)
         await self._publish(server, sim_nodes)
         await server.start()
-        self._endpoint = self._bound_url(server)
+        parts = urlsplit(self._url)
+        gate = TcpGate(self.faults, parts.hostname or "127.0.0.1", parts.port or 0)
+        try:
+            await gate.start(("127.0.0.1", self._private_port(server)))
+        except OSError:
+            await _cancel_status_clock(server)
+            await server.stop()
+            self._server = None
+            raise
+        self._gate = gate
+        self._endpoint = self._bound_url(gate.port)
         self._task = asyncio.create_task(
             self._run(server, sim_nodes), name=f"bioreactor-sim {self._endpoint}"
         )
@@ -274,6 +325,9 @@ class BioreactorServer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            await gate.stop()
         server, self._server = self._server, None
         if server is not None and server.bserver is not None:
             await _cancel_status_clock(server)
@@ -293,12 +347,21 @@ class BioreactorServer:
 
     # -- internals ------------------------------------------------------------------
 
-    def _bound_url(self, server: Server) -> str:
+    @staticmethod
+    def _private_port(server: Server) -> int:
         port = server.bserver.port if server.bserver is not None else 0
         if not port:
-            raise RuntimeError(
-                f"cannot tell which port {self._url!r} bound; use a numeric host address"
-            )
+            raise RuntimeError("cannot tell which port the OPC UA server bound")
+        return int(port)
+
+    def _write_refusal(self, node: ua.NodeId) -> ua.StatusCode | None:
+        """A bad_status fault on a setpoint refuses writes to it with that status."""
+        if not self.faults.faults:
+            return None
+        fault = self.faults.first("bad_status", str(node.Identifier))
+        return _bad_status(fault.params) if fault is not None else None
+
+    def _bound_url(self, port: int) -> str:
         parts = urlsplit(self._url)
         host = parts.hostname or "127.0.0.1"
         if ":" in host:
@@ -337,13 +400,23 @@ class BioreactorServer:
         stamp = ua_time(self.clock.epoch + timedelta(seconds=self._steps * self._step_s))
         server_time = ua_time(datetime.now(UTC))
         double = ua.VariantType.Double
+        faults = self.faults if self.faults.faults else None
+        good = ua.StatusCode()
         for nodes in self._vessel_nodes:
             values = self._models[nodes.name].measurements()
             for name, nid in nodes.measurements:
+                value, code = values[name], good
+                if faults is not None:
+                    target = f"{nodes.name}.{name}"
+                    value = faults.sensor(target, value)
+                    bad = faults.first("bad_status", target)
+                    if bad is not None:
+                        code = _bad_status(bad.params)
                 await write(
                     nid,
                     ua.DataValue(
-                        ua.Variant(values[name], double),
+                        ua.Variant(value, double),
+                        StatusCode=code,
                         SourceTimestamp=stamp,
                         ServerTimestamp=server_time,
                     ),

@@ -11,7 +11,7 @@ stay exact. Writes of the wrong variant type are left to asyncua, which answers
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
@@ -29,15 +29,24 @@ class RangeGuardedAttributeService(AttributeService):
     """AttributeService that refuses Double values outside ``limits[node]``."""
 
     def __init__(
-        self, aspace: AddressSpace, limits: Mapping[ua.NodeId, tuple[float, float]]
+        self,
+        aspace: AddressSpace,
+        limits: Mapping[ua.NodeId, tuple[float, float]],
+        refuse: Callable[[ua.NodeId], ua.StatusCode | None] | None = None,
     ) -> None:
-        """Guard the nodes in ``limits`` (node id → inclusive low, high)."""
+        """Guard the nodes in ``limits`` (node id → inclusive low, high); ``refuse``
+        may answer any write with a status (fault injection)."""
         super().__init__(aspace)
         self._limits = dict(limits)
+        self._refuse = refuse
 
     def _refusal(self, item: ua.WriteValue) -> ua.StatusCode | None:
         if item.AttributeId != ua.AttributeIds.Value:
             return None
+        if self._refuse is not None:
+            injected = self._refuse(item.NodeId)
+            if injected is not None:
+                return injected
         limits = self._limits.get(item.NodeId)
         variant = item.Value.Value if item.Value is not None else None
         if limits is None or variant is None or variant.VariantType != ua.VariantType.Double:
@@ -60,7 +69,11 @@ class RangeGuardedAttributeService(AttributeService):
         return [r if r is not None else next(done) for r in refusals]
 
 
-def install_range_guard(server: Server, limits: Mapping[ua.NodeId, tuple[float, float]]) -> None:
+def install_range_guard(
+    server: Server,
+    limits: Mapping[ua.NodeId, tuple[float, float]],
+    refuse: Callable[[ua.NodeId], ua.StatusCode | None] | None = None,
+) -> None:
     """Replace ``server``'s attribute service by a range-guarded one."""
     iserver = server.iserver
-    iserver.attribute_service = RangeGuardedAttributeService(iserver.aspace, limits)
+    iserver.attribute_service = RangeGuardedAttributeService(iserver.aspace, limits, refuse)

@@ -16,7 +16,7 @@ pymodbus itself answers exception 2 for read-only or unmapped addresses.
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import ClassVar, Final
 
 from simulators.centrifuge.model import CellProcessorModel, CommandRefused, State
 
@@ -67,6 +67,13 @@ class CellProcessorServer(ModbusInstrumentServer[CellProcessorModel]):
     task_name = "cell-processor"
     identity = (MODEL_ID, FIRMWARE)
     ir_count = IR_COUNT
+    sensor_registers: ClassVar[dict[int, str]] = {
+        IR_PROCESSED: "float32",
+        IR_OUTPUT: "float32",
+        IR_RECOVERY: "float32",
+        IR_ROTOR: "uint16",
+        IR_TEMPERATURE: "int16",
+    }
     refused = CommandRefused
 
     def _make_model(self) -> CellProcessorModel:

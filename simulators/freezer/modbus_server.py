@@ -17,7 +17,7 @@ pymodbus itself answers exception 2 for read-only or unmapped addresses.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import ClassVar, Final
 
 from simulators.freezer.model import CommandRefused, FreezerModel, State
 
@@ -69,6 +69,11 @@ class FreezerServer(ModbusInstrumentServer[FreezerModel]):
     task_name = "freezer"
     identity = (MODEL_ID, FIRMWARE)
     ir_count = IR_COUNT
+    sensor_registers: ClassVar[dict[int, str]] = {
+        IR_CHAMBER: "float32",
+        IR_SAMPLE: "float32",
+        IR_SETPOINT: "float32",
+    }
     refused = CommandRefused
 
     def _on_start(self, now: float) -> None:

@@ -10,7 +10,8 @@
 | anything else | `ES` (syntax error) |
 
 Above ``capacity_g`` gross the weight replies are `S +` (overload); below −5 g,
-`S -` (underload).
+`S -` (underload). Faults: sensor faults on target ``weight``; ``alarm`` makes the
+balance report overload (`S +`) until cleared.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ UNDERLOAD_G: Final = -5.0
 
 class BalanceSimulator(PtyInstrument):
     """An MT-SICS balance on a pty weighing what is on ``bench``."""
+
+    sensor_targets = ("weight",)
+    has_alarm = True
 
     def __init__(
         self,
@@ -44,11 +48,11 @@ class BalanceSimulator(PtyInstrument):
         self.tare_g = 0.0
 
     def gross(self, now: float) -> float:
-        """Gross weight (g) relative to the last zero."""
-        return self.bench.mass(now) - self.zero_g
+        """Gross weight (g) relative to the last zero, as the (perhaps faulty) cell reads it."""
+        return self.faults.sensor("weight", self.bench.mass(now) - self.zero_g)
 
     def _range(self, prefix: str, gross: float) -> str | None:
-        if gross > self.capacity_g:
+        if gross > self.capacity_g or self.faults.has("alarm"):
             return f"{prefix} +"
         if gross < UNDERLOAD_G:
             return f"{prefix} -"

