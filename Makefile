@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 OUT    ?= demo-out
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench venv clean tools
 
 venv: $(STAMP)
 
@@ -23,7 +23,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# Command-line tools some tests drive (mbpoll: an independent Modbus client; pdftotext:
+# reading the PDF back). Installed when missing and possible (root + apt-get); the tests
+# that need them skip with the reason otherwise.
+tools:
+	@missing=""; for t in mbpoll pdftotext; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing test tools:$$missing (apt-get, best effort)"; \
+	  (timeout 90 apt-get update -qq && timeout 90 apt-get install -y -qq --no-install-recommends \
+	    mbpoll poppler-utils) >/dev/null 2>&1 || echo "could not install$$missing; those tests skip"; \
+	fi
+
+test: lint tools
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

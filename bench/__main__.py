@@ -8,7 +8,7 @@ import os
 import platform
 from pathlib import Path
 
-from bench import demo, engine, journal
+from bench import demo, drivers, engine, journal, journal_pg, review
 from bench.results import Results
 
 
@@ -22,8 +22,11 @@ def main() -> None:
     )
     results = Results()
     journal.run(results)
+    journal_pg.run(results)
+    drivers.run(results)
     engine.run(results)
     demo.run(results)
+    review.run(results)
     out = Path(__file__).parent / "results.json"
     results.save(out)
     print(f"wrote {out}")

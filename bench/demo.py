@@ -6,6 +6,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+from bench import exports
 from bench.results import Results
 from controller.demo import run_demo
 from controller.plant import load_plant
@@ -16,11 +17,9 @@ def run(results: Results) -> None:
     """Run the demo in-process on a free port and report wall and simulated time."""
     with tempfile.TemporaryDirectory() as tmp:
         plant = load_plant(private_demo_plant(Path(tmp)))
-        out = asyncio.run(
-            run_demo(
-                plant, db_url=f"sqlite:///{tmp}/demo.sqlite", out_dir=Path(tmp) / "out", echo=False
-            )
-        )
+        db_url = f"sqlite:///{tmp}/demo.sqlite"
+        out = asyncio.run(run_demo(plant, db_url=db_url, out_dir=Path(tmp) / "out", echo=False))
+        exports.run(results, db_url, out.batch_id)
     results.add("demo wall time (12-day CAR-T expansion)", out.wall_s, "s")
     results.add("demo simulated time", out.simulated_days, "days")
     results.add("demo journal events", out.events, "entries")

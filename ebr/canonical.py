@@ -11,14 +11,38 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import rfc8785
 
 _MAX_SAFE_INT = 2**53 - 1
-_ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
+
+
+def _unexpected(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")  # _plain lets none through
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    """Return a function writing compact, key-sorted, non-ASCII-preserving JSON.
+
+    The C encoder made once, rather than per call as `json.JSONEncoder.encode` does;
+    without it (another Python) the same settings through `json.JSONEncoder`.
+    """
+    make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+    if make is None:
+        return json.JSONEncoder(
+            sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode
+    # (markers, default, encoder, indent, key_sep, item_sep, sort_keys, skipkeys, allow_nan):
+    # no cycle markers, since _plain's copy is a tree.
+    encoder = make(
+        None, _unexpected, json.encoder.encode_basestring, None, ":", ",", True, False, False
+    )
+    return lambda value: "".join(encoder(value, 0))
+
+
+_ENCODE = _make_encoder()
 
 
 class _NotPlain(Exception):
@@ -31,6 +55,39 @@ def _plain(value: Any) -> Any:
     Integral floats become ints (RFC 8785 writes 37.0 as 37, as does a reader that
     parses the text back). Raises _NotPlain for anything outside the fast path.
     """
+    kind = type(value)
+    if kind is dict:
+        copy = {}
+        for key, item in value.items():
+            # Code-point order equals RFC 8785's UTF-16 order for ASCII keys.
+            if type(key) is not str or not key.isascii():
+                raise _NotPlain
+            # Common scalars inline (exactly the rules of _scalar): a call per value costs.
+            item_kind = type(item)
+            if (
+                item_kind is str
+                or item is None
+                or item_kind is bool
+                or (item_kind is int and -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT)
+            ):
+                copy[key] = item
+            elif item_kind is dict or item_kind is list or item_kind is tuple:
+                copy[key] = _plain(item)
+            else:
+                copy[key] = _scalar(item)
+        return copy
+    if kind is list or kind is tuple:
+        return [
+            _plain(item)
+            if type(item) is dict or type(item) is list or type(item) is tuple
+            else _scalar(item)
+            for item in value
+        ]
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> Any:
+    """Return a JSON scalar as RFC 8785 writes it; raise _NotPlain for anything else."""
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return value
@@ -47,16 +104,6 @@ def _plain(value: Any) -> Any:
         if 1e-4 <= abs(value) < 1e16:
             return value
         raise _NotPlain
-    if kind is dict:
-        copy = {}
-        for key, item in value.items():
-            # Code-point order equals RFC 8785's UTF-16 order for ASCII keys.
-            if type(key) is not str or not key.isascii():
-                raise _NotPlain
-            copy[key] = _plain(item)
-        return copy
-    if kind is list or kind is tuple:
-        return [_plain(item) for item in value]
     raise _NotPlain
 
 
@@ -68,8 +115,9 @@ def _encode(value: Any) -> tuple[str, Any]:
         except _NotPlain:
             text = rfc8785.dumps(value).decode("utf-8")
             return text, parse_json(text)
-        text = _ENCODER.encode(copy)
-        text.encode("utf-8")  # lone surrogates cannot be recorded
+        text = _ENCODE(copy)
+        if not text.isascii():
+            text.encode("utf-8")  # lone surrogates cannot be recorded
         return text, copy
     except (rfc8785.CanonicalizationError, UnicodeEncodeError) as exc:
         raise ValueError(f"cannot be recorded as canonical JSON: {exc}") from exc

@@ -6,10 +6,12 @@ export (`ebr.verify.verify_export`), so both apply exactly the rules in ebr/READ
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from ebr.chain import GENESIS_HASH
@@ -100,6 +102,13 @@ class ChainReport:
     block_refs: list[tuple[int, str]] = field(default_factory=list)
 
 
+_CHUNK = 8192
+"""Rows checked together on the fast path (bounds memory for very long journals)."""
+
+Columns = tuple[tuple[Any, ...], ...]
+"""Journal rows as columns: (seqs, tss, kinds, datas, prev_hashes, hashes)."""
+
+
 def check_chain(batch_id: str, rows: Iterable[JournalRow]) -> ChainReport:
     """Walk journal rows in stored order; stop at the first problem.
 
@@ -107,45 +116,119 @@ def check_chain(batch_id: str, rows: Iterable[JournalRow]) -> ChainReport:
     entry's hash, that each hash recomputes from the stored columns, and that ts is a
     well-formed record time later than the previous entry's.
     """
-    report = ChainReport()
-    sha256 = hashlib.sha256
-    expected = 1
-    prev = GENESIS_HASH
-    prev_ts = ""
-    refs = report.block_refs
-    for seq, ts, kind, data, prev_hash, digest in rows:
-        if seq != expected:
-            report.problem = _sequence_problem(expected, seq)
+    walker = ChainWalker(batch_id)
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, _CHUNK)):
+        if not walker.feed(tuple(zip(*chunk, strict=True))):
             break
-        if prev_hash != prev:
-            report.problem = _link_problem(seq, kind)
-            break
-        text = f"{prev_hash}\n{batch_id}\n{seq}\n{ts}\n{kind}\n{data}"
-        if sha256(text.encode("utf-8")).hexdigest() != digest:
-            report.problem = Problem(
-                f"journal entry seq {seq} ({kind}): hash mismatch — entry content was altered",
-                seq=seq,
-            )
-            break
-        if len(ts) != TS_LENGTH or "\n" in ts or "\n" in kind or ts <= prev_ts:
-            report.problem = Problem(
-                f"journal entry seq {seq} ({kind}): time {ts!r} is malformed or not after "
-                f"the previous entry's {prev_ts!r}",
-                seq=seq,
-            )
-            break
-        if kind == SAMPLES_BLOCK:
-            refs.append((seq, data))
-        elif seq == 1:
-            report.first_ts = ts
-            report.created_data = data if kind == BATCH_CREATED else None
-        prev = digest
-        prev_ts = ts
-        expected += 1
-    report.entries = expected - 1
-    report.last_seq = expected - 1
-    report.last_hash = prev
-    return report
+    return walker.finish()
+
+
+class ChainWalker:
+    """`check_chain` fed chunk by chunk, as columns (what a database cursor gives cheaply).
+
+    Each chunk is first tested as a whole with list operations (`_intact`: fast, and
+    enough when the record is intact); a chunk that fails is walked entry by entry
+    (`_walk`), which finds and names the first problem.
+    """
+
+    def __init__(self, batch_id: str) -> None:
+        """Start at seq 1 of `batch_id`."""
+        self._batch_id = batch_id
+        self._report = ChainReport()
+        self._expected = 1
+        self._prev = GENESIS_HASH
+        self._prev_ts = ""
+
+    def feed(self, columns: Columns) -> bool:
+        """Check the next entries; False once a problem is found (feed no more then)."""
+        if not columns:
+            return True
+        if self._intact(columns):
+            self._note(columns)
+            self._expected += len(columns[0])
+            self._prev = columns[5][-1]
+            self._prev_ts = columns[1][-1]
+        else:
+            self._walk(zip(*columns, strict=True))
+        return self._report.problem is None
+
+    def finish(self) -> ChainReport:
+        """The report: first problem (if any), tip, and what later checks need."""
+        report = self._report
+        report.entries = report.last_seq = self._expected - 1
+        report.last_hash = self._prev
+        return report
+
+    def _intact(self, columns: Columns) -> bool:
+        """Whether every rule of `_walk` holds for all these entries."""
+        seqs, tss, kinds, datas, prevs, hashes = columns
+        count = len(seqs)
+        if seqs != tuple(range(self._expected, self._expected + count)):
+            return False
+        if prevs[0] != self._prev or prevs[1:] != hashes[:-1]:
+            return False
+        if not (self._prev_ts < tss[0] and list(tss) == sorted(tss) and len(set(tss)) == count):
+            return False
+        if set(map(len, tss)) != {TS_LENGTH} or "\n" in "".join(tss) or "\n" in "".join(kinds):
+            return False
+        sha256 = hashlib.sha256
+        batch_id = self._batch_id
+        computed = tuple(
+            sha256(f"{prev}\n{batch_id}\n{seq}\n{ts}\n{kind}\n{data}".encode()).hexdigest()
+            for seq, ts, kind, data, prev in zip(seqs, tss, kinds, datas, prevs, strict=True)
+        )
+        return computed == hashes
+
+    def _note(self, columns: Columns) -> None:
+        """Record what later checks need from intact entries (as `_walk` does per entry)."""
+        seqs, tss, kinds, datas = columns[:4]
+        index = -1
+        with contextlib.suppress(ValueError):
+            while True:
+                index = kinds.index(SAMPLES_BLOCK, index + 1)
+                self._report.block_refs.append((seqs[index], datas[index]))
+        if self._expected == 1 and kinds[0] != SAMPLES_BLOCK:
+            self._report.first_ts = tss[0]
+            self._report.created_data = datas[0] if kinds[0] == BATCH_CREATED else None
+
+    def _walk(self, rows: Iterable[JournalRow]) -> None:
+        """Check rows one by one; stop at (and report) the first problem."""
+        report = self._report
+        sha256 = hashlib.sha256
+        batch_id = self._batch_id
+        expected, prev, prev_ts = self._expected, self._prev, self._prev_ts
+        refs = report.block_refs
+        for seq, ts, kind, data, prev_hash, digest in rows:
+            if seq != expected:
+                report.problem = _sequence_problem(expected, seq)
+                break
+            if prev_hash != prev:
+                report.problem = _link_problem(seq, kind)
+                break
+            text = f"{prev_hash}\n{batch_id}\n{seq}\n{ts}\n{kind}\n{data}"
+            if sha256(text.encode("utf-8")).hexdigest() != digest:
+                report.problem = Problem(
+                    f"journal entry seq {seq} ({kind}): hash mismatch — entry content was altered",
+                    seq=seq,
+                )
+                break
+            if len(ts) != TS_LENGTH or "\n" in ts or "\n" in kind or ts <= prev_ts:
+                report.problem = Problem(
+                    f"journal entry seq {seq} ({kind}): time {ts!r} is malformed or not after "
+                    f"the previous entry's {prev_ts!r}",
+                    seq=seq,
+                )
+                break
+            if kind == SAMPLES_BLOCK:
+                refs.append((seq, data))
+            elif seq == 1:
+                report.first_ts = ts
+                report.created_data = data if kind == BATCH_CREATED else None
+            prev = digest
+            prev_ts = ts
+            expected += 1
+        self._expected, self._prev, self._prev_ts = expected, prev, prev_ts
 
 
 def _sequence_problem(expected: int, found: int) -> Problem:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 
 from ebr.canonical import canonical_object
 from ebr.chain import GENESIS_HASH, entry_hash
-from ebr.clock import ONE_MICROSECOND, Clock, format_ts, next_stamp, parse_ts, utc_now
+from ebr.clock import ONE_MICROSECOND, Clock, format_ts, parse_ts, utc_now
 from ebr.errors import (
     DuplicateBatchError,
     JournalClosedError,
@@ -44,7 +45,7 @@ from ebr.model import (
     Entry,
     SampleRow,
 )
-from ebr.persist import Group, HeadMove, batch_exists, load_tip, write_group
+from ebr.persist import EntryRow, Group, GroupWriter, HeadMove, batch_exists, load_tip
 from ebr.samples import EncodedBlock, encode_block
 from ebr.store import Store
 from ebr.validation import check_batch_id, check_kind, check_label
@@ -62,9 +63,9 @@ class JournalStats:
     largest_group: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Head:
-    """The tip of one batch's chain."""
+    """The tip of one batch's chain (never changed once made: a new head replaces it)."""
 
     seq: int
     hash: str
@@ -73,16 +74,75 @@ class _Head:
     block_no: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Pending:
     """One chained entry waiting for its commit."""
 
     entry: Entry
-    data_text: str
+    row: EntryRow  # the journal row to insert
     head: _Head
     future: asyncio.Future[Entry] | None
     batch_row: dict[str, Any] | None = None
     block_row: dict[str, Any] | None = None
+
+
+_Done = Callable[[Any, BaseException | None], None]
+"""Called on the event loop thread with (result, None) or (None, error) when a job ends."""
+
+
+class _Worker:
+    """The journal's one dedicated thread: runs blocking jobs in order, reports on the loop.
+
+    Lighter than an executor plus wrapped futures: one queue put to hand a job over and
+    one `call_soon_threadsafe` to hand the outcome back, which is most of what a group
+    commit costs besides the database itself.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the thread; `loop` is where outcomes are reported."""
+        self._loop = loop
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], _Done] | None]
+        self._jobs = queue.SimpleQueue()
+        # A daemon: a loop that dies without stop() must not hang interpreter exit; a
+        # commit cut off there was never acknowledged.
+        self._thread = threading.Thread(target=self._serve, name="ebr-journal", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], done: _Done) -> None:
+        """Queue `fn(*args)`; `done` gets its outcome on the loop thread."""
+        self._jobs.put((fn, args, done))
+
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run `fn(*args)` on the thread and return its result."""
+        future: asyncio.Future[_T] = self._loop.create_future()
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if future.cancelled():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        self.submit(fn, args, done)
+        return await future
+
+    def close(self) -> None:
+        """Finish the queued jobs, then end the thread (blocks until it has)."""
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, args, done = job
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # reported to the caller, whatever it is
+                error = exc
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                self._loop.call_soon_threadsafe(done, result, error)
 
 
 class Journal:
@@ -118,9 +178,12 @@ class Journal:
         self._committed: dict[str, _Head] = {}
         self._queue: deque[_Pending] = deque()
         self._in_flight: set[str] = set()
+        self._kinds: set[str] = set()  # entry kinds already checked and accepted
+        self._writer: GroupWriter | None = None
         self._stats = JournalStats()
         self._task: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._worker: _Worker | None = None
+        self._after_cancel: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
@@ -137,7 +200,8 @@ class Journal:
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
         self._room = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ebr-journal")
+        self._writer = GroupWriter(self._store)
+        self._worker = _Worker(self._loop)
         self._closing = False
         self._stats = JournalStats()
         self._task = asyncio.create_task(self._run(), name="ebr-journal-writer")
@@ -153,9 +217,12 @@ class Journal:
             await task
         finally:
             self._task = None
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
+            if self._worker is not None:
+                if self._writer is not None:  # closed on the thread that used it
+                    self._worker.submit(self._writer.close, (), lambda *_: None)
+                self._worker.close()
+                self._worker = None
+            self._writer = None
 
     async def __aenter__(self) -> Journal:
         """Start the journal."""
@@ -274,7 +341,8 @@ class Journal:
 
     async def append(self, batch_id: str, kind: str, data: Mapping[str, Any]) -> Entry:
         """Record one entry; return it once it is durably committed."""
-        await self._wait_for_room()
+        if len(self._queue) >= self._max_pending:
+            await self._wait_for_room()
         return await self.append_nowait(batch_id, kind, data)
 
     def append_nowait(
@@ -285,20 +353,31 @@ class Journal:
         Invalid input raises here, before anything is queued. Cancelling the future
         does not withdraw the entry: it is already part of the chain.
         """
-        self._check_running()
-        check_kind(kind)
-        if kind in RESERVED_KINDS:
-            raise ValueError(f"entry kind {kind!r} is written by the journal itself")
-        self._check_open(batch_id)
+        # The hot path: checks and chaining inline, the general `_stage` only when needed.
+        if self._task is None or self._closing:
+            self._check_running()
+        if kind not in self._kinds:
+            self._check_kind(kind)
+        head = self._heads.get(batch_id)
+        if head is None:
+            self._check_open(batch_id)
         if len(self._queue) >= self._max_pending:
             raise JournalOverloadedError(
                 f"{len(self._queue)} entries are waiting to be committed; entry refused"
             )
-        if not isinstance(data, Mapping):
-            raise TypeError(f"entry data must be a mapping, not {type(data).__name__}")
-        text, parsed = canonical_object(dict(data))
-        future = self._loop_future()
-        self._stage(batch_id, kind, text, parsed, future)
+        if type(data) is not dict:
+            if not isinstance(data, Mapping):
+                raise TypeError(f"entry data must be a mapping, not {type(data).__name__}")
+            data = dict(data)
+        text, parsed = canonical_object(data)  # a detached copy: no need to copy `data` first
+        assert self._loop is not None and head is not None
+        future = self._loop.create_future()
+        now = self._clock()
+        now_text = format_ts(now)  # validates the clock's value before anything is queued
+        if now < head.wall:
+            self._stage(batch_id, kind, text, parsed, future)  # journals the clock step
+        else:
+            self._push(batch_id, head, kind, text, parsed, now, now_text, future)
         return future
 
     async def append_samples(self, batch_id: str, rows: Sequence[SampleRow]) -> Entry:
@@ -346,7 +425,9 @@ class Journal:
                     "stepped_back_us": (head.wall - now) // ONE_MICROSECOND,
                 }
             )
-            head = self._push(batch_id, head, CLOCK_STEPPED_BACK, step_text, step_data, now)
+            head = self._push(
+                batch_id, head, CLOCK_STEPPED_BACK, step_text, step_data, now, now_text
+            )
         block_row: dict[str, Any] | None = None
         if block is not None:
             assert head is not None
@@ -367,7 +448,7 @@ class Journal:
                 "head_seq": 0,
                 "head_hash": GENESIS_HASH,
             }
-        self._push(batch_id, head, kind, text, data, now, future, batch_row, block_row)
+        self._push(batch_id, head, kind, text, data, now, now_text, future, batch_row, block_row)
 
     def _push(
         self,
@@ -377,23 +458,38 @@ class Journal:
         text: str,
         data: dict[str, Any],
         now: datetime,
+        now_text: str,
         future: asyncio.Future[Entry] | None = None,
         batch_row: dict[str, Any] | None = None,
         block_row: dict[str, Any] | None = None,
     ) -> _Head:
         """Stamp and chain one entry (seq, ts, prev_hash, hash), queue it, move the head."""
-        stamp = next_stamp(now, head.ts if head else None)
-        seq = head.seq + 1 if head else 1
-        prev_hash = head.hash if head else GENESIS_HASH
-        ts = format_ts(stamp)
+        if head is None:
+            stamp, ts, seq, prev_hash, block_no = now, now_text, 1, GENESIS_HASH, 0
+        else:
+            if now > head.ts:
+                stamp, ts = now, now_text
+            else:
+                stamp = head.ts + ONE_MICROSECOND
+                ts = format_ts(stamp)
+            seq, prev_hash, block_no = head.seq + 1, head.hash, head.block_no
         if batch_row is not None:
             batch_row["created_at"] = ts
         digest = entry_hash(prev_hash, batch_id, seq, ts, kind, text)
-        entry = Entry(batch_id, seq, ts, kind, data, prev_hash, digest)
-        new_head = _Head(seq, digest, stamp, now, head.block_no if head else 0)
-        self._queue.append(_Pending(entry, text, new_head, future, batch_row, block_row))
+        new_head = _Head(seq, digest, stamp, now, block_no)
+        self._queue.append(
+            _Pending(
+                Entry(batch_id, seq, ts, kind, data, prev_hash, digest),
+                (batch_id, seq, ts, kind, text, prev_hash, digest),
+                new_head,
+                future,
+                batch_row,
+                block_row,
+            )
+        )
         self._heads[batch_id] = new_head
-        self._wakeup.set()
+        if not self._wakeup.is_set():
+            self._wakeup.set()
         if len(self._queue) >= self._max_group:
             self._full.set()
         return new_head
@@ -433,31 +529,47 @@ class Journal:
         assert self._loop is not None
         self._in_flight = {pending.entry.batch_id for pending in group}
         try:
+            assert self._worker is not None
             try:
-                moves = self._moves(group)
-                work = self._loop.run_in_executor(self._executor, self._write, group, moves)
+                rows = self._rows(group)
             except Exception as exc:
                 self._settle(group, exc)
                 return
+            # Set on the loop by _finish, which settles the group's waiters first.
+            finished: asyncio.Future[None] = self._loop.create_future()
+
+            def finish(_result: Any, error: BaseException | None) -> None:
+                self._settle(group, error)
+                if not finished.done():
+                    finished.set_result(None)
+                if self._after_cancel is not None and not self._after_cancel.done():
+                    self._after_cancel.set_result(None)
+
+            self._worker.submit(self._write, (rows,), finish)
             try:
-                await asyncio.shield(work)
+                await finished
             except asyncio.CancelledError:
-                # The transaction is already under way: learn its outcome, tell the waiters.
-                await asyncio.wait([work])
-                self._settle(group, work.exception())
+                if finished.cancelled():
+                    # The transaction is already under way: wait until `finish` has told
+                    # the waiters its outcome.
+                    self._after_cancel = self._loop.create_future()
+                    await self._after_cancel
                 raise
-            except Exception as exc:
-                self._settle(group, exc)
-            else:
-                self._settle(group, None)
         finally:
             self._in_flight = set()
+            self._after_cancel = None
 
-    def _moves(self, group: list[_Pending]) -> list[HeadMove]:
-        """Return, per batch in the group, the committed head to expect and the new head."""
+    def _rows(self, group: list[_Pending]) -> Group:
+        """Return the rows of one commit, with each batch's expected and new head."""
         tips: dict[str, _Head] = {}
+        new_batches = []
+        blocks = []
         for pending in group:
             tips[pending.entry.batch_id] = pending.head
+            if pending.batch_row is not None:
+                new_batches.append(pending.batch_row)
+            if pending.block_row is not None:
+                blocks.append(pending.block_row)
         moves = []
         for batch_id, tip in tips.items():
             old = self._committed.get(batch_id)
@@ -470,21 +582,23 @@ class Journal:
                     tip.hash,
                 )
             )
-        return moves
+        return Group(new_batches, [pending.row for pending in group], blocks, moves)
 
     def _settle(self, group: list[_Pending], error: BaseException | None) -> None:
         """Resolve the group's futures after a commit, or fail them and roll heads back."""
         stats = self._stats
         if error is None:
+            committed = self._committed
             for pending in group:
-                self._committed[pending.entry.batch_id] = pending.head
-                if pending.future is not None and not pending.future.done():
-                    pending.future.set_result(pending.entry)
-            self._stats = replace(
-                stats,
-                commits=stats.commits + 1,
-                entries=stats.entries + len(group),
-                largest_group=max(stats.largest_group, len(group)),
+                committed[pending.entry.batch_id] = pending.head
+                future = pending.future
+                if future is not None and not future.done():
+                    future.set_result(pending.entry)
+            self._stats = JournalStats(
+                stats.commits + 1,
+                stats.entries + len(group),
+                stats.failed_commits,
+                max(stats.largest_group, len(group)),
             )
             return
         self._stats = replace(stats, failed_commits=stats.failed_commits + 1)
@@ -499,44 +613,26 @@ class Journal:
             (doomed if pending.entry.batch_id in affected else kept).append(pending)
         self._queue = kept
         for batch_id in affected:
-            committed = self._committed.get(batch_id)
-            if committed is None:
+            committed_head = self._committed.get(batch_id)
+            if committed_head is None:
                 self._heads.pop(batch_id, None)
             else:
-                self._heads[batch_id] = committed
+                self._heads[batch_id] = committed_head
         for pending in doomed:
             if pending.future is not None and not pending.future.done():
                 pending.future.set_exception(failure)
 
-    def _write(self, group: list[_Pending], moves: list[HeadMove]) -> None:
+    def _write(self, group: Group) -> None:
         """Commit one group (runs on the worker thread)."""
-        write_group(
-            self._store,
-            Group(
-                new_batches=[p.batch_row for p in group if p.batch_row is not None],
-                entries=[
-                    {
-                        "batch_id": p.entry.batch_id,
-                        "seq": p.entry.seq,
-                        "ts": p.entry.ts,
-                        "kind": p.entry.kind,
-                        "data": p.data_text,
-                        "prev_hash": p.entry.prev_hash,
-                        "hash": p.entry.hash,
-                    }
-                    for p in group
-                ],
-                blocks=[p.block_row for p in group if p.block_row is not None],
-                moves=moves,
-            ),
-        )
+        assert self._writer is not None
+        self._writer.write(group)
 
     # -- helpers ---------------------------------------------------------------------
 
     async def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run blocking work on the journal's worker thread."""
-        assert self._loop is not None
-        return await self._loop.run_in_executor(self._executor, fn, *args)
+        assert self._worker is not None
+        return await self._worker.run(fn, *args)
 
     async def _wait_for_room(self) -> None:
         """Wait while `max_pending` entries are queued."""
@@ -551,6 +647,14 @@ class Journal:
     def _check_running(self) -> None:
         if not self.running:
             raise JournalClosedError("journal is not running (call start() first)")
+
+    def _check_kind(self, kind: str) -> None:
+        """Refuse an invalid or reserved kind; remember a good one (kinds repeat)."""
+        check_kind(kind)
+        if kind in RESERVED_KINDS:
+            raise ValueError(f"entry kind {kind!r} is written by the journal itself")
+        if len(self._kinds) < 4096:
+            self._kinds.add(kind)
 
     def _check_open(self, batch_id: str) -> None:
         if batch_id not in self._heads:

@@ -11,6 +11,7 @@ from ebr.canonical import parse_json
 from ebr.errors import StoreError, UnknownBatchError
 from ebr.model import (
     BATCH_STATE,
+    SITE_CHAIN,
     BatchHeader,
     BatchRecord,
     Entry,
@@ -78,7 +79,9 @@ def list_batches(store: Store) -> list[BatchSummary]:
             )
         }
         rows = conn.execute(
-            select(batches).order_by(batches.c.created_at, batches.c.batch_id)
+            select(batches)
+            .where(batches.c.batch_id != SITE_CHAIN)
+            .order_by(batches.c.created_at, batches.c.batch_id)
         ).all()
     return [
         BatchSummary(

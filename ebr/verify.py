@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, select, union
+from sqlalchemy import Connection, bindparam, select, union
+from sqlalchemy.engine import Dialect
 
 from ebr.canonical import as_json_numbers, canonical_json
 from ebr.checks import (
     BlockRow,
+    ChainReport,
+    ChainWalker,
     JournalRow,
     Problem,
     VerifyResult,
@@ -20,12 +24,13 @@ from ebr.checks import (
     check_header,
 )
 from ebr.errors import UnknownBatchError
+from ebr.persist import Statement
 from ebr.schema import batches, journal, sample_blocks
 from ebr.store import Store
 
 EXPORT_FORMAT = "cellbatch-ebr/1"
 
-_JOURNAL_ROWS = select(
+_JOURNAL_COLUMNS = (
     journal.c.seq,
     journal.c.ts,
     journal.c.kind,
@@ -33,7 +38,49 @@ _JOURNAL_ROWS = select(
     journal.c.prev_hash,
     journal.c.hash,
 )
+_OF_BATCH = journal.c.batch_id == bindparam("batch_id")
+_IN_STORED_ORDER = select(*_JOURNAL_COLUMNS).where(_OF_BATCH).order_by(journal.c.id)
+_IN_SEQ_ORDER = select(journal.c.id, *_JOURNAL_COLUMNS).where(_OF_BATCH).order_by(journal.c.seq)
 _BLOCK_ROWS = select(sample_blocks.c.block_no, sample_blocks.c.data, sample_blocks.c.sha256)
+_FETCH = 4096
+
+
+@functools.cache
+def _journal_queries(dialect: Dialect) -> tuple[Statement, Statement]:
+    """(in seq order with ids, in stored order), compiled for `dialect`'s driver."""
+    return Statement.compile(_IN_SEQ_ORDER, dialect), Statement.compile(_IN_STORED_ORDER, dialect)
+
+
+def _check_journal(conn: Connection, batch_id: str) -> ChainReport:
+    """Walk a batch's journal in stored (insertion) order: rows that were swapped or
+    re-inserted are then seen out of sequence.
+
+    Reading in seq order is much cheaper (the unique index's order: no sort) and it is
+    the stored order as long as the ids increase along it; should they not, the journal
+    is read again in stored order, as it is when a problem is found (the first one in
+    stored order is the one to name). The DBAPI cursor is used directly and rows are
+    checked as columns, chunk by chunk (`ChainWalker`): no result-row object per entry.
+    """
+    by_seq, by_id = _journal_queries(conn.dialect)
+    params = by_seq.values({"batch_id": batch_id})
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(by_seq.sql, params)
+        walker = ChainWalker(batch_id)
+        last_id = None
+        while chunk := cursor.fetchmany(_FETCH):
+            ids, *columns = zip(*chunk, strict=True)
+            if (last_id is not None and not ids[0] > last_id) or list(ids) != sorted(set(ids)):
+                break  # not the stored order
+            last_id = ids[-1]
+            if not walker.feed(tuple(columns)):
+                break  # a problem: which one comes first is for the stored order to say
+        else:
+            return walker.finish()  # intact, and seq order was the stored order
+        cursor.execute(by_id.sql, params)
+        return check_chain(batch_id, cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def verify_batch(store: Store, batch_id: str) -> VerifyResult:
@@ -67,11 +114,7 @@ def verify_all(store: Store) -> list[VerifyResult]:
 def verify_connection(conn: Connection, batch_id: str) -> VerifyResult:
     """Verify one batch inside an open read transaction (see `verify_batch`)."""
     batch = conn.execute(select(batches).where(batches.c.batch_id == batch_id)).first()
-    # Stored (insertion) order, not seq order: rows that were swapped or re-inserted
-    # are then seen out of sequence.
-    rows = conn.execute(_JOURNAL_ROWS.where(journal.c.batch_id == batch_id).order_by(journal.c.id))
-    report = check_chain(batch_id, rows)
-    rows.close()
+    report = _check_journal(conn, batch_id)
     blocks = conn.execute(
         _BLOCK_ROWS.where(sample_blocks.c.batch_id == batch_id).order_by(
             sample_blocks.c.block_no, sample_blocks.c.id

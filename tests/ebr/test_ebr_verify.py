@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+import ebr.checks
+import ebr.verify
 from ebr import (
     Journal,
     Store,
@@ -23,6 +25,15 @@ from tests.ebr.conftest import OpenBatch
 
 Populated = tuple[Store, Path, str, int]
 Shell = Callable[..., list[Any]]
+
+
+@pytest.fixture(autouse=True, params=["whole", "in chunks"])
+def chunking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test twice: journal read and checked at once, and in chunks of 2 and 3 rows
+    (so tampering also lands on chunk boundaries, and the fast path meets each case)."""
+    if request.param == "in chunks":
+        monkeypatch.setattr(ebr.checks, "_CHUNK", 3)
+        monkeypatch.setattr(ebr.verify, "_FETCH", 2)
 
 
 def problem_of(store: Store, batch_id: str = "B-001") -> str:
