@@ -415,6 +415,8 @@ class BatchRun:
                     self.chain.remove(el)
                     el.release()
                     return completed
+            # Waiting for a command (e.g. restored Held with all its children done).
+            self.ready.set()
             await self._state_change()
 
     async def _state_change(self) -> None:

@@ -22,11 +22,18 @@ from controller.isa88 import Command, Element, State
 from controller.plant import Plant, PlantError, load_plant
 from controller.prompts import Answerer, PromptBoard, answers_from, simulated_operator
 from controller.resume import ResumeError
+from controller.service_cli import batch_group, controller_group
+from controller.service_cli import hmi as hmi_command
 from controller.session import BatchSetupError, Controller
 from controller.terminal import terminal_operator
 from drivers import DriverError
-from ebr import EbrError
+from ebr import EbrError, Store
 from ebr.cli import ebr as ebr_group
+from ebr.cli_common import password_of, plain_errors
+from ebr.lifecycle import RecipeId, approve, recipe_status, retire
+from ebr.signatures import SigningSession, check_may_sign
+from ebr.users import Directory
+from ebr.users_cli import users as users_group
 from recipes import Recipe, RecipeError, load_recipe, recipe_json_schema
 
 DEFAULT_PLANT = "plants/demo.toml"
@@ -77,6 +84,10 @@ def cli(debug: bool) -> None:
 
 
 cli.add_command(ebr_group, "ebr")
+cli.add_command(users_group, "users")
+cli.add_command(controller_group, "controller")
+cli.add_command(batch_group, "batch")
+cli.add_command(hmi_command, "hmi")
 
 
 # -- recipe ------------------------------------------------------------------------------
@@ -143,6 +154,60 @@ def recipe_show(file: str) -> None:
                 click.echo(f"      phase {ph.name} ({ph.type})")
 
 
+def _recipe_id(file: str) -> RecipeId:
+    r = load_recipe(file)
+    return RecipeId(r.header.name, r.header.version, r.content_hash)
+
+
+@recipe.command("status")
+@click.argument("file", type=click.Path(dir_okay=False))
+@db_option
+@plain_errors
+def recipe_status_command(file: str, db_url: str) -> None:
+    """The recorded lifecycle status (draft, approved, retired) of this exact recipe content."""
+    version = _recipe_id(file)
+    with Store.open(db_url, create=False) as store:
+        click.echo(f"{version}: {recipe_status(store, version)}")
+
+
+@recipe.command("approve")
+@click.argument("file", type=click.Path(dir_okay=False))
+@db_option
+@click.option("--comment", default=None, help="Optional comment on the approval.")
+@click.option("--user", "username", required=True, help="QA or QP approving (password asked).")
+@plain_errors
+def recipe_approve(file: str, db_url: str, comment: str | None, username: str) -> None:
+    """Approve this exact recipe content for GMP use (a QA or QP signature, 'approved').
+
+    The file must declare `status: approved`: the signature binds to the content hash, so
+    the content approved is exactly the content that runs.
+    """
+    r = load_recipe(file)
+    if r.header.status != "approved":
+        raise click.UsageError(
+            f"{file} declares status {r.header.status!r}; set `status: approved` in the file "
+            "first (the approval signs the exact content that will run)"
+        )
+    version = _recipe_id(file)
+    with Store.open(db_url) as store:
+        approve(store, Directory(store), username, password_of(username), version, comment)
+    click.echo(f"{version}: approved by {username}")
+
+
+@recipe.command("retire")
+@click.argument("file", type=click.Path(dir_okay=False))
+@db_option
+@click.option("--reason", required=True, help="Why the version is withdrawn.")
+@click.option("--user", "username", required=True, help="QA or QP retiring (password asked).")
+@plain_errors
+def recipe_retire(file: str, db_url: str, reason: str, username: str) -> None:
+    """Retire an approved recipe version: GMP plants no longer run it (signed)."""
+    version = _recipe_id(file)
+    with Store.open(db_url, create=False) as store:
+        retire(store, Directory(store), username, password_of(username), version, reason)
+    click.echo(f"{version}: retired by {username}")
+
+
 # -- simulators ------------------------------------------------------------------------
 
 
@@ -154,15 +219,29 @@ def sim() -> None:
 @sim.command("serve")
 @plant_option
 @scale_option
-def sim_serve(plant_path: str, time_scale: float | None) -> None:
+@click.option(
+    "--faults",
+    "faults_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML fault schedule ([[fault]] tables; times in wall seconds after ready).",
+)
+def sim_serve(plant_path: str, time_scale: float | None, faults_path: str | None) -> None:
     """Start every simulator of the plant file and serve until SIGINT/SIGTERM."""
+    from simulators.fault_file import FaultFileError, load_fault_file
+
     plant = load_plant(plant_path)
     if not plant.simulators:
         raise click.ClickException(f"{plant_path}: the plant defines no [[simulators]]")
-    asyncio.run(_serve(plant.simulators, time_scale or plant.time_scale))
+    try:
+        schedule = load_fault_file(faults_path) if faults_path else []
+        asyncio.run(_serve(plant.simulators, time_scale or plant.time_scale, schedule))
+    except FaultFileError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
-async def _serve(specs: tuple[dict[str, object], ...], scale: float) -> None:
+async def _serve(specs: tuple[dict[str, object], ...], scale: float, schedule: list[Any]) -> None:
+    from simulators.fault_file import check_schedule, run_schedule
     from simulators.launch import start_simulators
 
     sims = await start_simulators([dict(s) for s in specs], scale)
@@ -170,13 +249,20 @@ async def _serve(specs: tuple[dict[str, object], ...], scale: float) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    faults: asyncio.Task[None] | None = None
     try:
+        check_schedule(schedule, sims.boards)
         for name, url in sims.endpoints.items():
             click.echo(f"{name} {url}")
         click.echo("ready")
         sys.stdout.flush()
+        if schedule:
+            faults = asyncio.create_task(run_schedule(schedule, sims.boards))
         await stop.wait()
     finally:
+        if faults is not None:
+            faults.cancel()
+            await asyncio.wait({faults})
         await sims.stop()
 
 
@@ -224,7 +310,8 @@ def demo(
     click.echo(f"  {result.simulated_days:.2f} simulated days in {result.wall_s:.1f} s wall time")
     click.echo(
         f"  record: {result.events} journal events, {result.samples} process samples, "
-        f"{result.alarms} alarms"
+        f"{result.alarms} alarms, {result.exceptions} exceptions for review "
+        f"(cellbatch ebr review {result.batch_id} --db {url})"
     )
     for f in result.files:
         click.echo(f"  wrote {f}")
@@ -306,6 +393,8 @@ def run(
     if simulated_operator and not plant.simulation:
         raise click.UsageError("--simulated-operator is only allowed on a simulation plant")
     operator = OperatorChoice(answers_path, simulated_operator, user)
+    if not plant.simulation:
+        operator.sign_in(db_url)
     if resume_id is not None:
         if params or coi:
             raise click.UsageError("--param and --coi belong to a new batch, not to --resume")
@@ -330,8 +419,27 @@ class OperatorChoice:
             raise click.UsageError("give --answers or --simulated-operator, not both")
         self.answers_path = answers_path
         self.simulated = simulated
+        self.named = user is not None
         self.user = user or getpass.getuser()
+        self.signing: SigningSession | None = None
         self.answers = _load_answers(answers_path) if answers_path else None
+
+    def sign_in(self, db_url: str) -> None:
+        """GMP plants: the person running the batch signs in; every answer will be signed."""
+        if self.answers_path:
+            raise click.UsageError(
+                "a GMP plant takes answers only from authenticated people at a terminal, "
+                "not from an --answers file"
+            )
+        if not self.named:
+            raise click.UsageError("a GMP plant needs --user NAME (the person running the batch)")
+        # Kept open for the whole run: each signature at a prompt authenticates again.
+        store = Store.open(db_url)
+        self.signing = SigningSession(Directory(store))
+        account = self.signing.authenticate(
+            password_of(self.user), "cellbatch run", username=self.user
+        )
+        check_may_sign(account, "performed")
 
     def check_recipe(self, recipe_: Recipe) -> None:
         """Refuse to start unattended a recipe whose prompts nobody could answer."""
@@ -351,7 +459,7 @@ class OperatorChoice:
         if self.answers is not None:
             return answers_from(board, self.answers, str(self.answers_path))
         if sys.stdin.isatty():
-            return terminal_operator(board, self.user)
+            return terminal_operator(board, self.user, self.signing)
         return None
 
 
@@ -381,7 +489,7 @@ async def _run(
     *,
     resume_id: str | None = None,
 ) -> State:
-    board = PromptBoard()
+    board = PromptBoard(require_signatures=not plant.simulation)
     board.answerer = operator.answerer(board)
     controller = Controller(plant, db_url, user=user, prompts=board)
     await controller.start()
@@ -392,6 +500,9 @@ async def _run(
             assert recipe_ is not None
             batch = await controller.create_batch(recipe_, parameters=overrides, coi=coi)
         batch_id = batch.control.batch_id
+        # Ctrl-C holds the batch from the moment its ID is out (before anything runs).
+        interrupted = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
         click.echo(f"batch {batch_id}")
 
         def watch(el: Element, _src: State, dst: State) -> None:
@@ -407,8 +518,6 @@ async def _run(
                 await batch.command(
                     Command.RESTART, user=controller.user, reason="resumed after an interruption"
                 )
-        interrupted = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
         waiter = asyncio.create_task(interrupted.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if not task.done():

@@ -15,6 +15,7 @@ from controller.plant import Plant
 from controller.prompts import PromptBoard, simulated_operator
 from controller.session import Controller
 from ebr import Store, export_batchml, export_csv, export_json, export_pdf
+from ebr.release import qa_status
 from recipes import load_recipe
 from simulators.launch import start_simulators
 
@@ -34,6 +35,7 @@ class DemoResult:
     events: int
     samples: int
     alarms: int
+    exceptions: int
     files: list[Path]
 
 
@@ -91,6 +93,8 @@ async def run_demo(
         await sims.stop()
     files = write_exports(db_url, run.control.batch_id, out_dir)
     doc = json.loads(files[0].read_text(encoding="utf-8"))
+    with Store.open(db_url, create=False) as store:
+        exceptions = len(qa_status(store, run.control.batch_id).exceptions)
     return DemoResult(
         batch_id=run.control.batch_id,
         state=state,
@@ -99,6 +103,7 @@ async def run_demo(
         events=len(doc["journal"]),
         samples=len(doc["samples"]),
         alarms=len(run.alarms),
+        exceptions=exceptions,
         files=files,
     )
 

@@ -21,6 +21,8 @@ class UnitConfig:
     profile: str
     endpoint: str
     address: dict[str, str] = field(default_factory=dict)
+    #: Connection settings (OPC UA security and identity), paths made absolute.
+    connection: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,28 @@ def _need(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+_CONNECTION_PATHS = ("certificate", "private_key", "server_certificate")
+_SECURITY_PATHS = ("certificate", "private_key", "trusted")
+
+
+def _paths(table: dict[str, Any], keys: tuple[str, ...], src: str) -> dict[str, object]:
+    """``table`` with the file paths under ``keys`` made relative to the plant file."""
+    base = Path(src).resolve().parent
+    out: dict[str, object] = dict(table)
+    for key in keys:
+        value = out.get(key)
+        if isinstance(value, str) and value:
+            out[key] = str(base / Path(value).expanduser())
+    return out
+
+
+def _simulator(spec: dict[str, Any], src: str) -> dict[str, Any]:
+    security = spec.get("security")
+    if isinstance(security, dict):
+        spec["security"] = _paths(security, _SECURITY_PATHS, src)
+    return spec
+
+
 def _parse(doc: dict[str, Any], src: str) -> Plant:
     head = doc.get("plant", {})
     mode = str(head.get("mode", "gmp"))
@@ -96,6 +120,9 @@ def _parse(doc: dict[str, Any], src: str) -> Plant:
         address = raw.get("address", {})
         if not isinstance(address, dict):
             raise PlantError(f"{where}: 'address' must be a table")
+        connection = raw.get("connection", {})
+        if not isinstance(connection, dict):
+            raise PlantError(f"{where}: 'connection' must be a table")
         units.append(
             UnitConfig(
                 name=name,
@@ -103,11 +130,12 @@ def _parse(doc: dict[str, Any], src: str) -> Plant:
                 profile=_need(raw, "profile", str, where),
                 endpoint=_need(raw, "endpoint", str, where),
                 address={str(k): str(v) for k, v in address.items()},
+                connection=_paths(connection, _CONNECTION_PATHS, src),
             )
         )
     if not units:
         raise PlantError(f"{src}: no [[units]] defined")
-    simulators = tuple(dict(s) for s in doc.get("simulators", []))
+    simulators = tuple(_simulator(dict(s), src) for s in doc.get("simulators", []))
     if simulators and mode != "simulation":
         raise PlantError(f"{src}: [[simulators]] are only allowed when mode = 'simulation'")
     return Plant(

@@ -5,17 +5,33 @@ prompt board. Whoever answers — the terminal, an answers file, the HMI later, 
 the simulated operator on a simulation plant — goes through ``PromptBoard.answer``,
 which validates every entry, enforces a second person for verification and
 journals the answer (``prompt.answered``) before the phase sees it.
+
+Signed answers (GMP plants require them): whoever answers passes the authenticated
+accounts (``SignedBy``); the board then journals a Part 11 signature right after the
+answer — "performed" by the person who answered and, for verified prompts, "verified"
+by the second person — each bound to the answer entry's content, so an edit of the
+answer invalidates both. Roles are checked (admins never sign) and the two accounts
+must differ, not just their names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from controller.recorder import BatchRecorder
+from ebr.signatures import (
+    SIGNATURE,
+    SignatureError,
+    check_may_sign,
+    entry_content,
+    signature_data,
+)
+from ebr.users import User
 from recipes import EntrySpec
 
 SIMULATED_OPERATOR = "simulated-operator"
@@ -64,6 +80,14 @@ class Prompt:
         return values
 
 
+@dataclass(frozen=True, slots=True)
+class SignedBy:
+    """The authenticated accounts behind an answer: who performed it and who verified."""
+
+    user: User
+    verifier: User | None = None
+
+
 Answerer = Callable[[Prompt], Awaitable[None]]
 """Called when a prompt opens; may answer it through the board (or leave it open)."""
 
@@ -71,10 +95,16 @@ Answerer = Callable[[Prompt], Awaitable[None]]
 class PromptBoard:
     """The open prompts of every batch in this controller."""
 
-    def __init__(self, answerer: Answerer | None = None) -> None:
+    def __init__(
+        self, answerer: Answerer | None = None, *, require_signatures: bool = False
+    ) -> None:
+        """`require_signatures`: refuse answers not signed by authenticated people (GMP)."""
         self.answerer = answerer
+        self.require_signatures = require_signatures
         self.open: dict[str, Prompt] = {}
         self._ids = itertools.count(1)
+        # Prompt IDs must stay unique in a batch's record across controller restarts.
+        self._session = secrets.token_hex(3)
         self.changed = asyncio.Event()
 
     async def ask(
@@ -90,7 +120,7 @@ class PromptBoard:
     ) -> Answer:
         """Open a prompt, wait for its answer (journaled already), close it."""
         prompt = Prompt(
-            id=f"{recorder.batch_id}#{next(self._ids)}",
+            id=f"{recorder.batch_id}#{self._session}.{next(self._ids)}",
             batch_id=recorder.batch_id,
             element=element,
             kind=kind,
@@ -135,8 +165,9 @@ class PromptBoard:
         verifier: str | None = None,
         simulated: bool = False,
         comment: str | None = None,
+        signed_by: SignedBy | None = None,
     ) -> Answer:
-        """Validate and journal an answer, then hand it to the waiting phase."""
+        """Validate and journal an answer (and its signatures), then hand it to the phase."""
         prompt = self.open.get(prompt_id)
         if prompt is None or prompt.future.done():
             raise PromptError(f"prompt {prompt_id} is not open")
@@ -165,8 +196,9 @@ class PromptBoard:
                 raise PromptError(
                     f"prompt {prompt_id}: the verifier must be a different person than {user}"
                 )
+        self._check_signers(prompt, user, verifier, simulated, signed_by)
         answer = Answer(checked, user, verifier if prompt.verify else None, simulated, comment)
-        await prompt.recorder.record(
+        entry = await prompt.recorder.record(
             "prompt.answered",
             prompt=prompt.id,
             element=prompt.element,
@@ -176,9 +208,48 @@ class PromptBoard:
             simulated=simulated,
             comment=comment,
         )
+        if signed_by is not None:
+            signers = [(signed_by.user, "performed")]
+            if prompt.verify and signed_by.verifier is not None:
+                signers.append((signed_by.verifier, "verified"))
+            subject = {"type": "entry", "seq": entry.seq}
+            for account, meaning in signers:
+                data = signature_data(account, meaning, subject, entry_content(entry), comment)
+                await prompt.recorder.record(SIGNATURE, **data)
         if not prompt.future.done():
             prompt.future.set_result(answer)
         return answer
+
+    def _check_signers(
+        self,
+        prompt: Prompt,
+        user: str,
+        verifier: str | None,
+        simulated: bool,
+        signed_by: SignedBy | None,
+    ) -> None:
+        """Refuse answers whose signers are missing, mismatched or not allowed to sign."""
+        if signed_by is None:
+            if self.require_signatures and not simulated:
+                raise PromptError(
+                    f"prompt {prompt.id}: answers on a GMP plant must be signed by "
+                    "authenticated people"
+                )
+            return
+        if signed_by.user.username != user:
+            raise PromptError(
+                f"prompt {prompt.id}: signed by {signed_by.user.username}, not {user}"
+            )
+        try:
+            check_may_sign(signed_by.user, "performed")
+            if prompt.verify:
+                if signed_by.verifier is None or signed_by.verifier.username != verifier:
+                    raise PromptError(f"prompt {prompt.id}: the verifier did not sign")
+                if signed_by.verifier.user_id == signed_by.user.user_id:
+                    raise PromptError(f"prompt {prompt.id}: the verifier must be another person")
+                check_may_sign(signed_by.verifier, "verified")
+        except SignatureError as exc:
+            raise PromptError(f"prompt {prompt.id}: {exc}") from None
 
 
 def _describe(spec: EntrySpec) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from controller.recorder import BatchRecorder, iso
 from controller.resume import load_resume_point
 from drivers import Device, DevicePool
 from ebr import Journal, Store
+from ebr.lifecycle import RecipeId, recipe_status
 from recipes import Recipe, tags_of
 
 
@@ -46,7 +47,7 @@ class ParameterValue:
 def new_batch_id(now: datetime | None = None) -> str:
     """A unique, sortable, human-readable batch ID."""
     now = now or datetime.now(UTC)
-    return f"CB-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2).upper()}"
+    return f"CB-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4).upper()}"
 
 
 def resolve_parameters(recipe: Recipe, overrides: dict[str, float]) -> list[ParameterValue]:
@@ -113,7 +114,9 @@ class Controller:
         """The connected device of a plant unit."""
         device = self._devices.get(unit.name)
         if device is None:
-            device = self.pool.open(unit.name, unit.profile, unit.endpoint, unit.address)
+            device = self.pool.open(
+                unit.name, unit.profile, unit.endpoint, unit.address, unit.connection
+            )
             await device.connect()
             self._devices[unit.name] = device
         return device
@@ -185,6 +188,8 @@ class Controller:
                 f"recipe {recipe.header.name} {recipe.header.version} is {recipe.header.status}; "
                 "only approved recipes run on a GMP plant"
             )
+        if not self.plant.simulation:
+            self._check_approved(recipe)
         values = resolve_parameters(recipe, parameters or {})
         batch_id = batch_id or new_batch_id()
         coi = coi or f"COI-SIM-{secrets.token_hex(3).upper()}"
@@ -221,6 +226,17 @@ class Controller:
         )
         recorder = BatchRecorder(self.journal, batch_id, clock)
         return BatchRun(control, recorder, clock, prompts=self.prompts)
+
+    def _check_approved(self, recipe: Recipe) -> None:
+        """GMP: the store must hold a valid approval signature for this exact content."""
+        assert self.store is not None
+        version = RecipeId(recipe.header.name, recipe.header.version, recipe.content_hash)
+        status = recipe_status(self.store, version)
+        if status != "approved":
+            raise BatchSetupError(
+                f"recipe {version} is {status} in the record; a GMP plant runs only versions "
+                "approved with `cellbatch recipe approve`"
+            )
 
     @staticmethod
     def _missing_capabilities(recipe: Recipe, alias: str, device: Device) -> list[str]:

@@ -6,15 +6,35 @@ import asyncio
 
 import click
 
-from controller.prompts import Answerer, Prompt, PromptBoard, PromptError
+from controller.prompts import Answerer, Prompt, PromptBoard, PromptError, SignedBy
+from ebr import EbrError
+from ebr.signatures import SigningSession
 
 MAX_TRIES = 3
 
 
-def terminal_operator(board: PromptBoard, user: str) -> Answerer:
-    """Ask each entry on the terminal; a refused answer is asked again (bounded)."""
+def terminal_operator(
+    board: PromptBoard, user: str, signing: SigningSession | None = None
+) -> Answerer:
+    """Ask each entry on the terminal; a refused answer is asked again (bounded).
 
-    def ask(prompt: Prompt) -> tuple[dict[str, str], str | None]:
+    With a signing session (GMP plants) every answer is signed: the operator gives the
+    password (and the user ID again after the idle timeout), a verifier gives ID and
+    password; both are authenticated before the answer is journaled.
+    """
+
+    def sign(prompt: Prompt, verifier: str | None) -> SignedBy:
+        assert signing is not None
+        name = user if signing.needs_user_id else None
+        password = click.prompt(f"  password for {user} (signing: performed)", hide_input=True)
+        account = signing.authenticate(password, f"answer {prompt.id}", username=name)
+        checker = None
+        if verifier:
+            secret = click.prompt(f"  password for {verifier} (signing: verified)", hide_input=True)
+            checker = signing.directory.authenticate(verifier, secret, f"verify {prompt.id}")
+        return SignedBy(account, checker)
+
+    def ask(prompt: Prompt) -> tuple[dict[str, str], str | None, SignedBy | None]:
         click.echo(f"\n[{prompt.element}] {prompt.text}")
         values: dict[str, str] = {}
         for name, spec in prompt.entries.items():
@@ -23,15 +43,17 @@ def terminal_operator(board: PromptBoard, user: str) -> Answerer:
                 hint += f" ({'/'.join(spec.choices)})"
             values[name] = click.prompt(f"  {name}{hint}", type=str)
         verifier = click.prompt("  verified by (user ID)", type=str) if prompt.verify else None
-        return values, verifier
+        return values, verifier, (sign(prompt, verifier) if signing is not None else None)
 
     async def answer(prompt: Prompt) -> None:
         for attempt in range(1, MAX_TRIES + 1):
-            values, verifier = await asyncio.to_thread(ask, prompt)
             try:
-                await board.answer(prompt.id, values, user=user, verifier=verifier)
+                values, verifier, signed = await asyncio.to_thread(ask, prompt)
+                await board.answer(
+                    prompt.id, values, user=user, verifier=verifier, signed_by=signed
+                )
                 return
-            except PromptError as exc:
+            except (PromptError, EbrError) as exc:
                 click.echo(f"  refused: {exc}", err=True)
                 if attempt == MAX_TRIES:
                     raise

@@ -6,17 +6,25 @@ unreadable database, bad option value), 2 at least one batch record is tampered.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, ParamSpec, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from ebr.checks import VerifyResult
+from ebr.cli_common import (
+    EXIT_TAMPERED,
+    db_option,
+    fail,
+    open_store,
+    password_of,
+    plain_errors,
+    table,
+    user_option,
+)
 from ebr.errors import EbrError
 from ebr.export_batchml import batchml_document
 from ebr.export_csv import export_csv
@@ -24,58 +32,17 @@ from ebr.export_json import export_json
 from ebr.export_pdf import render_pdf
 from ebr.export_schema import ebr_json_schema
 from ebr.query import list_batches
+from ebr.release import OUTCOMES, REJECTED, RELEASED, QaDesk, QaStatus, qa_status
 from ebr.report.analysis import analyse
+from ebr.review import Rules, load_rules
 from ebr.store import Store
+from ebr.users import Directory
 from ebr.verify import verify_all, verify_batch
 
 if TYPE_CHECKING:
     from ebr.backup import BackupReport
 
-DEFAULT_DB = "sqlite:///cellbatch.sqlite"
-EXIT_ERROR = 1
-EXIT_TAMPERED = 2
 FORMATS = ("json", "csv", "pdf", "batchml")
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-db_option = click.option(
-    "--db",
-    "db_url",
-    envvar="CELLBATCH_DB",
-    default=DEFAULT_DB,
-    show_default=True,
-    help="Database URL or SQLite file path (env CELLBATCH_DB).",
-)
-
-
-def _fail(message: str) -> NoReturn:
-    """Print an error line on stderr and exit with status 1."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_ERROR)
-
-
-def _plain_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Turn expected failures into one line on stderr and exit 1, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return command(*args, **kwargs)
-        except EbrError as exc:
-            _fail(str(exc))
-        except SQLAlchemyError as exc:
-            reason = getattr(exc, "orig", None) or exc
-            _fail(f"database error: {reason}")
-        except OSError as exc:
-            _fail(str(exc))
-
-    return wrapper
-
-
-def _open(db_url: str) -> Store:
-    """Open an existing eBR database; never create one as a side effect."""
-    return Store.open(db_url, create=False)
 
 
 @click.group(name="ebr")
@@ -86,13 +53,23 @@ def ebr() -> None:
 @ebr.command(name="list")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-@_plain_errors
+@plain_errors
 def list_command(db_url: str, as_json: bool) -> None:
-    """List batches with their state, recipe, chain-of-identity id and entry count."""
-    with _open(db_url) as store:
+    """List batches: state, recipe, chain-of-identity ID, mode, exceptions (open/all)
+    under the review rules, and disposition."""
+    with open_store(db_url) as store:
         summaries = list_batches(store)
+        rules = load_rules()
+        reviews = {s.batch_id: _qa_or_none(store, s.batch_id, rules) for s in summaries}
     if as_json:
-        click.echo(json.dumps([summary.to_dict() for summary in summaries], indent=2))
+        listed = [
+            {
+                **s.to_dict(),
+                **_review_counts(reviews[s.batch_id]),
+            }
+            for s in summaries
+        ]
+        click.echo(json.dumps(listed, indent=2))
         return
     if not summaries:
         click.echo("no batches")
@@ -104,34 +81,26 @@ def list_command(db_url: str, as_json: bool) -> None:
             f"{s.recipe_name}@{s.recipe_version}",
             s.coi,
             "SIM" if s.simulation else "GMP",
+            _exc_text(reviews[s.batch_id]),
+            _disposition_text(reviews[s.batch_id]),
             str(s.entries),
         )
         for s in summaries
     ]
-    click.echo(_table(("ID", "STATE", "RECIPE", "COI", "MODE", "ENTRIES"), rows))
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Format rows as left-aligned columns (the last column right-aligned)."""
-    widths = [max(len(str(row[i])) for row in (headers, *rows)) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = [cell.ljust(width) for cell, width in zip(cells[:-1], widths, strict=False)]
-        return "  ".join([*padded, cells[-1].rjust(widths[-1])])
-
-    return "\n".join(line(row) for row in (headers, *rows))
+    headers = ("ID", "STATE", "RECIPE", "COI", "MODE", "EXC", "DISPOSITION", "ENTRIES")
+    click.echo(table(headers, rows))
 
 
 @ebr.command(name="verify")
 @db_option
 @click.argument("batch_id", required=False)
-@_plain_errors
+@plain_errors
 def verify_command(db_url: str, batch_id: str | None) -> None:
     """Verify one batch (or all): hash chain, head, batch header and sample blocks.
 
     Exit 0 when intact, 2 when any batch record is tampered (first bad record on stderr).
     """
-    with _open(db_url) as store:
+    with open_store(db_url) as store:
         results = [verify_batch(store, batch_id)] if batch_id else verify_all(store)
     if not results:
         click.echo("no batches")
@@ -163,16 +132,16 @@ def _verdict(result: VerifyResult) -> str:
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default stdout)."
 )
-@_plain_errors
+@plain_errors
 def export_command(db_url: str, batch_id: str, fmt: str, out: Path | None) -> None:
     """Export one batch record: JSON (complete, verifiable offline), CSV (samples),
     PDF (human-readable, needs --out) or BatchML (ISA-88 part 4 XML)."""
     fmt = fmt.lower()
     if fmt not in FORMATS:
-        _fail(f"unsupported export format {fmt!r} (choose json, csv, pdf or batchml)")
+        fail(f"unsupported export format {fmt!r} (choose json, csv, pdf or batchml)")
     if fmt == "pdf" and out is None:
-        _fail("--format pdf needs --out FILE (a PDF is not written to a terminal)")
-    with _open(db_url) as store:
+        fail("--format pdf needs --out FILE (a PDF is not written to a terminal)")
+    with open_store(db_url) as store:
         if fmt in ("pdf", "batchml"):
             record = analyse(store, batch_id)  # one snapshot, verified once
             if fmt == "pdf":
@@ -235,7 +204,7 @@ def _write(out: Path | None, produce: Callable[[TextIO], object]) -> None:
 @ebr.command(name="backup")
 @db_option
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@_plain_errors
+@plain_errors
 def backup_command(db_url: str, file: Path) -> None:
     """Copy the store into a new SQLite backup FILE, then verify every batch in the copy.
 
@@ -251,7 +220,7 @@ def backup_command(db_url: str, file: Path) -> None:
 @ebr.command(name="restore")
 @db_option
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@_plain_errors
+@plain_errors
 def restore_command(db_url: str, file: Path) -> None:
     """Restore the backup FILE into the new or empty store --db, then verify every batch.
 
@@ -272,3 +241,204 @@ def _backup_report(report: BackupReport) -> None:
         click.echo(f"{result.batch_id}: {result.first_problem}", err=True)
     if tampered:
         sys.exit(EXIT_TAMPERED)
+
+
+# -- review by exception and release ---------------------------------------------------
+
+rules_option = click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Site review rules file (default $CELLBATCH_REVIEW_RULES, else the packaged rules).",
+)
+
+
+def _desk(store: Store, rules_path: str | None) -> QaDesk:
+    return QaDesk(store, Directory(store), rules=load_rules(rules_path))
+
+
+@ebr.command(name="review")
+@db_option
+@click.argument("batch_id")
+@rules_option
+@click.option("--json", "as_json", is_flag=True, help="Print the review state as JSON.")
+@click.option("--sign", is_flag=True, help="Sign the review of the whole record (QA).")
+@click.option("--user", "username", default=None, help="Who signs (with --sign).")
+@click.option("--comment", default=None, help="Comment on the review signature.")
+@plain_errors
+def review_command(
+    db_url: str,
+    batch_id: str,
+    rules_path: str | None,
+    as_json: bool,
+    sign: bool,
+    username: str | None,
+    comment: str | None,
+) -> None:
+    """The review-by-exception list of a batch: each exception with its evidence and
+    whether it is dispositioned; signatures and release state. With --sign --user QA,
+    sign the review (refused while any exception is open)."""
+    with open_store(db_url) as store:
+        desk = _desk(store, rules_path)
+        if sign:
+            if not username:
+                fail("--sign needs --user NAME")
+            signature = desk.sign_review(batch_id, username, password_of(username), comment)
+            click.echo(f"reviewed: {signature.line()}")
+            return
+        status = desk.status(batch_id)
+    if as_json:
+        click.echo(json.dumps(status.to_dict(), indent=2, ensure_ascii=False))
+        return
+    click.echo(_review_text(status))
+
+
+def _qa_or_none(store: Store, batch_id: str, rules: Rules) -> QaStatus | None:
+    """The batch's review state, or None when it cannot be computed (run verify)."""
+    try:
+        return qa_status(store, batch_id, rules)
+    except EbrError:
+        return None
+
+
+def _review_counts(status: QaStatus | None) -> dict[str, Any]:
+    if status is None:
+        return {"exceptions": None, "open_exceptions": None, "disposition": None}
+    return {
+        "exceptions": len(status.exceptions),
+        "open_exceptions": len(status.open_exceptions),
+        "disposition": status.disposition,
+    }
+
+
+def _exc_text(status: QaStatus | None) -> str:
+    return "?" if status is None else f"{len(status.open_exceptions)}/{len(status.exceptions)}"
+
+
+def _disposition_text(status: QaStatus | None) -> str:
+    return "? (run verify)" if status is None else status.disposition
+
+
+def _review_text(status: QaStatus) -> str:
+    """The review list for a terminal."""
+    header = status.record.header
+    mode = "SIMULATION — not for GMP use" if header.simulation else "GMP"
+    lines = [
+        f"batch {header.batch_id}  {header.recipe_name} {header.recipe_version}  "
+        f"COI {header.coi}  {mode}",
+        f"state {status.state}; disposition {status.disposition}; "
+        f"{len(status.exceptions)} exception(s), {len(status.open_exceptions)} open",
+    ]
+    for item in status.exceptions:
+        exc = item.exception
+        mark = "OPEN" if item.open else "done"
+        lines.append(f"  [{mark}] {exc.line()}")
+        lines.append(f"         {exc.detail}")
+        seqs = ", ".join(str(seq) for seq in exc.evidence.seqs)
+        window = exc.evidence.window
+        evidence = f"journal #{seqs}" + (
+            f"; samples {window.tag} {window.start} … {window.end}" if window else ""
+        )
+        lines.append(f"         evidence: {evidence}")
+        if item.signature is not None and item.disposition is not None:
+            lines.append(f"         disposition: {item.disposition.data['comment']}")
+            lines.append(f"         signed: {item.signature.line()}")
+    if status.pending:
+        missing = [t for t in status.pending if t not in status.results]
+        lines.append(f"pending results: {', '.join(missing) or 'none'}")
+    if status.signatures:
+        lines.append("signatures:")
+        lines.extend(f"  {sig.line()}" for sig in status.signatures)
+    return "\n".join(lines)
+
+
+@ebr.command(name="disposition")
+@db_option
+@click.argument("batch_id")
+@click.argument("exception_id")
+@click.option("--comment", required=True, help="The justification.")
+@click.option("--deviation", "deviation_id", default=None, help="Linked deviation ID.")
+@rules_option
+@user_option
+@plain_errors
+def disposition_command(
+    db_url: str,
+    batch_id: str,
+    exception_id: str,
+    comment: str,
+    deviation_id: str | None,
+    rules_path: str | None,
+    username: str,
+) -> None:
+    """Sign off one exception (QA or QP, 'reviewed'); exit 1 when refused."""
+    with open_store(db_url) as store:
+        signature = _desk(store, rules_path).dispose(
+            batch_id, username, password_of(username), exception_id, comment, deviation_id
+        )
+    click.echo(f"{exception_id}: dispositioned; {signature.line()}")
+
+
+@ebr.command(name="release")
+@db_option
+@click.argument("batch_id")
+@click.option(
+    "--decision", required=True, type=click.Choice([RELEASED, REJECTED]), help="The decision."
+)
+@click.option(
+    "--pending",
+    multiple=True,
+    metavar="TEST",
+    help="Release pending this result (repeat); record it later with `ebr result`.",
+)
+@click.option("--comment", default=None, help="Comment on the decision.")
+@rules_option
+@user_option
+@plain_errors
+def release_command(
+    db_url: str,
+    batch_id: str,
+    decision: str,
+    pending: tuple[str, ...],
+    comment: str | None,
+    rules_path: str | None,
+    username: str,
+) -> None:
+    """The QP's release signature: released, released pending results, or rejected.
+
+    Refused (exit 1) to anyone but a QP, while any exception is open, without a QA
+    review signature, to the reviewer, and while pending results are missing or failed.
+    """
+    with open_store(db_url) as store:
+        desk = _desk(store, rules_path)
+        signature = desk.release(
+            batch_id, username, password_of(username), decision, pending=pending, comment=comment
+        )
+        status = desk.status(batch_id)
+    click.echo(f"batch {batch_id}: {status.disposition}; {signature.line()}")
+
+
+@ebr.command(name="result")
+@db_option
+@click.argument("batch_id")
+@click.argument("test")
+@click.option("--outcome", required=True, type=click.Choice(OUTCOMES), help="pass or fail.")
+@click.option("--comment", default=None, help="Comment (e.g. the certificate number).")
+@rules_option
+@user_option
+@plain_errors
+def result_command(
+    db_url: str,
+    batch_id: str,
+    test: str,
+    outcome: str,
+    comment: str | None,
+    rules_path: str | None,
+    username: str,
+) -> None:
+    """Record a QC result that arrived after the batch ended (signed, 'performed')."""
+    with open_store(db_url) as store:
+        signature = _desk(store, rules_path).record_result(
+            batch_id, username, password_of(username), test, outcome, comment
+        )
+    click.echo(f"{batch_id}: {test} {outcome}; {signature.line()}")

@@ -14,7 +14,11 @@ that validates against `BatchML-BatchProductionRecord.xsd`:
   and `data` (the stored RFC 8785 canonical JSON), so the hash chain can be re-verified
   from this document alone (rule in ebr/README.md).
 
-There is no signature element in BatchML; signatures will be carried as Security events.
+There is no signature element in BatchML: each electronic signature (and each failed
+attempt, disposition, release decision) is an `Event` of subtype `Security` whose
+`PersonID` is the signer and whose `Description` names the printed name, meaning and what
+was signed; `Comments/Comment` carries the operators' comments and QA's disposition
+justifications, each with the `RecordReference` of the entry it comments on.
 """
 
 from __future__ import annotations
@@ -55,6 +59,13 @@ _EVENT_TYPES: dict[str, tuple[str, str]] = {
     "condition.timeout": ("Procedural Execution", "Process Data"),
     "samples.block": ("General", "Process Data"),
     "clock.stepped_back": ("General", "System"),
+    "prompt.opened": ("Operator", "Prompt"),
+    "prompt.answered": ("Operator", "Prompt Response"),
+    "signature": ("Operator", "Security"),
+    "signature.failed": ("Operator", "Security"),
+    "review.disposition": ("Operator", "Security"),
+    "batch.decision": ("Operator", "Security"),
+    "qc.result": ("General", "Process Data"),
 }
 
 
@@ -133,7 +144,7 @@ def batchml_document(record: Record) -> bytes:
         f"final state: {record.final_state}",
         f"head: seq {record.batch.head_seq}, hash {record.batch.head_hash}",
         f"record verification: {verdict}",
-        "electronic signatures: none recorded",
+        _signature_line(record),
     ):
         _el(root, "Description", line)
     _el(root, "CreationDate", record.batch.created_at)
@@ -142,6 +153,7 @@ def batchml_document(record: Record) -> bytes:
     _el(root, "LotID", header.coi, schemeName="chain of identity")
     _el(root, "RecordStatus", record.final_state)
     _change_history(root, record)
+    _comments(root, record)
     _control_recipe(root, record)
     _data_sets(root, record)
     _events(root, record)
@@ -175,6 +187,55 @@ def _change_history(root: Any, record: Record) -> None:
         _el(change, "RecordReference", str(write.seq), schemeName="cellbatch journal seq")
         _value(change, "PrechangeData", write.old, write.eu)
         _el(change, "Reason", f"recipe phase {write.element}")
+
+
+def _signature_line(record: Record) -> str:
+    qa = record.qa
+    if qa is None or not qa.signatures:
+        return "electronic signatures: none recorded"
+    invalid = sum(not s.valid for s in qa.signatures)
+    return (
+        f"electronic signatures: {len(qa.signatures)} ({invalid} invalid), as Security "
+        f"events; disposition: {qa.disposition}"
+    )
+
+
+def _comments(root: Any, record: Record) -> None:
+    """Operator comments and disposition justifications, each tied to its entry."""
+    found: list[tuple[Entry, int, str, str | None]] = []
+    for entry in record.entries:
+        data = entry.data
+        comment = data.get("comment")
+        if not isinstance(comment, str) or not comment or entry.kind == "signature":
+            continue
+        who = data.get("user") or data.get("username")
+        target = entry.seq
+        if entry.kind == "review.disposition" and record.qa is not None:
+            anchor = {i.exception.id: i.exception for i in record.qa.exceptions}.get(
+                str(data.get("exception_id"))
+            )
+            if anchor is not None and anchor.evidence.seqs:
+                target = anchor.evidence.seqs[0]
+            signature = next(
+                (s for s in record.qa.signatures
+                 if s.data["signature_id"] == data.get("signature_id")),
+                None,
+            )  # fmt: skip
+            who = signature.data["username"] if signature else who
+            comment = f"disposition of {data.get('exception_id')}: {comment}"
+        found.append((entry, target, comment, who if isinstance(who, str) else None))
+    if not found:
+        return
+    comments = _el(root, "Comments")
+    for entry, target, text, who in found:
+        node = _el(comments, "Comment")
+        _el(node, "EntryID", f"K{entry.seq}")
+        _el(node, "ObjectType", "Comment")
+        _el(node, "TimeStamp", entry.ts)
+        _el(node, "RecordReference", str(target), schemeName="cellbatch journal seq")
+        _el(node, "CommentText", text)
+        if who:
+            _el(node, "PersonID", who)
 
 
 def _control_recipe(root: Any, record: Record) -> None:
@@ -259,7 +320,7 @@ def _events(root: Any, record: Record) -> None:
 def _event(events: Any, record: Record, entry: Entry, terminal: Any) -> None:
     data = entry.data
     event_type, sub_type = _EVENT_TYPES.get(entry.kind, ("Other", "Other"))
-    user = data.get("user")
+    user = data.get("user") or data.get("username")
     if entry.kind.startswith("command.") and isinstance(user, str):
         event_type = "Procedural Execution" if user.startswith("engine") else "Operator"
     node = _el(events, "Event")

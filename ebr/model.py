@@ -16,6 +16,9 @@ BATCH_STATE = "batch.state"
 SAMPLES_BLOCK = "samples.block"
 CLOCK_STEPPED_BACK = "clock.stepped_back"
 
+SITE_CHAIN = "@site"
+"""Batch id of the site audit chain (users, roles, logins, recipe approvals); not a batch."""
+
 RESERVED_KINDS = frozenset({BATCH_CREATED, SAMPLES_BLOCK, CLOCK_STEPPED_BACK})
 """Kinds only the journal itself writes; `Journal.append` refuses them."""
 

@@ -8,10 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection
+
 from ebr.checks import VerifyResult
 from ebr.clock import format_ts, parse_ts, utc_now
+from ebr.errors import EbrError
 from ebr.model import BATCH_CREATED, BATCH_STATE, BatchRecord, Entry, Sample, SampleBlock
 from ebr.query import IDLE, batch_record, blocks_of, journal_entries
+from ebr.release import QaStatus, derive_status
+from ebr.review import load_rules, review_connection
 from ebr.store import Store
 from ebr.verify import verify_connection
 
@@ -122,6 +127,8 @@ class Record:
     writes: list[WriteRow] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    qa: QaStatus | None = None
+    qa_problem: str | None = None
 
     @property
     def simulation(self) -> bool:
@@ -174,7 +181,9 @@ def analyse(store: Store, batch_id: str) -> Record:
         verification = verify_connection(conn, batch_id)
         entries = journal_entries(conn, batch_id)
         blocks = blocks_of(conn, batch_id)
+        qa, qa_problem = _qa(conn, batch, entries)
     record = Record(batch, entries, blocks, verification, format_ts(utc_now()))
+    record.qa, record.qa_problem = qa, qa_problem
     created = next((e.data for e in entries if e.kind == BATCH_CREATED), {})
     record.created = created
     clock = created.get("clock")
@@ -184,6 +193,17 @@ def analyse(store: Store, batch_id: str) -> Record:
     record.monitors = _monitors(created)
     _walk(record)
     return record
+
+
+def _qa(
+    conn: Connection, batch: BatchRecord, entries: list[Entry]
+) -> tuple[QaStatus | None, str | None]:
+    """Review by exception, dispositions and signatures (None and why, if impossible)."""
+    try:
+        exceptions = review_connection(conn, batch, entries, load_rules())
+    except EbrError as exc:
+        return None, str(exc)
+    return derive_status(batch, entries, exceptions), None
 
 
 def _recipe_content(created: dict[str, Any]) -> dict[str, Any]:

@@ -179,12 +179,13 @@ class RecordPDF(FPDF):
         rows: Sequence[Sequence[str]],
         *,
         size: float = 7.5,
-        wrap: int | None = None,
+        wrap: int | set[int] | None = None,
         max_lines: int = 3,
         flagged: set[int] | None = None,
         mono: set[int] | None = None,
     ) -> None:
-        """A table with a repeated header row; column `wrap` wraps to `max_lines` lines."""
+        """A table with a repeated header row; the `wrap` column(s) wrap to `max_lines` lines."""
+        wrapped = {wrap} if isinstance(wrap, int) else (wrap or set())
         line_h = size * 0.47
         flagged = flagged or set()
         mono = mono or set()
@@ -203,7 +204,7 @@ class RecordPDF(FPDF):
             cells: list[list[str]] = []
             for col, (text, width) in enumerate(zip(row, widths, strict=True)):
                 self.set_font("mono" if col in mono else "dejavu", "", size)
-                if col == wrap:
+                if col in wrapped:
                     cells.append(self.wrap_lines(text, width, max_lines))
                 else:
                     cells.append([self.fit(text, width)])
@@ -253,7 +254,7 @@ def build(record: Record) -> RecordPDF:
     _alarms(pdf, record)
     _writes(pdf, record)
     _exceptions(pdf, record)
-    _signatures(pdf)
+    _signatures(pdf, record)
     _audit_trail(pdf, record)
     _manifest(pdf, record)
     return pdf
@@ -303,6 +304,7 @@ def _cover(pdf: RecordPDF, record: Record) -> None:
         ("Recipe status", str(recipe.get("status", "—"))),
         ("Recipe content hash", header.recipe_hash),
         ("Final state", record.final_state),
+        ("Disposition", record.qa.disposition if record.qa else "—"),
         ("Mode", "SIMULATION (not GMP)" if record.simulation else "GMP production"),
         (
             "Plant / site",
@@ -357,7 +359,12 @@ def _summary(pdf: RecordPDF, record: Record) -> None:
                 "Sample blocks / samples",
                 f"{len(record.blocks)} / {sum(len(b.samples) for b in record.blocks)}",
             ),
-            ("Items for review", str(len(record.findings))),
+            (
+                "Exceptions (open)",
+                "—"
+                if record.qa is None
+                else f"{len(record.qa.exceptions)} ({len(record.qa.open_exceptions)} open)",
+            ),
         ]
     )
 
@@ -602,35 +609,111 @@ def _writes(pdf: RecordPDF, record: Record) -> None:
 
 def _exceptions(pdf: RecordPDF, record: Record) -> None:
     pdf.section("Review by exception")
-    if not record.findings:
+    if not record.verification.ok:
         pdf.para(
-            "Nothing in this journal needs review: no alarms, holds, stops, aborts, refused "
-            "commands, failed writes or methods, failed phases, condition timeouts or changed "
-            "parameters. The full review-by-exception rules engine (excursion duration, "
-            "late steps, calibration, materials, signatures) is not yet implemented."
+            f"RECORD INTEGRITY: verification failed — {record.verification.first_problem}. "
+            "Nothing below can be relied on until this is resolved.",
+            color=_RED,
+        )
+    qa = record.qa
+    if qa is None:
+        pdf.para(f"Review by exception could not be computed: {record.qa_problem}", color=_RED)
+        return
+    if not qa.exceptions:
+        pdf.para(
+            "No exceptions: the review rules found nothing that deviated (excursions, "
+            "alarms, holds/stops/aborts/restarts, changed parameters, overrides, manual "
+            "entries, communication losses, late steps, signatures, identity, comments, "
+            "simulation)."
         )
         return
     pdf.para(
-        f"{len(record.findings)} items found in the journal (alarms, holds, stops/aborts, "
-        "refused commands, failed writes/methods/phases, condition timeouts, changed "
-        "parameters). Each needs a disposition before release.",
+        f"{len(qa.exceptions)} exception(s), {len(qa.open_exceptions)} open. Each links to "
+        "its evidence (journal seq, and for excursions the sample window) and needs a "
+        "signed disposition before release.",
         size=8,
     )
-    rows = [
-        (
-            "—" if f.seq is None else str(f.seq),
-            _day(record, f.time),
-            f.category,
-            f.text,
+    rows = []
+    for item in qa.exceptions:
+        exc = item.exception
+        window = exc.evidence.window
+        evidence = "#" + ", #".join(str(seq) for seq in exc.evidence.seqs)
+        if window is not None:
+            evidence += f"; {window.tag} {window.start} … {window.end}"
+        if item.open:
+            disposition = "OPEN"
+        else:
+            assert item.signature is not None and item.disposition is not None
+            sig = item.signature.data
+            deviation = item.disposition.data.get("deviation_id")
+            disposition = (
+                f"{item.disposition.data.get('comment')}"
+                + (f" (deviation {deviation})" if deviation else "")
+                + f" — {sig['printed_name']}, {item.signature.entry.ts}"
+            )
+        rows.append(
+            (
+                exc.id,
+                f"{exc.severity} · {exc.category}",
+                f"{exc.title}. {exc.detail} Evidence: {evidence}",
+                disposition,
+            )
         )
-        for f in record.findings
-    ]
-    pdf.grid(("seq", "day", "category", "finding"), (10, 12, 30, 134), rows, wrap=3)
+    pdf.grid(("exception", "severity", "finding and evidence", "disposition"),
+             (28, 22, 86, 50), rows, wrap={1, 2, 3}, max_lines=8)  # fmt: skip
 
 
-def _signatures(pdf: RecordPDF) -> None:
+def _signatures(pdf: RecordPDF, record: Record) -> None:
     pdf.section("Electronic signatures")
-    pdf.para(NO_SIGNATURES + ".")
+    qa = record.qa
+    if qa is None or not qa.signatures:
+        pdf.para(NO_SIGNATURES + ".")
+    else:
+        pdf.para(
+            "Each signature: printed name, user ID, UTC time, meaning, and what was signed "
+            "(bound by the SHA-256 of that content; 'invalid' means the content changed "
+            "after signing).",
+            size=8,
+        )
+        rows = [
+            (
+                f"{sig.data['printed_name']} · {sig.data['username']} ({sig.data['user_id']})",
+                sig.entry.ts.replace("T", " "),
+                str(sig.data["meaning"]),
+                _subject_text(sig.data["subject"]) + (f" — {sig.data['comment']}"
+                                                       if sig.data.get("comment") else ""),
+                "valid" if sig.valid else f"INVALID: {sig.problem}",
+            )
+            for sig in qa.signatures
+        ]  # fmt: skip
+        pdf.grid(("signed by", "time (UTC)", "meaning", "signed", "status"),
+                 (40, 34, 18, 60, 34), rows, wrap={0, 1, 3, 4}, max_lines=4)  # fmt: skip
+    if qa is not None:
+        pdf.ln(2)
+        pdf.key_values(
+            [
+                ("Disposition", qa.disposition),
+                ("Failed signature attempts", str(qa.failed_attempts)),
+                (
+                    "QC results",
+                    ", ".join(f"{t}: {r['outcome']}" for t, r in qa.results.items()) or "—",
+                ),
+            ]
+        )
+
+
+def _subject_text(subject: dict[str, Any]) -> str:
+    kind = subject.get("type")
+    if kind == "entry":
+        return f"journal entry #{subject.get('seq')}"
+    if kind == "exception":
+        return f"disposition of {subject.get('exception_id')}"
+    if kind in ("batch", "decision"):
+        what = "release decision" if kind == "decision" else "the record"
+        return f"{what} through #{subject.get('through_seq')}"
+    if kind == "qc_result":
+        return f"QC result {subject.get('test')}"
+    return str(kind)
 
 
 def _audit_trail(pdf: RecordPDF, record: Record) -> None:

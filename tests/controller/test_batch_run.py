@@ -263,3 +263,41 @@ async def test_ramp_moves_the_setpoint_in_equal_steps(
         if e.kind == "write.intent" and e.data["element"] == "up/cool/cool_down"
     ]
     assert len(set(times)) == 5
+
+
+class _PowerCut(Exception):
+    """Stands in for the process dying right after an entry was committed."""
+
+
+async def test_resume_after_the_last_phase_of_an_operation_completed(
+    bioreactors: BioreactorServer, make_controller: Callable[..., Any]
+) -> None:
+    """The controller dies after the inoculation phase completed but before its operation
+    did: the resumed batch comes back Held, says it is ready for a restart (it used to
+    wait for nothing), and finishes."""
+    plant = plant_for(bioreactors, "SV-11")
+    first = await make_controller(plant)
+    run = await first.create_batch(load_recipe(RECIPE), coi="COI-T-CUT")
+    batch_id = run.control.batch_id
+
+    def cut(entry: Any) -> None:
+        data = entry.data
+        if data.get("element") == "culture/seed/inoculate" and data.get("to") == "Complete":
+            raise _PowerCut
+
+    run.recorder.listeners.append(cut)
+    with pytest.raises(_PowerCut):
+        await asyncio.wait_for(first.run(run), 30)
+    await first.stop()  # the batch is no longer running: nothing more is journaled
+    assert states_of(journal_of(first, batch_id), "culture/seed") == ["Running"]
+
+    second = await make_controller(plant)
+    resumed = await second.resume_batch(batch_id)
+    task = asyncio.create_task(second.run(resumed))
+    await asyncio.wait_for(resumed.ready.wait(), 10)
+    assert resumed.state is State.HELD
+    assert await resumed.command(Command.RESTART, user="tester", reason="after the cut")
+    assert await asyncio.wait_for(task, 30) is State.COMPLETE
+    entries = journal_of(second, batch_id)
+    assert states_of(entries, "culture/seed")[-1] == "Complete"
+    assert [e.kind for e in entries].count("method.intent") == 1

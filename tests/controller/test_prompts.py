@@ -146,3 +146,68 @@ async def test_a_held_prompt_is_withdrawn_and_asked_again(tmp_path: Path) -> Non
     entries = await _close(journal, store, pool)
     kinds = [e.kind for e in entries if e.kind.startswith("prompt.")]
     assert kinds[:3] == ["prompt.opened", "prompt.withdrawn", "prompt.opened"], kinds
+
+
+async def test_gmp_answers_are_signed_by_two_authenticated_people(tmp_path: Path) -> None:
+    """R14: the board refuses unsigned answers, the same account twice, an admin or an
+    operator without the role; signatures follow the answer and bind to its content."""
+    from argon2 import PasswordHasher
+
+    from controller.prompts import SignedBy
+    from ebr.signatures import entry_content
+    from ebr.users import Directory
+
+    board = PromptBoard(require_signatures=True)
+    run, journal, store, pool = await _batch(tmp_path, board)
+    people = Directory(store, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    people.init("admin", "Admin", "site-key-2026")
+    admin = people.authenticate("admin", "site-key-2026", "test")
+    for name in ("olga", "vera"):
+        people.add(admin, name, name.title(), ["operator"], "temporary-pw-9")
+    olga, vera = people.get("olga"), people.get("vera")
+    assert olga is not None and vera is not None
+    task = asyncio.create_task(run.run())
+
+    async def next_prompt(after: str | None = None) -> str:
+        while not board.open or after in board.open:
+            board.changed.clear()
+            await asyncio.wait_for(board.changed.wait(), 5)
+        return next(iter(board.open))
+
+    first = await next_prompt()
+    with pytest.raises(PromptError, match="must be signed"):
+        await board.answer(first, {"done": "done"}, user="olga")
+    with pytest.raises(PromptError, match="signed by vera, not olga"):
+        await board.answer(first, {"done": "done"}, user="olga", signed_by=SignedBy(vera))
+    with pytest.raises(PromptError, match="admin accounts cannot sign"):
+        await board.answer(first, {"done": "done"}, user="admin", signed_by=SignedBy(admin))
+    await board.answer(first, {"done": "done"}, user="olga", signed_by=SignedBy(olga))
+    scan = await next_prompt(after=first)
+    await board.answer(scan, {"scan": "COI-42"}, user="olga", signed_by=SignedBy(olga))
+    count = await next_prompt(after=scan)
+    values = {"viable_density": 2.5e6, "viability": 93}
+    olga_twice = SignedBy(olga, olga)
+    with pytest.raises(PromptError, match="different person"):
+        await board.answer(count, values, user="olga", verifier="olga", signed_by=olga_twice)
+    with pytest.raises(PromptError, match="verifier did not sign"):
+        await board.answer(count, values, user="olga", verifier="vera", signed_by=SignedBy(olga))
+    await board.answer(count, values, user="olga", verifier="vera", signed_by=SignedBy(olga, vera))
+    assert await asyncio.wait_for(task, 10) is State.COMPLETE
+    entries = await _close(journal, store, pool)
+    by_seq = {e.seq: e for e in entries}
+    signatures = [e for e in entries if e.kind == "signature"]
+    assert [(s.data["username"], s.data["meaning"]) for s in signatures] == [
+        ("olga", "performed"),
+        ("olga", "performed"),
+        ("olga", "performed"),
+        ("vera", "verified"),
+    ]
+    from ebr.signatures import check_signature
+
+    for signature in signatures:
+        signed = by_seq[signature.data["subject"]["seq"]]
+        assert signed.kind == "prompt.answered"
+        assert check_signature(signature, entry_content(signed)).valid
+    edited = entry_content(by_seq[signatures[-1].data["subject"]["seq"]])
+    edited["data"] = {**edited["data"], "values": {**values, "viability": 99.0}}
+    assert not check_signature(signatures[-1], edited).valid

@@ -108,7 +108,7 @@ def test_run_headless_against_sim_serve(served_plant: Path, tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     batch_id = lines[0].removeprefix("batch ")
-    assert re.fullmatch(r"CB-\d{8}-\d{6}-[0-9A-F]{4}", batch_id), lines[0]
+    assert re.fullmatch(r"CB-\d{8}-\d{6}-[0-9A-F]{8}", batch_id), lines[0]
     assert lines[-1].endswith(f"batch {batch_id} Complete")
     verify = cellbatch("ebr", "verify", batch_id, "--db", f"sqlite:///{db}")
     assert verify.returncode == 0, verify.stderr

@@ -39,15 +39,14 @@ def test_list_table(populated: Populated) -> None:
     result = run("list", "--db", str(path))
     assert result.exit_code == 0, result.output
     header, line = result.stdout.splitlines()
-    assert header.split() == ["ID", "STATE", "RECIPE", "COI", "MODE", "ENTRIES"]
-    assert line.split() == [
-        "B-001",
-        "Running",
-        "cart-expansion@3.1",
-        "COI-2026-000123",
-        "GMP",
-        "20",
-    ]
+    assert header.split() == [
+        "ID", "STATE", "RECIPE", "COI", "MODE", "EXC", "DISPOSITION", "ENTRIES",
+    ]  # fmt: skip
+    cells = line.split()
+    assert cells[:5] == ["B-001", "Running", "cart-expansion@3.1", "COI-2026-000123", "GMP"]
+    assert cells[-3:] == ["in", "process", "20"]
+    open_count, total = map(int, cells[5].split("/"))
+    assert 0 <= open_count <= total
 
 
 def test_list_json(populated: Populated) -> None:
@@ -58,6 +57,8 @@ def test_list_json(populated: Populated) -> None:
     assert isinstance(batches, list) and len(batches) == 1
     assert batches[0]["id"] == "B-001" and batches[0]["state"] == "Running"
     assert batches[0]["entries"] == 20 and batches[0]["simulation"] is False
+    assert batches[0]["disposition"] == "in process"
+    assert batches[0]["open_exceptions"] <= batches[0]["exceptions"]
 
 
 def test_db_from_environment(populated: Populated) -> None:

@@ -1,0 +1,76 @@
+"""The operator's terminal HMI driven headless (textual's pilot) against a real
+`controller serve`: it shows the batches, holds and restarts one, and answers its
+prompts — including a second-person verified count."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from textual.widgets import DataTable, Static
+
+from controller.hmi import BatchHmi
+from controller.service_client import call
+from ebr import Store, read_journal
+from tests.e2e.test_service import PROMPTS, Serve, free_port  # noqa: F401 (fixtures below)
+from tests.e2e.test_service import setup as setup
+
+
+async def _until(check: object, pilot: object, limit_s: float = 20) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        await pilot.pause(0.2)  # type: ignore[attr-defined]
+    raise AssertionError("the HMI did not show it in time")
+
+
+async def test_hmi_commands_and_answers(setup: tuple[Path, Path, str]) -> None:
+    plant, db, endpoint = setup
+    serve = Serve(plant, db, endpoint)
+    try:
+        started = await call(endpoint, "Start", str(PROMPTS), "{}", "COI-HMI", "olga", "")
+        batch_id = started["batch_id"]
+        app = BatchHmi(endpoint, "olga")
+        async with app.run_test(size=(140, 40)) as pilot:
+            table = app.query_one("#batches", DataTable)
+
+            async def state() -> str:
+                return str((await call(endpoint, "Show", batch_id))["state"])
+
+            def prompt_shown(element: str) -> bool:
+                return element in str(app.query_one("#detail", Static).render())
+
+            def message() -> str:
+                return str(app.query_one("#message", Static).render())
+
+            await _until(lambda: table.row_count == 1 and prompt_shown("confirm_bag"), pilot)
+            await pilot.press("h")
+            await pilot.press(*"check bag", "enter")
+            await _until(lambda: "hold accepted" in message(), pilot)
+            assert await state() == "Held"
+            await pilot.press("r")
+            await pilot.press("enter")
+            await _until(
+                lambda: "restart accepted" in str(app.query_one("#message").render()), pilot
+            )
+            for element, text in (
+                ("confirm_bag", "done=done"),
+                ("scan", "scan=COI-HMI"),
+                ("cell_count", "viable_density=2.5e6 viability=93 verifier=vera"),
+            ):
+                await _until(lambda e=element: prompt_shown(e), pilot)  # type: ignore[misc]
+                await pilot.press("n")
+                await pilot.press(*text, "enter")
+                await _until(lambda: "answered" in str(app.query_one("#message").render()), pilot)
+                app.say("")
+            await _until(lambda: "Complete" in str(app.query_one("#detail").render()), pilot)
+    finally:
+        assert serve.end(signal.SIGTERM) == 0
+    with Store.open(f"sqlite:///{db}") as store:
+        entries = read_journal(store, batch_id)
+    answered = [e.data for e in entries if e.kind == "prompt.answered"]
+    assert [a["user"] for a in answered] == ["olga"] * 3 and answered[-1]["verifier"] == "vera"
+    holds = [e.data for e in entries if e.kind == "command.accepted" and e.data["user"] == "olga"]
+    assert [(h["command"], h["reason"]) for h in holds] == [("hold", "check bag"), ("restart", "")]

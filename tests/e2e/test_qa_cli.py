@@ -1,0 +1,212 @@
+"""QA and user administration as people and CI call them: `cellbatch users …`,
+`ebr review|disposition|release|result`, `recipe approve`, and a GMP plant refusing an
+unapproved recipe — passwords from CELLBATCH_PASSWORD / CELLBATCH_NEW_PASSWORD (no
+terminal), exit 0 done / 1 refused, one plain line, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from controller.cli import cli
+from ebr import Store
+from tests.e2e.conftest import plant_for_unit
+from tests.ebr.review_batches import TRIGGERS, write
+
+ROOT = Path(__file__).resolve().parents[2]
+SHORT = ROOT / "tests" / "controller" / "recipes" / "short-culture.yaml"
+ADMIN_PW = "site-key-2026"
+
+
+def cellbatch(
+    db: Path, *args: str, password: str | None = None, new: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in-process (click's runner: no terminal, so passwords come from the
+    environment) — the same code path as the console script minus interpreter start-up."""
+    env = {"CELLBATCH_DB": f"sqlite:///{db}", "CELLBATCH_PASSWORD": password,
+           "CELLBATCH_NEW_PASSWORD": new}  # fmt: skip
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    assert "Traceback" not in result.stderr, result.stderr
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
+def console(db: Path, *args: str, password: str) -> subprocess.CompletedProcess[str]:
+    """Run the console entry point in its own process (errors handled by `main`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBATCH_")}
+    env |= {"CELLBATCH_DB": f"sqlite:///{db}", "CELLBATCH_PASSWORD": password}
+    proc = subprocess.run(
+        [sys.executable, "-m", "controller", *args],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def refused(proc: subprocess.CompletedProcess[str], message: str) -> None:
+    assert proc.returncode == 1, proc.stdout
+    assert message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 3
+
+
+def add_user(db: Path, name: str, role: str, password: str) -> None:
+    out = ok(
+        cellbatch(
+            db, "users", "add", name, "--name", name.title(), "--role", role,
+            "--user", "admin", password=ADMIN_PW, new="temporary-pw-9",
+        )
+    )  # fmt: skip
+    assert "must be changed at first use" in out
+    refused(
+        cellbatch(db, "ebr", "result", "B-QA", "endotoxin", "--outcome", "pass",
+                  "--user", name, password="temporary-pw-9"),
+        "password must be changed",
+    )  # fmt: skip
+    ok(cellbatch(db, "users", "passwd", "--user", name, password="temporary-pw-9", new=password))
+
+
+@pytest.fixture(scope="module")
+def qa_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with one ended GMP batch with exceptions and four people."""
+    db = tmp_path_factory.mktemp("qa") / "qa.sqlite"
+    store = Store.open(f"sqlite:///{db}")
+    asyncio.run(write(store, TRIGGERS["parameter"]("B-QA")))
+    store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBATCH_")}
+    env |= {"CELLBATCH_DB": f"sqlite:///{db}", "CELLBATCH_PASSWORD": ADMIN_PW}
+    proc = subprocess.run(
+        [sys.executable, "-m", "controller", "users", "init"],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "created user U0001 admin" in proc.stdout, proc.stderr
+    for name, role in (("olga", "operator"), ("quinn", "qa"), ("petra", "qp")):
+        add_user(db, name, role, f"{name[0]}-secret-{len(name)}4")
+    return db
+
+
+def test_users_list_and_admin_cannot_sign(qa_db: Path) -> None:
+    listed = json.loads(ok(cellbatch(qa_db, "users", "list", "--json")))
+    assert [(u["user_id"], u["username"], u["status"]) for u in listed] == [
+        ("U0001", "admin", "active"),
+        ("U0002", "olga", "active"),
+        ("U0003", "quinn", "active"),
+        ("U0004", "petra", "active"),
+    ]
+    assert "password" not in json.dumps(listed).replace("password_set_at", "").replace(
+        "must_change", ""
+    )
+    refused(
+        cellbatch(qa_db, "ebr", "release", "B-QA", "--decision", "rejected", "--user", "admin",
+                  password=ADMIN_PW),
+        "admin accounts cannot sign",
+    )  # fmt: skip
+    refused(cellbatch(qa_db, "users", "init", password=ADMIN_PW), "already initialised")
+
+
+def test_review_disposition_release(qa_db: Path) -> None:
+    review = json.loads(ok(cellbatch(qa_db, "ebr", "review", "B-QA", "--json")))
+    ids = [item["id"] for item in review["exceptions"] if item["open"]]
+    assert ids and review["disposition"] == "in review"
+    text = ok(cellbatch(qa_db, "ebr", "review", "B-QA"))
+    assert all(i in text for i in ids) and "evidence: journal #" in text
+    refused(
+        cellbatch(qa_db, "ebr", "release", "B-QA", "--decision", "released", "--user", "petra",
+                  password="p-secret-54"),
+        "open exception",
+    )  # fmt: skip
+    refused(
+        cellbatch(qa_db, "ebr", "disposition", "B-QA", ids[0], "--comment", "ok",
+                  "--user", "quinn", password="wrong-pw-123"),
+        "authentication failed",
+    )  # fmt: skip
+    refused(
+        cellbatch(qa_db, "ebr", "disposition", "B-QA", ids[0], "--comment", "ok",
+                  "--user", "olga", password="o-secret-44"),
+        "cannot sign as 'reviewed'",
+    )  # fmt: skip
+    for exception_id in ids:
+        ok(
+            cellbatch(qa_db, "ebr", "disposition", "B-QA", exception_id, "--comment",
+                      "within the validated range", "--deviation", "DEV-1",
+                      "--user", "quinn", password="q-secret-54")
+        )  # fmt: skip
+    ok(cellbatch(qa_db, "ebr", "review", "B-QA", "--sign", "--user", "quinn",
+                 password="q-secret-54"))  # fmt: skip
+    out = ok(
+        cellbatch(qa_db, "ebr", "release", "B-QA", "--decision", "released", "--pending",
+                  "sterility", "--user", "petra", password="p-secret-54")
+    )  # fmt: skip
+    assert "released pending results" in out
+    ok(cellbatch(qa_db, "ebr", "result", "B-QA", "sterility", "--outcome", "pass",
+                 "--user", "quinn", password="q-secret-54"))  # fmt: skip
+    ok(cellbatch(qa_db, "ebr", "release", "B-QA", "--decision", "released", "--user", "petra",
+                 password="p-secret-54"))  # fmt: skip
+    (listed,) = json.loads(ok(cellbatch(qa_db, "ebr", "list", "--json")))
+    assert listed["disposition"] == "released" and listed["open_exceptions"] == 0
+    ok(cellbatch(qa_db, "ebr", "verify"))
+
+
+def test_disabled_users_cannot_act(qa_db: Path) -> None:
+    add_user(qa_db, "dora", "qa", "d-secret-44")
+    ok(cellbatch(qa_db, "users", "disable", "dora", "--reason", "left", "--user", "admin",
+                 password=ADMIN_PW))  # fmt: skip
+    refused(cellbatch(qa_db, "users", "passwd", "--user", "dora", password="d-secret-44",
+                      new="new-secret-77"), "disabled")  # fmt: skip
+
+
+def test_gmp_plant_runs_only_approved_recipes(qa_db: Path, served_url: str, tmp_path: Path) -> None:
+    plant = plant_for_unit(tmp_path / "gmp.toml", served_url, "GMP-01")
+    plant.write_text(plant.read_text().replace('mode = "simulation"', 'mode = "gmp"'))
+    draft = SHORT.read_text()
+    recipe = tmp_path / "short.yaml"
+    recipe.write_text(draft.replace("status: draft", "status: approved"))
+    run = ("run", str(recipe), "--plant", str(plant), "--user", "olga")
+    refused(console(qa_db, *run, password="o-secret-44"), "is draft in the record")
+    drafted = tmp_path / "draft.yaml"
+    drafted.write_text(draft)
+    proc = cellbatch(qa_db, "recipe", "approve", str(drafted), "--user", "quinn",
+                     password="q-secret-54")  # fmt: skip
+    assert proc.returncode == 2 and "set `status: approved`" in proc.stderr
+    refused(
+        cellbatch(qa_db, "recipe", "approve", str(recipe), "--user", "olga",
+                  password="o-secret-44"),
+        "cannot sign as 'approved'",
+    )  # fmt: skip
+    ok(cellbatch(qa_db, "recipe", "approve", str(recipe), "--user", "quinn",
+                 password="q-secret-54"))  # fmt: skip
+    assert "approved" in ok(cellbatch(qa_db, "recipe", "status", str(recipe)))
+    # Approved: the batch starts (first line `batch <ID>`); Ctrl-C holds it and exits.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBATCH_")}
+    env |= {"CELLBATCH_DB": f"sqlite:///{qa_db}", "CELLBATCH_PASSWORD": "o-secret-44"}
+    with subprocess.Popen(
+        [sys.executable, "-m", "controller", *run],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    ) as child:  # fmt: skip
+        try:
+            assert child.stdout is not None
+            first = child.stdout.readline()
+            assert first.startswith("batch "), child.stderr.read() if child.stderr else ""
+            child.send_signal(signal.SIGINT)
+            _out, err = child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+    assert child.returncode == 1 and "held" in err
+    ok(cellbatch(qa_db, "recipe", "retire", str(recipe), "--reason", "superseded",
+                 "--user", "quinn", password="q-secret-54"))  # fmt: skip
+    refused(console(qa_db, *run, password="o-secret-44"), "is retired in the record")

@@ -1,0 +1,187 @@
+"""`cellbatch controller serve` and `cellbatch batch …`: batches operated over the
+controller's OPC UA interface, and crash recovery on start — a SIGKILLed controller,
+started again, brings its interrupted batch back Held, and `batch restart` finishes it
+with a verifiable record."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from controller.cli import cli
+from controller.service_client import call
+from ebr import Store, read_journal
+from tests.e2e.conftest import plant_for_unit
+
+ROOT = Path(__file__).resolve().parents[2]
+SHORT = ROOT / "tests" / "controller" / "recipes" / "short-culture.yaml"
+PROMPTS = ROOT / "tests" / "controller" / "recipes" / "prompts.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cellbatch(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run a command in-process (click's runner); `test_no_controller…` runs the real
+    console script."""
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
+class Serve:
+    """A `controller serve` process and the lines it printed before `ready`."""
+
+    def __init__(self, plant: Path, db: Path, endpoint: str, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "controller", "controller", "serve", "--plant", str(plant),
+             "--db", f"sqlite:///{db}", "--listen", endpoint, *extra],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline().strip()
+            if not line:
+                break
+            self.lines.append(line)
+            if line == "ready":
+                return
+        self.proc.kill()
+        raise AssertionError(f"controller serve did not get ready: {self.lines}")
+
+    def end(self, sig: int) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+@pytest.fixture
+def setup(served_url: str, tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
+    plant = plant_for_unit(tmp_path / "plant.toml", served_url, "SVC-01")
+    yield plant, tmp_path / "svc.sqlite", f"opc.tcp://127.0.0.1:{free_port()}"
+
+
+def listed(endpoint: str) -> list[dict[str, object]]:
+    return list(asyncio.run(call(endpoint, "List")))
+
+
+def wait_state(endpoint: str, batch_id: str, states: set[str], limit_s: float = 60) -> str:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        state = next(str(b["state"]) for b in listed(endpoint) if b["id"] == batch_id)
+        if state in states:
+            return state
+        time.sleep(0.3)
+    raise AssertionError(f"{batch_id} not in {states} within {limit_s} s")
+
+
+def test_batches_over_the_interface_and_recovery_after_sigkill(
+    setup: tuple[Path, Path, str],
+) -> None:
+    plant, db, endpoint = setup
+    at = ("--endpoint", endpoint, "--user", "olga")
+    serve = Serve(plant, db, endpoint, "--simulated-operator")
+    try:
+        started = cellbatch("batch", "start", str(SHORT), "--coi", "COI-SVC-1", *at)
+        assert started.returncode == 0, started.stderr
+        batch_id = started.stdout.split()[-1]
+        ok = cellbatch("batch", "hold", batch_id, "--reason", "check the bag", *at)
+        assert ok.returncode == 0 and "Held" in ok.stdout, ok.stderr
+        again = cellbatch("batch", "hold", batch_id, *at)
+        assert again.returncode == 1 and "not allowed" in again.stderr
+        unknown = cellbatch("batch", "abort", "NO-SUCH", *at)
+        assert unknown.returncode == 1 and "no batch NO-SUCH" in unknown.stderr
+        shown = json.loads(cellbatch("batch", "show", batch_id, "--endpoint", endpoint).stdout)
+        assert shown["state"] == "Held" and shown["coi"] == "COI-SVC-1"
+        assert cellbatch("batch", "restart", batch_id, *at).returncode == 0
+    finally:
+        serve.end(signal.SIGKILL)
+    # Started again: the interrupted batch is back, Held, and finishes on restart.
+    serve = Serve(plant, db, endpoint, "--simulated-operator")
+    try:
+        assert f"recovered {batch_id}: Held, waiting for restart" in serve.lines
+        assert wait_state(endpoint, batch_id, {"Held"}) == "Held"
+        assert cellbatch("batch", "restart", batch_id, *at).returncode == 0
+        assert wait_state(endpoint, batch_id, {"Complete"}) == "Complete"
+    finally:
+        assert serve.end(signal.SIGTERM) == 0
+    assert cellbatch("ebr", "verify", "--db", f"sqlite:///{db}").returncode == 0
+    with Store.open(f"sqlite:///{db}") as store:
+        entries = read_journal(store, batch_id)
+    assert "batch.interrupted" in [e.kind for e in entries]
+    assert entries[0].kind == "batch.created" and entries[0].data["user"] == "olga"
+    commands = [
+        e.data for e in entries if e.kind == "command.accepted" and e.data.get("user") == "olga"
+    ]
+    assert [c["command"] for c in commands] == ["hold", "restart", "restart"]
+
+
+def test_no_controller_is_a_plain_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "controller", "batch", "list", "--endpoint",
+         f"opc.tcp://127.0.0.1:{free_port()}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "no controller at" in proc.stderr
+    assert os.linesep.join(proc.stderr.splitlines()[:2]).count("\n") <= 1
+
+
+def test_prompts_are_answered_through_the_interface(setup: tuple[Path, Path, str]) -> None:
+    plant, db, endpoint = setup
+    at = ("--endpoint", endpoint, "--user", "olga")
+    serve = Serve(plant, db, endpoint)
+    try:
+        started = cellbatch("batch", "start", str(PROMPTS), "--coi", "COI-SVC-2", *at)
+        assert started.returncode == 0, started.stderr
+        batch_id = started.stdout.split()[-1]
+        answers = [
+            ("confirm_bag", ["--value", "done=done"]),
+            ("scan", ["--value", "scan=COI-SVC-2"]),
+            ("cell_count", ["--value", "viable_density=2.5e6", "--value", "viability=93",
+                            "--verifier", "vera"]),
+        ]  # fmt: skip
+        for element, values in answers:
+            prompt = wait_prompt(endpoint, batch_id, element)
+            if element == "cell_count":
+                refused = cellbatch("batch", "answer", prompt, *values[:-2], *at)
+                assert refused.returncode == 1 and "second person" in refused.stderr
+            done = cellbatch("batch", "answer", prompt, *values, *at)
+            assert done.returncode == 0, done.stderr
+        assert wait_state(endpoint, batch_id, {"Complete"}) == "Complete"
+    finally:
+        assert serve.end(signal.SIGTERM) == 0
+    with Store.open(f"sqlite:///{db}") as store:
+        answered = [e.data for e in read_journal(store, batch_id) if e.kind == "prompt.answered"]
+    assert [a["user"] for a in answered] == ["olga"] * 3
+    assert answered[-1]["verifier"] == "vera" and answered[-1]["values"]["viability"] == 93
+
+
+def wait_prompt(endpoint: str, batch_id: str, element: str, limit_s: float = 30) -> str:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        shown = asyncio.run(call(endpoint, "Show", batch_id))
+        for prompt in shown["open_prompts"]:
+            if str(prompt["element"]).endswith(element):
+                return str(prompt["id"])
+        time.sleep(0.2)
+    raise AssertionError(f"no open prompt for {element} within {limit_s} s")
