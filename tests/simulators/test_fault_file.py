@@ -76,7 +76,8 @@ async def test_schedule_injects_and_clears_on_time(tmp_path: Path) -> None:
     board.on_change(lambda: seen.append((time.monotonic() - t0, board.has("slow"))))
     await asyncio.wait_for(run_schedule(load_fault_file(path), {"pump": board}), 2.0)
     assert [on for _, on in seen] == [True, False]
-    assert 0.08 < seen[0][0] < 0.3 and 0.25 < seen[1][0] < 0.6
+    # Never early; lateness on a loaded machine is bounded by the 2 s wait above.
+    assert seen[0][0] >= 0.09 and seen[1][0] - seen[0][0] >= 0.19
 
 
 async def test_sim_serve_runs_a_fault_file(tmp_path: Path) -> None:
