@@ -11,9 +11,11 @@ before the comparison was made like for like.
 from __future__ import annotations
 
 import asyncio
+import queue
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from bench.appends import (
 )
 from bench.results import Results
 from ebr import Store, verify_batch
+from ebr.journal import _Worker  # the hand-off every group commit pays, measured alone
 
 _HEADER_COLUMNS = ("recipe_name", "recipe_version", "recipe_hash", "product", "coi", "simulation")
 _INSERT = (
@@ -134,6 +137,49 @@ def _verify_rate(url: str) -> tuple[float, int]:
     return best, entries
 
 
+HANDOFFS = 3000
+
+
+def queue_ping_pong_us() -> float:
+    """Median round trip (µs) of a plain thread ping-pong through two SimpleQueues."""
+    jobs: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    answers: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def echo() -> None:
+        while (job := jobs.get()) is not None:
+            answers.put(job)
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    times = []
+    for n in range(HANDOFFS):
+        t0 = time.perf_counter()
+        jobs.put(n)
+        answers.get(timeout=5)
+        times.append(time.perf_counter() - t0)
+    jobs.put(None)
+    thread.join(5)
+    return statistics.median(times) * 1e6
+
+
+async def journal_handoff_us() -> float:
+    """Median round trip (µs) of the journal's worker hand-off with an empty job.
+
+    Each group commit pays this once on top of the database work: the job goes to the
+    worker thread and its outcome comes back to the event loop.
+    """
+    worker = _Worker(asyncio.get_running_loop())
+    try:
+        times = []
+        for _ in range(HANDOFFS):
+            t0 = time.perf_counter()
+            await worker.run(int)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1e6
+    finally:
+        worker.close()
+
+
 def run(results: Results) -> None:
     """Journal append throughput and latency side by side with raw sqlite3; verify speed."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,6 +226,14 @@ def run(results: Results) -> None:
             "journal append → recorded p99, SQLite",
             statistics.quantiles(latencies, n=100)[98] * 1e3,
             "ms",
+        )
+        results.add(
+            "journal worker hand-off round trip",
+            asyncio.run(journal_handoff_us()),
+            "µs",
+            baseline="two threads, queue ping-pong",
+            baseline_value=queue_ping_pong_us(),
+            higher_is_better=False,
         )
         rate, entries = _verify_rate(f"sqlite:///{tmp}/store-0.sqlite")
         results.add(f"ebr verify ({entries} entries, SQLite)", rate, "entries/s")
