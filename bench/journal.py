@@ -11,6 +11,7 @@ before the comparison was made like for like.
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import sqlite3
 import statistics
@@ -35,7 +36,7 @@ from bench.appends import (
     store_appends,
 )
 from bench.results import Results
-from ebr import Store, verify_batch
+from ebr import Journal, Store, verify_batch, verify_store
 from ebr.journal import _Worker  # the hand-off every group commit pays, measured alone
 
 _HEADER_COLUMNS = ("recipe_name", "recipe_version", "recipe_hash", "product", "coi", "simulation")
@@ -180,6 +181,52 @@ async def journal_handoff_us() -> float:
         worker.close()
 
 
+STORE_BATCHES = 20
+ENTRIES_PER_BATCH = 5000
+
+
+async def _fill_store(url: str) -> None:
+    """STORE_BATCHES batches of ENTRIES_PER_BATCH appends each, through the journal."""
+    with Store.open(url) as store:
+        async with Journal(store) as journal:
+            for b in range(STORE_BATCHES):
+                batch_id = f"B-{b:02d}"
+                await journal.open_batch(batch_id, **_HEADER_ARGS, data={})
+                await asyncio.gather(
+                    *(
+                        journal.append_nowait(batch_id, KIND, payload(i))
+                        for i in range(ENTRIES_PER_BATCH)
+                    )
+                )
+
+
+_HEADER_ARGS = {
+    "recipe_name": "r",
+    "recipe_version": "1",
+    "recipe_hash": "0" * 64,
+    "product": "p",
+    "coi": "c",
+    "simulation": True,
+}
+
+
+def _store_verify_rates(url: str, jobs: int) -> tuple[float, float, int]:
+    """Best of three whole-store verifications with 1 and with `jobs` processes,
+    alternating: (entries/s with jobs, entries/s alone, entries)."""
+    best = {1: 0.0, jobs: 0.0}
+    entries = 0
+    with Store.open(url, create=False) as store:
+        for n in range(6):
+            workers = jobs if n % 2 else 1
+            t0 = time.perf_counter()
+            run = verify_store(store, jobs=workers, min_parallel_entries=0)
+            elapsed = time.perf_counter() - t0
+            assert all(r.ok for r in run.results) and run.processes == workers
+            entries = sum(r.entries_checked for r in run.results)
+            best[workers] = max(best[workers], entries / elapsed)
+    return best[jobs], best[1], entries
+
+
 def run(results: Results) -> None:
     """Journal append throughput and latency side by side with raw sqlite3; verify speed."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -237,3 +284,15 @@ def run(results: Results) -> None:
         )
         rate, entries = _verify_rate(f"sqlite:///{tmp}/store-0.sqlite")
         results.add(f"ebr verify ({entries} entries, SQLite)", rate, "entries/s")
+        store_url = f"sqlite:///{tmp}/whole.sqlite"
+        asyncio.run(_fill_store(store_url))
+        jobs = min(os.cpu_count() or 1, 8)
+        parallel, alone, entries = _store_verify_rates(store_url, jobs)
+        results.add(
+            f"ebr verify, whole store ({STORE_BATCHES} batches, {entries:,} entries), "
+            f"{jobs} processes",
+            parallel,
+            "entries/s",
+            baseline="one process",
+            baseline_value=alone,
+        )

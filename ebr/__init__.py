@@ -33,7 +33,7 @@ from ebr.query import (
     read_samples,
 )
 from ebr.store import Store
-from ebr.verify import verify_all, verify_batch, verify_export
+from ebr.verify import StoreVerification, verify_all, verify_batch, verify_export, verify_store
 
 __all__ = [
     "GENESIS_HASH",
@@ -55,6 +55,7 @@ __all__ = [
     "SampleRow",
     "Store",
     "StoreError",
+    "StoreVerification",
     "UnknownBatchError",
     "VerifyResult",
     "ebr_json_schema",
@@ -71,4 +72,5 @@ __all__ = [
     "verify_all",
     "verify_batch",
     "verify_export",
+    "verify_store",
 ]

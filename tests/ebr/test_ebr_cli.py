@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -72,7 +73,11 @@ def test_verify_intact_exits_0(populated: Populated) -> None:
     for args in (("verify",), ("verify", "B-001")):
         result = run(*args, "--db", str(path))
         assert result.exit_code == 0, result.output
-        assert result.stdout.strip() == "B-001: intact — 20 entries, 3 sample blocks checked"
+        verdict, summary = result.stdout.strip().splitlines()
+        assert verdict == "B-001: intact — 20 entries, 3 sample blocks checked"
+        assert re.fullmatch(
+            r"1 batch\(es\), 20 entries verified in \d+\.\d\d s \(1 process\)", summary
+        )
         assert result.stderr == ""
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +25,7 @@ from ebr import (
     entry_hash,
     verify_all,
     verify_batch,
+    verify_store,
 )
 from tests.ebr.conftest import OpenBatch
 
@@ -298,3 +304,55 @@ async def test_verify_all_reports_each_batch(
     assert not results["B-001"].ok and results["B-001"].entries_checked == 2
     first = results["B-001"].first_problem
     assert first is not None and first.seq == 3
+
+
+VERIFY_IN_WORKERS = """
+import json, sys
+from ebr import Store, verify_store
+with Store.open(sys.argv[1], create=False) as store:
+    run = verify_store(store, jobs=2, min_parallel_entries=0)
+print(json.dumps({"processes": run.processes,
+                  "results": [[r.batch_id, r.entries_checked, str(r.first_problem)]
+                              for r in run.results]}))
+"""
+
+
+async def test_worker_processes_find_what_one_process_finds(
+    populated: Populated, shell: Shell, open_batch: OpenBatch
+) -> None:
+    store, path, *_ = populated
+    async with Journal(store) as journal:
+        for batch_id in ("B-002", "B-003"):
+            await open_batch(journal, batch_id)
+            await journal.append(batch_id, "batch.state", {"from": "Idle", "to": "Running"})
+    shell("UPDATE journal SET data = '{}' WHERE batch_id = 'B-003' AND seq = 2")
+    alone = [[r.batch_id, r.entries_checked, str(r.first_problem)] for r in verify_all(store)]
+    # A fresh interpreter runs no other thread, so it may fork its workers.
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", VERIFY_IN_WORKERS, f"sqlite:///{path}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    workers = json.loads(done.stdout)
+    assert workers == {"processes": 2, "results": alone}
+    assert [problem for *_, problem in alone] == [
+        "None",
+        "None",
+        "journal entry seq 2 (batch.state): hash mismatch — entry content was altered",
+    ]
+
+
+def test_no_worker_processes_while_other_threads_run(populated: Populated) -> None:
+    store, *_ = populated
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, args=(10,))
+    other.start()
+    try:
+        run = verify_store(store, jobs=4, min_parallel_entries=0)
+    finally:
+        release.set()
+        other.join()
+    assert run.processes == 1 and [r.ok for r in run.results] == [True]
