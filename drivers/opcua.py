@@ -32,6 +32,25 @@ DataChangeSink = Callable[[int, ua.DataValue], None]
 """Receives (index of the subscribed node, its new DataValue)."""
 
 
+class ReadPlan:
+    """The parameters of a Read service request for a fixed list of nodes, built once.
+
+    The same request ``Client.read_attributes`` sends (Value attribute, source
+    timestamps, no max age), minus rebuilding one ``ReadValueId`` per node on every
+    call. It holds no session state, so it stays valid across reconnections.
+    """
+
+    __slots__ = ("node_ids", "parameters")
+
+    def __init__(self, node_ids: Sequence[ua.NodeId]) -> None:
+        self.node_ids = tuple(node_ids)
+        self.parameters = ua.ReadParameters(
+            NodesToRead=[
+                ua.ReadValueId(NodeId=n, AttributeId=ua.AttributeIds.Value) for n in self.node_ids
+            ]
+        )
+
+
 def variant_type(name: str) -> ua.VariantType:
     """The OPC UA variant type named in a profile (``Double``, ``Float``, ``Int32``…)."""
     try:
@@ -161,11 +180,15 @@ class OpcUaConnection:
         """A node handle on this session."""
         return self._require().get_node(node_id)
 
-    async def read(self, node_ids: Sequence[ua.NodeId]) -> list[ua.DataValue]:
-        """Read the Value attribute of many nodes in one round trip."""
+    async def read(self, nodes: Sequence[ua.NodeId] | ReadPlan) -> list[ua.DataValue]:
+        """Read the Value attribute of many nodes in one round trip.
+
+        Pass a :class:`ReadPlan` to send a request prebuilt once for that node list
+        (what :class:`~drivers.opcua_backend.OpcUaBackend` does for repeated reads).
+        """
         client = self._require()
-        nodes = [client.get_node(n) for n in node_ids]
-        return await self._bounded("read", client.read_attributes(nodes))
+        plan = nodes if isinstance(nodes, ReadPlan) else ReadPlan(nodes)
+        return await self._bounded("read", client.uaclient.read(plan.parameters))
 
     async def write(self, node_id: ua.NodeId, value: Any, vtype: ua.VariantType) -> None:
         """Write one value with an explicit variant type; a refusal raises WriteRejected."""

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from asyncua import ua
 
 from drivers.errors import ProfileError
 from drivers.link import Link
-from drivers.opcua import OpcUaConnection, source_time, variant_type
+from drivers.opcua import OpcUaConnection, ReadPlan, source_time, variant_type
 from drivers.profile import DeviceProfile, MethodSpec, TagSpec
 from drivers.tags import Quality, Reading, Value
+
+_SEVERITY = 0xC0000000
+"""The severity bits of a status code: 00 good, 01 uncertain, 10/11 bad."""
+
+_PLANS_MAX = 64
+"""Read plans kept per device (distinct capability lists read); the oldest go first."""
 
 
 def quality_of(status: ua.StatusCode | None) -> Quality:
@@ -21,6 +26,34 @@ def quality_of(status: ua.StatusCode | None) -> Quality:
     if status.is_uncertain():
         return Quality.UNCERTAIN
     return Quality.BAD
+
+
+def _reading(capability: str, unit: str, dv: ua.DataValue) -> Reading:
+    """A DataValue as a reading of ``capability`` (a Bad status is a quality, not an error)."""
+    variant = dv.Value
+    status = dv.StatusCode
+    # Good (severity 00) inline: the common case skips two StatusCode method calls.
+    quality = Quality.GOOD if status is None or not status.value & _SEVERITY else quality_of(status)
+    return Reading(
+        capability,
+        None if variant is None else variant.Value,
+        unit,
+        source_time(dv),
+        quality,
+    )
+
+
+class _SpecsPlan:
+    """A cached read of one list of tag specs: the prebuilt request and the labels."""
+
+    __slots__ = ("labels", "read", "specs")
+
+    def __init__(self, specs: tuple[TagSpec, ...], read: ReadPlan) -> None:
+        # Holding the specs keeps them alive, so the id() key of this plan cannot be
+        # taken by another object while the plan is cached.
+        self.specs = specs
+        self.read = read
+        self.labels = tuple((s.capability, s.unit) for s in specs)
 
 
 class OpcUaBackend:
@@ -34,6 +67,7 @@ class OpcUaBackend:
         self.address = address
         self._ns: int | None = None
         self._ids: dict[str, ua.NodeId] = {}
+        self._plans: dict[tuple[int, ...], _SpecsPlan] = {}
 
     @property
     def link(self) -> Link:
@@ -62,13 +96,27 @@ class OpcUaBackend:
         return node_id
 
     def _reading(self, spec: TagSpec, dv: ua.DataValue) -> Reading:
-        value: Any = dv.Value.Value if dv.Value is not None else None
-        quality = quality_of(dv.StatusCode)
-        return Reading(spec.capability, value, spec.unit, source_time(dv), quality)
+        return _reading(spec.capability, spec.unit, dv)
+
+    def _plan(self, specs: Sequence[TagSpec]) -> _SpecsPlan:
+        """The cached read of this list of specs (built on first use, up to ``_PLANS_MAX``)."""
+        key = tuple(map(id, specs))
+        plan = self._plans.get(key)
+        if plan is None:
+            frozen = tuple(specs)
+            plan = _SpecsPlan(frozen, ReadPlan([self.node_id(s.address) for s in frozen]))
+            if len(self._plans) >= _PLANS_MAX:
+                del self._plans[next(iter(self._plans))]
+            self._plans[key] = plan
+        return plan
 
     async def read(self, specs: Sequence[TagSpec]) -> list[Reading]:
-        dvs = await self.connection.read([self.node_id(s.address) for s in specs])
-        return [self._reading(s, dv) for s, dv in zip(specs, dvs, strict=True)]
+        plan = self._plan(specs)
+        dvs = await self.connection.read(plan.read)
+        return [
+            _reading(capability, unit, dv)
+            for (capability, unit), dv in zip(plan.labels, dvs, strict=True)
+        ]
 
     async def write(self, spec: TagSpec, value: Value) -> None:
         await self.connection.write(self.node_id(spec.address), value, variant_type(spec.data_type))
