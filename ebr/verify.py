@@ -9,6 +9,7 @@ import multiprocessing
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,12 +160,9 @@ def verify_store(
         }
     processes = min(jobs, len(ids))
     if processes > 1 and sum(sizes.values()) >= min_parallel_entries and _can_fork(store):
-        return StoreVerification(_verify_in_processes(store, ids, sizes, processes), processes)
-    results = []
-    for batch_id in ids:
-        with store.snapshot() as conn:
-            results.append(verify_connection(conn, batch_id))
-    return StoreVerification(results, 1)
+        with contextlib.suppress(BrokenProcessPool):  # a worker died (killed, out of memory)
+            return StoreVerification(_verify_in_processes(store, ids, sizes, processes), processes)
+    return StoreVerification([verify_batch(store, batch_id) for batch_id in ids], 1)
 
 
 def _can_fork(store: Store) -> bool:
