@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
+from controller.alarms import ACKNOWLEDGED, ALARM_KINDS, OpenAlarm, follow_alarms
 from controller.clock import ScaledClock
 from controller.isa88 import FINAL_STATES, Command, Element, State
 from controller.monitors import AlarmEvent, MonitorState
@@ -33,6 +34,7 @@ from controller.recorder import BatchRecorder, iso
 from controller.resume import ResumePoint
 from controller.sampler import RecordedTag, Sampler
 from drivers import Device, DriverError
+from ebr import Entry
 from recipes import Flow, Operation, Phase, Recipe, UnitProcedure, tags_of
 
 ENGINE = "engine"
@@ -80,6 +82,9 @@ class BatchRun:
             on_silence=self._on_silence,
         )
         self.alarms: list[AlarmEvent] = []
+        #: alarms raised and not yet acknowledged, by the seq of their `alarm.raised` entry
+        self.open_alarms: dict[int, OpenAlarm] = dict(resume.alarms) if resume else {}
+        recorder.listeners.append(self._follow_alarms)
         #: wall seconds from a CPP value's instrument time to its monitor evaluation
         self.monitor_lateness: deque[float] = deque(maxlen=20_000)
         self._monitors = {
@@ -175,6 +180,47 @@ class BatchRun:
         )
         if event.raised and event.level == "action" and event.action in ("hold", "abort"):
             await self.command(Command(event.action), user=f"{ENGINE}:monitor {event.monitor}")
+
+    def _follow_alarms(self, entry: Entry) -> None:
+        if entry.kind in ALARM_KINDS:
+            follow_alarms(self.open_alarms, entry)
+
+    async def acknowledge(self, alarm: int, *, user: str, comment: str = "") -> bool:
+        """Acknowledge an open alarm (the seq of its `alarm.raised` entry) for ``user``.
+
+        Journals `alarm.acknowledged`; an alarm that is not open here is refused, and
+        the refusal journaled like any refused command. Once the batch has ended its
+        record is closed: nothing is acknowledged or journaled any more.
+        """
+        if self.batch.current in FINAL_STATES:
+            return False  # the record is closed; the review shows what stayed unacknowledged
+        found = self.open_alarms.pop(alarm, None)  # taken now: a second ack is refused
+        if found is None:
+            await self.recorder.record(
+                "command.refused",
+                element=self.batch.path,
+                command="acknowledge",
+                state=self.batch.state,
+                blocked_by=None,
+                user=user,
+                reason=f"alarm {alarm} is not an open alarm of this batch",
+            )
+            return False
+        try:
+            await self.recorder.record(
+                ACKNOWLEDGED,
+                alarm=alarm,
+                monitor=found.monitor,
+                tag=found.tag,
+                level=found.level,
+                cleared=found.cleared,
+                user=user,
+                comment=comment,
+            )
+        except BaseException:
+            self.open_alarms[alarm] = found  # not recorded: still open
+            raise
+        return True
 
     # -- commands -----------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ class BatchHmi(App[None]):
         Binding("s", "command('stop')", "Stop"),
         Binding("a", "command('abort')", "Abort"),
         Binding("n", "answer", "Answer prompt"),
+        Binding("k", "acknowledge", "Acknowledge alarm"),
         Binding("escape", "cancel", "Cancel", show=False),
         Binding("q", "quit", "Quit"),
     ]
@@ -116,6 +117,7 @@ class BatchHmi(App[None]):
             return "no batch selected"
         lines = [f"{detail['id']}  {detail['state']}  alarms: {detail['alarms']}"]
         lines += [f"  {line}" for line in detail["active"]]
+        lines += [_alarm_line(alarm) for alarm in detail.get("open_alarms", [])]
         for prompt in detail["open_prompts"]:
             lines.append(f"PROMPT {prompt['element']}: {prompt['text']}")
         return "\n".join(lines)
@@ -138,6 +140,19 @@ class BatchHmi(App[None]):
         self._open_entry(
             ("answer", str(prompt["id"])),
             f"{prompt['text']} — name=value …, verifier=ID if verified",
+        )
+
+    def action_acknowledge(self) -> None:
+        """Acknowledge the selected batch's oldest open alarm, with a comment."""
+        alarms = self.detail.get("open_alarms") or []
+        batch_id = self.selected
+        if batch_id is None or not alarms:
+            self.say("no alarm to acknowledge on this batch")
+            return
+        alarm = alarms[0]
+        self._open_entry(
+            ("acknowledge", f"{batch_id} {alarm['seq']}"),
+            f"comment for {_alarm_line(alarm).strip()} (Enter to acknowledge)",
         )
 
     def action_cancel(self) -> None:
@@ -169,6 +184,13 @@ class BatchHmi(App[None]):
                     self.endpoint, "Command", target, command, self.user, self.password, event.value
                 )
                 done = f"{target}: {command} accepted"
+            elif purpose == "acknowledge":
+                batch_id, alarm = target.split()
+                answer = await call(
+                    self.endpoint, "Acknowledge", batch_id, alarm, self.user, self.password,
+                    event.value,
+                )  # fmt: skip
+                done = f"{batch_id}: alarm {alarm} acknowledged"
             elif purpose == "answer":
                 prompt_id, values, verifier = target, *self._parse_answer(event.value)
                 if verifier and self.password:  # GMP: the verifier signs with a password
@@ -214,3 +236,12 @@ class BatchHmi(App[None]):
             self.endpoint, "Answer", prompt_id, json.dumps(values), self.user, self.password,
             verifier, secret, "",
         )  # fmt: skip
+
+
+def _alarm_line(alarm: dict[str, Any]) -> str:
+    """An open alarm as the detail pane shows it."""
+    state = "cleared, not acknowledged" if alarm["cleared"] else "ACTIVE"
+    return (
+        f"ALARM {alarm['seq']} {alarm['level']} {alarm['monitor']}: {alarm['tag']} = "
+        f"{alarm['value']} beyond {alarm['limit']} ({state})"
+    )

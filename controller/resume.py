@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from controller.alarms import ALARM_KINDS, OpenAlarm, follow_alarms
 from controller.isa88 import FINAL_STATES, State
 from ebr import Entry, Store, read_journal
 from recipes import Recipe, parse_recipe
@@ -43,6 +44,8 @@ class ResumePoint:
     monitors: list[str] = field(default_factory=list)
     last_t: datetime | None = None
     last_state: State = State.IDLE
+    alarms: dict[int, OpenAlarm] = field(default_factory=dict)
+    """Alarms raised and not acknowledged, by the seq of their `alarm.raised` entry."""
 
 
 def _last_process_time(entries: list[Entry]) -> datetime | None:
@@ -107,6 +110,8 @@ def load_resume_point(store: Store, batch_id: str) -> ResumePoint:
             point.progress.setdefault(str(data["element"]), {}).pop("answer", None)
         elif e.kind == "monitors.active":
             point.monitors.extend(str(m) for m in data["monitors"])
+        elif e.kind in ALARM_KINDS:
+            follow_alarms(point.alarms, e)
     batch_state = states.get(batch_id, State.IDLE)
     if batch_state in FINAL_STATES:
         raise ResumeError(f"{batch_id} has already ended ({batch_state.value}); nothing to resume")

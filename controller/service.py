@@ -13,6 +13,8 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
 - ``Command(id, command, user, password, reason)`` → ``{ok, state, message}``
 - ``Answer(prompt_id, values_json, user, password, verifier, verifier_password, comment)``
   → ``{ok, message}``: an operator prompt answered (signed by both people on GMP plants)
+- ``Acknowledge(id, alarm, user, password, comment)`` → ``{ok, message}``: an open alarm
+  (the seq of its ``alarm.raised`` entry, listed by ``Show``) acknowledged
 
 On a GMP plant every call that acts authenticates the person (user + password against
 the store's users, who must be allowed to sign as "performed"); on a simulation plant
@@ -115,6 +117,7 @@ class ControllerService:
             ("Start", self._start, 5),
             ("Command", self._command, 5),
             ("Answer", self._answer, 7),
+            ("Acknowledge", self._acknowledge, 5),
         ]
         for name, handler, arity in methods:
             await node.add_method(idx, name, uamethod(handler), [text] * arity, [text])
@@ -143,6 +146,7 @@ class ControllerService:
                     if p.batch_id == batch_id
                 ],
                 "alarms": len(run.alarms),
+                "open_alarms": [alarm.to_dict() for alarm in run.open_alarms.values()],
             }
         )
 
@@ -187,6 +191,24 @@ class ControllerService:
         if not accepted:
             return _refused(f"{command} is not allowed: batch {batch_id} is {run.state}")
         return json.dumps({"ok": True, "state": str(run.state), "message": "accepted"})
+
+    async def _acknowledge(
+        self, _parent: Any, batch_id: str, alarm: str, user: str, password: str, comment: str
+    ) -> str:
+        found = self.batches.get(batch_id)
+        if found is None:
+            return _refused(f"no batch {batch_id} in this controller")
+        try:
+            seq = int(alarm)
+            self._authenticate(user, password, f"acknowledge alarm {alarm} of {batch_id}")
+        except ValueError:
+            return _refused(f"alarm {alarm!r}: want the alarm's number (batch show)")
+        except (EbrError, SignatureError) as exc:
+            return _refused(str(exc))
+        run, _task = found
+        if not await run.acknowledge(seq, user=user, comment=comment):
+            return _refused(f"alarm {seq} is not an open alarm of batch {batch_id}")
+        return json.dumps({"ok": True, "message": "acknowledged"})
 
     async def _answer(
         self,
@@ -243,6 +265,7 @@ class ControllerService:
             "coi": control.coi,
             "simulation": control.simulation,
             "prompts": sum(1 for p in run.prompts.open.values() if p.batch_id == control.batch_id),
+            "open_alarms": len(run.open_alarms),
         }
 
 

@@ -120,7 +120,8 @@ def batch_list(endpoint: str, as_json: bool) -> None:
         click.echo("no batches")
     for b in batches:
         prompts = f"  {b['prompts']} prompt(s) open" if b["prompts"] else ""
-        click.echo(f"{b['id']}  {b['state']:<10} {b['recipe']}  {b['coi']}{prompts}")
+        alarms = f"  {b['open_alarms']} alarm(s) to acknowledge" if b["open_alarms"] else ""
+        click.echo(f"{b['id']}  {b['state']:<10} {b['recipe']}  {b['coi']}{prompts}{alarms}")
 
 
 @batch_group.command("show")
@@ -219,12 +220,25 @@ def batch_answer(
     _done(answer, f"{prompt_id}: answered")
 
 
+@batch_group.command("ack")
+@click.argument("batch_id")
+@click.argument("alarm", type=int)
+@click.option("--comment", default="", help="Comment journaled with the acknowledgement.")
+@endpoint_option
+@user_option
+def batch_ack(batch_id: str, alarm: int, comment: str, endpoint: str, user: str) -> None:
+    """Acknowledge an open alarm of a batch (ALARM: its number in `batch show`)."""
+    password = _password(endpoint, user)
+    answer = _run(endpoint, "Acknowledge", batch_id, str(alarm), user, password, comment)
+    _done(answer, f"{batch_id}: alarm {alarm} acknowledged")
+
+
 @click.command("hmi")
 @endpoint_option
 @user_option
 def hmi(endpoint: str, user: str) -> None:
     """The operator's terminal HMI on a running controller (keys: h hold, r restart,
-    p pause, u resume, s stop, a abort, n answer a prompt, q quit)."""
+    p pause, u resume, s stop, a abort, n answer a prompt, k acknowledge an alarm, q quit)."""
     from controller.hmi import BatchHmi
 
     password = _password(endpoint, user)

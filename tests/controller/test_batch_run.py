@@ -214,6 +214,19 @@ async def test_action_limit_breach_holds_the_batch(
     )
     accepted = [e for e in entries if e.kind == "command.accepted" and e.data["command"] == "hold"]
     assert accepted[0].data["user"].startswith("engine:monitor")
+    # Every raised alarm waits for a person's acknowledgement, once.
+    assert sorted(run.open_alarms) == [e.seq for e in raised]
+    action = raised[-1].seq
+    assert await run.acknowledge(action, user="op1", comment="seen, investigating")
+    assert not await run.acknowledge(action, user="op2")
+    assert not await run.acknowledge(10**6, user="op2")
+    assert action not in run.open_alarms
+    entries = journal_of(controller, run.control.batch_id)
+    (ack,) = [e for e in entries if e.kind == "alarm.acknowledged"]
+    assert ack.data["alarm"] == action and ack.data["user"] == "op1"
+    assert ack.data["monitor"] == "temperature" and ack.data["comment"] == "seen, investigating"
+    refused = [e for e in entries if e.kind == "command.refused"]
+    assert [e.data["command"] for e in refused] == ["acknowledge", "acknowledge"]
     assert await run.command(Command.ABORT, user="sup1")
     assert await asyncio.wait_for(task, 10) is State.ABORTED
     # Held within the monitor's delay plus two sample periods of the breach starting.

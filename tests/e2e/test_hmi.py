@@ -1,6 +1,6 @@
 """The operator's terminal HMI driven headless (textual's pilot) against a real
-`controller serve`: it shows the batches, holds and restarts one, and answers its
-prompts — including a second-person verified count."""
+`controller serve`: it shows the batches, holds and restarts one, answers its
+prompts — including a second-person verified count — and acknowledges an alarm."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ from textual.widgets import DataTable, Static
 from controller.hmi import BatchHmi
 from controller.service_client import call
 from ebr import Store, read_journal
-from tests.e2e.test_service import PROMPTS, Serve, free_port  # noqa: F401 (fixtures below)
+from tests.e2e.test_service import (  # noqa: F401 (fixtures below)
+    PROMPTS,
+    Serve,
+    alarming_recipe,
+    free_port,
+)
 from tests.e2e.test_service import setup as setup
 
 
@@ -74,3 +79,29 @@ async def test_hmi_commands_and_answers(setup: tuple[Path, Path, str]) -> None:
     assert [a["user"] for a in answered] == ["olga"] * 3 and answered[-1]["verifier"] == "vera"
     holds = [e.data for e in entries if e.kind == "command.accepted" and e.data["user"] == "olga"]
     assert [(h["command"], h["reason"]) for h in holds] == [("hold", "check bag"), ("restart", "")]
+
+
+async def test_hmi_acknowledges_an_alarm(setup: tuple[Path, Path, str], tmp_path: Path) -> None:
+    plant, db, endpoint = setup
+    serve = Serve(plant, db, endpoint, "--simulated-operator")
+    try:
+        recipe = str(alarming_recipe(tmp_path))
+        params = '{"culture_time": 2880}'
+        started = await call(endpoint, "Start", recipe, params, "COI-ALM", "olga", "")
+        batch_id = started["batch_id"]
+        app = BatchHmi(endpoint, "olga")
+        async with app.run_test(size=(140, 40)) as pilot:
+
+            def detail() -> str:
+                return str(app.query_one("#detail", Static).render())
+
+            await _until(lambda: "ALARM" in detail() and "ph" in detail(), pilot, 30)
+            await pilot.press("k")
+            await pilot.press(*"probe ok", "enter")
+            await _until(lambda: "acknowledged" in str(app.query_one("#message").render()), pilot)
+        await call(endpoint, "Command", batch_id, "stop", "olga", "", "end of test")
+    finally:
+        assert serve.end(signal.SIGTERM) == 0
+    with Store.open(f"sqlite:///{db}") as store:
+        acks = [e.data for e in read_journal(store, batch_id) if e.kind == "alarm.acknowledged"]
+    assert acks and acks[0]["user"] == "olga" and acks[0]["comment"] == "probe ok"

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -185,3 +186,83 @@ def wait_prompt(endpoint: str, batch_id: str, element: str, limit_s: float = 30)
                 return str(prompt["id"])
         time.sleep(0.2)
     raise AssertionError(f"no open prompt for {element} within {limit_s} s")
+
+
+def test_alarms_are_acknowledged_through_the_interface(
+    setup: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    plant, db, endpoint = setup
+    recipe = alarming_recipe(tmp_path)
+    at = ("--endpoint", endpoint, "--user", "olga")
+    serve = Serve(plant, db, endpoint, "--simulated-operator")
+    try:
+        started = cellbatch(
+            "batch", "start", str(recipe), "--param", "culture_time=2880", "--coi", "C-3", *at
+        )
+        assert started.returncode == 0, started.stderr
+        batch_id = started.stdout.split()[-1]
+        alarm = wait_alarm(endpoint, batch_id)
+        assert alarm["monitor"] == "ph" and alarm["level"] == "alert"
+    finally:
+        serve.end(signal.SIGKILL)
+    # A controller that died still owes the acknowledgement: recovery reads it back.
+    serve = Serve(plant, db, endpoint, "--simulated-operator")
+    try:
+        assert f"recovered {batch_id}: Held, waiting for restart" in serve.lines
+        assert alarm in wait_shown(endpoint, batch_id)["open_alarms"]
+        listing = cellbatch("batch", "list", "--endpoint", endpoint).stdout
+        assert "alarm(s) to acknowledge" in listing
+        seq = str(alarm["seq"])
+        done = cellbatch("batch", "ack", batch_id, seq, "--comment", "pH probe checked", *at)
+        assert done.returncode == 0 and f"alarm {seq} acknowledged" in done.stdout, done.stderr
+        again = cellbatch("batch", "ack", batch_id, seq, *at)
+        assert again.returncode == 1 and "not an open alarm" in again.stderr
+        shown = json.loads(cellbatch("batch", "show", batch_id, "--endpoint", endpoint).stdout)
+        assert int(seq) not in [a["seq"] for a in shown["open_alarms"]]
+        assert cellbatch("batch", "stop", batch_id, *at).returncode == 0
+        assert wait_state(endpoint, batch_id, {"Stopped"}) == "Stopped"
+    finally:
+        assert serve.end(signal.SIGTERM) == 0
+    with Store.open(f"sqlite:///{db}") as store:
+        acks = [e.data for e in read_journal(store, batch_id) if e.kind == "alarm.acknowledged"]
+    assert len(acks) == 1 and acks[0]["alarm"] == int(seq)
+    assert acks[0]["user"] == "olga" and acks[0]["comment"] == "pH probe checked"
+
+
+def wait_shown(endpoint: str, batch_id: str, limit_s: float = 30) -> dict[str, Any]:
+    """`Show` of a batch, once the controller has it (recovery may still be under way)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        shown = dict(asyncio.run(call(endpoint, "Show", batch_id)))
+        if shown.get("ok"):
+            return shown
+        time.sleep(0.2)
+    raise AssertionError(f"{batch_id} not shown within {limit_s} s")
+
+
+def alarming_recipe(folder: Path) -> Path:
+    """The short culture with its pH alert band above the setpoint, watched from the
+    setup on: it raises an alert alarm soon after it starts (whatever the shared vessel
+    then does: a vessel inoculated by an earlier test holds the batch at its seed step)."""
+    recipe = folder / "alarming.yaml"
+    text = (
+        SHORT.read_text()
+        .replace("alert: {low: 7.0, high: 7.4}", "alert: {low: 7.3, high: 7.4}")
+        .replace(
+            "on_action: alarm\n    active_from: culture/grow",
+            "on_action: alarm\n    active_from: culture/setup",
+        )
+    )
+    assert "active_from: culture/setup" in text
+    recipe.write_text(text)
+    return recipe
+
+
+def wait_alarm(endpoint: str, batch_id: str, limit_s: float = 30) -> dict[str, object]:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        shown = asyncio.run(call(endpoint, "Show", batch_id))
+        if shown["open_alarms"]:
+            return dict(shown["open_alarms"][0])
+        time.sleep(0.2)
+    raise AssertionError(f"no open alarm on {batch_id} within {limit_s} s: {shown}")
