@@ -146,6 +146,8 @@ class Link:
 
     def ok(self) -> None:
         """An exchange succeeded: the connection is up."""
+        if self._down_since is None and self._reported is ConnectionStatus.CONNECTED:
+            return  # already up and reported so (no timers run while up): nothing changes
         was_down = self._down_since is not None
         self._ever_up = True
         self._down_since = None

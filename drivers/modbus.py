@@ -19,6 +19,9 @@ from urllib.parse import urlsplit
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
+from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
 from drivers.errors import (
     Disconnected,
@@ -110,6 +113,62 @@ def encode(value: float | int, data_type: str, byte_order: Order, word_order: Or
     if word_order == "little":
         words.reverse()
     return words
+
+
+_REQUEST_PDUS: Final[dict[str, type[ModbusPDU]]] = {
+    "hr": ReadHoldingRegistersRequest,
+    "ir": ReadInputRegistersRequest,
+    "co": ReadCoilsRequest,
+    "di": ReadDiscreteInputsRequest,
+}
+_READ_METHODS: Final = {
+    "hr": "read_holding_registers",
+    "ir": "read_input_registers",
+    "co": "read_coils",
+    "di": "read_discrete_inputs",
+}
+
+
+class ReadRequest:
+    """One read (table, start, count, device id) built once and sent many times.
+
+    Holds the pymodbus request PDU that ``client.read_input_registers`` & co. would build
+    on every call (the transaction manager stamps a fresh transaction id on each send),
+    so a cached read plan encodes nothing per call but the frame itself.
+    """
+
+    __slots__ = ("address", "count", "device_id", "method", "pdu", "registers", "table", "what")
+
+    def __init__(self, table: Table, address: int, count: int, device_id: int) -> None:
+        self.table: Table = table
+        self.address = address
+        self.count = count
+        self.device_id = device_id
+        self.registers = table in ("hr", "ir")
+        self.method: str = _READ_METHODS[table]
+        self.what = f"read {table}:{address}+{count} (device {device_id})"
+        self.pdu: ModbusPDU | None
+        try:
+            self.pdu = _REQUEST_PDUS[table](address=address, count=count, dev_id=device_id)
+        except ModbusException:
+            # e.g. a device id over 255: pymodbus refuses it when the request is
+            # built, so build it per call and let that error surface the usual way.
+            self.pdu = None
+
+
+class _Bound:
+    """The timer of one bounded exchange (what ``asyncio.timeout`` does, at half the cost)."""
+
+    __slots__ = ("cancelling", "expired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.expired = False
+
+    def expire(self) -> None:
+        self.expired = True
+        self.task.cancel()
 
 
 def parse_endpoint(url: str) -> tuple[str, int]:
@@ -258,10 +317,28 @@ class ModbusConnection:
         return response
 
     async def _exchange(self, what: str, request: Callable[[], Awaitable[Any]]) -> Any:
+        # Bounded like ``async with asyncio.timeout(self.timeout)`` (the same cancel,
+        # uncancel and TimeoutError rules), with one timer handle and no context manager:
+        # that costs about 2 us per call instead of about 4.5 us on Python 3.11.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        bound = _Bound(task)
+        timer = loop.call_at(loop.time() + self.timeout, bound.expire)
         try:
-            # asyncio.timeout, not wait_for: no extra task per call on the hot path.
-            async with asyncio.timeout(self.timeout):
+            try:
                 return await request()
+            except asyncio.CancelledError:
+                if bound.expired:
+                    bound.expired = False
+                    if task.uncancel() <= bound.cancelling:
+                        # Our timer cancelled the task and nobody else did: a timeout.
+                        raise TimeoutError from None
+                raise
+            finally:
+                timer.cancel()
+                if bound.expired:  # the timer fired, but the request ended otherwise
+                    task.uncancel()
         except TimeoutError:
             raise DriverTimeout(f"{self.url}: {what}: no answer in {self.timeout:.1f} s") from None
         except ConnectionException as exc:
@@ -277,19 +354,26 @@ class ModbusConnection:
 
     async def read(self, table: Table, address: int, count: int, device_id: int) -> list[int]:
         """Read ``count`` registers (hr/ir) or bits (co/di, as 0/1) from ``address``."""
-        c, d = self._client, device_id
-        what = f"read {table}:{address}+{count} (device {device_id})"
-        readers = {
-            "hr": lambda: c.read_holding_registers(address, count=count, device_id=d),
-            "ir": lambda: c.read_input_registers(address, count=count, device_id=d),
-            "co": lambda: c.read_coils(address, count=count, device_id=d),
-            "di": lambda: c.read_discrete_inputs(address, count=count, device_id=d),
-        }
-        r = await self._call(what, readers[table])
-        values = [int(v) for v in (r.registers if table in ("hr", "ir") else r.bits)]
-        if len(values) < count:
-            raise ProtocolError(f"{self.url}: {what}: {len(values)} values in the answer")
-        return values[:count]
+        return list(await self.send(ReadRequest(table, address, count, device_id)))
+
+    async def send(self, request: ReadRequest) -> Sequence[int]:
+        """Send a prebuilt read; its ``count`` registers or bits (0/1). Do not mutate them."""
+        c, pdu = self._client, request.pdu
+        if pdu is not None:
+            r = await self._call(request.what, lambda: c.execute(False, pdu))
+        else:
+            method = getattr(c, request.method)
+            address, count, d = request.address, request.count, request.device_id
+            r = await self._call(request.what, lambda: method(address, count=count, device_id=d))
+        count = request.count
+        values: list[int] = r.registers if request.registers else [int(v) for v in r.bits]
+        if len(values) != count:
+            if len(values) < count:
+                raise ProtocolError(
+                    f"{self.url}: {request.what}: {len(values)} values in the answer"
+                )
+            values = values[:count]
+        return values
 
     async def write(
         self, table: Table, address: int, values: Sequence[int], device_id: int
@@ -319,6 +403,7 @@ __all__ = [
     "DATA_TYPES",
     "ModbusConnection",
     "Point",
+    "ReadRequest",
     "decode",
     "encode",
     "parse_endpoint",

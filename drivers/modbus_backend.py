@@ -14,6 +14,7 @@ since some devices refuse reads that touch unmapped addresses). A method lists t
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -26,6 +27,7 @@ from drivers.modbus import (
     ModbusConnection,
     Order,
     Point,
+    ReadRequest,
     Table,
     decode,
     encode,
@@ -33,6 +35,30 @@ from drivers.modbus import (
 from drivers.polling import poll_subscription
 from drivers.profile import DeviceProfile, MethodSpec, TagSpec
 from drivers.tags import Quality, Reading, Value
+
+
+def _number_reader(
+    data_type: str, at: int, word_order: Order
+) -> Callable[[Sequence[int]], Any] | None:
+    """``words → number`` for big-endian bytes, as :func:`decode` gives it (None: no fast path)."""
+    if data_type == "uint16":
+        return lambda words: words[at]
+    if data_type == "int16":
+        return lambda words: words[at] - 0x10000 if words[at] & 0x8000 else words[at]
+    hi, lo = (at + 1, at) if word_order == "little" else (at, at + 1)
+    if data_type == "uint32":
+        return lambda words: words[hi] << 16 | words[lo]
+    if data_type == "int32":
+
+        def int32(words: Sequence[int]) -> int:
+            n = words[hi] << 16 | words[lo]
+            return n - 0x100000000 if n & 0x80000000 else n
+
+        return int32
+    if data_type == "float32":
+        unpack = _FLOAT32.unpack
+        return lambda words: unpack((words[hi] << 16 | words[lo]).to_bytes(4, "big"))[0]
+    return None
 
 
 def _order(profile: DeviceProfile, key: str) -> Order:
@@ -44,6 +70,32 @@ def _order(profile: DeviceProfile, key: str) -> Order:
 
 _Run = tuple[Table, int, int, list[tuple[int, int, int]]]
 """One read request of a plan: table, start, count, and (point index, offset, width)."""
+
+_PLANS_MAX = 64
+"""Read plans kept per device (distinct capability lists read); the oldest go first."""
+
+_FLOAT32 = struct.Struct(">f")
+_Convert = Callable[[Sequence[int]], Value]
+"""Words of one request → the engineering value of one tag in it."""
+
+
+class _SpecsPlan:
+    """A cached read of one list of tag specs: prebuilt requests and per-tag converters."""
+
+    __slots__ = ("fields", "requests", "specs")
+
+    def __init__(
+        self,
+        specs: tuple[TagSpec, ...],
+        requests: list[ReadRequest],
+        fields: list[tuple[str, str, int, _Convert]],
+    ) -> None:
+        # Holding the specs keeps them alive, so the id() key of this plan cannot be
+        # taken by another object while the plan is cached.
+        self.specs = specs
+        self.requests = requests
+        #: Per spec, in order: capability, unit, request index, converter.
+        self.fields = fields
 
 
 class ModbusBackend:
@@ -66,7 +118,7 @@ class ModbusBackend:
         self.poll_interval_s = float(profile.options.get("poll_interval_s", 1.0))
         self.read_gap = int(profile.options.get("read_gap", 0))
         self._points: dict[str, Point] = {}
-        self._plans: dict[tuple[Point, ...], list[_Run]] = {}
+        self._plans: dict[tuple[int, ...], _SpecsPlan] = {}
         if connection.probe is None:
             connection.probe = self._probe
 
@@ -134,26 +186,83 @@ class ModbusBackend:
 
     async def read(self, specs: Sequence[TagSpec]) -> list[Reading]:
         """Read tags in as few requests as contiguous addresses allow."""
-        points = [self.point(s) for s in specs]
-        raw = await self._read_points(points)
+        plan = self._plans.get(tuple(map(id, specs)))
+        if plan is None:
+            plan = self._specs_plan(specs)
+        send = self.connection.send
+        requests = plan.requests
+        if len(requests) == 1:
+            runs: list[Sequence[int]] = [await send(requests[0])]
+        else:
+            runs = [await send(r) for r in requests]
         now = self.now()
+        good = Quality.GOOD
         return [
-            Reading(s.capability, self._to_value(s, p, raw[i]), s.unit, now, Quality.GOOD)
-            for i, (s, p) in enumerate(zip(specs, points, strict=True))
+            Reading(capability, convert(runs[run]), unit, now, good)
+            for capability, unit, run, convert in plan.fields
         ]
 
-    async def _read_points(self, points: Sequence[Point]) -> list[list[int]]:
-        """Raw words/bits of every point; one request per contiguous run per table."""
-        key = tuple(points)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = self._plan(points)
-        result: list[list[int]] = [[] for _ in points]
-        for table, start, count, parts in plan:
-            words = await self.connection.read(table, start, count, self.device_id)
-            for i, off, width in parts:
-                result[i] = words[off : off + width]
-        return result
+    def _specs_plan(self, specs: Sequence[TagSpec]) -> _SpecsPlan:
+        """Build and cache the read of this list of specs (up to ``_PLANS_MAX`` kept)."""
+        frozen = tuple(specs)
+        points = [self.point(s) for s in frozen]
+        requests: list[ReadRequest] = []
+        fields: list[tuple[str, str, int, _Convert] | None] = [None] * len(frozen)
+        for table, start, count, parts in self._plan(points):
+            for i, offset, _width in parts:
+                spec = frozen[i]
+                convert = self._converter(spec, points[i], offset)
+                fields[i] = (spec.capability, spec.unit, len(requests), convert)
+            requests.append(ReadRequest(table, start, count, self.device_id))
+        plan = _SpecsPlan(frozen, requests, [f for f in fields if f is not None])
+        if len(self._plans) >= _PLANS_MAX:
+            del self._plans[next(iter(self._plans))]
+        self._plans[tuple(map(id, frozen))] = plan
+        return plan
+
+    def _converter(self, spec: TagSpec, point: Point, offset: int) -> _Convert:
+        """``words → value`` for one tag at ``offset`` in its request's words.
+
+        Gives exactly what :meth:`_to_value` gives for the tag's slice of the words; the
+        common cases (big-endian bytes; plain, enum or scaled values) are precomputed
+        once, anything else goes through :meth:`_to_value` itself.
+        """
+        width = point.width
+
+        def generic(words: Sequence[int]) -> Value:
+            return self._to_value(spec, point, words[offset : offset + width])
+
+        data_type = point.data_type
+        if data_type == "bool":
+            return lambda words: bool(words[offset])
+        if self.byte_order != "big":
+            return generic
+        number = _number_reader(data_type, offset, self.word_order)
+        if number is None:
+            return generic
+        names = spec.extra.get("enum")
+        scale, add = spec.extra.get("scale"), spec.extra.get("offset")
+        if names is not None:
+            if data_type == "float32":
+                return generic
+            try:
+                labels = tuple(str(names[i]) for i in range(len(names)))
+            except (TypeError, KeyError, IndexError):
+                return generic
+
+            def label(words: Sequence[int]) -> Value:
+                n = number(words)
+                return labels[n] if 0 <= n < len(labels) else f"unknown({n})"
+
+            return label
+        if scale is None and add is None:
+            return number  # decode already gives float for float32, int otherwise
+        try:
+            factor = float(scale if scale is not None else 1.0)
+            shift = float(add or 0.0)
+        except (TypeError, ValueError):
+            return generic
+        return lambda words: float(number(words)) * factor + shift
 
     def _plan(self, points: Sequence[Point]) -> list[_Run]:
         """The requests reading `points`: contiguous runs per table, within the limits."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,7 +23,7 @@ from drivers import (
     Reading,
     WriteRejected,
 )
-from drivers.modbus import ModbusConnection, Point, decode, encode
+from drivers.modbus import ModbusConnection, Point, ReadRequest, decode, encode
 from drivers.profile import PROFILE_DIR
 from simulators.centrifuge.modbus_server import CellProcessorServer
 
@@ -105,13 +105,13 @@ async def test_contiguous_registers_are_read_in_one_request(
     device = pool.open("CP-01", PROFILE, server.endpoint, {})
     await device.connect()
     calls: list[tuple[str, int, int]] = []
-    original = ModbusConnection.read
+    original = ModbusConnection.send
 
-    async def counting(self: ModbusConnection, table: str, address: int, count: int, dev: int):  # type: ignore[no-untyped-def]
-        calls.append((table, address, count))
-        return await original(self, table, address, count, dev)  # type: ignore[arg-type]
+    async def counting(self: ModbusConnection, request: ReadRequest) -> Sequence[int]:
+        calls.append((request.table, request.address, request.count))
+        return await original(self, request)
 
-    monkeypatch.setattr(ModbusConnection, "read", counting)
+    monkeypatch.setattr(ModbusConnection, "send", counting)
     caps = ["state", "phase", "processed_volume.pv", "output_volume.pv", "cell_recovery.pv"]
     caps += ["run.elapsed", "run.remaining", "rotor.speed", "chamber.temperature"]
     await device.read([*caps, "run.running", "run.complete", "program.selected"])
