@@ -156,21 +156,6 @@ class ReadRequest:
             self.pdu = None
 
 
-class _Bound:
-    """The timer of one bounded exchange (what ``asyncio.timeout`` does, at half the cost)."""
-
-    __slots__ = ("cancelling", "expired", "task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.cancelling = task.cancelling()
-        self.expired = False
-
-    def expire(self) -> None:
-        self.expired = True
-        self.task.cancel()
-
-
 def parse_endpoint(url: str) -> tuple[str, int]:
     """``modbus+tcp://HOST:PORT`` → (host, port), port 502 when absent;
     ``modbus+rtu:///dev/ttyUSB0`` → (device path, 0)."""
@@ -317,28 +302,10 @@ class ModbusConnection:
         return response
 
     async def _exchange(self, what: str, request: Callable[[], Awaitable[Any]]) -> Any:
-        # Bounded like ``async with asyncio.timeout(self.timeout)`` (the same cancel,
-        # uncancel and TimeoutError rules), with one timer handle and no context manager:
-        # that costs about 2 us per call instead of about 4.5 us on Python 3.11.
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        bound = _Bound(task)
-        timer = loop.call_at(loop.time() + self.timeout, bound.expire)
         try:
-            try:
+            # asyncio.timeout, not wait_for: no extra task per call on the hot path.
+            async with asyncio.timeout(self.timeout):
                 return await request()
-            except asyncio.CancelledError:
-                if bound.expired:
-                    bound.expired = False
-                    if task.uncancel() <= bound.cancelling:
-                        # Our timer cancelled the task and nobody else did: a timeout.
-                        raise TimeoutError from None
-                raise
-            finally:
-                timer.cancel()
-                if bound.expired:  # the timer fired, but the request ended otherwise
-                    task.uncancel()
         except TimeoutError:
             raise DriverTimeout(f"{self.url}: {what}: no answer in {self.timeout:.1f} s") from None
         except ConnectionException as exc:
