@@ -1,17 +1,22 @@
 """`cellbatch hmi`: the operator's terminal HMI on a running controller (`controller serve`).
 
 One screen: the batches with their state and open prompts, the selected batch's active
-elements and prompts, and a message line. Keys send ISA-88 commands to the selected
-batch (each journaled by the controller with the user and a reason); `n` answers the
-batch's oldest open prompt (`name=value …`, `verifier=ID` for verified prompts). On a
-GMP plant the operator signs in with a password at start; it is sent with each action
-and checked by the controller.
+elements, open alarms and prompts, and a message line. Keys send ISA-88 commands to the
+selected batch (each journaled by the controller with the user and a reason); `n`
+answers the batch's oldest open prompt (`name=value …`, `verifier=ID` for verified
+prompts); `k` acknowledges its oldest open alarm. On a GMP plant the operator signs in
+with user ID and password (checked by the controller); every prompt answer is a
+signature and asks for the signer's password again (and the verifier's), and after the
+idle timeout (15 min, as `ebr.signatures.IDLE_TIMEOUT`) the HMI signs out: `l` signs
+someone in again with user ID and password (Part 11 §11.200, R10).
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import time
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from textual import work
@@ -21,6 +26,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from controller.service_client import ServiceError, call
+from ebr.signatures import IDLE_TIMEOUT
 
 REFRESH_S = 1.0
 
@@ -45,20 +51,32 @@ class BatchHmi(App[None]):
         Binding("a", "command('abort')", "Abort"),
         Binding("n", "answer", "Answer prompt"),
         Binding("k", "acknowledge", "Acknowledge alarm"),
+        Binding("l", "sign_in", "Sign in"),
         Binding("escape", "cancel", "Cancel", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, endpoint: str, user: str, password: str = "") -> None:
-        """Watch the controller at `endpoint` as `user`."""
+    def __init__(
+        self,
+        endpoint: str,
+        user: str,
+        password: str = "",
+        *,
+        idle_timeout_s: float = IDLE_TIMEOUT.total_seconds(),
+    ) -> None:
+        """Watch the controller at `endpoint` as `user`; a password (already checked)
+        means a GMP plant, where `user` is signed in until `idle_timeout_s` without use."""
         super().__init__()
         self.endpoint = endpoint
         self.user = user
         self.password = password
+        self.gmp = bool(password)
+        self.idle_timeout_s = idle_timeout_s
         self.batches: list[dict[str, Any]] = []
         self.detail: dict[str, Any] = {}
-        self._pending: tuple[str, str] | None = None  # (purpose, batch or prompt id)
-        self._answer: tuple[str, dict[str, float | str], str] | None = None
+        self._pending: tuple[str, str] | None = None  # (purpose, what it is about)
+        self._draft: _Draft | None = None
+        self._last_activity = time.monotonic()
 
     def compose(self) -> ComposeResult:
         """Batches table, detail panel, message line, entry field."""
@@ -128,7 +146,10 @@ class BatchHmi(App[None]):
         if batch_id is None:
             self.say("no batch selected")
             return
-        self._open_entry(("command:" + command, batch_id), f"reason for {command} {batch_id}")
+        if self._session_open():
+            self._open_entry(
+                ("command", f"{command} {batch_id}"), f"reason for {command} {batch_id}"
+            )
 
     def action_answer(self) -> None:
         """Answer the selected batch's oldest open prompt."""
@@ -136,11 +157,12 @@ class BatchHmi(App[None]):
         if not prompts:
             self.say("no open prompt on this batch")
             return
-        prompt = prompts[0]
-        self._open_entry(
-            ("answer", str(prompt["id"])),
-            f"{prompt['text']} — name=value …, verifier=ID if verified",
-        )
+        if self._session_open():
+            prompt = prompts[0]
+            self._open_entry(
+                ("answer", str(prompt["id"])),
+                f"{prompt['text']} — name=value …, verifier=ID if verified",
+            )
 
     def action_acknowledge(self) -> None:
         """Acknowledge the selected batch's oldest open alarm, with a comment."""
@@ -149,16 +171,47 @@ class BatchHmi(App[None]):
         if batch_id is None or not alarms:
             self.say("no alarm to acknowledge on this batch")
             return
-        alarm = alarms[0]
-        self._open_entry(
-            ("acknowledge", f"{batch_id} {alarm['seq']}"),
-            f"comment for {_alarm_line(alarm).strip()} (Enter to acknowledge)",
-        )
+        if self._session_open():
+            alarm = alarms[0]
+            self._open_entry(
+                ("acknowledge", f"{batch_id} {alarm['seq']}"),
+                f"comment for {_alarm_line(alarm).strip()} (Enter to acknowledge)",
+            )
+
+    def action_sign_in(self) -> None:
+        """Sign a person in: user ID, then password (GMP plants)."""
+        if not self.gmp:
+            self.say("simulation plant: no sign-in needed")
+            return
+        self._open_entry(("user", ""), "user ID")
 
     def action_cancel(self) -> None:
-        """Close the entry field."""
+        """Close the entry field (an answer being signed is dropped)."""
         self._pending = None
+        self._draft = None
         self.query_one("#entry", Input).remove_class("open")
+
+    # -- the signing session (GMP) --------------------------------------------------
+
+    def _session_open(self) -> bool:
+        """Whether someone is signed in and active; an idle session is closed first."""
+        if not self.gmp:
+            return True
+        if self.password and time.monotonic() - self._last_activity > self.idle_timeout_s:
+            self._sign_out(f"signed out after {self.idle_timeout_s / 60:g} min idle")
+            return False
+        if not self.password:
+            self.say("nobody signed in: press l, then user ID and password")
+            return False
+        self._last_activity = time.monotonic()
+        return True
+
+    def _sign_out(self, why: str) -> None:
+        self.password = ""
+        self.sub_title = f"{self.endpoint} — signed out"
+        self.say(f"{why}: press l to sign in (user ID and password)")
+
+    # -- the entry field ------------------------------------------------------------
 
     def _open_entry(self, pending: tuple[str, str], placeholder: str, secret: bool = False) -> None:
         self._pending = pending
@@ -170,46 +223,94 @@ class BatchHmi(App[None]):
         entry.focus()
 
     async def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Send what the entry field asked for."""
+        """Take what the entry field asked for; send it once complete."""
         pending, self._pending = self._pending, None
         event.input.remove_class("open")
         self.query_one("#batches", DataTable).focus()
         if pending is None:
             return
         purpose, target = pending
+        steps = {
+            "command": self._send_command,
+            "acknowledge": self._send_acknowledgement,
+            "answer": self._take_values,
+            "sign": self._take_signature,
+            "verifier": self._take_verifier_password,
+            "user": self._take_user_id,
+            "password": self._take_password,
+        }
         try:
-            if purpose.startswith("command:"):
-                command = purpose.removeprefix("command:")
-                answer = await call(
-                    self.endpoint, "Command", target, command, self.user, self.password, event.value
-                )
-                done = f"{target}: {command} accepted"
-            elif purpose == "acknowledge":
-                batch_id, alarm = target.split()
-                answer = await call(
-                    self.endpoint, "Acknowledge", batch_id, alarm, self.user, self.password,
-                    event.value,
-                )  # fmt: skip
-                done = f"{batch_id}: alarm {alarm} acknowledged"
-            elif purpose == "answer":
-                prompt_id, values, verifier = target, *self._parse_answer(event.value)
-                if verifier and self.password:  # GMP: the verifier signs with a password
-                    self._answer = (prompt_id, values, verifier)
-                    self._open_entry(("verifier", prompt_id), f"password for {verifier}", True)
-                    return
-                answer = await self._send_answer(prompt_id, values, verifier, "")
-                done = f"{target}: answered"
-            else:
-                assert self._answer is not None
-                prompt_id, values, verifier = self._answer
-                self._answer = None
-                answer = await self._send_answer(prompt_id, values, verifier, event.value)
-                done = f"{target}: answered and verified"
+            sent = await steps[purpose](target, event.value)
         except (ServiceError, ValueError) as exc:
             self.say(str(exc))
             return
+        if sent is None:  # another entry is open for the next part
+            return
+        answer, done = sent
         self.say(done if answer.get("ok") else f"refused: {answer.get('message')}")
         self.refresh_view()
+
+    async def _send_command(self, target: str, reason: str) -> _Sent:
+        command, batch_id = target.split()
+        answer = await call(
+            self.endpoint, "Command", batch_id, command, self.user, self.password, reason
+        )
+        return answer, f"{batch_id}: {command} accepted"
+
+    async def _send_acknowledgement(self, target: str, comment: str) -> _Sent:
+        batch_id, alarm = target.split()
+        answer = await call(
+            self.endpoint, "Acknowledge", batch_id, alarm, self.user, self.password, comment
+        )
+        return answer, f"{batch_id}: alarm {alarm} acknowledged"
+
+    async def _take_values(self, prompt_id: str, text: str) -> _Sent | None:
+        values, verifier = self._parse_answer(text)
+        self._draft = _Draft(prompt_id, values, verifier)
+        if self.gmp:  # every signature asks for the signer's password again (Part 11)
+            self._open_entry(
+                ("sign", prompt_id), f"password of {self.user}: signs the answer", secret=True
+            )
+            return None
+        return await self._send_answer()
+
+    async def _take_signature(self, prompt_id: str, password: str) -> _Sent | None:
+        assert self._draft is not None
+        self._draft.signature = password
+        if self._draft.verifier:
+            self._open_entry(
+                ("verifier", prompt_id),
+                f"password of {self._draft.verifier}: verifies the answer",
+                secret=True,
+            )
+            return None
+        return await self._send_answer()
+
+    async def _take_verifier_password(self, _prompt_id: str, password: str) -> _Sent:
+        assert self._draft is not None
+        self._draft.verifier_signature = password
+        return await self._send_answer()
+
+    async def _send_answer(self) -> _Sent:
+        draft, self._draft = self._draft, None
+        assert draft is not None
+        answer = await call(
+            self.endpoint, "Answer", draft.prompt_id, json.dumps(draft.values), self.user,
+            draft.signature, draft.verifier, draft.verifier_signature, "",
+        )  # fmt: skip
+        verified = " and verified" if draft.verifier else ""
+        return answer, f"{draft.prompt_id}: answered{verified}"
+
+    async def _take_user_id(self, _target: str, user: str) -> None:
+        self._open_entry(("password", user.strip()), f"password of {user.strip()}", secret=True)
+
+    async def _take_password(self, user: str, password: str) -> _Sent:
+        answer = await call(self.endpoint, "SignIn", user, password)
+        if answer.get("ok"):
+            self.user, self.password = user, password
+            self._last_activity = time.monotonic()
+            self.sub_title = f"{self.endpoint} — {user}"
+        return answer, f"signed in: {answer.get('name', user)}"
 
     @staticmethod
     def _parse_answer(text: str) -> tuple[dict[str, float | str], str]:
@@ -229,13 +330,20 @@ class BatchHmi(App[None]):
                 values[name] = value
         return values, verifier
 
-    async def _send_answer(
-        self, prompt_id: str, values: dict[str, float | str], verifier: str, secret: str
-    ) -> Any:
-        return await call(
-            self.endpoint, "Answer", prompt_id, json.dumps(values), self.user, self.password,
-            verifier, secret, "",
-        )  # fmt: skip
+
+_Sent = tuple[dict[str, Any], str]
+"""What the controller answered, and the line to show when it accepted."""
+
+
+@dataclass
+class _Draft:
+    """A prompt answer being put together: values, then the passwords that sign it."""
+
+    prompt_id: str
+    values: dict[str, float | str]
+    verifier: str
+    signature: str = ""
+    verifier_signature: str = ""
 
 
 def _alarm_line(alarm: dict[str, Any]) -> str:

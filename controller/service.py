@@ -7,6 +7,8 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
 ``Controller``, whose methods take and return JSON text:
 
 - ``Info()`` → ``{plant, mode, simulation}``
+- ``SignIn(user, password)`` → ``{ok, name | message}``: checks a person's user ID and
+  password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts}]``
 - ``Show(id)`` → the batch with its active elements and open prompts
 - ``Start(recipe_path, parameters_json, coi, user, password)`` → ``{ok, batch_id | message}``
@@ -112,6 +114,7 @@ class ControllerService:
         text = ua.VariantType.String
         methods: list[tuple[str, Callable[..., Any], int]] = [
             ("Info", self._info, 0),
+            ("SignIn", self._sign_in, 2),
             ("List", self._list, 0),
             ("Show", self._show, 1),
             ("Start", self._start, 5),
@@ -126,6 +129,13 @@ class ControllerService:
     async def _info(self, _parent: Any) -> str:
         plant = self.plant
         return json.dumps({"plant": plant.name, "mode": plant.mode, "simulation": plant.simulation})
+
+    async def _sign_in(self, _parent: Any, user: str, password: str) -> str:
+        try:
+            account = self._authenticate(user, password, "sign in at a terminal")
+        except (EbrError, SignatureError) as exc:
+            return _refused(str(exc))
+        return json.dumps({"ok": True, "name": account.printed_name if account else user})
 
     async def _list(self, _parent: Any) -> str:
         return json.dumps([self._summary(run) for run, _task in self.batches.values()])

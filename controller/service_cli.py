@@ -238,8 +238,12 @@ def batch_ack(batch_id: str, alarm: int, comment: str, endpoint: str, user: str)
 @user_option
 def hmi(endpoint: str, user: str) -> None:
     """The operator's terminal HMI on a running controller (keys: h hold, r restart,
-    p pause, u resume, s stop, a abort, n answer a prompt, k acknowledge an alarm, q quit)."""
+    p pause, u resume, s stop, a abort, n answer a prompt, k acknowledge an alarm, l sign in,
+    q quit). On a GMP plant every prompt answer asks for the signer's password again, and
+    after 15 minutes without use the HMI signs out (l: user ID and password)."""
     from controller.hmi import BatchHmi
 
     password = _password(endpoint, user)
+    if password:  # GMP: sign in now, not at the first action
+        _done(_run(endpoint, "SignIn", user, password), f"signed in as {user}")
     BatchHmi(endpoint, user, password).run()

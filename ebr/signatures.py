@@ -164,6 +164,10 @@ def entry_content(entry: Entry) -> dict[str, Any]:
     return {"batch_id": entry.batch_id, "seq": entry.seq, "kind": entry.kind, "data": entry.data}
 
 
+IDLE_TIMEOUT = timedelta(minutes=15)
+"""After this long without signing, the next signature needs the user ID again."""
+
+
 class SigningSession:
     """One person's signing session at a terminal: ID + password first, then password."""
 
@@ -171,7 +175,7 @@ class SigningSession:
         self,
         directory: Directory,
         *,
-        idle_timeout: timedelta = timedelta(minutes=15),
+        idle_timeout: timedelta = IDLE_TIMEOUT,
         clock: Clock = utc_now,
     ) -> None:
         """Start with nobody signed in."""

@@ -11,7 +11,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: K-01…K-24: one fresh vessel per kill-test attempt (a vessel is inoculated once).
-SERVED_VESSELS = ["BR-01", "BR-02", "GMP-01", "SVC-01", *(f"K-{i:02d}" for i in range(1, 25))]
+SERVED_VESSELS = [
+    "BR-01",
+    "BR-02",
+    "GMP-01",
+    "GMP-02",
+    "SVC-01",
+    *(f"K-{i:02d}" for i in range(1, 25)),
+]
 
 
 def plant_for_unit(path: Path, url: str, vessel: str) -> Path:

@@ -210,3 +210,72 @@ def test_gmp_plant_runs_only_approved_recipes(qa_db: Path, served_url: str, tmp_
     ok(cellbatch(qa_db, "recipe", "retire", str(recipe), "--reason", "superseded",
                  "--user", "quinn", password="q-secret-54"))  # fmt: skip
     refused(console(qa_db, *run, password="o-secret-44"), "is retired in the record")
+
+
+async def test_gmp_hmi_asks_for_each_signature_and_signs_out_when_idle(
+    qa_db: Path, served_url: str, tmp_path: Path
+) -> None:
+    from textual.widgets import Static
+
+    from controller.hmi import BatchHmi
+    from controller.service_client import call
+    from tests.e2e.test_hmi import _until
+    from tests.e2e.test_service import PROMPTS, Serve, free_port
+
+    plant = plant_for_unit(tmp_path / "gmp.toml", served_url, "GMP-02")
+    plant.write_text(plant.read_text().replace('mode = "simulation"', 'mode = "gmp"'))
+    recipe = tmp_path / "prompts.yaml"
+    recipe.write_text(PROMPTS.read_text().replace("status: draft", "status: approved"))
+    ok(cellbatch(qa_db, "recipe", "approve", str(recipe), "--user", "quinn",
+                 password="q-secret-54"))  # fmt: skip
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+    olga, quinn = "o-secret-44", "q-secret-54"
+    serve = Serve(plant, qa_db, endpoint)
+    try:
+        wrong = await call(endpoint, "SignIn", "olga", "not-her-password")
+        assert not wrong["ok"] and "password" in wrong["message"]
+        assert (await call(endpoint, "SignIn", "olga", olga))["name"] == "Olga"
+        started = await call(endpoint, "Start", str(recipe), "{}", "COI-GMP-HMI", "olga", olga)
+        assert started["ok"], started
+        batch_id = started["batch_id"]
+        app = BatchHmi(endpoint, "olga", olga)
+        async with app.run_test(size=(140, 40)) as pilot:
+
+            def shown(text: str) -> bool:
+                return text in str(app.query_one("#detail", Static).render())
+
+            def message() -> str:
+                return str(app.query_one("#message", Static).render())
+
+            async def answer(element: str, values: str, *passwords: str) -> None:
+                await _until(lambda: shown(element), pilot, 30)
+                await pilot.press("n", *values, "enter")
+                for password in passwords:  # each signer types a password, every time
+                    await pilot.press(*password, "enter")
+
+            await answer("confirm_bag", "done=done", "wrong-password-1")
+            await _until(lambda: "refused" in message(), pilot)
+            await answer("confirm_bag", "done=done", olga)
+            await _until(lambda: "answered" in message(), pilot)
+            await answer("scan", "scan=COI-GMP-HMI", olga)
+            await _until(lambda: shown("cell_count"), pilot, 30)
+            await answer(
+                "cell_count", "viable_density=2.5e6 viability=93 verifier=quinn", olga, quinn
+            )
+            await _until(lambda: "answered and verified" in message(), pilot)
+            # Idle past the timeout: the next action signs out and asks for ID + password.
+            app.idle_timeout_s = 0.0
+            await pilot.press("h")
+            await _until(lambda: "signed out" in message(), pilot)
+            app.idle_timeout_s = 900.0
+            await pilot.press("l", *"olga", "enter", *olga, "enter")
+            await _until(lambda: "signed in: Olga" in message(), pilot)
+            await _until(lambda: shown("Complete"), pilot, 30)
+    finally:
+        assert serve.end(signal.SIGTERM) == 0
+    with Store.open(f"sqlite:///{qa_db}") as store:
+        from ebr import read_journal
+
+        entries = read_journal(store, batch_id)
+    answered = [e.data for e in entries if e.kind == "prompt.answered"]
+    assert [a["user"] for a in answered] == ["olga"] * 3 and answered[-1]["verifier"] == "quinn"
