@@ -191,23 +191,14 @@ async def _fill_store(url: str) -> None:
         async with Journal(store) as journal:
             for b in range(STORE_BATCHES):
                 batch_id = f"B-{b:02d}"
-                await journal.open_batch(batch_id, **_HEADER_ARGS, data={})
+                header = {k: v for k, v in HEADER.items() if k != "batch_id"}
+                await journal.open_batch(batch_id, **header, data={})
                 await asyncio.gather(
                     *(
                         journal.append_nowait(batch_id, KIND, payload(i))
                         for i in range(ENTRIES_PER_BATCH)
                     )
                 )
-
-
-_HEADER_ARGS = {
-    "recipe_name": "r",
-    "recipe_version": "1",
-    "recipe_hash": "0" * 64,
-    "product": "p",
-    "coi": "c",
-    "simulation": True,
-}
 
 
 def _store_verify_rates(url: str, jobs: int) -> tuple[float, float, int]:
