@@ -25,6 +25,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from controller.interface_security import Endpoint
 from controller.service_client import ServiceError, call
 from ebr.signatures import IDLE_TIMEOUT
 
@@ -58,7 +59,7 @@ class BatchHmi(App[None]):
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: Endpoint | str,
         user: str,
         password: str = "",
         *,

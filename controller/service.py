@@ -20,8 +20,11 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
 
 On a GMP plant every call that acts authenticates the person (user + password against
 the store's users, who must be allowed to sign as "performed"); on a simulation plant
-the user name is recorded as given. It assumes it is the only controller of this
-plant's units (it recovers every unfinished batch that uses them).
+the user name is recorded as given. With a PKI folder (`--pki`) the interface offers
+only Basic256Sha256 SignAndEncrypt and trusted terminals (`controller.interface_security`);
+without one it is unsecured, for a controller and terminals on one machine. It assumes
+it is the only controller of this plant's units (it recovers every unfinished batch that
+uses them).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 from asyncua import Server, ua, uamethod
 
 from controller.batch import BatchRun
+from controller.interface_security import check_server_pki, secure_server
 from controller.isa88 import FINAL_STATES, Command, State
 from controller.plant import Plant
 from controller.prompts import PromptBoard, PromptError, SignedBy
@@ -57,10 +61,22 @@ _log = logging.getLogger(__name__)
 class ControllerService:
     """A Controller that keeps running batches and takes requests over OPC UA."""
 
-    def __init__(self, plant: Plant, db_url: str, listen: str, board: PromptBoard) -> None:
-        """Prepare; nothing runs until `start()`."""
+    def __init__(
+        self,
+        plant: Plant,
+        db_url: str,
+        listen: str,
+        board: PromptBoard,
+        pki: Path | None = None,
+    ) -> None:
+        """Prepare; nothing runs until `start()`. With `pki` (see
+        `controller.interface_security`) the interface is signed and encrypted and only
+        trusted terminals connect; a folder lacking a file raises InterfaceSecurityError."""
         self.plant = plant
         self.listen = listen
+        self.pki = pki
+        if pki is not None:
+            check_server_pki(pki)
         self.controller = Controller(plant, db_url, prompts=board)
         self.batches: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
         self.server = Server()
@@ -108,7 +124,10 @@ class ControllerService:
         await server.init()
         server.set_endpoint(self.listen)
         server.set_server_name("cellbatch controller")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self.pki is None:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        else:
+            await secure_server(server, self.pki)
         idx = await server.register_namespace(NAMESPACE)
         node = await server.nodes.objects.add_object(idx, "Controller")
         text = ua.VariantType.String

@@ -3,28 +3,53 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import click
 
-from controller.plant import Plant, load_plant
+from controller.interface_security import Endpoint, InterfaceSecurityError
+from controller.plant import load_plant
 from controller.prompts import PromptBoard
 from controller.prompts import simulated_operator as simulated_answers
 from controller.service import COMMANDS, DEFAULT_LISTEN, ControllerService
 from controller.service_client import ServiceError, call
 from ebr.cli_common import password_of
 
-endpoint_option = click.option(
-    "--endpoint",
-    default=lambda: os.environ.get("CELLBATCH_ENDPOINT", DEFAULT_LISTEN),
-    show_default=f"$CELLBATCH_ENDPOINT or {DEFAULT_LISTEN}",
-    help="OPC UA endpoint of the running controller.",
-)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def endpoint_option(command: _F) -> _F:
+    """``--endpoint`` and ``--pki`` of a terminal command, given to it as one `Endpoint`."""
+
+    @click.option(
+        "--endpoint",
+        "url",
+        default=lambda: os.environ.get("CELLBATCH_ENDPOINT", DEFAULT_LISTEN),
+        show_default=f"$CELLBATCH_ENDPOINT or {DEFAULT_LISTEN}",
+        help="OPC UA endpoint of the running controller.",
+    )
+    @click.option(
+        "--pki",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=lambda: os.environ.get("CELLBATCH_PKI") or None,
+        show_default="$CELLBATCH_PKI",
+        help="Terminal certificate folder for a secured controller "
+        "(client-cert.der, client-key.pem, server-cert.der).",
+    )
+    @functools.wraps(command)
+    def with_endpoint(*args: Any, url: str, pki: Path | None, **kwargs: Any) -> Any:
+        return command(*args, endpoint=Endpoint(url, pki), **kwargs)
+
+    return cast(_F, with_endpoint)
+
+
 user_option = click.option(
     "--user", default=lambda: os.environ.get("USER", ""), help="Who acts (GMP: password asked)."
 )
@@ -45,24 +70,36 @@ def controller_group() -> None:
 )
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="OPC UA endpoint.")
 @click.option(
+    "--pki",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Certificate folder (server-cert.der, server-key.pem, trusted/): the interface "
+    "then offers only Basic256Sha256 SignAndEncrypt to trusted terminals.",
+)
+@click.option(
     "--simulated-operator",
     is_flag=True,
     help="Simulation plants only: answer every prompt with the recipe's example answer.",
 )
-def serve(plant_path: str, db_url: str, listen: str, simulated_operator: bool) -> None:
+def serve(
+    plant_path: str, db_url: str, listen: str, pki: Path | None, simulated_operator: bool
+) -> None:
     """Run the engine: recover interrupted batches (Held, waiting for restart), then take
     requests on the OPC UA interface until SIGINT/SIGTERM (running batches are held)."""
     plant = load_plant(plant_path)
     if simulated_operator and not plant.simulation:
         raise click.UsageError("--simulated-operator is only allowed on a simulation plant")
-    asyncio.run(_serve(plant, db_url, listen, simulated_operator))
-
-
-async def _serve(plant: Plant, db_url: str, listen: str, simulated: bool) -> None:
     board = PromptBoard(require_signatures=not plant.simulation)
-    if simulated:
+    if simulated_operator:
         board.answerer = simulated_answers(board)
-    service = ControllerService(plant, db_url, listen, board)
+    try:
+        service = ControllerService(plant, db_url, listen, board, pki)
+    except InterfaceSecurityError as exc:
+        raise click.UsageError(f"--pki {exc}") from None
+    asyncio.run(_serve(service, listen))
+
+
+async def _serve(service: ControllerService, listen: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -86,7 +123,7 @@ def batch_group() -> None:
     """Operate batches on a running controller (exit 0 done, 1 refused with the reason)."""
 
 
-def _run(endpoint: str, method: str, *args: str) -> Any:
+def _run(endpoint: Endpoint, method: str, *args: str) -> Any:
     try:
         return asyncio.run(call(endpoint, method, *args))
     except ServiceError as exc:
@@ -94,7 +131,7 @@ def _run(endpoint: str, method: str, *args: str) -> Any:
         sys.exit(1)
 
 
-def _password(endpoint: str, user: str) -> str:
+def _password(endpoint: Endpoint, user: str) -> str:
     """The user's password when the controller runs a GMP plant ('' in simulation)."""
     info = _run(endpoint, "Info")
     return "" if info.get("simulation") else password_of(user)
@@ -110,7 +147,7 @@ def _done(answer: dict[str, Any], line: str) -> None:
 @batch_group.command("list")
 @endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def batch_list(endpoint: str, as_json: bool) -> None:
+def batch_list(endpoint: Endpoint, as_json: bool) -> None:
     """Batches of the running controller."""
     batches = _run(endpoint, "List")
     if as_json:
@@ -127,7 +164,7 @@ def batch_list(endpoint: str, as_json: bool) -> None:
 @batch_group.command("show")
 @click.argument("batch_id")
 @endpoint_option
-def batch_show(batch_id: str, endpoint: str) -> None:
+def batch_show(batch_id: str, endpoint: Endpoint) -> None:
     """One batch: state, active elements, open prompts."""
     answer = _run(endpoint, "Show", batch_id)
     if not answer.get("ok"):
@@ -142,7 +179,7 @@ def batch_show(batch_id: str, endpoint: str) -> None:
 @endpoint_option
 @user_option
 def batch_start(
-    recipe_file: str, params: tuple[str, ...], coi: str, endpoint: str, user: str
+    recipe_file: str, params: tuple[str, ...], coi: str, endpoint: Endpoint, user: str
 ) -> None:
     """Start a batch of RECIPE_FILE on the controller (the file is read by the controller)."""
     values: dict[str, float] = {}
@@ -165,7 +202,7 @@ def _make_command(command: str) -> click.Command:
     @click.option("--reason", default="", help="Why (journaled).")
     @endpoint_option
     @user_option
-    def act(batch_id: str, reason: str, endpoint: str, user: str) -> None:
+    def act(batch_id: str, reason: str, endpoint: Endpoint, user: str) -> None:
         password = _password(endpoint, user)
         answer = _run(endpoint, "Command", batch_id, command, user, password, reason)
         _done(answer, f"{batch_id}: {command} accepted ({answer.get('state')})")
@@ -190,7 +227,7 @@ def batch_answer(
     values: tuple[str, ...],
     verifier: str,
     comment: str,
-    endpoint: str,
+    endpoint: Endpoint,
     user: str,
 ) -> None:
     """Answer an open operator prompt (IDs in `batch show`). Numbers are sent as numbers.
@@ -226,7 +263,7 @@ def batch_answer(
 @click.option("--comment", default="", help="Comment journaled with the acknowledgement.")
 @endpoint_option
 @user_option
-def batch_ack(batch_id: str, alarm: int, comment: str, endpoint: str, user: str) -> None:
+def batch_ack(batch_id: str, alarm: int, comment: str, endpoint: Endpoint, user: str) -> None:
     """Acknowledge an open alarm of a batch (ALARM: its number in `batch show`)."""
     password = _password(endpoint, user)
     answer = _run(endpoint, "Acknowledge", batch_id, str(alarm), user, password, comment)
@@ -236,7 +273,7 @@ def batch_ack(batch_id: str, alarm: int, comment: str, endpoint: str, user: str)
 @click.command("hmi")
 @endpoint_option
 @user_option
-def hmi(endpoint: str, user: str) -> None:
+def hmi(endpoint: Endpoint, user: str) -> None:
     """The operator's terminal HMI on a running controller (keys: h hold, r restart,
     p pause, u resume, s stop, a abort, n answer a prompt, k acknowledge an alarm, l sign in,
     q quit). On a GMP plant every prompt answer asks for the signer's password again, and

@@ -7,7 +7,9 @@ from typing import Any
 
 from asyncua import Client, ua
 
+from controller.interface_security import Endpoint, InterfaceSecurityError
 from controller.service import NAMESPACE
+from drivers import DriverError
 
 TIMEOUT_S = 10.0
 
@@ -16,12 +18,16 @@ class ServiceError(Exception):
     """No controller answered at the endpoint, or it answered something unreadable."""
 
 
-async def call(endpoint: str, method: str, *args: str) -> Any:
+async def call(endpoint: Endpoint | str, method: str, *args: str) -> Any:
     """Call one `Controller` method; return its decoded JSON answer."""
-    client = Client(endpoint, timeout=TIMEOUT_S)
+    where = endpoint if isinstance(endpoint, Endpoint) else Endpoint(endpoint)
+    client = Client(where.url, timeout=TIMEOUT_S)
     try:
+        await where.secure(client)
         await client.connect()
-    except (OSError, TimeoutError, ua.UaError) as exc:
+    except InterfaceSecurityError as exc:
+        raise ServiceError(str(exc)) from None
+    except (OSError, TimeoutError, ua.UaError, DriverError) as exc:
         raise ServiceError(f"no controller at {endpoint} ({exc or type(exc).__name__})") from None
     try:
         idx = await client.get_namespace_index(NAMESPACE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from click.testing import CliRunner
 from controller.cli import cli
 from controller.service_client import call
 from ebr import Store, read_journal
+from simulators.bioreactor.certs import make_certificates
 from tests.e2e.conftest import plant_for_unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -266,3 +268,38 @@ def wait_alarm(endpoint: str, batch_id: str, limit_s: float = 30) -> dict[str, o
             return dict(shown["open_alarms"][0])
         time.sleep(0.2)
     raise AssertionError(f"no open alarm on {batch_id} within {limit_s} s: {shown}")
+
+
+def test_a_secured_interface_takes_only_trusted_terminals(
+    setup: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    plant, db, endpoint = setup
+    pki = tmp_path / "pki"
+    certs = make_certificates(pki, untrusted=True)
+    assert certs.rogue_cert is not None and certs.rogue_key is not None
+    rogue = tmp_path / "rogue"
+    rogue.mkdir()
+    shutil.copy(certs.rogue_cert, rogue / "client-cert.der")
+    shutil.copy(certs.rogue_key, rogue / "client-key.pem")
+    shutil.copy(certs.server_cert, rogue / "server-cert.der")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = subprocess.run(
+        [sys.executable, "-m", "controller", "controller", "serve", "--plant", str(plant),
+         "--db", f"sqlite:///{db}", "--listen", endpoint, "--pki", str(empty)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "no file server-cert.der" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    serve = Serve(plant, db, endpoint, "--pki", str(pki))
+    try:
+        trusted = cellbatch("batch", "list", "--endpoint", endpoint, "--pki", str(pki))
+        assert trusted.returncode == 0 and trusted.stdout.strip() == "no batches", trusted.stderr
+        for who, why in (
+            ((), "No matching endpoints"),  # in the clear: no such endpoint is offered
+            (("--pki", str(rogue)), "BadCertificateUntrusted"),
+        ):
+            other = cellbatch("batch", "list", "--endpoint", endpoint, *who)
+            assert other.returncode == 1 and why in other.stderr, other.stderr
+    finally:
+        assert serve.end(signal.SIGTERM) == 0
