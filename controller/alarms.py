@@ -55,8 +55,8 @@ def follow_alarms(open_alarms: dict[int, OpenAlarm], entry: Entry) -> None:
         for alarm in open_alarms.values():
             if alarm.monitor == data.get("monitor"):
                 alarm.cleared = True
-    elif entry.kind == ACKNOWLEDGED:
-        open_alarms.pop(int(data.get("alarm", 0)), None)
+    elif entry.kind == ACKNOWLEDGED and isinstance(data.get("alarm"), int):
+        open_alarms.pop(data["alarm"], None)
 
 
 def _number(value: Any) -> float | None:
