@@ -54,6 +54,7 @@ _EVENT_TYPES: dict[str, tuple[str, str]] = {
     "phase.failed": ("Procedural Execution", "Status Change"),
     "alarm.raised": ("Alarm", "Process Data"),
     "alarm.cleared": ("Alarm", "Process Data"),
+    "alarm.acknowledged": ("Alarm", "Status Change"),
     "monitors.active": ("Alarm", "Mode Change"),
     "condition.met": ("Procedural Execution", "Process Data"),
     "condition.timeout": ("Procedural Execution", "Process Data"),
@@ -353,9 +354,9 @@ def _event(events: Any, record: Record, entry: Entry, terminal: Any) -> None:
     element = data.get("element")
     if isinstance(element, str) and element:
         _el(node, "ProceduralElementReference", element)
-    if entry.kind in ("alarm.raised", "alarm.cleared"):
+    if entry.kind in ("alarm.raised", "alarm.cleared", "alarm.acknowledged"):
         alarm = _el(node, "AlarmData")
-        _el(alarm, "AlarmEvent", "raised" if entry.kind == "alarm.raised" else "cleared")
+        _el(alarm, "AlarmEvent", entry.kind.removeprefix("alarm."))
         _el(alarm, "AlarmType", f"{data.get('monitor', '')} {data.get('level', '')}".strip())
         if data.get("limit") is not None:
             _value(alarm, "AlarmLimit", data["limit"])

@@ -25,6 +25,7 @@ WRITE_INTENT = "write.intent"
 WRITE_RESULT = "write.result"
 ALARM_RAISED = "alarm.raised"
 ALARM_CLEARED = "alarm.cleared"
+ALARM_ACKNOWLEDGED = "alarm.acknowledged"
 HOLD_STATES = frozenset({"Holding", "Held"})
 ABNORMAL_END = frozenset({"Stopping", "Stopped", "Aborting", "Aborted"})
 
@@ -313,7 +314,7 @@ def _walk(record: Record) -> None:
                         f"{data.get('error', 'failed')}",
                     )
                 )
-        elif entry.kind in (ALARM_RAISED, ALARM_CLEARED):
+        elif entry.kind in (ALARM_RAISED, ALARM_CLEARED, ALARM_ACKNOWLEDGED):
             record.alarms.append(entry)
             if entry.kind == ALARM_RAISED:
                 findings.append(

@@ -455,7 +455,7 @@ def _chart(record: Record, spec: MonitorSpec, samples: list[Sample]) -> bytes:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     x, y = _downsample(days, values)
-    ax.plot(x, y, lw=0.8, color="#1f4e8c", label=f"{spec.tag} ({len(samples)} samples)")
+    ax.plot(x, y, lw=0.8, color="#1f4e8c", label=f"{len(samples)} samples")
     limits = (
         (spec.alert_low, "alert", "#e69500", "--"),
         (spec.alert_high, None, "#e69500", "--"),
@@ -552,13 +552,19 @@ def _alarms(pdf: RecordPDF, record: Record) -> None:
     rows = []
     for entry in record.alarms:
         data = entry.data
+        event = entry.kind.removeprefix("alarm.")
+        value = (
+            f"alarm {data.get('alarm', '?')} by {data.get('user', '?')}"
+            if event == "acknowledged"
+            else f"{fmt_value(data.get('value'))} (limit {fmt_value(data.get('limit'))})"
+        )
         rows.append(
             (
                 str(entry.seq),
-                "raised" if entry.kind.endswith("raised") else "cleared",
+                event,
                 str(data.get("monitor", "")),
                 str(data.get("level", "")),
-                f"{fmt_value(data.get('value'))} (limit {fmt_value(data.get('limit'))})",
+                value,
                 _clock(record, record.process_time(entry)),
                 str(data.get("action", "")),
             )
@@ -566,7 +572,7 @@ def _alarms(pdf: RecordPDF, record: Record) -> None:
     flagged = {i for i, e in enumerate(record.alarms) if e.kind.endswith("raised")}
     pdf.grid(
         ("seq", "event", "monitor", "level", "value", "recorded at", "action"),
-        (10, 14, 28, 14, 40, 36, 14),
+        (10, 20, 26, 12, 40, 34, 14),
         rows,
         flagged=flagged,
     )

@@ -261,6 +261,18 @@ def _entries() -> list[tuple[str, dict[str, Any]]]:
         at=_t(hour),
         action="hold",
     )
+    # seq 1 is batch.created; these entries follow it in order
+    raised = next(seq for seq, (kind, _) in enumerate(out, start=2) if kind == "alarm.raised")
+    add(
+        "alarm.acknowledged",
+        alarm=raised,
+        monitor="temperature",
+        tag="bioreactor.temperature.pv",
+        level="action",
+        cleared=True,
+        user="op1",
+        comment="incubator door was open",
+    )
     while len(out) < 190:
         add("phase.progress", element="expansion/hold", progress={"elapsed_s": len(out)})
     return out

@@ -75,6 +75,9 @@ def test_one_event_per_journal_entry(sim_xml: bytes, record_db: tuple[Store, Pat
     assert alarm.findtext("b:EventType", namespaces=NS) == "Alarm"
     assert alarm.findtext("b:AlarmData/b:AlarmLimit/b:ValueString", namespaces=NS) == "38"
     assert by_kind["command.refused"].findtext("b:EventType", namespaces=NS) == "Operator"
+    ack = by_kind["alarm.acknowledged"]
+    assert ack.findtext("b:AlarmData/b:AlarmEvent", namespaces=NS) == "acknowledged"
+    assert ack.findtext("b:PersonID", namespaces=NS) == "op1"
 
 
 def test_hash_chain_reverifies_from_batchml(sim_xml: bytes, record_db: tuple[Store, Path]) -> None:

@@ -65,6 +65,7 @@ def test_synthetic_batch_has_every_kind(record_db: tuple[Store, Path]) -> None:
         "phase.failed",
         "alarm.raised",
         "alarm.cleared",
+        "alarm.acknowledged",
         "monitors.active",
         "condition.met",
         "condition.timeout",
