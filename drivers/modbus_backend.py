@@ -32,6 +32,7 @@ from drivers.modbus import (
     decode,
     encode,
 )
+from drivers.plans import PlanCache
 from drivers.polling import poll_subscription
 from drivers.profile import DeviceProfile, MethodSpec, TagSpec
 from drivers.tags import Quality, Reading, Value
@@ -71,9 +72,6 @@ def _order(profile: DeviceProfile, key: str) -> Order:
 _Run = tuple[Table, int, int, list[tuple[int, int, int]]]
 """One read request of a plan: table, start, count, and (point index, offset, width)."""
 
-_PLANS_MAX = 64
-"""Read plans kept per device (distinct capability lists read); the oldest go first."""
-
 _FLOAT32 = struct.Struct(">f")
 _Convert = Callable[[Sequence[int]], Value]
 """Words of one request → the engineering value of one tag in it."""
@@ -82,17 +80,13 @@ _Convert = Callable[[Sequence[int]], Value]
 class _SpecsPlan:
     """A cached read of one list of tag specs: prebuilt requests and per-tag converters."""
 
-    __slots__ = ("fields", "requests", "specs")
+    __slots__ = ("fields", "requests")
 
     def __init__(
         self,
-        specs: tuple[TagSpec, ...],
         requests: list[ReadRequest],
         fields: list[tuple[str, str, int, _Convert]],
     ) -> None:
-        # Holding the specs keeps them alive, so the id() key of this plan cannot be
-        # taken by another object while the plan is cached.
-        self.specs = specs
         self.requests = requests
         #: Per spec, in order: capability, unit, request index, converter.
         self.fields = fields
@@ -118,7 +112,7 @@ class ModbusBackend:
         self.poll_interval_s = float(profile.options.get("poll_interval_s", 1.0))
         self.read_gap = int(profile.options.get("read_gap", 0))
         self._points: dict[str, Point] = {}
-        self._plans: dict[tuple[int, ...], _SpecsPlan] = {}
+        self._plans = PlanCache(self._specs_plan)
         if connection.probe is None:
             connection.probe = self._probe
 
@@ -186,9 +180,7 @@ class ModbusBackend:
 
     async def read(self, specs: Sequence[TagSpec]) -> list[Reading]:
         """Read tags in as few requests as contiguous addresses allow."""
-        plan = self._plans.get(tuple(map(id, specs)))
-        if plan is None:
-            plan = self._specs_plan(specs)
+        plan = self._plans.get(specs)
         send = self.connection.send
         requests = plan.requests
         if len(requests) == 1:
@@ -202,9 +194,8 @@ class ModbusBackend:
             for capability, unit, run, convert in plan.fields
         ]
 
-    def _specs_plan(self, specs: Sequence[TagSpec]) -> _SpecsPlan:
-        """Build and cache the read of this list of specs (up to ``_PLANS_MAX`` kept)."""
-        frozen = tuple(specs)
+    def _specs_plan(self, frozen: tuple[TagSpec, ...]) -> _SpecsPlan:
+        """The read of this list of specs: its requests and one converter per tag."""
         points = [self.point(s) for s in frozen]
         requests: list[ReadRequest] = []
         fields: list[tuple[str, str, int, _Convert] | None] = [None] * len(frozen)
@@ -214,11 +205,7 @@ class ModbusBackend:
                 convert = self._converter(spec, points[i], offset)
                 fields[i] = (spec.capability, spec.unit, len(requests), convert)
             requests.append(ReadRequest(table, start, count, self.device_id))
-        plan = _SpecsPlan(frozen, requests, [f for f in fields if f is not None])
-        if len(self._plans) >= _PLANS_MAX:
-            del self._plans[next(iter(self._plans))]
-        self._plans[tuple(map(id, frozen))] = plan
-        return plan
+        return _SpecsPlan(requests, [f for f in fields if f is not None])
 
     def _converter(self, spec: TagSpec, point: Point, offset: int) -> _Convert:
         """``words → value`` for one tag at ``offset`` in its request's words.

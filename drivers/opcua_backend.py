@@ -9,14 +9,12 @@ from asyncua import ua
 from drivers.errors import ProfileError
 from drivers.link import Link
 from drivers.opcua import OpcUaConnection, ReadPlan, source_time, variant_type
+from drivers.plans import PlanCache
 from drivers.profile import DeviceProfile, MethodSpec, TagSpec
 from drivers.tags import Quality, Reading, Value
 
 _SEVERITY = 0xC0000000
 """The severity bits of a status code: 00 good, 01 uncertain, 10/11 bad."""
-
-_PLANS_MAX = 64
-"""Read plans kept per device (distinct capability lists read); the oldest go first."""
 
 
 def quality_of(status: ua.StatusCode | None) -> Quality:
@@ -46,12 +44,9 @@ def _reading(capability: str, unit: str, dv: ua.DataValue) -> Reading:
 class _SpecsPlan:
     """A cached read of one list of tag specs: the prebuilt request and the labels."""
 
-    __slots__ = ("labels", "read", "specs")
+    __slots__ = ("labels", "read")
 
     def __init__(self, specs: tuple[TagSpec, ...], read: ReadPlan) -> None:
-        # Holding the specs keeps them alive, so the id() key of this plan cannot be
-        # taken by another object while the plan is cached.
-        self.specs = specs
         self.read = read
         self.labels = tuple((s.capability, s.unit) for s in specs)
 
@@ -67,7 +62,7 @@ class OpcUaBackend:
         self.address = address
         self._ns: int | None = None
         self._ids: dict[str, ua.NodeId] = {}
-        self._plans: dict[tuple[int, ...], _SpecsPlan] = {}
+        self._plans = PlanCache(self._plan)
 
     @property
     def link(self) -> Link:
@@ -98,20 +93,12 @@ class OpcUaBackend:
     def _reading(self, spec: TagSpec, dv: ua.DataValue) -> Reading:
         return _reading(spec.capability, spec.unit, dv)
 
-    def _plan(self, specs: Sequence[TagSpec]) -> _SpecsPlan:
-        """The cached read of this list of specs (built on first use, up to ``_PLANS_MAX``)."""
-        key = tuple(map(id, specs))
-        plan = self._plans.get(key)
-        if plan is None:
-            frozen = tuple(specs)
-            plan = _SpecsPlan(frozen, ReadPlan([self.node_id(s.address) for s in frozen]))
-            if len(self._plans) >= _PLANS_MAX:
-                del self._plans[next(iter(self._plans))]
-            self._plans[key] = plan
-        return plan
+    def _plan(self, specs: tuple[TagSpec, ...]) -> _SpecsPlan:
+        """The read of this list of specs: its prebuilt request and labels."""
+        return _SpecsPlan(specs, ReadPlan([self.node_id(s.address) for s in specs]))
 
     async def read(self, specs: Sequence[TagSpec]) -> list[Reading]:
-        plan = self._plan(specs)
+        plan = self._plans.get(specs)
         dvs = await self.connection.read(plan.read)
         return [
             _reading(capability, unit, dv)

@@ -13,7 +13,8 @@ from asyncua.ua.ua_binary import struct_to_binary
 
 from drivers import Device, DevicePool, Quality
 from drivers.opcua import ReadPlan
-from drivers.opcua_backend import _PLANS_MAX, OpcUaBackend, _reading, quality_of
+from drivers.opcua_backend import OpcUaBackend, _reading, quality_of
+from drivers.plans import PLANS_MAX as _PLANS_MAX
 from simulators.bioreactor.opcua_server import BioreactorServer
 
 on_session_loop = pytest.mark.asyncio(loop_scope="session")
@@ -84,9 +85,9 @@ async def test_cached_reads_match_a_raw_read(device: Device, bioreactors: Biorea
     assert isinstance(backend, OpcUaBackend)
     await device.write("temperature.sp", 36.8)
     first = await device.read(CAPABILITIES)
-    plans = dict(backend._plans)
+    built = backend._plans.built
     second = await device.read(CAPABILITIES)
-    assert backend._plans == plans, "the same list reuses its plan"
+    assert backend._plans.built == built, "the same list reuses its plan"
     assert [r.capability for r in second] == CAPABILITIES
     assert [r.unit for r in first] == [r.unit for r in second]
     assert second[0].value == pytest.approx(36.8)
