@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +164,7 @@ def test_prompts_are_answered_through_the_interface(setup: tuple[Path, Path, str
                             "--verifier", "vera"]),
         ]  # fmt: skip
         for element, values in answers:
-            prompt = wait_prompt(endpoint, batch_id, element)
+            prompt = wait_shown(endpoint, batch_id, open_prompt(element))
             if element == "cell_count":
                 refused = cellbatch("batch", "answer", prompt, *values[:-2], *at)
                 assert refused.returncode == 1 and "second person" in refused.stderr
@@ -177,17 +177,6 @@ def test_prompts_are_answered_through_the_interface(setup: tuple[Path, Path, str
         answered = [e.data for e in read_journal(store, batch_id) if e.kind == "prompt.answered"]
     assert [a["user"] for a in answered] == ["olga"] * 3
     assert answered[-1]["verifier"] == "vera" and answered[-1]["values"]["viability"] == 93
-
-
-def wait_prompt(endpoint: str, batch_id: str, element: str, limit_s: float = 30) -> str:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        shown = asyncio.run(call(endpoint, "Show", batch_id))
-        for prompt in shown["open_prompts"]:
-            if str(prompt["element"]).endswith(element):
-                return str(prompt["id"])
-        time.sleep(0.2)
-    raise AssertionError(f"no open prompt for {element} within {limit_s} s")
 
 
 def test_alarms_are_acknowledged_through_the_interface(
@@ -203,7 +192,7 @@ def test_alarms_are_acknowledged_through_the_interface(
         )
         assert started.returncode == 0, started.stderr
         batch_id = started.stdout.split()[-1]
-        alarm = wait_alarm(endpoint, batch_id)
+        alarm = wait_shown(endpoint, batch_id, first_open_alarm)
         assert alarm["monitor"] == "ph" and alarm["level"] == "alert"
     finally:
         serve.end(signal.SIGKILL)
@@ -211,7 +200,7 @@ def test_alarms_are_acknowledged_through_the_interface(
     serve = Serve(plant, db, endpoint, "--simulated-operator")
     try:
         assert f"recovered {batch_id}: Held, waiting for restart" in serve.lines
-        assert alarm in wait_shown(endpoint, batch_id)["open_alarms"]
+        assert alarm in wait_shown(endpoint, batch_id, lambda shown: shown)["open_alarms"]
         listing = cellbatch("batch", "list", "--endpoint", endpoint).stdout
         assert "alarm(s) to acknowledge" in listing
         seq = str(alarm["seq"])
@@ -231,17 +220,6 @@ def test_alarms_are_acknowledged_through_the_interface(
     assert acks[0]["user"] == "olga" and acks[0]["comment"] == "pH probe checked"
 
 
-def wait_shown(endpoint: str, batch_id: str, limit_s: float = 30) -> dict[str, Any]:
-    """`Show` of a batch, once the controller has it (recovery may still be under way)."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        shown = dict(asyncio.run(call(endpoint, "Show", batch_id)))
-        if shown.get("ok"):
-            return shown
-        time.sleep(0.2)
-    raise AssertionError(f"{batch_id} not shown within {limit_s} s")
-
-
 def alarming_recipe(folder: Path) -> Path:
     """The short culture with its pH alert band above the setpoint, watched from the
     setup on: it raises an alert alarm soon after it starts (whatever the shared vessel
@@ -258,16 +236,6 @@ def alarming_recipe(folder: Path) -> Path:
     assert "active_from: culture/setup" in text
     recipe.write_text(text)
     return recipe
-
-
-def wait_alarm(endpoint: str, batch_id: str, limit_s: float = 30) -> dict[str, object]:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        shown = asyncio.run(call(endpoint, "Show", batch_id))
-        if shown["open_alarms"]:
-            return dict(shown["open_alarms"][0])
-        time.sleep(0.2)
-    raise AssertionError(f"no open alarm on {batch_id} within {limit_s} s: {shown}")
 
 
 def test_a_secured_interface_takes_only_trusted_terminals(
@@ -303,3 +271,30 @@ def test_a_secured_interface_takes_only_trusted_terminals(
             assert other.returncode == 1 and why in other.stderr, other.stderr
     finally:
         assert serve.end(signal.SIGTERM) == 0
+
+
+def wait_shown(
+    endpoint: str, batch_id: str, found: Callable[[dict[str, Any]], Any], limit_s: float = 30
+) -> Any:
+    """Poll `Show` of a batch until `found(shown)` gives something (not None/empty)."""
+    deadline = time.monotonic() + limit_s
+    shown: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        shown = dict(asyncio.run(call(endpoint, "Show", batch_id)))
+        if shown.get("ok") and (value := found(shown)):
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{batch_id}: not shown within {limit_s} s: {shown}")
+
+
+def open_prompt(element: str) -> Callable[[dict[str, Any]], str | None]:
+    """The ID of the batch's open prompt of `element`, if there is one."""
+    return lambda shown: next(
+        (str(p["id"]) for p in shown["open_prompts"] if str(p["element"]).endswith(element)),
+        None,
+    )
+
+
+def first_open_alarm(shown: dict[str, Any]) -> dict[str, Any] | None:
+    """The batch's oldest open alarm, if there is one."""
+    return dict(shown["open_alarms"][0]) if shown["open_alarms"] else None
