@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_rooms.py
 
 # Command-line tools some tests drive (mbpoll: an independent Modbus client; pdftotext:
 # reading the PDF back). Installed when missing and possible (root + apt-get); the tests

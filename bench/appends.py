@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from ebr import Journal, Store, verify_batch
-from ebr.schema import journal as journal_table
+from ebr.record.schema import journal as journal_table
 
 WRITERS = 16
 APPENDS_PER_WRITER = 500

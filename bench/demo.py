@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench import exports
 from bench.results import Results
-from controller.demo import run_demo
+from cellbatch.demo import run_demo
 from controller.plant import load_plant
 from tests.plantfiles import private_demo_plant
 

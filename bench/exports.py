@@ -6,11 +6,11 @@ import time
 
 from bench.results import Results
 from ebr import Store
-from ebr.export_batchml import batchml_document
-from ebr.export_json import export_json
-from ebr.export_pdf import render_pdf
-from ebr.release import qa_status
-from ebr.report.analysis import analyse
+from ebr.exports.batchml import batchml_document
+from ebr.exports.json import export_json
+from ebr.exports.pdf import render_pdf
+from ebr.exports.report.analysis import analyse
+from ebr.review.release import qa_status
 
 
 def run(results: Results, db_url: str, batch_id: str) -> None:

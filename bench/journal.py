@@ -37,7 +37,7 @@ from bench.appends import (
 )
 from bench.results import Results
 from ebr import Journal, Store, verify_batch, verify_store
-from ebr.journal import _Worker  # the hand-off every group commit pays, measured alone
+from ebr.record.journal import _Worker  # the hand-off every group commit pays, measured alone
 
 _HEADER_COLUMNS = ("recipe_name", "recipe_version", "recipe_hash", "product", "coi", "simulation")
 _INSERT = (

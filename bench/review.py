@@ -13,8 +13,8 @@ from typing import Any
 
 from bench.results import Results
 from ebr import Journal, Store
-from ebr.query import batch_record, blocks_of, journal_entries
-from ebr.review import load_rules, review
+from ebr.record.query import batch_record, blocks_of, journal_entries
+from ebr.review.exceptions import load_rules, review
 
 BATCHES = 1_000
 DAYS = 12
@@ -200,7 +200,7 @@ def run(results: Results) -> None:
         f"review by exception, {BATCHES} batches ({samples // BATCHES:,} samples each)",
         review_s,
         "s",
-        baseline="ebr.query reading the same records",
+        baseline="ebr.record.query reading the same records",
         baseline_value=read_s,
         higher_is_better=False,
     )

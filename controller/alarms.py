@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ebr import Entry
+from ebr.record.kinds import Kind
 
-RAISED = "alarm.raised"
-CLEARED = "alarm.cleared"
-ACKNOWLEDGED = "alarm.acknowledged"
+RAISED = Kind.ALARM_RAISED
+CLEARED = Kind.ALARM_CLEARED
+ACKNOWLEDGED = Kind.ALARM_ACKNOWLEDGED
 ALARM_KINDS = frozenset({RAISED, CLEARED, ACKNOWLEDGED})
 
 

@@ -35,6 +35,7 @@ from controller.resume import ResumePoint
 from controller.sampler import RecordedTag, Sampler
 from drivers import Device, DriverError
 from ebr import Entry
+from ebr.record.kinds import Kind, failed_kind
 from recipes import Flow, Operation, Phase, Recipe, UnitProcedure, tags_of
 
 ENGINE = "engine"
@@ -117,7 +118,7 @@ class BatchRun:
         return list(seen.values())
 
     async def _on_state(self, el: Element, src: State, dst: State, trigger: str) -> None:
-        kind = "batch.state" if el is self.batch else "element.state"
+        kind = Kind.BATCH_STATE if el is self.batch else Kind.ELEMENT_STATE
         await self.recorder.record(
             kind,
             element=el.path,
@@ -148,10 +149,10 @@ class BatchRun:
     async def _instrument(self, device: str, silent_s: float, lost: bool) -> None:
         """A lost instrument holds the batch; its return is journaled (restart is manual)."""
         if not lost:
-            await self.recorder.record("instrument.restored", unit=device)
+            await self.recorder.record(Kind.INSTRUMENT_RESTORED, unit=device)
             return
         await self.recorder.record(
-            "instrument.lost",
+            Kind.INSTRUMENT_LOST,
             unit=device,
             silent_wall_s=round(silent_s, 3),
             silent_process_s=round(silent_s * self.clock.scale, 1),
@@ -169,7 +170,7 @@ class BatchRun:
     async def _alarm(self, event: AlarmEvent) -> None:
         self.alarms.append(event)
         await self.recorder.record(
-            "alarm.raised" if event.raised else "alarm.cleared",
+            Kind.ALARM_RAISED if event.raised else Kind.ALARM_CLEARED,
             monitor=event.monitor,
             tag=event.tag,
             level=event.level,
@@ -197,7 +198,7 @@ class BatchRun:
         found = self.open_alarms.pop(alarm, None)  # taken now: a second ack is refused
         if found is None:
             await self.recorder.record(
-                "command.refused",
+                Kind.COMMAND_REFUSED,
                 element=self.batch.path,
                 command="acknowledge",
                 state=self.batch.state,
@@ -265,7 +266,7 @@ class BatchRun:
                 )
             if target is None or blocked is not None:
                 await self.recorder.record(
-                    "command.refused",
+                    Kind.COMMAND_REFUSED,
                     element=element or self.batch.path,
                     command=command.value,
                     state=None if blocked is None else blocked.state,
@@ -279,7 +280,7 @@ class BatchRun:
                 )
                 return False
             await self.recorder.record(
-                "command.accepted",
+                Kind.COMMAND_ACCEPTED,
                 element=target.path,
                 command=command.value,
                 state=target.state,
@@ -354,7 +355,7 @@ class BatchRun:
             try:
                 await logic(ctx)
             except (DriverError, PhaseFailed) as exc:
-                await self.recorder.record(f"{what}.failed", element=ctx.path, error=str(exc))
+                await self.recorder.record(failed_kind(what), element=ctx.path, error=str(exc))
 
     def _decide(self, command: Command, paths: set[str]) -> None:
         for path, decision in self._decisions.items():
@@ -384,7 +385,7 @@ class BatchRun:
             ended = self.clock.now()
             if not await self.sampler.drain(ended):
                 await self.recorder.record(
-                    "samples.incomplete",
+                    Kind.SAMPLES_INCOMPLETE,
                     until=iso(ended),
                     reason="instruments did not deliver values up to the end of the batch",
                 )
@@ -401,7 +402,7 @@ class BatchRun:
             if m.monitor.name in point.monitors:
                 m.active_since = now
         await self.recorder.record(
-            "batch.restored",
+            Kind.BATCH_RESTORED,
             state=State.HELD.value,
             was=point.last_state.value,
             active=point.active,
@@ -446,7 +447,7 @@ class BatchRun:
                 if m.monitor.name in names:
                     m.active_since = now
             await self.recorder.record(
-                "monitors.active", monitors=names, element=started, since=iso(now)
+                Kind.MONITORS_ACTIVE, monitors=names, element=started, since=iso(now)
             )
 
     async def _leave(self, el: Element) -> bool:
@@ -576,7 +577,7 @@ class BatchRun:
 
     async def _phase_failed(self, path: str, exc: BaseException | None) -> None:
         reason = str(exc) if isinstance(exc, PhaseFailed) else f"{type(exc).__name__}: {exc}"
-        await self.recorder.record("phase.failed", element=path, error=reason)
+        await self.recorder.record(Kind.PHASE_FAILED, element=path, error=reason)
         # If the batch is already holding or stopping, the refusal is journaled and the
         # operator's next command decides.
         await self.command(Command.HOLD, user=ENGINE, reason=reason)

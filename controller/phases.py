@@ -17,6 +17,7 @@ from controller.prompts import SCAN, PromptBoard
 from controller.recorder import BatchRecorder
 from controller.sampler import Sampler
 from drivers import Device, DriverError
+from ebr.record.kinds import Kind, intent_kind, result_kind
 from recipes import ELAPSED, EntrySpec, Expr, Phase, Recipe, evaluate, tags_of
 
 
@@ -53,7 +54,7 @@ class PhaseContext:
     async def save_progress(self, **changes: Any) -> None:
         """Update and journal the phase's progress (what a restart resumes from)."""
         self.progress.update(changes)
-        await self.recorder.record("phase.progress", element=self.path, progress=self.progress)
+        await self.recorder.record(Kind.PHASE_PROGRESS, element=self.path, progress=self.progress)
 
 
 PhaseLogic = Callable[[PhaseContext], Coroutine[Any, Any, None]]
@@ -70,13 +71,13 @@ async def journaled(
     """Write-ahead for one action on an instrument: journal ``KIND.intent``, act, journal
     ``KIND.result`` (``ok`` and the result, or the error). The result names its intent
     (``intent``: its seq). A driver error fails the phase with ``failure: error``."""
-    entry = await ctx.recorder.record(f"{kind}.intent", element=ctx.path, **intent)
+    entry = await ctx.recorder.record(intent_kind(kind), element=ctx.path, **intent)
     key = {k: intent[k] for k in ("capability", "method") if k in intent}
     try:
         value = await act()
     except DriverError as exc:
         await ctx.recorder.record(
-            f"{kind}.result",
+            result_kind(kind),
             element=ctx.path,
             intent=entry.seq,
             **key,
@@ -85,7 +86,7 @@ async def journaled(
         )
         raise PhaseFailed(f"{ctx.path}: {failure}: {exc}") from exc
     await ctx.recorder.record(
-        f"{kind}.result",
+        result_kind(kind),
         element=ctx.path,
         intent=entry.seq,
         **key,
@@ -219,14 +220,14 @@ async def run_wait_until(ctx: PhaseContext) -> None:
         if ctx.phase.args.get("on_timeout", "fail") == "fail":
             raise PhaseFailed(f"{ctx.path}: {expr} not reached (values {values})") from None
         await ctx.recorder.record(
-            "condition.timeout", element=ctx.path, condition=str(expr), values=values
+            Kind.CONDITION_TIMEOUT, element=ctx.path, condition=str(expr), values=values
         )
         return
     finally:
         ctx.progress["waited_s"] = waited + (ctx.clock.now() - started).total_seconds()
     values = {tag: _latest(ctx, f"{ctx.alias}.{tag}") for tag in sorted(tags_of(expr))}
     await ctx.recorder.record(
-        "condition.met",
+        Kind.CONDITION_MET,
         element=ctx.path,
         condition=str(expr),
         values=values,
@@ -312,7 +313,7 @@ async def run_identity_check(ctx: PhaseContext) -> None:
     scanned = str(answer.values[SCAN])
     if scanned != ctx.coi:
         await ctx.recorder.record(
-            "identity.mismatch",
+            Kind.IDENTITY_MISMATCH,
             element=ctx.path,
             scanned=scanned,
             expected=ctx.coi,
@@ -321,7 +322,7 @@ async def run_identity_check(ctx: PhaseContext) -> None:
         raise PhaseFailed(
             f"{ctx.path}: chain of identity mismatch: scanned {scanned!r}, batch is {ctx.coi!r}"
         )
-    await ctx.recorder.record("identity.confirmed", element=ctx.path, scanned=scanned)
+    await ctx.recorder.record(Kind.IDENTITY_CONFIRMED, element=ctx.path, scanned=scanned)
     await ctx.save_progress(answer=answer.values)
 
 
@@ -373,7 +374,7 @@ async def run_transfer(ctx: PhaseContext) -> None:
         await call_method(ctx, "stop", {}, pump)
         raise PhaseFailed(f"{ctx.path}: transfer of {target} g not done in time") from None
     await ctx.recorder.record(
-        "transfer.result",
+        Kind.TRANSFER_RESULT,
         element=ctx.path,
         pump=pump.name,
         balance=balance.name,
@@ -430,7 +431,7 @@ async def run_program(ctx: PhaseContext) -> None:
     readable = [c for c, spec in ctx.device.profile.tags.items() if not spec.writable]
     report = {r.capability: r.value for r in await ctx.device.read(readable)}
     await ctx.recorder.record(
-        "program.complete",
+        Kind.PROGRAM_COMPLETE,
         element=ctx.path,
         unit=ctx.device.name,
         program=program,

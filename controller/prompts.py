@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.recorder import BatchRecorder
-from ebr.signatures import (
+from ebr.people.signatures import (
     SIGNATURE,
     SignatureError,
     check_may_sign,
     entry_content,
     signature_data,
 )
-from ebr.users import User
+from ebr.people.users import User
+from ebr.record.kinds import Kind
 from recipes import EntrySpec
 
 SIMULATED_OPERATOR = "simulated-operator"
@@ -132,7 +133,7 @@ class PromptBoard:
             future=asyncio.get_running_loop().create_future(),
         )
         await recorder.record(
-            "prompt.opened",
+            Kind.PROMPT_OPENED,
             prompt=prompt.id,
             element=element,
             prompt_kind=kind,
@@ -150,7 +151,7 @@ class PromptBoard:
             # Awaiting the future cancelled it too; an answer that made it is kept.
             if prompt.future.cancelled() or not prompt.future.done():
                 prompt.future.cancel()
-                await recorder.record("prompt.withdrawn", prompt=prompt.id, element=element)
+                await recorder.record(Kind.PROMPT_WITHDRAWN, prompt=prompt.id, element=element)
             raise
         finally:
             self.open.pop(prompt.id, None)
@@ -199,7 +200,7 @@ class PromptBoard:
         self._check_signers(prompt, user, verifier, simulated, signed_by)
         answer = Answer(checked, user, verifier if prompt.verify else None, simulated, comment)
         entry = await prompt.recorder.record(
-            "prompt.answered",
+            Kind.PROMPT_ANSWERED,
             prompt=prompt.id,
             element=prompt.element,
             values=checked,

@@ -7,6 +7,7 @@ from typing import Any
 
 from controller.clock import Clock
 from ebr import Entry, Journal
+from ebr.record.kinds import Kind
 
 
 def iso(dt: Any) -> str:
@@ -27,7 +28,7 @@ class BatchRecorder:
     def _stamp(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"t": iso(self.clock.now()), **data}
 
-    async def record(self, kind: str, **data: Any) -> Entry:
+    async def record(self, kind: Kind, **data: Any) -> Entry:
         """Append and wait until the entry is durably committed."""
         entry = await self.journal.append(self.batch_id, kind, self._stamp(data))
         for listener in self.listeners:

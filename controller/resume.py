@@ -16,6 +16,7 @@ from typing import Any
 from controller.alarms import ALARM_KINDS, OpenAlarm, follow_alarms
 from controller.isa88 import FINAL_STATES, State
 from ebr import Entry, Store, read_journal
+from ebr.record.kinds import Kind
 from recipes import Recipe, parse_recipe
 
 
@@ -60,7 +61,7 @@ def _last_process_time(entries: list[Entry]) -> datetime | None:
 def load_resume_point(store: Store, batch_id: str) -> ResumePoint:
     """Read an interrupted batch's journal into a resume point."""
     entries = read_journal(store, batch_id)
-    if not entries or entries[0].kind != "batch.created":
+    if not entries or entries[0].kind != Kind.BATCH_CREATED:
         raise ResumeError(f"{batch_id}: the record does not start with batch.created")
     created = entries[0].data
     doc = created["recipe"]["content"]
@@ -80,7 +81,7 @@ def load_resume_point(store: Store, batch_id: str) -> ResumePoint:
     running_since: dict[str, datetime] = {}
     for e in entries:
         data = e.data
-        if e.kind in ("batch.state", "element.state"):
+        if e.kind in (Kind.BATCH_STATE, Kind.ELEMENT_STATE):
             path, dst = str(data["element"]), State(data["to"])
             if path not in states:
                 order.append(path)
@@ -93,22 +94,22 @@ def load_resume_point(store: Store, batch_id: str) -> ResumePoint:
                 point.running_s[path] = (
                     point.running_s.get(path, 0.0) + (when - start).total_seconds()
                 )
-        elif e.kind == "phase.progress":
+        elif e.kind == Kind.PHASE_PROGRESS:
             point.progress[str(data["element"])] = dict(data["progress"])
-        elif e.kind == "write.result" and data.get("ok"):
+        elif e.kind == Kind.WRITE_RESULT and data.get("ok"):
             prog = point.progress.setdefault(str(data["element"]), {})
             written = prog.setdefault("written", [])
             if data["capability"] not in written:
                 written.append(data["capability"])
-        elif e.kind == "method.intent":
+        elif e.kind == Kind.METHOD_INTENT:
             point.progress.setdefault(str(data["element"]), {})["called"] = True
-        elif e.kind == "method.result" and data.get("ok"):
+        elif e.kind == Kind.METHOD_RESULT and data.get("ok"):
             point.progress.setdefault(str(data["element"]), {})["done"] = True
-        elif e.kind == "prompt.answered":
+        elif e.kind == Kind.PROMPT_ANSWERED:
             point.progress.setdefault(str(data["element"]), {})["answer"] = dict(data["values"])
-        elif e.kind == "identity.mismatch":
+        elif e.kind == Kind.IDENTITY_MISMATCH:
             point.progress.setdefault(str(data["element"]), {}).pop("answer", None)
-        elif e.kind == "monitors.active":
+        elif e.kind == Kind.MONITORS_ACTIVE:
             point.monitors.extend(str(m) for m in data["monitors"])
         elif e.kind in ALARM_KINDS:
             follow_alarms(point.alarms, e)

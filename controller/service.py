@@ -47,9 +47,9 @@ from controller.resume import ResumeError, load_resume_point
 from controller.session import BatchSetupError, Controller
 from drivers import DriverError
 from ebr import EbrError
-from ebr.query import list_batches
-from ebr.signatures import SignatureError, check_may_sign
-from ebr.users import AuthError, Directory, User
+from ebr.people.signatures import SignatureError, check_may_sign
+from ebr.people.users import AuthError, Directory, User
+from ebr.record.query import list_batches
 from recipes import RecipeError, load_recipe
 
 NAMESPACE = "urn:cellbatch:controller"

@@ -25,7 +25,8 @@ from controller.recorder import BatchRecorder, iso
 from controller.resume import load_resume_point
 from drivers import Device, DevicePool
 from ebr import Journal, Store
-from ebr.lifecycle import RecipeId, recipe_status
+from ebr.people.lifecycle import RecipeId, recipe_status
+from ebr.record.kinds import Kind
 from recipes import Recipe, tags_of
 
 
@@ -322,7 +323,7 @@ class Controller:
         now = clock.now()
         gap = None if point.last_t is None else (now - point.last_t).total_seconds()
         await recorder.record(
-            "batch.interrupted",
+            Kind.BATCH_INTERRUPTED,
             last_entry_seq=last.seq,
             last_entry_ts=last.ts,
             last_process_time=None if point.last_t is None else iso(point.last_t),

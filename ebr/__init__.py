@@ -5,9 +5,14 @@
 This package depends on nothing else in cellbatch.
 """
 
-from ebr.chain import GENESIS_HASH, entry_hash
-from ebr.checks import Problem, VerifyResult
-from ebr.errors import (
+from ebr.exports.batchml import export_batchml
+from ebr.exports.csv import export_csv
+from ebr.exports.json import export_json
+from ebr.exports.pdf import export_pdf
+from ebr.exports.schema import ebr_json_schema
+from ebr.record.chain import GENESIS_HASH, entry_hash
+from ebr.record.checks import Problem, VerifyResult
+from ebr.record.errors import (
     DuplicateBatchError,
     EbrError,
     JournalClosedError,
@@ -17,14 +22,9 @@ from ebr.errors import (
     StoreError,
     UnknownBatchError,
 )
-from ebr.export_batchml import export_batchml
-from ebr.export_csv import export_csv
-from ebr.export_json import export_json
-from ebr.export_pdf import export_pdf
-from ebr.export_schema import ebr_json_schema
-from ebr.journal import Journal, JournalStats
-from ebr.model import BatchHeader, BatchRecord, Entry, Sample, SampleBlock, SampleRow
-from ebr.query import (
+from ebr.record.journal import Journal, JournalStats
+from ebr.record.model import BatchHeader, BatchRecord, Entry, Sample, SampleBlock, SampleRow
+from ebr.record.query import (
     BatchSummary,
     list_batches,
     read_batch,
@@ -32,8 +32,14 @@ from ebr.query import (
     read_sample_blocks,
     read_samples,
 )
-from ebr.store import Store
-from ebr.verify import StoreVerification, verify_all, verify_batch, verify_export, verify_store
+from ebr.record.store import Store
+from ebr.record.verify import (
+    StoreVerification,
+    verify_all,
+    verify_batch,
+    verify_export,
+    verify_store,
+)
 
 __all__ = [
     "GENESIS_HASH",

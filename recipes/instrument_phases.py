@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from recipes.argschemas import ARG_SCHEMAS, NUMBER_OR_PARAM, TEXT
 from recipes.fields import as_str, describe
-from recipes.phaseargs import duration, number_or_param
-from recipes.phases import setpoint_map
+from recipes.phaseargs import duration, number_or_param, setpoint_map
 from recipes.phasespec import ArgSpec, PhaseContext, PhaseSpec, register_phase
 from recipes.yamltree import Node
 

@@ -20,7 +20,7 @@ from recipes.expressions import (
     param_name,
     parse_duration,
 )
-from recipes.fields import as_number, describe, is_number, suggest
+from recipes.fields import as_map, as_number, describe, is_number, suggest
 from recipes.model import Condition, Duration, Parameter, ParamRef
 from recipes.phasespec import PhaseContext
 from recipes.yamltree import BadNode, Node, ScalarNode
@@ -183,3 +183,24 @@ def _elapsed(
         )
         return None
     return Condition(ELAPSED, raw.op.text, float(value.text) * TIME_UNITS[unit.text])
+
+
+def setpoint_map(node: Node, ctx: PhaseContext, field: str) -> dict[str, float | ParamRef] | None:
+    """A non-empty ``{capability: number | $param}`` mapping of writable capabilities."""
+    mapping = as_map(node, ctx.sink, f"phase '{ctx.phase}': field '{field}'")
+    if mapping is None:
+        return None
+    if not mapping.entries:
+        ctx.sink.error(node.pos, f"phase '{ctx.phase}': field '{field}' must not be empty")
+        return None
+    result: dict[str, float | ParamRef] = {}
+    ok = True
+    for name, entry in mapping.entries.items():
+        spec = ctx.symbols.capability(ctx.unit, name, entry.key_pos, ctx.sink, writable=True)
+        unit = spec.unit if spec else None
+        value = number_or_param(entry.value, ctx, unit=unit, target=name)
+        if value is None or spec is None:
+            ok = False
+        else:
+            result[name] = value
+    return result if ok else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from recipes.argschemas import ARG_SCHEMAS
 from recipes.fields import as_choice, as_map, as_number, as_str, suggest
 from recipes.model import ParamRef
-from recipes.phaseargs import condition, duration, number_or_param
+from recipes.phaseargs import condition, duration, number_or_param, setpoint_map
 from recipes.phasespec import PHASE_TYPES, ArgSpec, PhaseContext, PhaseSpec, register_phase
 from recipes.yamltree import Node
 
@@ -17,27 +17,6 @@ ON_TIMEOUT = ("fail", "continue")
 def _setpoints(node: Node, ctx: PhaseContext) -> dict[str, float | ParamRef] | None:
     """``{capability: number | $param}``; capabilities must be writable, units must match."""
     return setpoint_map(node, ctx, "set")
-
-
-def setpoint_map(node: Node, ctx: PhaseContext, field: str) -> dict[str, float | ParamRef] | None:
-    """A non-empty ``{capability: number | $param}`` mapping of writable capabilities."""
-    mapping = as_map(node, ctx.sink, f"phase '{ctx.phase}': field '{field}'")
-    if mapping is None:
-        return None
-    if not mapping.entries:
-        ctx.sink.error(node.pos, f"phase '{ctx.phase}': field '{field}' must not be empty")
-        return None
-    result: dict[str, float | ParamRef] = {}
-    ok = True
-    for name, entry in mapping.entries.items():
-        spec = ctx.symbols.capability(ctx.unit, name, entry.key_pos, ctx.sink, writable=True)
-        unit = spec.unit if spec else None
-        value = number_or_param(entry.value, ctx, unit=unit, target=name)
-        if value is None or spec is None:
-            ok = False
-        else:
-            result[name] = value
-    return result if ok else None
 
 
 def _duration(node: Node, ctx: PhaseContext) -> object | None:

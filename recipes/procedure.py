@@ -29,7 +29,8 @@ from recipes.fields import (
     suggest,
 )
 from recipes.model import Flow, FlowItem, Operation, Parallel, Phase, Procedure, UnitProcedure
-from recipes.phases import PHASE_TYPES, setpoint_map
+from recipes.phaseargs import setpoint_map
+from recipes.phases import PHASE_TYPES
 from recipes.phasespec import PhaseContext, PhaseSpec
 from recipes.symbols import Symbols
 from recipes.yamltree import MapNode, Node, ScalarNode

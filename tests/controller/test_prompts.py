@@ -154,8 +154,8 @@ async def test_gmp_answers_are_signed_by_two_authenticated_people(tmp_path: Path
     from argon2 import PasswordHasher
 
     from controller.prompts import SignedBy
-    from ebr.signatures import entry_content
-    from ebr.users import Directory
+    from ebr.people.signatures import entry_content
+    from ebr.people.users import Directory
 
     board = PromptBoard(require_signatures=True)
     run, journal, store, pool = await _batch(tmp_path, board)
@@ -202,7 +202,7 @@ async def test_gmp_answers_are_signed_by_two_authenticated_people(tmp_path: Path
         ("olga", "performed"),
         ("vera", "verified"),
     ]
-    from ebr.signatures import check_signature
+    from ebr.people.signatures import check_signature
 
     for signature in signatures:
         signed = by_seq[signature.data["subject"]["seq"]]

@@ -50,7 +50,7 @@ def served_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "controller",
+            "cellbatch",
             "sim",
             "serve",
             "--plant",

@@ -17,7 +17,7 @@ SHORT = ROOT / "tests" / "controller" / "recipes" / "short-culture.yaml"
 
 def cellbatch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "controller", *args],
+        [sys.executable, "-m", "cellbatch", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -22,7 +22,7 @@ import pytest
 from tests.plantfiles import private_demo_plant
 
 ROOT = Path(__file__).resolve().parents[2]
-CELLBATCH = [sys.executable, "-m", "controller"]
+CELLBATCH = [sys.executable, "-m", "cellbatch"]
 TIME_SCALE = 40_000  # 12 simulated days in ~26 s
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Static
 
-from controller.hmi import BatchHmi
-from controller.service_client import call
+from cellbatch.hmi import BatchHmi
+from cellbatch.service_client import call
 from ebr import Store, read_journal
 from tests.e2e.test_service import (  # noqa: F401 (fixtures below)
     PROMPTS,

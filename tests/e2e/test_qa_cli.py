@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from controller.cli import cli
+from cellbatch.cli import cli
 from ebr import Store
 from tests.e2e.conftest import plant_for_unit
 from tests.ebr.review_batches import TRIGGERS, write
@@ -43,7 +43,7 @@ def console(db: Path, *args: str, password: str) -> subprocess.CompletedProcess[
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBATCH_")}
     env |= {"CELLBATCH_DB": f"sqlite:///{db}", "CELLBATCH_PASSWORD": password}
     proc = subprocess.run(
-        [sys.executable, "-m", "controller", *args],
+        [sys.executable, "-m", "cellbatch", *args],
         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
         timeout=60,
     )  # fmt: skip
@@ -88,7 +88,7 @@ def qa_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBATCH_")}
     env |= {"CELLBATCH_DB": f"sqlite:///{db}", "CELLBATCH_PASSWORD": ADMIN_PW}
     proc = subprocess.run(
-        [sys.executable, "-m", "controller", "users", "init"],
+        [sys.executable, "-m", "cellbatch", "users", "init"],
         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
         timeout=60,
     )  # fmt: skip
@@ -193,7 +193,7 @@ def test_gmp_plant_runs_only_approved_recipes(qa_db: Path, served_url: str, tmp_
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBATCH_")}
     env |= {"CELLBATCH_DB": f"sqlite:///{qa_db}", "CELLBATCH_PASSWORD": "o-secret-44"}
     with subprocess.Popen(
-        [sys.executable, "-m", "controller", *run],
+        [sys.executable, "-m", "cellbatch", *run],
         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     ) as child:  # fmt: skip
@@ -217,8 +217,8 @@ async def test_gmp_hmi_asks_for_each_signature_and_signs_out_when_idle(
 ) -> None:
     from textual.widgets import Static
 
-    from controller.hmi import BatchHmi
-    from controller.service_client import call
+    from cellbatch.hmi import BatchHmi
+    from cellbatch.service_client import call
     from tests.e2e.test_hmi import _until
     from tests.e2e.test_service import PROMPTS, Serve, free_port
 

@@ -60,7 +60,7 @@ the controller exits (a library log line, not a cellbatch error): not held again
 def cellbatch(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI to completion (bounded)."""
     return subprocess.run(
-        [sys.executable, "-m", "controller", *args],
+        [sys.executable, "-m", "cellbatch", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -94,7 +94,7 @@ class KillRun:
 
 def _controller(args: list[str], err: TextIO) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "controller", *args],
+        [sys.executable, "-m", "cellbatch", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=err,

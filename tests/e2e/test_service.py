@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from controller.cli import cli
-from controller.service_client import call
+from cellbatch.cli import cli
+from cellbatch.service_client import call
 from ebr import Store, read_journal
 from simulators.bioreactor.certs import make_certificates
 from tests.e2e.conftest import plant_for_unit
@@ -50,7 +50,7 @@ class Serve:
 
     def __init__(self, plant: Path, db: Path, endpoint: str, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller", "controller", "serve", "--plant", str(plant),
+            [sys.executable, "-m", "cellbatch", "controller", "serve", "--plant", str(plant),
              "--db", f"sqlite:///{db}", "--listen", endpoint, *extra],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             stdin=subprocess.DEVNULL,
@@ -140,7 +140,7 @@ def test_batches_over_the_interface_and_recovery_after_sigkill(
 
 def test_no_controller_is_a_plain_error() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "controller", "batch", "list", "--endpoint",
+        [sys.executable, "-m", "cellbatch", "batch", "list", "--endpoint",
          f"opc.tcp://127.0.0.1:{free_port()}"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )  # fmt: skip
@@ -253,7 +253,7 @@ def test_a_secured_interface_takes_only_trusted_terminals(
     empty = tmp_path / "empty"
     empty.mkdir()
     refused = subprocess.run(
-        [sys.executable, "-m", "controller", "controller", "serve", "--plant", str(plant),
+        [sys.executable, "-m", "cellbatch", "controller", "serve", "--plant", str(plant),
          "--db", f"sqlite:///{db}", "--listen", endpoint, "--pki", str(empty)],
         cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )  # fmt: skip

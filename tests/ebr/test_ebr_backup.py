@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from cellbatch.ebr_cli import ebr
 from ebr import Journal, Store, read_batch, read_journal, read_samples, verify_all
-from ebr.backup import BackupError, backup, restore
-from ebr.cli import ebr
+from ebr.record.backup import BackupError, backup, restore
 from tests.ebr.conftest import T0, OpenBatch, sample_rows
 
 Populated = tuple[Store, Any, str, int]

@@ -12,8 +12,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ebr.canonical import as_json_numbers, canonical_json, canonical_object, parse_json
-from ebr.clock import format_ts, next_stamp, parse_ts
+from ebr.record.canonical import as_json_numbers, canonical_json, canonical_object, parse_json
+from ebr.record.clock import format_ts, next_stamp, parse_ts
 
 json_values = st.recursive(
     st.none()

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from cellbatch.ebr_cli import ebr
 from ebr import Store, verify_export
-from ebr.cli import ebr
 
 Populated = tuple[Store, Path, str, int]
 

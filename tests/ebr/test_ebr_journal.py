@@ -27,8 +27,8 @@ from ebr import (
     read_samples,
     verify_batch,
 )
-from ebr.canonical import canonical_json
-from ebr.persist import Group, GroupWriter
+from ebr.record.canonical import canonical_json
+from ebr.record.persist import Group, GroupWriter
 from tests.ebr.conftest import T0, FakeClock, OpenBatch, sample_rows
 
 

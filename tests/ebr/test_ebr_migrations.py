@@ -13,11 +13,11 @@ from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 from sqlalchemy import Column, Integer, MetaData, Table, Text, create_engine, inspect, text
 
+from cellbatch.ebr_cli import ebr
 from ebr import Store, StoreError, verify_batch
-from ebr import store as ebr_store
-from ebr.cli import ebr
-from ebr.schema import TABLE_NAMES, VERSION_TABLE, metadata
-from ebr.store import INITIAL_REVISION, head_revision, schema_revision
+from ebr.record import store as ebr_store
+from ebr.record.schema import TABLE_NAMES, VERSION_TABLE, metadata
+from ebr.record.store import INITIAL_REVISION, head_revision, schema_revision
 
 
 def test_migrated_schema_matches_metadata(store: Store) -> None:

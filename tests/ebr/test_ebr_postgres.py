@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
+from cellbatch.ebr_cli import ebr
 from ebr import Journal, JournalCommitError, Store, read_journal, verify_all, verify_batch
-from ebr.cli import ebr
 from tests.ebr.conftest import PG_SKIP, PG_URL, OpenBatch
 
 pytestmark = [pytest.mark.skipif(not PG_URL, reason=PG_SKIP), pytest.mark.postgresql_only]

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-import ebr.checks
-import ebr.verify
+import ebr.record.checks
+import ebr.record.verify
 from ebr import (
     Journal,
     Store,
@@ -38,8 +38,8 @@ def chunking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     """Every test twice: journal read and checked at once, and in chunks of 2 and 3 rows
     (so tampering also lands on chunk boundaries, and the fast path meets each case)."""
     if request.param == "in chunks":
-        monkeypatch.setattr(ebr.checks, "_CHUNK", 3)
-        monkeypatch.setattr(ebr.verify, "_FETCH", 2)
+        monkeypatch.setattr(ebr.record.checks, "_CHUNK", 3)
+        monkeypatch.setattr(ebr.record.verify, "_FETCH", 2)
 
 
 def problem_of(store: Store, batch_id: str = "B-001") -> str:

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from lxml import etree
 
+from cellbatch.ebr_cli import ebr
 from ebr import GENESIS_HASH, Store, export_batchml, read_batch, read_journal, read_samples
-from ebr.cli import ebr
 from tests.ebr.records import GMP, SIM
 
 NS = {"b": "http://www.mesa.org/xml/B2MML"}

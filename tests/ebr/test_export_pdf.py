@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from cellbatch.ebr_cli import ebr
 from ebr import Store, read_journal
-from ebr.cli import ebr
-from ebr.export_pdf import build_pdf, export_pdf
+from ebr.exports.pdf import build_pdf, export_pdf
 from tests.ebr.records import GMP, SIM
 
 SECTIONS = (

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from cellbatch.ebr_cli import ebr
 from ebr import Store, ebr_json_schema, export_json
-from ebr.cli import ebr
 from tests.ebr.records import GMP, SIM
 
 _KNOWN = {

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from ebr import Store
-from ebr.errors import StoreError
-from ebr.query import read_journal
-from ebr.release import PENDING, QaDesk, ReleaseRefused, qa_status
-from ebr.review import load_rules
-from ebr.signatures import SignatureError
-from ebr.users import AuthError, Directory
-from ebr.verify import verify_batch
+from ebr.people.signatures import SignatureError
+from ebr.people.users import AuthError, Directory
+from ebr.record.errors import StoreError
+from ebr.record.query import read_journal
+from ebr.record.verify import verify_batch
+from ebr.review.exceptions import load_rules
+from ebr.review.release import PENDING, QaDesk, ReleaseRefused, qa_status
 from tests.ebr.review_batches import TRIGGERS, clean, write
 from tests.ebr.test_users import ADMIN_PW, FAST_HASHER, PW, ready_user
 
@@ -177,9 +177,9 @@ async def test_exports_carry_exceptions_dispositions_and_signatures(
     events with the signer, dispositions as comments; the BatchML still validates."""
     from lxml import etree
 
-    from ebr.export_batchml import B2MML_NS, batchml_document
-    from ebr.export_pdf import render_pdf
-    from ebr.report.analysis import analyse
+    from ebr.exports.batchml import B2MML_NS, batchml_document
+    from ebr.exports.pdf import render_pdf
+    from ebr.exports.report.analysis import analyse
     from tests.ebr.test_export_batchml import _validate
 
     batch = await _batch(store, "comment")
@@ -210,9 +210,9 @@ async def test_list_and_pdf_survive_an_unreadable_record(db_path: Path, store: S
     `ebr list` says so instead of failing, and exports name the bad block."""
     from click.testing import CliRunner
 
-    from ebr.cli import ebr as ebr_cli
-    from ebr.export_pdf import render_pdf
-    from ebr.report.analysis import analyse
+    from cellbatch.ebr_cli import ebr as ebr_cli
+    from ebr.exports.pdf import render_pdf
+    from ebr.exports.report.analysis import analyse
 
     batch = await _batch(store, "excursion")
     with sqlite3.connect(db_path) as conn:

@@ -21,12 +21,12 @@ from ebr import (
     read_batch,
     read_journal,
     read_samples,
-    review_samples,
 )
-from ebr.canonical import canonical_json
-from ebr.model import BatchHeader, BatchRecord, Entry
-from ebr.query import batch_record, journal_entries
-from ebr.review import (
+from ebr.record.canonical import canonical_json
+from ebr.record.model import BatchHeader, BatchRecord, Entry
+from ebr.record.query import batch_record, journal_entries
+from ebr.review import samples as review_samples
+from ebr.review.exceptions import (
     ReviewException,
     Rules,
     load_rules,
@@ -35,10 +35,10 @@ from ebr.review import (
     review_connection,
     review_rows,
 )
-from ebr.review_rules import SETTINGS, parse_rules
-from ebr.review_samples import _decode as review_samples_decode
-from ebr.review_samples import scan
-from ebr.review_view import BatchView
+from ebr.review.rules import SETTINGS, parse_rules
+from ebr.review.samples import _decode as review_samples_decode
+from ebr.review.samples import scan
+from ebr.review.view import BatchView
 from recipes import load_recipe
 from tests.ebr.conftest import SESSION_TOKEN, pg_schema_url
 from tests.ebr.review_batches import CONTENT, PH, TEMP, TRIGGERS, all_scripts, iso, write

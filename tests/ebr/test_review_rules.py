@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from ebr import EbrError
-from ebr.review import RULES_ENV, ReviewRulesError, load_rules
-from ebr.review_rules import COMMON, DEFAULT_SOURCE, SETTINGS, parse_rules
+from ebr.review.exceptions import RULES_ENV, ReviewRulesError, load_rules
+from ebr.review.rules import COMMON, DEFAULT_SOURCE, SETTINGS, parse_rules
 
 
 def test_defaults_are_package_data_and_complete() -> None:
-    path = resources.files("ebr") / "rules" / "review.toml"
+    path = resources.files("ebr.review") / "rules" / "review.toml"
     assert path.is_file()
     doc = tomllib.loads(path.read_text(encoding="utf-8"))
     assert list(doc) == list(SETTINGS)  # listed in the same order as the code lists them
@@ -27,7 +27,7 @@ def test_defaults_are_package_data_and_complete() -> None:
 
 def test_pyproject_ships_the_rules_file() -> None:
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
-    assert "rules/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["ebr"]
+    assert "review/rules/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["ebr"]
 
 
 def test_a_site_file_overrides_only_what_it_names(tmp_path: Path) -> None:

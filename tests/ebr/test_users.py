@@ -8,12 +8,12 @@ import pytest
 from argon2 import PasswordHasher
 
 from ebr import Store
-from ebr.lifecycle import LifecycleError, RecipeId, approve, recipe_status, retire
-from ebr.model import SITE_CHAIN
-from ebr.query import list_batches, read_journal
-from ebr.signatures import SignatureError, SigningSession, check_may_sign
-from ebr.users import AuthError, Directory, UserAdminError
-from ebr.verify import verify_batch
+from ebr.people.lifecycle import LifecycleError, RecipeId, approve, recipe_status, retire
+from ebr.people.signatures import SignatureError, SigningSession, check_may_sign
+from ebr.people.users import AuthError, Directory, UserAdminError
+from ebr.record.model import SITE_CHAIN
+from ebr.record.query import list_batches, read_journal
+from ebr.record.verify import verify_batch
 from tests.ebr.conftest import FakeClock
 
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

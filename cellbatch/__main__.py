@@ -1,0 +1,5 @@
+"""``python -m controller`` is the ``cellbatch`` command."""
+
+from cellbatch.cli import main
+
+main()

@@ -1,0 +1,563 @@
+"""The ``cellbatch`` command line (contract: shared/design/CLI.md).
+
+Errors are plain lines on stderr with a non-zero exit code; ``--debug`` shows
+the traceback of an unexpected one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cellbatch.cli_common import default_plant, password_of, plain_errors
+from cellbatch.ebr_cli import ebr as ebr_group
+from cellbatch.service_cli import batch_group, controller_group
+from cellbatch.service_cli import hmi as hmi_command
+from cellbatch.terminal import terminal_operator
+from cellbatch.users_cli import users as users_group
+from controller import __version__
+from controller.isa88 import Command, Element, State
+from controller.plant import Plant, PlantError, load_plant
+from controller.prompts import Answerer, PromptBoard, answers_from, simulated_operator
+from controller.resume import ResumeError
+from controller.session import BatchSetupError, Controller
+from drivers import DriverError
+from ebr import EbrError, Store
+from ebr.people.lifecycle import RecipeId, approve, recipe_status, retire
+from ebr.people.signatures import SigningSession, check_may_sign
+from ebr.people.users import Directory
+from recipes import Recipe, RecipeError, load_recipe, recipe_json_schema
+
+USER_ERRORS = (
+    RecipeError,
+    PlantError,
+    BatchSetupError,
+    ResumeError,
+    EbrError,
+    DriverError,
+    OSError,
+)
+
+
+def default_db() -> str:
+    """``--db`` default: ``CELLBATCH_DB``, else a SQLite file in the working directory."""
+    return os.environ.get("CELLBATCH_DB", "sqlite:///cellbatch.sqlite")
+
+
+db_option = click.option(
+    "--db",
+    "db_url",
+    default=default_db,
+    show_default="$CELLBATCH_DB or ./cellbatch.sqlite",
+    help="Store URL (sqlite:///FILE or postgresql+psycopg://…).",
+)
+plant_option = click.option(
+    "--plant",
+    "plant_path",
+    default=default_plant,
+    show_default="the packaged demo plant (plants/demo.toml)",
+    type=click.Path(dir_okay=False),
+    help="Plant file.",
+)
+scale_option = click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Simulation clock speed (1 = real time; default from the plant file).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cellbatch")
+@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+def cli(debug: bool) -> None:
+    """cellbatch: ISA-88 batch control and tamper-evident batch records for cell therapy."""
+
+
+cli.add_command(ebr_group, "ebr")
+cli.add_command(users_group, "users")
+cli.add_command(controller_group, "controller")
+cli.add_command(batch_group, "batch")
+cli.add_command(hmi_command, "hmi")
+
+
+# -- recipe ------------------------------------------------------------------------------
+
+
+@cli.group()
+def recipe() -> None:
+    """Check and inspect master recipes."""
+
+
+@recipe.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def recipe_validate(files: tuple[str, ...]) -> None:
+    """Check recipes; each error as FILE:LINE:COL: message."""
+    bad = 0
+    for path in files:
+        try:
+            r = load_recipe(path)
+        except RecipeError as exc:
+            bad += 1
+            for diag in exc.diagnostics:
+                click.echo(str(diag), err=True)
+            continue
+        click.echo(
+            f"{path}: ok ({r.header.name} {r.header.version}, {r.header.status}, "
+            f"sha256 {r.content_hash[:12]}…)"
+        )
+    sys.exit(1 if bad else 0)
+
+
+@recipe.command("schema")
+def recipe_schema() -> None:
+    """Print the JSON Schema of the recipe format (for editors)."""
+    click.echo(json.dumps(recipe_json_schema(), indent=2))
+
+
+@recipe.command("show")
+@click.argument("file", type=click.Path(dir_okay=False))
+def recipe_show(file: str) -> None:
+    """Procedure tree, formula, equipment classes, monitors."""
+    r = load_recipe(file)
+    h = r.header
+    click.echo(f"{h.name} {h.version} [{h.status}]  {h.product}")
+    click.echo(f"  author: {h.author}   content sha256: {r.content_hash}")
+    click.echo("formula:")
+    for p in r.formula.values():
+        limits = f"[{'' if p.min is None else p.min} … {'' if p.max is None else p.max}]"
+        click.echo(f"  {p.name:<28} {p.value:>12g} {p.unit:<10} {limits}")
+    click.echo("equipment:")
+    for alias, req in r.equipment.items():
+        click.echo(f"  {alias:<28} class {req.equipment_class}")
+    click.echo("monitors:")
+    for m in r.monitors:
+        click.echo(
+            f"  {m.name:<16} {m.unit}.{m.tag:<22} alert [{m.alert_low}, {m.alert_high}] "
+            f"action [{m.action_low}, {m.action_high}] {m.engineering_unit} → {m.action}"
+        )
+    click.echo(f"procedure {r.procedure.name}:")
+    for up in r.procedure.unit_procedures:
+        click.echo(f"  unit procedure {up.name} on {up.unit}")
+        for op in up.operations:
+            click.echo(f"    operation {op.name}")
+            for ph in op.phases:
+                click.echo(f"      phase {ph.name} ({ph.type})")
+
+
+def _recipe_id(file: str) -> RecipeId:
+    r = load_recipe(file)
+    return RecipeId(r.header.name, r.header.version, r.content_hash)
+
+
+@recipe.command("status")
+@click.argument("file", type=click.Path(dir_okay=False))
+@db_option
+@plain_errors
+def recipe_status_command(file: str, db_url: str) -> None:
+    """The recorded lifecycle status (draft, approved, retired) of this exact recipe content."""
+    version = _recipe_id(file)
+    with Store.open(db_url, create=False) as store:
+        click.echo(f"{version}: {recipe_status(store, version)}")
+
+
+@recipe.command("approve")
+@click.argument("file", type=click.Path(dir_okay=False))
+@db_option
+@click.option("--comment", default=None, help="Optional comment on the approval.")
+@click.option("--user", "username", required=True, help="QA or QP approving (password asked).")
+@plain_errors
+def recipe_approve(file: str, db_url: str, comment: str | None, username: str) -> None:
+    """Approve this exact recipe content for GMP use (a QA or QP signature, 'approved').
+
+    The file must declare `status: approved`: the signature binds to the content hash, so
+    the content approved is exactly the content that runs.
+    """
+    r = load_recipe(file)
+    if r.header.status != "approved":
+        raise click.UsageError(
+            f"{file} declares status {r.header.status!r}; set `status: approved` in the file "
+            "first (the approval signs the exact content that will run)"
+        )
+    version = _recipe_id(file)
+    with Store.open(db_url) as store:
+        approve(store, Directory(store), username, password_of(username), version, comment)
+    click.echo(f"{version}: approved by {username}")
+
+
+@recipe.command("retire")
+@click.argument("file", type=click.Path(dir_okay=False))
+@db_option
+@click.option("--reason", required=True, help="Why the version is withdrawn.")
+@click.option("--user", "username", required=True, help="QA or QP retiring (password asked).")
+@plain_errors
+def recipe_retire(file: str, db_url: str, reason: str, username: str) -> None:
+    """Retire an approved recipe version: GMP plants no longer run it (signed)."""
+    version = _recipe_id(file)
+    with Store.open(db_url, create=False) as store:
+        retire(store, Directory(store), username, password_of(username), version, reason)
+    click.echo(f"{version}: retired by {username}")
+
+
+# -- simulators ------------------------------------------------------------------------
+
+
+@cli.group()
+def sim() -> None:
+    """Instrument simulators."""
+
+
+@sim.command("serve")
+@plant_option
+@scale_option
+@click.option(
+    "--faults",
+    "faults_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML fault schedule ([[fault]] tables; times in wall seconds after ready).",
+)
+def sim_serve(plant_path: str, time_scale: float | None, faults_path: str | None) -> None:
+    """Start every simulator of the plant file and serve until SIGINT/SIGTERM."""
+    from simulators.fault_file import FaultFileError, load_fault_file
+
+    plant = load_plant(plant_path)
+    if not plant.simulators:
+        raise click.ClickException(f"{plant_path}: the plant defines no [[simulators]]")
+    try:
+        schedule = load_fault_file(faults_path) if faults_path else []
+        asyncio.run(_serve(plant.simulators, time_scale or plant.time_scale, schedule))
+    except FaultFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _serve(specs: tuple[dict[str, object], ...], scale: float, schedule: list[Any]) -> None:
+    from simulators.fault_file import check_schedule, run_schedule
+    from simulators.launch import start_simulators
+
+    sims = await start_simulators([dict(s) for s in specs], scale)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    faults: asyncio.Task[None] | None = None
+    try:
+        check_schedule(schedule, sims.boards)
+        for name, url in sims.endpoints.items():
+            click.echo(f"{name} {url}")
+        click.echo("ready")
+        sys.stdout.flush()
+        if schedule:
+            faults = asyncio.create_task(run_schedule(schedule, sims.boards))
+        await stop.wait()
+    finally:
+        if faults is not None:
+            faults.cancel()
+            await asyncio.wait({faults})
+        await sims.stop()
+
+
+# -- demo --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--out", "out_dir", default="demo-out", show_default=True, type=click.Path(file_okay=False)
+)
+@scale_option
+@click.option("--db", "db_url", default=None, help="Store URL (default: a SQLite file in --out).")
+@plant_option
+@click.option(
+    "--recipe",
+    "recipe_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Recipe (default: the CAR-T expansion).",
+)
+def demo(
+    out_dir: str,
+    time_scale: float | None,
+    db_url: str | None,
+    plant_path: str,
+    recipe_path: str | None,
+) -> None:
+    """Simulators + controller in one process: one CAR-T batch to completion."""
+    from cellbatch.demo import DEFAULT_RECIPE, run_demo
+
+    plant = load_plant(plant_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    url = db_url or f"sqlite:///{out / 'demo.sqlite'}"
+    result = asyncio.run(
+        run_demo(
+            plant,
+            db_url=url,
+            out_dir=out,
+            time_scale=time_scale,
+            recipe_path=Path(recipe_path) if recipe_path else DEFAULT_RECIPE,
+        )
+    )
+    click.echo(f"batch {result.batch_id}: {result.state.value}")
+    click.echo(f"  {result.simulated_days:.2f} simulated days in {result.wall_s:.1f} s wall time")
+    click.echo(
+        f"  record: {result.events} journal events, {result.samples} process samples, "
+        f"{result.alarms} alarms, {result.exceptions} exceptions for review "
+        f"(cellbatch ebr review {result.batch_id} --db {url})"
+    )
+    for f in result.files:
+        click.echo(f"  wrote {f}")
+    click.echo(f"  verify: cellbatch ebr verify {result.batch_id} --db {url}")
+    sys.exit(0 if result.state is State.COMPLETE else 1)
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name.strip()] = float(raw)
+        except ValueError:
+            raise click.BadParameter(
+                f"expected NAME=NUMBER, got {item!r}", param_hint="--param"
+            ) from None
+    return out
+
+
+@cli.command()
+@click.argument("recipe_file", required=False, type=click.Path(dir_okay=False))
+@plant_option
+@db_option
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override a formula parameter (within its limits).",
+)
+@click.option("--coi", default=None, help="Chain-of-identity ID of the patient therapy.")
+@click.option("--user", default=None, help="Who starts (or resumes) the batch.")
+@click.option(
+    "--resume",
+    "resume_id",
+    default=None,
+    metavar="BATCH_ID",
+    help="Continue an interrupted batch from its last journaled point.",
+)
+@click.option(
+    "--answers",
+    "answers_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="YAML/JSON file answering operator prompts, keyed by phase path or name.",
+)
+@click.option(
+    "--simulated-operator",
+    is_flag=True,
+    help="Simulation plants only: answer every prompt with the recipe's example answer.",
+)
+@scale_option
+def run(
+    recipe_file: str | None,
+    plant_path: str,
+    db_url: str,
+    params: tuple[str, ...],
+    coi: str | None,
+    user: str | None,
+    resume_id: str | None,
+    answers_path: str | None,
+    simulated_operator: bool,
+    time_scale: float | None,
+) -> None:
+    """Run one batch headless in the foreground; Ctrl-C holds it and exits.
+
+    The first line of output is `batch <ID>`, then one line per state change.
+    With --resume, the batch comes back Held where its journal ends and restarts.
+    """
+    if (recipe_file is None) == (resume_id is None):
+        raise click.UsageError("give either RECIPE_FILE or --resume BATCH_ID")
+    plant = load_plant(plant_path)
+    if simulated_operator and not plant.simulation:
+        raise click.UsageError("--simulated-operator is only allowed on a simulation plant")
+    operator = OperatorChoice(answers_path, simulated_operator, user)
+    if not plant.simulation:
+        operator.sign_in(db_url)
+    if resume_id is not None:
+        if params or coi:
+            raise click.UsageError("--param and --coi belong to a new batch, not to --resume")
+        state = asyncio.run(_run(plant, db_url, user, operator, resume_id=resume_id))
+    else:
+        assert recipe_file is not None
+        recipe_ = load_recipe(recipe_file)
+        operator.check_recipe(recipe_)
+        overrides = _parse_params(params)
+        state = asyncio.run(_run(plant, db_url, user, operator, recipe_, overrides, coi))
+    sys.exit(0 if state is State.COMPLETE else 1)
+
+
+PROMPT_PHASES = ("operator_prompt", "manual_sample", "identity_check")
+
+
+class OperatorChoice:
+    """Who answers operator prompts in `cellbatch run`."""
+
+    def __init__(self, answers_path: str | None, simulated: bool, user: str | None) -> None:
+        if answers_path and simulated:
+            raise click.UsageError("give --answers or --simulated-operator, not both")
+        self.answers_path = answers_path
+        self.simulated = simulated
+        self.named = user is not None
+        self.user = user or getpass.getuser()
+        self.signing: SigningSession | None = None
+        self.answers = _load_answers(answers_path) if answers_path else None
+
+    def sign_in(self, db_url: str) -> None:
+        """GMP plants: the person running the batch signs in; every answer will be signed."""
+        if self.answers_path:
+            raise click.UsageError(
+                "a GMP plant takes answers only from authenticated people at a terminal, "
+                "not from an --answers file"
+            )
+        if not self.named:
+            raise click.UsageError("a GMP plant needs --user NAME (the person running the batch)")
+        # Kept open for the whole run: each signature at a prompt authenticates again.
+        store = Store.open(db_url)
+        self.signing = SigningSession(Directory(store))
+        account = self.signing.authenticate(
+            password_of(self.user), "cellbatch run", username=self.user
+        )
+        check_may_sign(account, "performed")
+
+    def check_recipe(self, recipe_: Recipe) -> None:
+        """Refuse to start unattended a recipe whose prompts nobody could answer."""
+        asks = [
+            p.name for _path, _up, _op, p in recipe_.procedure.walk() if p.type in PROMPT_PHASES
+        ]
+        if asks and not (self.simulated or self.answers is not None or sys.stdin.isatty()):
+            raise click.UsageError(
+                f"{recipe_.header.name} asks the operator {len(asks)} question(s) and there is "
+                "no terminal: give --answers FILE (or --simulated-operator on a simulation plant)"
+            )
+
+    def answerer(self, board: PromptBoard) -> Answerer | None:
+        """The answering policy for a prompt board."""
+        if self.simulated:
+            return simulated_operator(board)
+        if self.answers is not None:
+            return answers_from(board, self.answers, str(self.answers_path))
+        if sys.stdin.isatty():
+            return terminal_operator(board, self.user, self.signing)
+        return None
+
+
+def _load_answers(path: str) -> dict[str, dict[str, Any]]:
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        doc = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, YAMLError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--answers") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+        raise click.BadParameter(
+            f"{path}: expected a mapping of phase → {{entry: value, user: ID, ...}}",
+            param_hint="--answers",
+        )
+    return {str(k): dict(v) for k, v in doc.items()}
+
+
+async def _run(
+    plant: Plant,
+    db_url: str,
+    user: str | None,
+    operator: OperatorChoice,
+    recipe_: Recipe | None = None,
+    overrides: dict[str, float] | None = None,
+    coi: str | None = None,
+    *,
+    resume_id: str | None = None,
+) -> State:
+    board = PromptBoard(require_signatures=not plant.simulation)
+    board.answerer = operator.answerer(board)
+    controller = Controller(plant, db_url, user=user, prompts=board)
+    await controller.start()
+    try:
+        if resume_id is not None:
+            batch = await controller.resume_batch(resume_id)
+        else:
+            assert recipe_ is not None
+            batch = await controller.create_batch(recipe_, parameters=overrides, coi=coi)
+        batch_id = batch.control.batch_id
+        # Ctrl-C holds the batch from the moment its ID is out (before anything runs).
+        interrupted = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
+        click.echo(f"batch {batch_id}")
+
+        def watch(el: Element, _src: State, dst: State) -> None:
+            click.echo(f"{batch.clock.now():%Y-%m-%dT%H:%M:%SZ} {el.level} {el.path} {dst.value}")
+
+        batch.watchers.append(watch)
+        task = asyncio.create_task(controller.run(batch))
+        if resume_id is not None:
+            await asyncio.wait(
+                {task, asyncio.create_task(batch.ready.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not task.done():
+                await batch.command(
+                    Command.RESTART, user=controller.user, reason="resumed after an interruption"
+                )
+        waiter = asyncio.create_task(interrupted.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await batch.command(Command.HOLD, user=controller.user, reason="Ctrl-C at the terminal")
+            click.echo(
+                f"batch {batch_id} held; continue with: cellbatch run --resume {batch_id}", err=True
+            )
+            task.cancel()
+            return batch.state
+        waiter.cancel()
+        return task.result()
+    finally:
+        await controller.stop()
+
+
+def main() -> None:
+    """Console entry point: no tracebacks for users unless --debug."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(prog_name="cellbatch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("cellbatch: interrupted", err=True)
+        sys.exit(130)
+    except RecipeError as exc:
+        for diag in exc.diagnostics:
+            click.echo(str(diag), err=True)
+        sys.exit(1)
+    except USER_ERRORS as exc:
+        click.echo(f"cellbatch: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(
+            f"cellbatch: internal error: {type(exc).__name__}: {exc} "
+            "(run with --debug for the traceback)",
+            err=True,
+        )
+        sys.exit(1)

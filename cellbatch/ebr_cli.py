@@ -1,0 +1,464 @@
+"""`ebr` command group: list, verify and export batch records.
+
+Exit codes: 0 success (and every verified batch intact), 1 error (unknown batch,
+unreadable database, bad option value), 2 at least one batch record is tampered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import click
+
+from cellbatch.cli_common import (
+    EXIT_TAMPERED,
+    db_option,
+    fail,
+    open_store,
+    password_of,
+    plain_errors,
+    table,
+    user_option,
+)
+from ebr.exports.batchml import batchml_document
+from ebr.exports.csv import export_csv
+from ebr.exports.json import export_json
+from ebr.exports.pdf import render_pdf
+from ebr.exports.report.analysis import analyse
+from ebr.exports.schema import ebr_json_schema
+from ebr.people.users import Directory
+from ebr.record.checks import VerifyResult
+from ebr.record.errors import EbrError
+from ebr.record.query import list_batches
+from ebr.record.store import Store
+from ebr.record.verify import verify_batch, verify_store
+from ebr.review.exceptions import Rules, load_rules
+from ebr.review.release import OUTCOMES, REJECTED, RELEASED, QaDesk, QaStatus, qa_status
+
+if TYPE_CHECKING:
+    from ebr.record.backup import BackupReport
+
+FORMATS = ("json", "csv", "pdf", "batchml")
+
+
+@click.group(name="ebr")
+def ebr() -> None:
+    """Electronic batch record: list, verify and export batch records."""
+
+
+@ebr.command(name="list")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@plain_errors
+def list_command(db_url: str, as_json: bool) -> None:
+    """List batches: state, recipe, chain-of-identity ID, mode, exceptions (open/all)
+    under the review rules, and disposition."""
+    with open_store(db_url) as store:
+        summaries = list_batches(store)
+        rules = load_rules()
+        reviews = {s.batch_id: _qa_or_none(store, s.batch_id, rules) for s in summaries}
+    if as_json:
+        listed = [
+            {
+                **s.to_dict(),
+                **_review_counts(reviews[s.batch_id]),
+            }
+            for s in summaries
+        ]
+        click.echo(json.dumps(listed, indent=2))
+        return
+    if not summaries:
+        click.echo("no batches")
+        return
+    rows = [
+        (
+            s.batch_id,
+            s.state,
+            f"{s.recipe_name}@{s.recipe_version}",
+            s.coi,
+            "SIM" if s.simulation else "GMP",
+            _exc_text(reviews[s.batch_id]),
+            _disposition_text(reviews[s.batch_id]),
+            str(s.entries),
+        )
+        for s in summaries
+    ]
+    headers = ("ID", "STATE", "RECIPE", "COI", "MODE", "EXC", "DISPOSITION", "ENTRIES")
+    click.echo(table(headers, rows))
+
+
+@ebr.command(name="verify")
+@db_option
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=min(os.cpu_count() or 1, 8),
+    show_default="CPUs, at most 8",
+    help="Worker processes for a whole store of 50,000 entries or more.",
+)
+@click.argument("batch_id", required=False)
+@plain_errors
+def verify_command(db_url: str, jobs: int, batch_id: str | None) -> None:
+    """Verify one batch (or all): hash chain, head, batch header and sample blocks.
+
+    Exit 0 when intact, 2 when any batch record is tampered (first bad record on stderr).
+    """
+    started = time.perf_counter()
+    with open_store(db_url) as store:
+        if batch_id:
+            results, processes = [verify_batch(store, batch_id)], 1
+        else:
+            run = verify_store(store, jobs=jobs)
+            results, processes = run.results, run.processes
+    if not results:
+        click.echo("no batches")
+        return
+    tampered = [result for result in results if not result.ok]
+    for result in results:
+        click.echo(_verdict(result))
+    entries = sum(result.entries_checked for result in results)
+    elapsed = time.perf_counter() - started
+    click.echo(
+        f"{len(results)} batch(es), {entries:,} entries verified in {elapsed:.2f} s "
+        f"({processes} process{'es' if processes > 1 else ''})"
+    )
+    for result in tampered:
+        click.echo(f"{result.batch_id}: {result.first_problem}", err=True)
+    if tampered:
+        sys.exit(EXIT_TAMPERED)
+
+
+def _verdict(result: VerifyResult) -> str:
+    """One line per batch for stdout."""
+    state = "intact" if result.ok else "TAMPERED"
+    return (
+        f"{result.batch_id}: {state} — {result.entries_checked} entries, "
+        f"{result.blocks_checked} sample blocks checked"
+    )
+
+
+@ebr.command(name="export")
+@db_option
+@click.argument("batch_id")
+@click.option(
+    "--format", "fmt", default="json", show_default=True, help="json, csv, pdf or batchml."
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default stdout)."
+)
+@plain_errors
+def export_command(db_url: str, batch_id: str, fmt: str, out: Path | None) -> None:
+    """Export one batch record: JSON (complete, verifiable offline), CSV (samples),
+    PDF (human-readable, needs --out) or BatchML (ISA-88 part 4 XML)."""
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        fail(f"unsupported export format {fmt!r} (choose json, csv, pdf or batchml)")
+    if fmt == "pdf" and out is None:
+        fail("--format pdf needs --out FILE (a PDF is not written to a terminal)")
+    with open_store(db_url) as store:
+        if fmt in ("pdf", "batchml"):
+            record = analyse(store, batch_id)  # one snapshot, verified once
+            if fmt == "pdf":
+                _doc, data = render_pdf(record)
+            else:
+                data = batchml_document(record)
+            _write_bytes(out, data)
+            if not record.verification.ok:
+                problem = record.verification.first_problem
+                click.echo(f"warning: {batch_id} failed verification: {problem}", err=True)
+            return
+        if fmt == "json":
+            doc = export_json(store, batch_id)
+            text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+            _write(out, lambda stream: stream.write(text))
+            if not doc["verification"]["ok"]:
+                problem = doc["verification"]["problems"][0]["message"]
+                click.echo(f"warning: {batch_id} failed verification: {problem}", err=True)
+        else:
+            _write(out, lambda stream: export_csv(store, batch_id, stream))
+
+
+def _write_bytes(out: Path | None, data: bytes) -> None:
+    """Write `data` to the output file (whole, then renamed) or to binary stdout."""
+    if out is None:
+        stream = sys.stdout.buffer
+        stream.write(data)
+        stream.flush()
+        return
+    partial = out.with_name(out.name + ".partial")
+    try:
+        partial.write_bytes(data)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@ebr.command(name="schema")
+def schema_command() -> None:
+    """Print the JSON Schema (draft 2020-12) of the JSON export."""
+    click.echo(json.dumps(ebr_json_schema(), indent=2, ensure_ascii=False))
+
+
+def _write(out: Path | None, produce: Callable[[TextIO], object]) -> None:
+    """Run `produce` on the output file (written whole, then renamed) or on stdout."""
+    if out is None:
+        stream = sys.stdout
+        produce(stream)
+        stream.flush()
+        return
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as handle:
+            produce(handle)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@ebr.command(name="backup")
+@db_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@plain_errors
+def backup_command(db_url: str, file: Path) -> None:
+    """Copy the store into a new SQLite backup FILE, then verify every batch in the copy.
+
+    SQLite stores are copied with the online backup API while writers continue;
+    PostgreSQL stores row by row from one snapshot. FILE must not exist. Exit 0 when
+    every batch in the copy is intact, 2 when any is tampered (the copy is kept).
+    """
+    from ebr.record.backup import backup
+
+    _backup_report(backup(db_url, file))
+
+
+@ebr.command(name="restore")
+@db_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@plain_errors
+def restore_command(db_url: str, file: Path) -> None:
+    """Restore the backup FILE into the new or empty store --db, then verify every batch.
+
+    Refuses a target store that holds any batch record. Exit codes as for backup.
+    """
+    from ebr.record.backup import restore
+
+    _backup_report(restore(file, db_url))
+
+
+def _backup_report(report: BackupReport) -> None:
+    """Print the verdict per batch and a summary; exit 2 when any batch is tampered."""
+    for result in report.results:
+        click.echo(_verdict(result))
+    click.echo(report.summary())
+    tampered = [result for result in report.results if not result.ok]
+    for result in tampered:
+        click.echo(f"{result.batch_id}: {result.first_problem}", err=True)
+    if tampered:
+        sys.exit(EXIT_TAMPERED)
+
+
+# -- review by exception and release ---------------------------------------------------
+
+rules_option = click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Site review rules file (default $CELLBATCH_REVIEW_RULES, else the packaged rules).",
+)
+
+
+def _desk(store: Store, rules_path: str | None) -> QaDesk:
+    return QaDesk(store, Directory(store), rules=load_rules(rules_path))
+
+
+@ebr.command(name="review")
+@db_option
+@click.argument("batch_id")
+@rules_option
+@click.option("--json", "as_json", is_flag=True, help="Print the review state as JSON.")
+@click.option("--sign", is_flag=True, help="Sign the review of the whole record (QA).")
+@click.option("--user", "username", default=None, help="Who signs (with --sign).")
+@click.option("--comment", default=None, help="Comment on the review signature.")
+@plain_errors
+def review_command(
+    db_url: str,
+    batch_id: str,
+    rules_path: str | None,
+    as_json: bool,
+    sign: bool,
+    username: str | None,
+    comment: str | None,
+) -> None:
+    """The review-by-exception list of a batch: each exception with its evidence and
+    whether it is dispositioned; signatures and release state. With --sign --user QA,
+    sign the review (refused while any exception is open)."""
+    with open_store(db_url) as store:
+        desk = _desk(store, rules_path)
+        if sign:
+            if not username:
+                fail("--sign needs --user NAME")
+            signature = desk.sign_review(batch_id, username, password_of(username), comment)
+            click.echo(f"reviewed: {signature.line()}")
+            return
+        status = desk.status(batch_id)
+    if as_json:
+        click.echo(json.dumps(status.to_dict(), indent=2, ensure_ascii=False))
+        return
+    click.echo(_review_text(status))
+
+
+def _qa_or_none(store: Store, batch_id: str, rules: Rules) -> QaStatus | None:
+    """The batch's review state, or None when it cannot be computed (run verify)."""
+    try:
+        return qa_status(store, batch_id, rules)
+    except EbrError:
+        return None
+
+
+def _review_counts(status: QaStatus | None) -> dict[str, Any]:
+    if status is None:
+        return {"exceptions": None, "open_exceptions": None, "disposition": None}
+    return {
+        "exceptions": len(status.exceptions),
+        "open_exceptions": len(status.open_exceptions),
+        "disposition": status.disposition,
+    }
+
+
+def _exc_text(status: QaStatus | None) -> str:
+    return "?" if status is None else f"{len(status.open_exceptions)}/{len(status.exceptions)}"
+
+
+def _disposition_text(status: QaStatus | None) -> str:
+    return "? (run verify)" if status is None else status.disposition
+
+
+def _review_text(status: QaStatus) -> str:
+    """The review list for a terminal."""
+    header = status.record.header
+    mode = "SIMULATION — not for GMP use" if header.simulation else "GMP"
+    lines = [
+        f"batch {header.batch_id}  {header.recipe_name} {header.recipe_version}  "
+        f"COI {header.coi}  {mode}",
+        f"state {status.state}; disposition {status.disposition}; "
+        f"{len(status.exceptions)} exception(s), {len(status.open_exceptions)} open",
+    ]
+    for item in status.exceptions:
+        exc = item.exception
+        mark = "OPEN" if item.open else "done"
+        lines.append(f"  [{mark}] {exc.line()}")
+        lines.append(f"         {exc.detail}")
+        seqs = ", ".join(str(seq) for seq in exc.evidence.seqs)
+        window = exc.evidence.window
+        evidence = f"journal #{seqs}" + (
+            f"; samples {window.tag} {window.start} … {window.end}" if window else ""
+        )
+        lines.append(f"         evidence: {evidence}")
+        if item.signature is not None and item.disposition is not None:
+            lines.append(f"         disposition: {item.disposition.data['comment']}")
+            lines.append(f"         signed: {item.signature.line()}")
+    if status.pending:
+        missing = [t for t in status.pending if t not in status.results]
+        lines.append(f"pending results: {', '.join(missing) or 'none'}")
+    if status.signatures:
+        lines.append("signatures:")
+        lines.extend(f"  {sig.line()}" for sig in status.signatures)
+    return "\n".join(lines)
+
+
+@ebr.command(name="disposition")
+@db_option
+@click.argument("batch_id")
+@click.argument("exception_id")
+@click.option("--comment", required=True, help="The justification.")
+@click.option("--deviation", "deviation_id", default=None, help="Linked deviation ID.")
+@rules_option
+@user_option
+@plain_errors
+def disposition_command(
+    db_url: str,
+    batch_id: str,
+    exception_id: str,
+    comment: str,
+    deviation_id: str | None,
+    rules_path: str | None,
+    username: str,
+) -> None:
+    """Sign off one exception (QA or QP, 'reviewed'); exit 1 when refused."""
+    with open_store(db_url) as store:
+        signature = _desk(store, rules_path).dispose(
+            batch_id, username, password_of(username), exception_id, comment, deviation_id
+        )
+    click.echo(f"{exception_id}: dispositioned; {signature.line()}")
+
+
+@ebr.command(name="release")
+@db_option
+@click.argument("batch_id")
+@click.option(
+    "--decision", required=True, type=click.Choice([RELEASED, REJECTED]), help="The decision."
+)
+@click.option(
+    "--pending",
+    multiple=True,
+    metavar="TEST",
+    help="Release pending this result (repeat); record it later with `ebr result`.",
+)
+@click.option("--comment", default=None, help="Comment on the decision.")
+@rules_option
+@user_option
+@plain_errors
+def release_command(
+    db_url: str,
+    batch_id: str,
+    decision: str,
+    pending: tuple[str, ...],
+    comment: str | None,
+    rules_path: str | None,
+    username: str,
+) -> None:
+    """The QP's release signature: released, released pending results, or rejected.
+
+    Refused (exit 1) to anyone but a QP, while any exception is open, without a QA
+    review signature, to the reviewer, and while pending results are missing or failed.
+    """
+    with open_store(db_url) as store:
+        desk = _desk(store, rules_path)
+        signature = desk.release(
+            batch_id, username, password_of(username), decision, pending=pending, comment=comment
+        )
+        status = desk.status(batch_id)
+    click.echo(f"batch {batch_id}: {status.disposition}; {signature.line()}")
+
+
+@ebr.command(name="result")
+@db_option
+@click.argument("batch_id")
+@click.argument("test")
+@click.option("--outcome", required=True, type=click.Choice(OUTCOMES), help="pass or fail.")
+@click.option("--comment", default=None, help="Comment (e.g. the certificate number).")
+@rules_option
+@user_option
+@plain_errors
+def result_command(
+    db_url: str,
+    batch_id: str,
+    test: str,
+    outcome: str,
+    comment: str | None,
+    rules_path: str | None,
+    username: str,
+) -> None:
+    """Record a QC result that arrived after the batch ended (signed, 'performed')."""
+    with open_store(db_url) as store:
+        signature = _desk(store, rules_path).record_result(
+            batch_id, username, password_of(username), test, outcome, comment
+        )
+    click.echo(f"{batch_id}: {test} {outcome}; {signature.line()}")

@@ -1,0 +1,291 @@
+"""`cellbatch controller serve` and `cellbatch batch …` (the client of a running controller)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import click
+
+from cellbatch.cli_common import default_plant, password_of
+from cellbatch.service_client import ServiceError, call
+from controller.interface_security import Endpoint, InterfaceSecurityError
+from controller.plant import load_plant
+from controller.prompts import PromptBoard
+from controller.prompts import simulated_operator as simulated_answers
+from controller.service import COMMANDS, DEFAULT_LISTEN, ControllerService
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def endpoint_option(command: _F) -> _F:
+    """``--endpoint`` and ``--pki`` of a terminal command, given to it as one `Endpoint`."""
+
+    @click.option(
+        "--endpoint",
+        "url",
+        default=lambda: os.environ.get("CELLBATCH_ENDPOINT", DEFAULT_LISTEN),
+        show_default=f"$CELLBATCH_ENDPOINT or {DEFAULT_LISTEN}",
+        help="OPC UA endpoint of the running controller.",
+    )
+    @click.option(
+        "--pki",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=lambda: os.environ.get("CELLBATCH_PKI") or None,
+        show_default="$CELLBATCH_PKI",
+        help="Terminal certificate folder for a secured controller "
+        "(client-cert.der, client-key.pem, server-cert.der).",
+    )
+    @functools.wraps(command)
+    def with_endpoint(*args: Any, url: str, pki: Path | None, **kwargs: Any) -> Any:
+        return command(*args, endpoint=Endpoint(url, pki), **kwargs)
+
+    return cast(_F, with_endpoint)
+
+
+user_option = click.option(
+    "--user", default=lambda: os.environ.get("USER", ""), help="Who acts (GMP: password asked)."
+)
+
+
+@click.group(name="controller")
+def controller_group() -> None:
+    """The long-running controller."""
+
+
+@controller_group.command("serve")
+@click.option(
+    "--plant",
+    "plant_path",
+    default=default_plant,
+    show_default="the packaged demo plant (plants/demo.toml)",
+)
+@click.option(
+    "--db",
+    "db_url",
+    default=lambda: os.environ.get("CELLBATCH_DB", "sqlite:///cellbatch.sqlite"),
+    help="Store URL (default $CELLBATCH_DB or ./cellbatch.sqlite).",
+)
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="OPC UA endpoint.")
+@click.option(
+    "--pki",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Certificate folder (server-cert.der, server-key.pem, trusted/): the interface "
+    "then offers only Basic256Sha256 SignAndEncrypt to trusted terminals.",
+)
+@click.option(
+    "--simulated-operator",
+    is_flag=True,
+    help="Simulation plants only: answer every prompt with the recipe's example answer.",
+)
+def serve(
+    plant_path: str, db_url: str, listen: str, pki: Path | None, simulated_operator: bool
+) -> None:
+    """Run the engine: recover interrupted batches (Held, waiting for restart), then take
+    requests on the OPC UA interface until SIGINT/SIGTERM (running batches are held)."""
+    plant = load_plant(plant_path)
+    if simulated_operator and not plant.simulation:
+        raise click.UsageError("--simulated-operator is only allowed on a simulation plant")
+    board = PromptBoard(require_signatures=not plant.simulation)
+    if simulated_operator:
+        board.answerer = simulated_answers(board)
+    try:
+        service = ControllerService(plant, db_url, listen, board, pki)
+    except InterfaceSecurityError as exc:
+        raise click.UsageError(f"--pki {exc}") from None
+    asyncio.run(_serve(service, listen))
+
+
+async def _serve(service: ControllerService, listen: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    try:
+        for batch_id in service.recovered:
+            click.echo(f"recovered {batch_id}: Held, waiting for restart")
+        for problem in service.recovery_errors:
+            click.echo(f"not recovered: {problem}", err=True)
+        click.echo(f"listening {listen}")
+        click.echo("ready")
+        sys.stdout.flush()
+        await stop.wait()
+    finally:
+        await service.stop()
+
+
+@click.group(name="batch")
+def batch_group() -> None:
+    """Operate batches on a running controller (exit 0 done, 1 refused with the reason)."""
+
+
+def _run(endpoint: Endpoint, method: str, *args: str) -> Any:
+    try:
+        return asyncio.run(call(endpoint, method, *args))
+    except ServiceError as exc:
+        click.echo(f"cellbatch: {exc}", err=True)
+        sys.exit(1)
+
+
+def _password(endpoint: Endpoint, user: str) -> str:
+    """The user's password when the controller runs a GMP plant ('' in simulation)."""
+    info = _run(endpoint, "Info")
+    return "" if info.get("simulation") else password_of(user)
+
+
+def _done(answer: dict[str, Any], line: str) -> None:
+    if not answer.get("ok"):
+        click.echo(f"refused: {answer.get('message')}", err=True)
+        sys.exit(1)
+    click.echo(line)
+
+
+@batch_group.command("list")
+@endpoint_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def batch_list(endpoint: Endpoint, as_json: bool) -> None:
+    """Batches of the running controller."""
+    batches = _run(endpoint, "List")
+    if as_json:
+        click.echo(json.dumps(batches, indent=2))
+        return
+    if not batches:
+        click.echo("no batches")
+    for b in batches:
+        prompts = f"  {b['prompts']} prompt(s) open" if b["prompts"] else ""
+        alarms = f"  {b['open_alarms']} alarm(s) to acknowledge" if b["open_alarms"] else ""
+        click.echo(f"{b['id']}  {b['state']:<10} {b['recipe']}  {b['coi']}{prompts}{alarms}")
+
+
+@batch_group.command("show")
+@click.argument("batch_id")
+@endpoint_option
+def batch_show(batch_id: str, endpoint: Endpoint) -> None:
+    """One batch: state, active elements, open prompts."""
+    answer = _run(endpoint, "Show", batch_id)
+    if not answer.get("ok"):
+        _done(answer, "")
+    click.echo(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2))
+
+
+@batch_group.command("start")
+@click.argument("recipe_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE")
+@click.option("--coi", default="", help="Chain-of-identity ID.")
+@endpoint_option
+@user_option
+def batch_start(
+    recipe_file: str, params: tuple[str, ...], coi: str, endpoint: Endpoint, user: str
+) -> None:
+    """Start a batch of RECIPE_FILE on the controller (the file is read by the controller)."""
+    values: dict[str, float] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        try:
+            values[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise click.UsageError(f"--param {item!r}: want NAME=NUMBER")
+    password = _password(endpoint, user)
+    path = str(Path(recipe_file).resolve())
+    answer = _run(endpoint, "Start", path, json.dumps(values), coi, user, password)
+    _done(answer, f"batch {answer.get('batch_id')}")
+
+
+def _make_command(command: str) -> click.Command:
+    @click.argument("batch_id")
+    @click.option("--reason", default="", help="Why (journaled).")
+    @endpoint_option
+    @user_option
+    def act(batch_id: str, reason: str, endpoint: Endpoint, user: str) -> None:
+        password = _password(endpoint, user)
+        answer = _run(endpoint, "Command", batch_id, command, user, password, reason)
+        _done(answer, f"{batch_id}: {command} accepted ({answer.get('state')})")
+
+    act.__doc__ = f"Send '{command}' to a batch (journaled with user and reason)."
+    return click.command(command)(act)
+
+
+for _command in COMMANDS:
+    batch_group.add_command(_make_command(_command))
+
+
+@batch_group.command("answer")
+@click.argument("prompt_id")
+@click.option("--value", "values", multiple=True, metavar="NAME=VALUE", help="One entry.")
+@click.option("--verifier", default="", help="Second person (verified prompts).")
+@click.option("--comment", default="", help="Comment journaled with the answer.")
+@endpoint_option
+@user_option
+def batch_answer(
+    prompt_id: str,
+    values: tuple[str, ...],
+    verifier: str,
+    comment: str,
+    endpoint: Endpoint,
+    user: str,
+) -> None:
+    """Answer an open operator prompt (IDs in `batch show`). Numbers are sent as numbers.
+    On a GMP plant both people give their passwords (verifier: CELLBATCH_VERIFIER_PASSWORD
+    without a terminal)."""
+    entries: dict[str, float | str] = {}
+    for item in values:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--value {item!r}: want NAME=VALUE")
+        try:
+            entries[name] = float(text)
+        except ValueError:
+            entries[name] = text
+    password = _password(endpoint, user)
+    verifier_password = ""
+    if verifier and password:
+        verifier_password = (
+            str(click.prompt(f"password for {verifier}", hide_input=True))
+            if sys.stdin.isatty()
+            else os.environ.get("CELLBATCH_VERIFIER_PASSWORD", "")
+        )
+    answer = _run(
+        endpoint, "Answer", prompt_id, json.dumps(entries), user, password, verifier,
+        verifier_password, comment,
+    )  # fmt: skip
+    _done(answer, f"{prompt_id}: answered")
+
+
+@batch_group.command("ack")
+@click.argument("batch_id")
+@click.argument("alarm", type=int)
+@click.option("--comment", default="", help="Comment journaled with the acknowledgement.")
+@endpoint_option
+@user_option
+def batch_ack(batch_id: str, alarm: int, comment: str, endpoint: Endpoint, user: str) -> None:
+    """Acknowledge an open alarm of a batch (ALARM: its number in `batch show`)."""
+    password = _password(endpoint, user)
+    answer = _run(endpoint, "Acknowledge", batch_id, str(alarm), user, password, comment)
+    _done(answer, f"{batch_id}: alarm {alarm} acknowledged")
+
+
+@click.command("hmi")
+@endpoint_option
+@user_option
+def hmi(endpoint: Endpoint, user: str) -> None:
+    """The operator's terminal HMI on a running controller (keys: h hold, r restart,
+    p pause, u resume, s stop, a abort, n answer a prompt, k acknowledge an alarm, l sign in,
+    q quit). On a GMP plant every prompt answer asks for the signer's password again, and
+    after 15 minutes without use the HMI signs out (l: user ID and password)."""
+    from cellbatch.hmi import BatchHmi
+
+    password = _password(endpoint, user)
+    if password:  # GMP: sign in now, not at the first action
+        _done(_run(endpoint, "SignIn", user, password), f"signed in as {user}")
+    BatchHmi(endpoint, user, password).run()

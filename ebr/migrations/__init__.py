@@ -1,1 +1,0 @@
-"""Alembic migrations of the eBR database (run by `ebr.store.Store.open`, no alembic.ini)."""
