@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import click
 
 from cellbatch.cli_common import default_plant, password_of, plain_errors
 from cellbatch.ebr_cli import ebr as ebr_group
+from cellbatch.ports import on_free_ports
 from cellbatch.service_cli import batch_group, controller_group
 from cellbatch.service_cli import hmi as hmi_command
 from cellbatch.terminal import terminal_operator
@@ -225,7 +227,15 @@ def sim() -> None:
     default=None,
     help="TOML fault schedule ([[fault]] tables; times in wall seconds after ready).",
 )
-def sim_serve(plant_path: str, time_scale: float | None, faults_path: str | None) -> None:
+@click.option(
+    "--free-ports",
+    is_flag=True,
+    help="Bind every simulator on a free port (and make no pty symlinks) instead of the "
+    "plant file's addresses; the lines printed name the URLs really bound.",
+)
+def sim_serve(
+    plant_path: str, time_scale: float | None, faults_path: str | None, free_ports: bool
+) -> None:
     """Start every simulator of the plant file and serve until SIGINT/SIGTERM."""
     from simulators.fault_file import FaultFileError, load_fault_file
 
@@ -234,12 +244,13 @@ def sim_serve(plant_path: str, time_scale: float | None, faults_path: str | None
         raise click.ClickException(f"{plant_path}: the plant defines no [[simulators]]")
     try:
         schedule = load_fault_file(faults_path) if faults_path else []
-        asyncio.run(_serve(plant.simulators, time_scale or plant.time_scale, schedule))
+        specs = on_free_ports(plant.simulators) if free_ports else list(plant.simulators)
+        asyncio.run(_serve(specs, time_scale or plant.time_scale, schedule))
     except FaultFileError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-async def _serve(specs: tuple[dict[str, object], ...], scale: float, schedule: list[Any]) -> None:
+async def _serve(specs: Sequence[Mapping[str, object]], scale: float, schedule: list[Any]) -> None:
     from simulators.fault_file import check_schedule, run_schedule
     from simulators.launch import start_simulators
 
@@ -282,12 +293,19 @@ async def _serve(specs: tuple[dict[str, object], ...], scale: float, schedule: l
     type=click.Path(dir_okay=False),
     help="Recipe (default: the CAR-T expansion).",
 )
+@click.option(
+    "--plant-ports",
+    is_flag=True,
+    help="Serve the simulators at the plant file's addresses (default: free ports, so "
+    "several demos can run at once; the addresses bound are printed).",
+)
 def demo(
     out_dir: str,
     time_scale: float | None,
     db_url: str | None,
     plant_path: str,
     recipe_path: str | None,
+    plant_ports: bool,
 ) -> None:
     """Simulators + controller in one process: one CAR-T batch to completion."""
     from cellbatch.demo import DEFAULT_RECIPE, run_demo
@@ -303,6 +321,7 @@ def demo(
             out_dir=out,
             time_scale=time_scale,
             recipe_path=Path(recipe_path) if recipe_path else DEFAULT_RECIPE,
+            free_ports=not plant_ports,
         )
     )
     click.echo(f"batch {result.batch_id}: {result.state.value}")

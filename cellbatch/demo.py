@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from cellbatch.ports import endpoint_map, on_free_ports
 from controller.batch import BatchRun
 from controller.isa88 import Element, State
 from controller.plant import Plant
@@ -58,15 +59,21 @@ async def run_demo(
     time_scale: float | None = None,
     echo: bool = True,
     wall_limit_s: float = 600.0,
+    free_ports: bool = True,
 ) -> DemoResult:
-    """Start the plant's simulators, run the recipe on them, export the record."""
+    """Start the plant's simulators, run the recipe on them, export the record.
+
+    With ``free_ports`` every simulator binds a free port (``cellbatch.ports``), so
+    demos running at once on one machine never collide.
+    """
     import asyncio
 
     recipe = load_recipe(recipe_path)
     scale = time_scale or plant.time_scale
-    sims = await start_simulators([dict(s) for s in plant.simulators], scale)
+    specs = on_free_ports(plant.simulators) if free_ports else [dict(s) for s in plant.simulators]
+    sims = await start_simulators(specs, scale)
     try:
-        moved = {str(s["listen"]): sims.endpoints[str(s["name"])] for s in plant.simulators}
+        moved = endpoint_map(plant.simulators, sims.endpoints)
         if echo:
             for name, url in sims.endpoints.items():
                 click.echo(f"simulator {name} {url}")

@@ -101,10 +101,10 @@ def serve(
         service = ControllerService(plant, db_url, listen, board, pki)
     except InterfaceSecurityError as exc:
         raise click.UsageError(f"--pki {exc}") from None
-    asyncio.run(_serve(service, listen))
+    asyncio.run(_serve(service))
 
 
-async def _serve(service: ControllerService, listen: str) -> None:
+async def _serve(service: ControllerService) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -115,7 +115,7 @@ async def _serve(service: ControllerService, listen: str) -> None:
             click.echo(f"recovered {batch_id}: Held, waiting for restart")
         for problem in service.recovery_errors:
             click.echo(f"not recovered: {problem}", err=True)
-        click.echo(f"listening {listen}")
+        click.echo(f"listening {service.endpoint}")
         click.echo("ready")
         sys.stdout.flush()
         await stop.wait()

@@ -35,6 +35,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from asyncua import Server, ua, uamethod
 
@@ -74,6 +75,8 @@ class ControllerService:
         trusted terminals connect; a folder lacking a file raises InterfaceSecurityError."""
         self.plant = plant
         self.listen = listen
+        self.endpoint = listen
+        """The URL terminals connect to, with the port actually bound (``listen`` may say 0)."""
         self.pki = pki
         if pki is not None:
             check_server_pki(pki)
@@ -144,6 +147,7 @@ class ControllerService:
         for name, handler, arity in methods:
             await node.add_method(idx, name, uamethod(handler), [text] * arity, [text])
         await server.start()
+        self.endpoint = _bound_url(self.listen, server)
 
     async def _info(self, _parent: Any) -> str:
         plant = self.plant
@@ -300,3 +304,16 @@ class ControllerService:
 
 def _refused(message: str) -> str:
     return json.dumps({"ok": False, "message": message})
+
+
+def _bound_url(listen: str, server: Server) -> str:
+    """``listen`` with the TCP port the server really bound (port 0 binds any free port)."""
+    parts = urlsplit(listen)
+    bound = server.bserver._server if server.bserver else None
+    sockets = getattr(bound, "sockets", None)
+    if not sockets:
+        return listen
+    port = sockets[0].getsockname()[1]
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
