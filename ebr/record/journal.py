@@ -25,8 +25,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ebr.record.canonical import canonical_object
-from ebr.record.chain import GENESIS_HASH, entry_hash
-from ebr.record.clock import ONE_MICROSECOND, Clock, format_ts, parse_ts, utc_now
+from ebr.record.chain import GENESIS_HASH, Link, chain_step, clock_step_back
+from ebr.record.clock import Clock, format_ts, parse_ts, utc_now
 from ebr.record.errors import (
     DuplicateBatchError,
     JournalClosedError,
@@ -414,17 +414,11 @@ class Journal:
         head = self._heads.get(batch_id)
         now = self._clock()
         now_text = format_ts(now)  # validates the clock's value before anything is queued
-        if head is not None and now < head.wall:
+        stepped_back = None if head is None else clock_step_back(now, head.wall, head.ts)
+        if head is not None and stepped_back is not None:
             # The wall clock went backwards since this batch's last entry: say so in the
             # record, because the stamps now run ahead of the wall clock for a while.
-            step_text, step_data = canonical_object(
-                {
-                    "wall_clock": now_text,
-                    "previous_wall_clock": format_ts(head.wall),
-                    "last_recorded": format_ts(head.ts),
-                    "stepped_back_us": (head.wall - now) // ONE_MICROSECOND,
-                }
-            )
+            step_text, step_data = canonical_object(stepped_back)
             head = self._push(
                 batch_id, head, CLOCK_STEPPED_BACK, step_text, step_data, now, now_text
             )
@@ -464,19 +458,12 @@ class Journal:
         block_row: dict[str, Any] | None = None,
     ) -> _Head:
         """Stamp and chain one entry (seq, ts, prev_hash, hash), queue it, move the head."""
-        if head is None:
-            stamp, ts, seq, prev_hash, block_no = now, now_text, 1, GENESIS_HASH, 0
-        else:
-            if now > head.ts:
-                stamp, ts = now, now_text
-            else:
-                stamp = head.ts + ONE_MICROSECOND
-                ts = format_ts(stamp)
-            seq, prev_hash, block_no = head.seq + 1, head.hash, head.block_no
+        previous = None if head is None else Link(head.seq, head.hash, head.ts)
+        step = chain_step(batch_id, previous, now, kind, text)
+        seq, ts, prev_hash, digest = step.seq, step.ts, step.prev_hash, step.hash
         if batch_row is not None:
             batch_row["created_at"] = ts
-        digest = entry_hash(prev_hash, batch_id, seq, ts, kind, text)
-        new_head = _Head(seq, digest, stamp, now, block_no)
+        new_head = _Head(seq, digest, step.link.stamp, now, 0 if head is None else head.block_no)
         self._queue.append(
             _Pending(
                 Entry(batch_id, seq, ts, kind, data, prev_hash, digest),

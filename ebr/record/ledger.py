@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from ebr.record.canonical import canonical_object
-from ebr.record.chain import GENESIS_HASH, entry_hash
-from ebr.record.clock import ONE_MICROSECOND, Clock, format_ts, next_stamp, parse_ts, utc_now
+from ebr.record.chain import GENESIS_HASH, Link, chain_step, clock_step_back
+from ebr.record.clock import Clock, parse_ts, utc_now
 from ebr.record.errors import JournalStateError, UnknownBatchError
 from ebr.record.model import BATCH_CREATED, CLOCK_STEPPED_BACK, HEADER_KEY, BatchHeader, Entry
 from ebr.record.schema import batches, journal
@@ -64,9 +64,8 @@ def create_chain(
     with store.transaction() as conn:
         if _locked_tip(conn, store, header.batch_id) is not None:
             return None
-        stamp = clock()
-        ts = format_ts(stamp)
-        digest = entry_hash(GENESIS_HASH, header.batch_id, 1, ts, BATCH_CREATED, text)
+        step = chain_step(header.batch_id, None, clock(), BATCH_CREATED, text)
+        ts, digest = step.ts, step.hash
         conn.execute(
             insert(batches).values(**header.to_dict(), created_at=ts, head_seq=1, head_hash=digest)
         )
@@ -121,22 +120,17 @@ def _chain(
     staged: list[tuple[str, str, dict[str, Any]]],
     now: Any,
 ) -> list[Entry]:
-    previous = parse_ts(tip.ts)
-    if now < previous:
-        step = {
-            "wall_clock": format_ts(now),
-            "last_recorded": tip.ts,
-            "stepped_back_us": (previous - now) // ONE_MICROSECOND,
-        }
-        staged = [(CLOCK_STEPPED_BACK, *canonical_object(step)), *staged]
+    link = Link(tip.seq, tip.hash, parse_ts(tip.ts))
+    # The ledger knows only the stored chain: its last stamp stands for the last wall clock.
+    stepped_back = clock_step_back(now, link.stamp, link.stamp)
+    if stepped_back is not None:
+        staged = [(CLOCK_STEPPED_BACK, *canonical_object(stepped_back)), *staged]
     rows: list[dict[str, Any]] = []
     entries: list[Entry] = []
-    seq, prev_hash = tip.seq, tip.hash
     for kind, text, parsed in staged:
-        previous = next_stamp(now, previous)
-        seq += 1
-        ts = format_ts(previous)
-        digest = entry_hash(prev_hash, batch_id, seq, ts, kind, text)
+        step = chain_step(batch_id, link, now, kind, text)
+        seq, ts, prev_hash, digest = step.seq, step.ts, step.prev_hash, step.hash
+        link = step.link
         rows.append(
             {
                 "batch_id": batch_id,
@@ -149,7 +143,6 @@ def _chain(
             }
         )
         entries.append(Entry(batch_id, seq, ts, kind, parsed, prev_hash, digest))
-        prev_hash = digest
     if not rows:
         return []
     conn.execute(insert(journal), rows)
@@ -160,7 +153,7 @@ def _chain(
             batches.c.head_seq == tip.seq,
             batches.c.head_hash == tip.hash,
         )
-        .values(head_seq=seq, head_hash=prev_hash)
+        .values(head_seq=link.seq, head_hash=link.hash)
     )
     if moved.rowcount != 1:
         raise JournalStateError(f"batch {batch_id}: another writer moved the head")

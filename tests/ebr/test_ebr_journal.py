@@ -28,6 +28,7 @@ from ebr import (
     verify_batch,
 )
 from ebr.record.canonical import canonical_json
+from ebr.record.ledger import append_entries
 from ebr.record.persist import Group, GroupWriter
 from tests.ebr.conftest import T0, FakeClock, OpenBatch, sample_rows
 
@@ -193,6 +194,31 @@ async def test_wall_clock_stepping_back_still_increases_ts(
     assert step.data["last_recorded"] == "2026-03-01T08:00:01.000000Z"
     assert step.ts == "2026-03-01T08:00:01.000001Z"
     assert stepped.ts == "2026-03-01T08:00:01.000002Z"
+
+
+async def test_the_ledger_records_a_clock_step_back_like_the_journal(
+    store: Store, open_batch: OpenBatch
+) -> None:
+    """One chain step: the journal and the site ledger stamp, hash and record a step back
+    alike (same payload fields), and the ledger's chain verifies."""
+    clock = FakeClock()
+    async with Journal(store, clock=clock) as journal:
+        await open_batch(journal)
+        clock.advance(seconds=1)
+        await journal.append("B-001", "tick", {"n": 1})
+        clock.advance(seconds=-30)
+        await journal.append("B-001", "tick", {"n": 2})
+    clock.advance(seconds=-30)  # the ledger writes later, still behind the chain's last stamp
+    written = append_entries(store, "B-001", [("tick", {"n": 3})], clock=clock)
+    entries = read_journal(store, "B-001")
+    steps = [e for e in entries if e.kind == "clock.stepped_back"]
+    assert len(steps) == 2
+    assert set(steps[0].data) == set(steps[1].data)
+    assert [e.kind for e in written] == ["clock.stepped_back", "tick"]
+    assert steps[1].seq == written[-1].seq - 1
+    assert steps[1].data["stepped_back_us"] > 0
+    assert written[-1].ts > steps[1].ts > steps[0].ts
+    assert verify_batch(store, "B-001").ok
     assert verify_batch(store, "B-001").ok
 
 
