@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from ebr.record.kinds import FIELDS, Kind
 from tests.plantfiles import private_demo_plant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +88,18 @@ def test_export_holds_recipe_identity(demo: Demo) -> None:
     assert recipe["version"] == "1.0.0"
     assert re.fullmatch(r"[0-9a-f]{64}", recipe["content_hash"])
     assert created["data"]["simulation"] is True
+
+
+def test_every_entry_speaks_the_record_vocabulary(demo: Demo) -> None:
+    """Each entry's kind is a ``Kind`` and carries at least the payload fields the
+    vocabulary declares for it (``ebr/record/kinds.py``): writers and readers agree."""
+    seen = set()
+    for entry in demo.export["journal"]:
+        kind = Kind(entry["kind"])  # ValueError: a kind outside the vocabulary
+        seen.add(kind)
+        missing = FIELDS.get(kind, frozenset()) - set(entry["data"])
+        assert not missing, f"seq {entry['seq']} {kind}: missing {sorted(missing)}"
+    assert Kind.BATCH_CREATED in seen and Kind.WRITE_INTENT in seen
 
 
 def test_export_holds_every_state_change_in_order(demo: Demo) -> None:
