@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 OUT    ?= demo-out
 
-.PHONY: demo test lint bench venv clean tools
+.PHONY: demo test test-fast wheel-check lint bench venv clean tools
 
 venv: $(STAMP)
 
@@ -35,8 +35,17 @@ tools:
 	    mbpoll poppler-utils) >/dev/null 2>&1 || echo "could not install$$missing; those tests skip"; \
 	fi
 
-test: lint tools
+# Everything: lint, the wheel check, then every test (unit, room, slow and e2e).
+test: lint tools wheel-check
 	$(BIN)/python -m pytest -q
+
+# Unit and room tests only (no `slow`, no `e2e` marks): under a minute on 2 cores.
+test-fast: lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not e2e"
+
+# The wheel, installed without dev extras into a fresh venv, runs from outside the checkout.
+wheel-check: $(STAMP)
+	.ci/wheel-check $(PYTHON)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

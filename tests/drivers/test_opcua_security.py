@@ -61,6 +61,7 @@ def _connection(cert: Path, key: Path, mode: str = "SignAndEncrypt") -> dict[str
     }
 
 
+@pytest.mark.slow
 async def test_trusted_client_reads_and_writes_untrusted_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
