@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 OUT    ?= demo-out
 
-.PHONY: demo test lint bench venv clean tools
+.PHONY: demo test test-fast wheel-check lint bench venv clean tools
 
 venv: $(STAMP)
 
@@ -25,18 +25,27 @@ lint: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_rooms.py
 
 # Command-line tools some tests drive (mbpoll: an independent Modbus client; pdftotext:
-# reading the PDF back). Installed when missing and possible (root + apt-get); the tests
+# reading the PDF back; sqlite3: the README's tamper example). Installed when missing and possible (root + apt-get); the tests
 # that need them skip with the reason otherwise.
 tools:
-	@missing=""; for t in mbpoll pdftotext; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in mbpoll pdftotext sqlite3; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing test tools:$$missing (apt-get, best effort)"; \
 	  (timeout 90 apt-get update -qq && timeout 90 apt-get install -y -qq --no-install-recommends \
-	    mbpoll poppler-utils) >/dev/null 2>&1 || echo "could not install$$missing; those tests skip"; \
+	    mbpoll poppler-utils sqlite3) >/dev/null 2>&1 || echo "could not install$$missing; those tests skip"; \
 	fi
 
-test: lint tools
+# Everything: lint, the wheel check, then every test (unit, room, slow and e2e).
+test: lint tools wheel-check
 	$(BIN)/python -m pytest -q
+
+# Unit and room tests only (no `slow`, no `e2e` marks): under a minute on 2 cores.
+test-fast: lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not e2e"
+
+# The wheel, installed without dev extras into a fresh venv, runs from outside the checkout.
+wheel-check: $(STAMP)
+	.ci/wheel-check $(PYTHON)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -20,7 +20,7 @@ from ebr import read_journal, read_samples, verify_batch
 from recipes import load_recipe
 from simulators.bioreactor.opcua_server import BioreactorServer
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 RECIPE = Path(__file__).parent / "recipes" / "short-culture.yaml"
 
 

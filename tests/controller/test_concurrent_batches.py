@@ -16,7 +16,7 @@ from ebr import read_journal, verify_all
 from recipes import load_recipe
 from simulators.bioreactor.opcua_server import BioreactorServer
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 RECIPE = Path(__file__).parent / "recipes" / "short-culture.yaml"
 VESSELS = [f"MV-{i:02d}" for i in range(1, 21)]
 SPARE = ["MV-21", "MV-22"]

@@ -14,7 +14,7 @@ from ebr import read_journal, verify_batch
 from recipes import load_recipe
 from simulators.bioreactor.opcua_server import BioreactorServer
 
-pytestmark = pytest.mark.asyncio(loop_scope="function")
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.slow]
 RECIPE = Path(__file__).parent / "recipes" / "short-culture.yaml"
 
 

@@ -22,7 +22,7 @@ from ebr import read_journal, read_samples, verify_batch
 from recipes import load_recipe
 from simulators.launch import RunningSimulators, start_simulators
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "library" / "cell-wash-formulate.yaml"
 SCALE = 1000.0

@@ -11,6 +11,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -133,6 +134,7 @@ async def _scenario(script: list[tuple[Command, int, bool]], db: Path) -> None:
     assert replayed is final
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(script=commands)
 def test_random_command_sequences_keep_the_state_model(

@@ -139,14 +139,11 @@ class Probe:
             await asyncio.sleep(0.05)
 
 
-async def expect_error(
-    probe: Probe, errors: tuple[type[DriverError], ...], *, bound_s: float = 2.0
-) -> None:
-    """A call ends in one of ``errors`` within ``bound_s`` (no hang)."""
-    t0 = time.monotonic()
+async def expect_error(probe: Probe, errors: tuple[type[DriverError], ...]) -> None:
+    """A call ends in one of ``errors``: typed, never a hang (the probe's pool timeout is
+    short; pytest-timeout catches a hang) nor an untyped exception."""
     with pytest.raises(errors):
         await probe.read()
-    assert time.monotonic() - t0 < bound_s
 
 
 # -- the checks, one per fault kind -----------------------------------------------------

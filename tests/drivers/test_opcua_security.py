@@ -6,7 +6,6 @@ trusted client are configured the way a plant file does it (paths relative to it
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +60,7 @@ def _connection(cert: Path, key: Path, mode: str = "SignAndEncrypt") -> dict[str
     }
 
 
+@pytest.mark.slow
 async def test_trusted_client_reads_and_writes_untrusted_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,15 +99,13 @@ async def test_trusted_client_reads_and_writes_untrusted_is_refused(
         finally:
             await pool.close()
 
-        # An untrusted certificate is refused with a typed error, quickly.
+        # An untrusted certificate is refused with a typed error (a refusal, not a timeout).
         pool = DevicePool(timeout=2.0)
         try:
             conn = _connection(certs.rogue_cert, certs.rogue_key)
             device = pool.open("BR-S", PROFILE, server.endpoint, {"vessel": "BR-S"}, conn)
-            t0 = time.monotonic()
             with pytest.raises(Disconnected):
                 await device.connect()
-            assert time.monotonic() - t0 < 5.0
         finally:
             await pool.close()
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 MALFORMED = sorted((ROOT / "tests" / "recipes" / "malformed").glob("*.yaml"))
 SHORT = ROOT / "tests" / "controller" / "recipes" / "short-culture.yaml"

@@ -22,6 +22,8 @@ import pytest
 from ebr.record.kinds import FIELDS, Kind
 from tests.plantfiles import private_demo_plant
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 CELLBATCH = [sys.executable, "-m", "cellbatch"]
 TIME_SCALE = 40_000  # 12 simulated days in ~26 s

@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Static
 
 from cellbatch.hmi import BatchHmi
@@ -20,6 +21,8 @@ from tests.e2e.test_service import (  # noqa: F401 (fixtures below)
     free_port,
 )
 from tests.e2e.test_service import setup as setup
+
+pytestmark = pytest.mark.e2e
 
 
 async def _until(check: object, pilot: object, limit_s: float = 20) -> None:

@@ -21,6 +21,8 @@ from ebr import Store
 from tests.e2e.conftest import plant_for_unit
 from tests.ebr.review_batches import TRIGGERS, write
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = ROOT / "tests" / "controller" / "recipes" / "short-culture.yaml"
 ADMIN_PW = "site-key-2026"

@@ -35,6 +35,8 @@ import pytest
 from ebr import Entry, Store, read_journal
 from tests.e2e.conftest import ROOT, SERVED_VESSELS, plant_for_unit
 
+pytestmark = pytest.mark.e2e
+
 SHORT = ROOT / "tests" / "controller" / "recipes" / "short-culture.yaml"
 KILLS = int(os.environ.get("CELLBATCH_KILLS", "20"))
 CONCURRENT = 4

@@ -27,6 +27,8 @@ from ebr import Store, read_journal
 from simulators.bioreactor.certs import make_certificates
 from tests.e2e.conftest import plant_for_unit
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = ROOT / "tests" / "controller" / "recipes" / "short-culture.yaml"
 PROMPTS = ROOT / "tests" / "controller" / "recipes" / "prompts.yaml"

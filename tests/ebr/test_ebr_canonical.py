@@ -31,6 +31,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(json_values)
 def test_canonical_json_equals_the_reference(value: Any) -> None:

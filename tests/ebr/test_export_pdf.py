@@ -73,6 +73,7 @@ def test_synthetic_batch_has_every_kind(record_db: tuple[Store, Path]) -> None:
     } <= kinds
 
 
+@pytest.mark.slow
 def test_simulation_pdf_sections_and_marks(record_db: tuple[Store, Path], tmp_path: Path) -> None:
     store, _ = record_db
     doc, data = build_pdf(store, SIM)
@@ -100,6 +101,7 @@ def test_simulation_pdf_sections_and_marks(record_db: tuple[Store, Path], tmp_pa
     assert "COI-2026-000123" in text[0] and "INTACT" in text[0]
 
 
+@pytest.mark.slow
 def test_gmp_pdf_has_no_simulation_mark(record_db: tuple[Store, Path], tmp_path: Path) -> None:
     store, _ = record_db
     doc, data = build_pdf(store, GMP)
@@ -117,6 +119,7 @@ def test_export_pdf_writes_file(record_db: tuple[Store, Path], tmp_path: Path) -
     assert not (tmp_path / "sim.pdf.partial").exists()
 
 
+@pytest.mark.slow
 def test_cli_export_pdf(record_db: tuple[Store, Path], tmp_path: Path) -> None:
     _, path = record_db
     out = tmp_path / "b.pdf"

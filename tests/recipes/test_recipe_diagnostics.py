@@ -116,6 +116,7 @@ def test_odd_yaml_is_reported_not_raised(snippet: str) -> None:
 LIBRARY_LINES = LIBRARY.read_text(encoding="utf-8").splitlines(keepends=True)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(

@@ -80,6 +80,7 @@ async def test_schedule_injects_and_clears_on_time(tmp_path: Path) -> None:
     assert seen[0][0] >= 0.09 and seen[1][0] - seen[0][0] >= 0.19
 
 
+@pytest.mark.slow
 async def test_sim_serve_runs_a_fault_file(tmp_path: Path) -> None:
     plant = tmp_path / "plant.toml"
     plant.write_text(

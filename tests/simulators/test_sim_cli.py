@@ -12,6 +12,7 @@ import pytest
 WAIT_S = 15.0
 
 
+@pytest.mark.slow
 async def test_entry_point_serves_real_opcua_until_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -196,7 +196,8 @@ async def test_test_program_runs_to_complete_on_the_clock(
     ir = await _until_state(client, State.COMPLETE)
     took = server.clock.elapsed() - started
     expected = 24 / 5 * 60  # 4 → −20 °C at 5 °C/min
-    assert expected <= took < expected * 1.5
+    # Polling may see COMPLETE late on a busy machine; the program's own timer is exact.
+    assert took >= expected
     assert ir[10] + (ir[11] << 16) == round(expected) and ir[12] == 0 and ir[3] == 0
     assert regs_float(ir[8:10]) == -20.0
     assert regs_float(ir[4:6]) == pytest.approx(-20.0, abs=1.0)

@@ -44,6 +44,7 @@ async def test_invalid_specs_are_refused_before_anything_starts(
         await start_simulators(specs, time_scale=100.0)
 
 
+@pytest.mark.slow
 async def test_servers_share_one_clock_and_stop_cleanly() -> None:
     running = await start_simulators(
         [spec("left"), spec("right", vessels=["BR-07", "BR-08"], step_s=30.0)], time_scale=1000.0
