@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from controller.mqtt_config import MqttConfig, MqttConfigError, parse_mqtt
+
 
 class PlantError(Exception):
     """A plant file is missing, malformed or inconsistent (message names file and field)."""
@@ -36,6 +38,8 @@ class Plant:
     units: tuple[UnitConfig, ...]
     simulators: tuple[dict[str, Any], ...]
     source: str
+    #: where live batch data is published (``[mqtt]``; None: nothing is published)
+    mqtt: MqttConfig | None = None
 
     @property
     def simulation(self) -> bool:
@@ -59,12 +63,18 @@ def load_plant(path: str | Path) -> Plant:
     """Parse and check a plant file."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        doc = tomllib.loads(text)
     except FileNotFoundError:
         raise PlantError(f"plant file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise PlantError(f"{path}: {exc}") from None
-    return _parse(doc, str(path))
+    plant = _parse(doc, str(path))
+    try:
+        mqtt = parse_mqtt(doc.get("mqtt"), text, str(path), site=plant.site, plant=plant.name)
+    except MqttConfigError as exc:
+        raise PlantError(str(exc)) from None
+    return replace(plant, mqtt=mqtt)
 
 
 def _need(table: dict[str, Any], key: str, kind: type, where: str) -> Any:

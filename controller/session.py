@@ -21,6 +21,7 @@ from controller.clock import ScaledClock, real_clock
 from controller.isa88 import Command, State
 from controller.plant import Plant, UnitConfig
 from controller.prompts import PromptBoard
+from controller.publish import Publisher
 from controller.recorder import BatchRecorder, iso
 from controller.resume import load_resume_point
 from drivers import Device, DevicePool
@@ -90,12 +91,17 @@ class Controller:
         self.allocations: dict[str, str] = {}  # unit name → batch ID
         self._devices: dict[str, Device] = {}
         self._running: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
+        #: live data to the plant's MQTT broker (the plant file's ``[mqtt]``), if any
+        self.publisher: Publisher | None = None
 
     async def start(self) -> None:
-        """Open the store and start the journal writer."""
+        """Open the store, start the journal writer and the MQTT publisher (if any)."""
         self.store = Store.open(self.store_url)
         self.journal = Journal(self.store)
         await self.journal.start()
+        if self.plant.mqtt is not None:
+            self.publisher = Publisher(self.plant.mqtt, self.plant.name)
+            await self.publisher.start()
 
     async def stop(self) -> None:
         """Hold every running batch, flush the journal, close the store and connections."""
@@ -107,6 +113,8 @@ class Controller:
                 await asyncio.wait({task})
         if self.journal is not None:
             await self.journal.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
         await self.pool.close()
         if self.store is not None:
             self.store.close()
@@ -337,6 +345,8 @@ class Controller:
     async def run(self, run: BatchRun) -> State:
         """Run a batch to its end and free its units."""
         batch_id = run.control.batch_id
+        if self.publisher is not None:
+            self.publisher.attach(run)
         task = asyncio.create_task(run.run())
         self._running[batch_id] = (run, task)
         try:
@@ -344,3 +354,5 @@ class Controller:
         finally:
             del self._running[batch_id]
             self.release(batch_id)
+            if self.publisher is not None:
+                self.publisher.detach(run)
