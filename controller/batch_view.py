@@ -90,8 +90,6 @@ class BatchView:
             base, _dot, last = m.tag.rpartition(".")
             sp = f"{base}.sp" if last == "pv" and device.has(f"{base}.sp") else None
             self.cpps.append(CppView(m, sp))
-        if run.resume is not None:
-            self.why = "controller restarted: batch recovered Held, waiting for restart"
         for entry in history:
             self.follow(entry)
         run.recorder.listeners.append(self.follow)
@@ -131,7 +129,8 @@ class BatchView:
         elif kind == Kind.COMMAND_ACCEPTED:
             self._command(data)
         elif kind == Kind.BATCH_INTERRUPTED:
-            self.why = "controller interrupted: batch recovered Held, waiting for restart"
+            before = f"{self.why}; then " if self.why else ""
+            self.why = f"{before}controller interrupted: recovered Held, waiting for restart"
 
     def _command(self, data: dict[str, Any]) -> None:
         command, user = str(data.get("command", "")), str(data.get("user", ""))

@@ -9,7 +9,7 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
 - ``Info()`` → ``{plant, mode, simulation}``
 - ``SignIn(user, password)`` → ``{ok, name | message}``: checks a person's user ID and
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
-- ``List()`` → ``[{id, state, recipe, coi, simulation, prompts}]``
+- ``List()`` → ``[{id, state, recipe, coi, simulation, prompts, open_alarms, why}]``
 - ``Show(id)`` → the batch with its active elements, open prompts and alarms, and
   (`controller.batch_view`) its hold/stop reason, CPP values, alarm list and prompt forms
 - ``Start(recipe_path, parameters_json, coi, user, password)`` → ``{ok, batch_id | message}``
@@ -198,7 +198,12 @@ class ControllerService:
         return json.dumps({"ok": True, "name": account.printed_name if account else user})
 
     async def _list(self, _parent: Any) -> str:
-        return json.dumps([self._summary(run) for run, _task in self.batches.values()])
+        return json.dumps(
+            [
+                {**self._summary(run), "why": self.views[batch_id].why}
+                for batch_id, (run, _task) in self.batches.items()
+            ]
+        )
 
     async def _show(self, _parent: Any, batch_id: str) -> str:
         found = self.batches.get(batch_id)
