@@ -98,8 +98,11 @@ def entry_hint(entry: dict[str, Any]) -> str:
         parts.append("one of " + "/".join(entry["choices"]))
     if entry.get("min") is not None or entry.get("max") is not None:
         parts.append(limits([entry.get("min"), entry.get("max")]))
-    if entry.get("example") is not None:
-        parts.append(f"e.g. {entry['example']}")
+    example = entry.get("example")
+    if isinstance(example, float):
+        parts.append(f"e.g. {example:g}")
+    elif example is not None:
+        parts.append(f"e.g. {example}")
     return ", ".join(parts)
 
 

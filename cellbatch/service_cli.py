@@ -309,10 +309,13 @@ def batch_ack(batch_id: str, alarm: int, comment: str, endpoint: Endpoint, user:
 @endpoint_option
 @user_option
 def hmi(endpoint: Endpoint, user: str) -> None:
-    """The operator's terminal HMI on a running controller (keys: h hold, r restart,
-    p pause, u resume, s stop, a abort, n answer a prompt, k acknowledge an alarm, l sign in,
-    q quit). On a GMP plant every prompt answer asks for the signer's password again, and
-    after 15 minutes without use the HMI signs out (l: user ID and password)."""
+    """The operator's terminal HMI on a running controller, usable from 80×24: process
+    values, alarms and prompts of the selected batch and why it is held (keys: h hold,
+    r restart, p pause, u resume, s stop, a abort — with a reason, stop and abort
+    confirmed —, n answer a prompt in its form, k acknowledge an alarm, 1 2 3 views,
+    l sign in, ? keys, q quit). On a GMP plant every prompt answer asks for the signer's
+    password again, and after 15 minutes without use the HMI signs out (l: user ID and
+    password)."""
     from cellbatch.hmi import BatchHmi
 
     password = _password(endpoint, user)
