@@ -1,47 +1,77 @@
 """`cellbatch hmi`: the operator's terminal HMI on a running controller (`controller serve`).
 
-One screen: the batches with their state and open prompts, the selected batch's active
-elements, open alarms and prompts, and a message line. Keys send ISA-88 commands to the
-selected batch (each journaled by the controller with the user and a reason); `n`
-answers the batch's oldest open prompt (`name=value …`, `verifier=ID` for verified
-prompts); `k` acknowledges its oldest open alarm. On a GMP plant the operator signs in
-with user ID and password (checked by the controller); every prompt answer is a
-signature and asks for the signer's password again (and the verifier's), and after the
-idle timeout (15 min, as `ebr.people.signatures.IDLE_TIMEOUT`) the HMI signs out: `l` signs
-someone in again with user ID and password (Part 11 §11.200, R10).
+One screen, usable from 80×24: a status line (endpoint, who is signed in, ONLINE or
+UNREACHABLE), a banner while the controller cannot be reached (every value is then
+marked STALE with its age), the batches, the selected batch's line (state in words,
+recipe, batch day, and why it is held or stopped), its active phase with the time in
+it, and three views: `1` process values (every CPP with PV, SP, unit, alert and action
+limits, quality, age and a trend), `2` alarms (all of the batch's alarms, active or
+cleared, acknowledged by whom), `3` open prompts (what to enter). Keys send ISA-88
+commands to the selected batch, each with a reason (required for hold, restart, stop
+and abort; stop and abort ask for confirmation); `n` opens the oldest prompt as a form
+checked before sending; `k` acknowledges the oldest unacknowledged alarm; `?` lists
+every key. Results and refusals are shown whole (wrapped).
+
+On a GMP plant the operator signs in with user ID and password (checked by the
+controller); every prompt answer is a signature and asks for the signer's password
+again (and the verifier's), and after the idle timeout (15 min, as
+`ebr.people.signatures.IDLE_TIMEOUT`) the HMI signs out: `l` signs someone in again
+(Part 11 §11.200, R10).
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from textual import work
+from rich.text import Text
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 
+from cellbatch.batch_text import (
+    alarm_counts,
+    batch_day,
+    duration,
+    element_line,
+    limits,
+    number,
+    prompt_lines,
+    sparkline,
+)
+from cellbatch.hmi_forms import CommandScreen, HelpScreen, PromptForm
 from cellbatch.service_client import ServiceError, call
 from controller.interface_security import Endpoint
 from ebr.people.signatures import IDLE_TIMEOUT
 
 REFRESH_S = 1.0
+#: from this width on, each CPP takes one line (two below)
+WIDE = 110
 
 
 class BatchHmi(App[None]):
-    """Batches of one controller: watch, command, answer prompts."""
+    """Batches of one controller: watch values and alarms, command, answer prompts."""
 
     TITLE = "cellbatch HMI"
     CSS = """
-    #batches { height: 1fr; }
-    #detail { height: auto; max-height: 14; border: round $primary; padding: 0 1; }
-    #message { height: 1; color: $warning; }
+    #status { height: 1; background: $primary; color: $text; }
+    #status.unreachable { background: $error; }
+    #banner { display: none; height: auto; background: $error; color: $text; padding: 0 1; }
+    #banner.shown { display: block; }
+    #batches { height: auto; max-height: 5; }
+    #batchline { height: auto; padding: 0 1; }
+    #path { height: auto; padding: 0 1; color: $text-muted; }
+    TabbedContent { height: 1fr; }
+    TabPane { padding: 0 1; }
+    .stale { text-style: dim; }
+    #message { height: auto; max-height: 4; color: $warning; padding: 0 1; }
     #entry { display: none; }
     #entry.open { display: block; }
+    #keys { height: auto; background: $panel; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("h", "command('hold')", "Hold"),
@@ -53,6 +83,10 @@ class BatchHmi(App[None]):
         Binding("n", "answer", "Answer prompt"),
         Binding("k", "acknowledge", "Acknowledge alarm"),
         Binding("l", "sign_in", "Sign in"),
+        Binding("1", "view('values')", "Values", show=False),
+        Binding("2", "view('alarms')", "Alarms", show=False),
+        Binding("3", "view('prompts')", "Prompts", show=False),
+        Binding("question_mark", "help", "Keys"),
         Binding("escape", "cancel", "Cancel", show=False),
         Binding("q", "quit", "Quit"),
     ]
@@ -64,38 +98,64 @@ class BatchHmi(App[None]):
         password: str = "",
         *,
         idle_timeout_s: float = IDLE_TIMEOUT.total_seconds(),
+        refresh_s: float | None = REFRESH_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Watch the controller at `endpoint` as `user`; a password (already checked)
-        means a GMP plant, where `user` is signed in until `idle_timeout_s` without use."""
+        means a GMP plant, where `user` is signed in until `idle_timeout_s` without use.
+        `refresh_s` None: no polling (the screen shows what `show` is given); `clock`
+        gives wall seconds (for the age of stale values)."""
         super().__init__()
         self.endpoint = endpoint
         self.user = user
         self.password = password
         self.gmp = bool(password)
         self.idle_timeout_s = idle_timeout_s
+        self.refresh_s = refresh_s
+        self.clock = clock
         self.batches: list[dict[str, Any]] = []
         self.detail: dict[str, Any] = {}
+        self.unreachable: str | None = None  # why, while the controller cannot be reached
+        self.updated_at: float | None = None  # clock() of the last good update
         self._pending: tuple[str, str] | None = None  # (purpose, what it is about)
-        self._draft: _Draft | None = None
         self._last_activity = time.monotonic()
 
     def compose(self) -> ComposeResult:
-        """Batches table, detail panel, message line, entry field."""
-        yield Header()
-        with Vertical():
-            yield DataTable(id="batches", cursor_type="row")
-            yield Static(id="detail")
-            yield Static(id="message")
-            yield Input(id="entry")
-        yield Footer()
+        """Status, banner, batches, batch line, path, the three views, message, keys."""
+        yield Static(id="status")
+        yield Static(id="banner")
+        yield DataTable(id="batches", cursor_type="row")
+        yield Static(id="batchline")
+        yield Static(id="path")
+        with TabbedContent(id="views"):
+            with TabPane("1 Values", id="values"), VerticalScroll():
+                yield Static(id="cpps")
+            with TabPane("2 Alarms", id="alarms"), VerticalScroll():
+                yield Static(id="alarmlist")
+            with TabPane("3 Prompts", id="prompts"), VerticalScroll():
+                yield Static(id="promptlist")
+        yield Static(id="message")
+        yield Input(id="entry")
+        yield Static(id="keys")
 
     def on_mount(self) -> None:
         """Start refreshing."""
         table = self.query_one("#batches", DataTable)
-        table.add_columns("batch", "state", "recipe", "COI", "prompts")
-        self.sub_title = f"{self.endpoint} — {self.user}"
-        self.refresh_view()
-        self.set_interval(REFRESH_S, self.refresh_view)
+        table.add_columns("batch", "state", "alarms", "prompts")
+        self._render_all()
+        if self.refresh_s is not None:
+            self.refresh_view()
+            self.set_interval(self.refresh_s, self.refresh_view)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While a dialog is open, the screen's keys act only in it."""
+        if len(self.screen_stack) > 1 and action not in ("quit",):
+            return action in {"dismiss_help", "cancel", "confirm"} or None
+        return True
+
+    def on_resize(self, _event: events.Resize) -> None:
+        """Lay the values out for the new width."""
+        self._render_all()
 
     @property
     def selected(self) -> str | None:
@@ -107,8 +167,10 @@ class BatchHmi(App[None]):
         return str(self.batches[row]["id"])
 
     def say(self, text: str) -> None:
-        """Show one line of feedback."""
-        self.query_one("#message", Static).update(text)
+        """Show feedback, whole (it wraps)."""
+        self.query_one("#message", Static).update(Text(text))
+
+    # -- what the controller says -------------------------------------------------------
 
     @work(exclusive=True, group="refresh")
     async def refresh_view(self) -> None:
@@ -118,56 +180,213 @@ class BatchHmi(App[None]):
             selected = self.selected or (batches[0]["id"] if batches else None)
             detail = await call(self.endpoint, "Show", selected) if selected else {}
         except ServiceError as exc:
-            self.say(str(exc))
+            self.lost(str(exc))
             return
+        self.show(batches, detail)
+
+    def show(self, batches: list[dict[str, Any]], detail: dict[str, Any]) -> None:
+        """Show a `List` and a `Show` answer of the controller (it is reachable)."""
         self.batches, self.detail = batches, detail
+        self.unreachable = None
+        self.updated_at = self.clock()
         table = self.query_one("#batches", DataTable)
         cursor = table.cursor_row
         table.clear()
         for b in batches:
-            table.add_row(b["id"], b["state"], b["recipe"], b["coi"], str(b["prompts"] or ""))
-        if batches:
+            prompts = str(b["prompts"]) if b["prompts"] else "–"
+            alarms = str(b.get("open_alarms") or "–")
+            table.add_row(b["id"], str(b["state"]).upper(), alarms, prompts)
+        ids = [str(b["id"]) for b in batches]
+        if detail.get("id") in ids:
+            table.move_cursor(row=ids.index(str(detail["id"])))
+        elif batches:
             table.move_cursor(row=min(cursor or 0, len(batches) - 1))
-        self.query_one("#detail", Static).update(self._detail_text(detail))
+        self._render_all()
+
+    def lost(self, why: str) -> None:
+        """The controller cannot be reached: keep the last values, marked stale."""
+        self.unreachable = why
+        self._render_all()
+
+    # -- drawing --------------------------------------------------------------------
+
+    def _render_all(self) -> None:
+        stale = self.unreachable is not None
+        self.query_one("#keys", Static).update(_keys_text(max(20, self.size.width - 2)))
+        who = self.user if (self.password or not self.gmp) else "signed out"
+        status = self.query_one("#status", Static)
+        state = "UNREACHABLE" if stale else ("ONLINE" if self.updated_at else "CONNECTING")
+        status.update(Text(f" cellbatch HMI · {self.endpoint} · {who} · {state}"))
+        status.set_class(stale, "unreachable")
+        banner = self.query_one("#banner", Static)
+        banner.set_class(stale, "shown")
+        if stale:
+            banner.update(Text(self._banner_text()))
+        for widget in ("#batches", "#batchline", "#path", "#cpps", "#alarmlist", "#promptlist"):
+            self.query_one(widget).set_class(stale, "stale")
+        detail = self.detail
+        if not detail.get("ok"):
+            empty = "no batch selected" if not self.batches else "reading the batch…"
+            for name in ("#batchline", "#path", "#cpps", "#alarmlist", "#promptlist"):
+                self.query_one(name, Static).update(empty if name == "#batchline" else "")
+            return
+        self.query_one("#batchline", Static).update(self._batch_text(detail))
+        self.query_one("#path", Static).update(Text(self._path_text(detail)))
+        self.query_one("#cpps", Static).update(self._cpps_text(detail))
+        self.query_one("#alarmlist", Static).update(self._alarms_text(detail))
+        self.query_one("#promptlist", Static).update(self._prompts_text(detail))
+
+    def _stale_s(self) -> float:
+        return 0.0 if self.updated_at is None else max(0.0, self.clock() - self.updated_at)
+
+    def _banner_text(self) -> str:
+        since = (
+            f"last update {duration(self._stale_s())} ago"
+            if self.updated_at is not None
+            else "no update yet"
+        )
+        return f"CONTROLLER UNREACHABLE — values are STALE ({since}); retrying. {self.unreachable}"
 
     @staticmethod
-    def _detail_text(detail: dict[str, Any]) -> str:
-        if not detail.get("ok"):
-            return "no batch selected"
-        lines = [f"{detail['id']}  {detail['state']}  alarms: {detail['alarms']}"]
-        lines += [f"  {line}" for line in detail["active"]]
-        lines += [_alarm_line(alarm) for alarm in detail.get("open_alarms", [])]
-        for prompt in detail["open_prompts"]:
-            lines.append(f"PROMPT {prompt['element']}: {prompt['text']}")
-        return "\n".join(lines)
+    def _batch_text(d: dict[str, Any]) -> Text:
+        text = Text()
+        text.append(f"{d['id']}  ")
+        text.append(str(d["state"]).upper(), style="bold")
+        text.append(f"  {d['recipe_name']} {d['recipe_version']}\n")
+        text.append(f"COI {d['coi']} · process time {batch_day(d.get('process_time_s'))}")
+        if d.get("why"):
+            text.append("\nWHY: ", style="bold")
+            text.append(str(d["why"]))
+        return text
+
+    @staticmethod
+    def _path_text(d: dict[str, Any]) -> str:
+        phases = [e for e in d["elements"] if e["level"] == "phase"] or d["elements"][-1:]
+        return "\n".join(f"at {element_line(e)}" for e in phases) or "no active phase"
+
+    def _cpps_text(self, d: dict[str, Any]) -> Text:
+        cpps = d.get("cpps") or []
+        if not cpps:
+            return Text("no monitored process values in this recipe")
+        stale = self.unreachable is not None
+        extra = self._stale_s() if stale else 0.0
+        wide = self.size.width >= WIDE
+        text = Text()
+        for cpp in cpps:
+            quality = "STALE" if stale else str(cpp["quality"]).upper()
+            age = duration(cpp["age_s"]) + (f" + {duration(extra)}" if stale else "")
+            text.append(f"{cpp['unit']}.{cpp['name']}", style="bold")
+            text.append(
+                f"  PV {number(cpp['pv'])} {cpp['eu']}  SP {number(cpp['sp'])}  {quality}"
+                f"  age {age}" + ("  " if wide else "\n")
+            )
+            trend = sparkline(cpp["trend"], 10) if wide else f"trend {sparkline(cpp['trend'], 16)}"
+            text.append(
+                ("" if wide else "    ")
+                + f"alert {limits(cpp['alert'])}  action {limits(cpp['action'])}  {trend}\n",
+                style="" if wide else "dim",
+            )
+        return text
+
+    @staticmethod
+    def _alarms_text(d: dict[str, Any]) -> Text:
+        alarms = d.get("alarm_list") or []
+        if not alarms:
+            return Text("no alarms in this batch")
+        text = Text(alarm_counts(alarms) + "\n", style="bold")
+        for a in alarms:
+            state = "ACTIVE" if a["active"] else f"cleared {_clock_of(a['cleared'])}"
+            acked = (
+                f"acknowledged by {a['acknowledged_by']}"
+                if a["acknowledged_by"]
+                else "NOT ACKNOWLEDGED"
+            )
+            text.append(f"#{a['seq']} {str(a['level']).upper()} ", style="bold")
+            text.append(
+                f"{a['monitor']}: {a['tag']} = {number(a['value'])} beyond "
+                f"{number(a['limit'])}  raised {_clock_of(a['raised'])}  {state}  {acked}\n"
+            )
+        return text
+
+    @staticmethod
+    def _prompts_text(d: dict[str, Any]) -> Text:
+        prompts = d.get("prompt_forms") or []
+        if not prompts:
+            return Text("no open prompt")
+        text = Text()
+        for i, prompt in enumerate(prompts):
+            first, *rest = prompt_lines(prompt)
+            text.append(("n answers: " if i == 0 else "then: ") + first + "\n", style="bold")
+            text.append("".join(f"{line}\n" for line in rest))
+        return text
+
+    # -- keys ------------------------------------------------------------------------
+
+    def action_view(self, pane: str) -> None:
+        """Show one of the three views."""
+        self.query_one("#views", TabbedContent).active = pane
+
+    def action_help(self) -> None:
+        """List every key."""
+        self.push_screen(HelpScreen())
 
     def action_command(self, command: str) -> None:
-        """Ask for a reason, then send `command` to the selected batch."""
+        """Ask for a reason (and confirmation), then send `command` to the selected batch."""
         batch_id = self.selected
         if batch_id is None:
             self.say("no batch selected")
             return
-        if self._session_open():
-            self._open_entry(
-                ("command", f"{command} {batch_id}"), f"reason for {command} {batch_id}"
-            )
+        if not self._session_open():
+            return
+
+        async def send(reason: str | None) -> None:
+            if reason is None:
+                self.say(f"{command} cancelled: nothing sent")
+                return
+            await self._send_and_say(self._send_command, f"{command} {batch_id}", reason)
+
+        self.push_screen(CommandScreen(command, batch_id), send)
 
     def action_answer(self) -> None:
-        """Answer the selected batch's oldest open prompt."""
-        prompts = self.detail.get("open_prompts") or []
+        """Answer the selected batch's oldest open prompt in a form."""
+        prompts = self.detail.get("prompt_forms") or []
         if not prompts:
             self.say("no open prompt on this batch")
             return
-        if self._session_open():
-            prompt = prompts[0]
-            self._open_entry(
-                ("answer", str(prompt["id"])),
-                f"{prompt['text']} — name=value …, verifier=ID if verified",
-            )
+        if not self._session_open():
+            return
+        prompt = prompts[0]
+
+        async def send(
+            values: dict[str, float | str], verifier: str, password: str, verifier_password: str
+        ) -> dict[str, Any]:
+            try:
+                return dict(
+                    await call(
+                        self.endpoint,
+                        "Answer",
+                        str(prompt["id"]),
+                        json.dumps(values),
+                        self.user,
+                        password,
+                        verifier,
+                        verifier_password,
+                        "",
+                    )
+                )
+            except ServiceError as exc:
+                return {"ok": False, "message": str(exc)}
+
+        def done(line: str | None) -> None:
+            self.say(line or "answer cancelled: nothing sent")
+            if line:
+                self.refresh_view() if self.refresh_s is not None else None
+
+        self.push_screen(PromptForm(prompt, self.user, self.gmp, send), done)
 
     def action_acknowledge(self) -> None:
-        """Acknowledge the selected batch's oldest open alarm, with a comment."""
-        alarms = self.detail.get("open_alarms") or []
+        """Acknowledge the selected batch's oldest unacknowledged alarm, with a comment."""
+        alarms = [a for a in self.detail.get("alarm_list") or [] if not a["acknowledged_by"]]
         batch_id = self.selected
         if batch_id is None or not alarms:
             self.say("no alarm to acknowledge on this batch")
@@ -176,7 +395,7 @@ class BatchHmi(App[None]):
             alarm = alarms[0]
             self._open_entry(
                 ("acknowledge", f"{batch_id} {alarm['seq']}"),
-                f"comment for {_alarm_line(alarm).strip()} (Enter to acknowledge)",
+                f"comment for alarm #{alarm['seq']} {alarm['monitor']} (Enter acknowledges)",
             )
 
     def action_sign_in(self) -> None:
@@ -187,9 +406,8 @@ class BatchHmi(App[None]):
         self._open_entry(("user", ""), "user ID")
 
     def action_cancel(self) -> None:
-        """Close the entry field (an answer being signed is dropped)."""
+        """Close the entry field."""
         self._pending = None
-        self._draft = None
         self.query_one("#entry", Input).remove_class("open")
 
     # -- the signing session (GMP) --------------------------------------------------
@@ -209,10 +427,10 @@ class BatchHmi(App[None]):
 
     def _sign_out(self, why: str) -> None:
         self.password = ""
-        self.sub_title = f"{self.endpoint} — signed out"
+        self._render_all()
         self.say(f"{why}: press l to sign in (user ID and password)")
 
-    # -- the entry field ------------------------------------------------------------
+    # -- the entry field (acknowledgement comment, sign-in) ------------------------
 
     def _open_entry(self, pending: tuple[str, str], placeholder: str, secret: bool = False) -> None:
         self._pending = pending
@@ -225,6 +443,8 @@ class BatchHmi(App[None]):
 
     async def on_input_submitted(self, event: Input.Submitted) -> None:
         """Take what the entry field asked for; send it once complete."""
+        if event.input.id != "entry":
+            return
         pending, self._pending = self._pending, None
         event.input.remove_class("open")
         self.query_one("#batches", DataTable).focus()
@@ -232,31 +452,31 @@ class BatchHmi(App[None]):
             return
         purpose, target = pending
         steps = {
-            "command": self._send_command,
             "acknowledge": self._send_acknowledgement,
-            "answer": self._take_values,
-            "sign": self._take_signature,
-            "verifier": self._take_verifier_password,
             "user": self._take_user_id,
             "password": self._take_password,
         }
+        await self._send_and_say(steps[purpose], target, event.value)
+
+    async def _send_and_say(self, step: Callable[[str, str], Any], target: str, value: str) -> None:
         try:
-            sent = await steps[purpose](target, event.value)
-        except (ServiceError, ValueError) as exc:
+            sent = await step(target, value)
+        except ServiceError as exc:
             self.say(str(exc))
             return
         if sent is None:  # another entry is open for the next part
             return
         answer, done = sent
         self.say(done if answer.get("ok") else f"refused: {answer.get('message')}")
-        self.refresh_view()
+        if self.refresh_s is not None:
+            self.refresh_view()
 
     async def _send_command(self, target: str, reason: str) -> _Sent:
         command, batch_id = target.split()
         answer = await call(
             self.endpoint, "Command", batch_id, command, self.user, self.password, reason
         )
-        return answer, f"{batch_id}: {command} accepted"
+        return answer, f"{batch_id}: {command} accepted ({answer.get('state')})"
 
     async def _send_acknowledgement(self, target: str, comment: str) -> _Sent:
         batch_id, alarm = target.split()
@@ -264,43 +484,6 @@ class BatchHmi(App[None]):
             self.endpoint, "Acknowledge", batch_id, alarm, self.user, self.password, comment
         )
         return answer, f"{batch_id}: alarm {alarm} acknowledged"
-
-    async def _take_values(self, prompt_id: str, text: str) -> _Sent | None:
-        values, verifier = self._parse_answer(text)
-        self._draft = _Draft(prompt_id, values, verifier)
-        if self.gmp:  # every signature asks for the signer's password again (Part 11)
-            self._open_entry(
-                ("sign", prompt_id), f"password of {self.user}: signs the answer", secret=True
-            )
-            return None
-        return await self._send_answer()
-
-    async def _take_signature(self, prompt_id: str, password: str) -> _Sent | None:
-        assert self._draft is not None
-        self._draft.signature = password
-        if self._draft.verifier:
-            self._open_entry(
-                ("verifier", prompt_id),
-                f"password of {self._draft.verifier}: verifies the answer",
-                secret=True,
-            )
-            return None
-        return await self._send_answer()
-
-    async def _take_verifier_password(self, _prompt_id: str, password: str) -> _Sent:
-        assert self._draft is not None
-        self._draft.verifier_signature = password
-        return await self._send_answer()
-
-    async def _send_answer(self) -> _Sent:
-        draft, self._draft = self._draft, None
-        assert draft is not None
-        answer = await call(
-            self.endpoint, "Answer", draft.prompt_id, json.dumps(draft.values), self.user,
-            draft.signature, draft.verifier, draft.verifier_signature, "",
-        )  # fmt: skip
-        verified = " and verified" if draft.verifier else ""
-        return answer, f"{draft.prompt_id}: answered{verified}"
 
     async def _take_user_id(self, _target: str, user: str) -> None:
         self._open_entry(("password", user.strip()), f"password of {user.strip()}", secret=True)
@@ -310,47 +493,33 @@ class BatchHmi(App[None]):
         if answer.get("ok"):
             self.user, self.password = user, password
             self._last_activity = time.monotonic()
-            self.sub_title = f"{self.endpoint} — {user}"
+            self._render_all()
         return answer, f"signed in: {answer.get('name', user)}"
-
-    @staticmethod
-    def _parse_answer(text: str) -> tuple[dict[str, float | str], str]:
-        """`name=value …` (numbers as numbers) and the `verifier=ID`, if any."""
-        values: dict[str, float | str] = {}
-        verifier = ""
-        for item in shlex.split(text):
-            name, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"{item!r}: want name=value")
-            if name == "verifier":
-                verifier = value
-                continue
-            try:
-                values[name] = float(value)
-            except ValueError:
-                values[name] = value
-        return values, verifier
 
 
 _Sent = tuple[dict[str, Any], str]
 """What the controller answered, and the line to show when it accepted."""
 
 
-@dataclass
-class _Draft:
-    """A prompt answer being put together: values, then the passwords that sign it."""
-
-    prompt_id: str
-    values: dict[str, float | str]
-    verifier: str
-    signature: str = ""
-    verifier_signature: str = ""
+KEY_HINTS = ("h hold", "r restart", "p pause", "u resume", "s stop", "a abort", "n answer",
+             "k ack", "l sign in", "1 2 3 views", "? keys", "q quit")  # fmt: skip
+"""The bottom lines: every key, in the order of the help (`KEYS`)."""
 
 
-def _alarm_line(alarm: dict[str, Any]) -> str:
-    """An open alarm as the detail pane shows it."""
-    state = "cleared, not acknowledged" if alarm["cleared"] else "ACTIVE"
-    return (
-        f"ALARM {alarm['seq']} {alarm['level']} {alarm['monitor']}: {alarm['tag']} = "
-        f"{alarm['value']} beyond {alarm['limit']} ({state})"
-    )
+def _keys_text(width: int) -> Text:
+    """Every key on as many bottom lines as `width` needs, never split inside a hint."""
+    lines: list[str] = []
+    for hint in KEY_HINTS:
+        if lines and len(lines[-1]) + 3 + len(hint) <= width:
+            lines[-1] += f" · {hint}"
+        else:
+            lines.append(hint)
+    return Text("\n".join(lines))
+
+
+def _clock_of(when: str | None) -> str:
+    """``HH:MM:SS`` of a recorded process time (``?`` when missing)."""
+    if not when:
+        return "?"
+    text = str(when)
+    return text[11:19] if len(text) >= 19 and text[10] == "T" else text

@@ -14,6 +14,8 @@ from typing import Any, TypeVar, cast
 
 import click
 
+from cellbatch.batch_text import show_lines
+from cellbatch.batch_watch import watch
 from cellbatch.cli_common import default_plant, password_of
 from cellbatch.service_client import ServiceError, call
 from controller.interface_security import Endpoint, InterfaceSecurityError
@@ -163,18 +165,46 @@ def batch_list(endpoint: Endpoint, as_json: bool) -> None:
     for b in batches:
         prompts = f"  {b['prompts']} prompt(s) open" if b["prompts"] else ""
         alarms = f"  {b['open_alarms']} alarm(s) to acknowledge" if b["open_alarms"] else ""
-        click.echo(f"{b['id']}  {b['state']:<10} {b['recipe']}  {b['coi']}{prompts}{alarms}")
+        why = f"  ({b['why']})" if b.get("why") else ""
+        click.echo(f"{b['id']}  {b['state']:<10} {b['recipe']}  {b['coi']}{prompts}{alarms}{why}")
 
 
 @batch_group.command("show")
 @click.argument("batch_id")
 @endpoint_option
-def batch_show(batch_id: str, endpoint: Endpoint) -> None:
-    """One batch: state, active elements, open prompts."""
+@click.option("--json", "as_json", is_flag=True, help="Print the controller's JSON answer.")
+def batch_show(batch_id: str, endpoint: Endpoint, as_json: bool) -> None:
+    """One batch: state and why, process time, active elements with time in phase,
+    process values (PV, SP, limits, quality, age, trend), alarms, open prompts with
+    what to enter."""
     answer = _run(endpoint, "Show", batch_id)
     if not answer.get("ok"):
         _done(answer, "")
-    click.echo(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2))
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2))
+        return
+    click.echo("\n".join(show_lines(answer)))
+
+
+@batch_group.command("watch")
+@click.argument("batch_id")
+@endpoint_option
+@click.option(
+    "--interval", type=click.FloatRange(0.1, 60.0), default=1.0, show_default=True,
+    help="Seconds between two looks at the batch.",
+)  # fmt: skip
+def batch_watch(batch_id: str, endpoint: Endpoint, interval: float) -> None:
+    """Stream a batch's state changes, hold/stop reasons, alarms and prompts, one line
+    each with the UTC time, until the batch ends (exit 0) or Ctrl-C."""
+    try:
+        code = asyncio.run(watch(endpoint, batch_id, interval, click.echo))
+    except KeyboardInterrupt:
+        click.echo("stopped watching", err=True)
+        code = 0
+    except ServiceError as exc:
+        click.echo(f"cellbatch: {exc}", err=True)
+        code = 1
+    sys.exit(code)
 
 
 @batch_group.command("start")
@@ -279,10 +309,13 @@ def batch_ack(batch_id: str, alarm: int, comment: str, endpoint: Endpoint, user:
 @endpoint_option
 @user_option
 def hmi(endpoint: Endpoint, user: str) -> None:
-    """The operator's terminal HMI on a running controller (keys: h hold, r restart,
-    p pause, u resume, s stop, a abort, n answer a prompt, k acknowledge an alarm, l sign in,
-    q quit). On a GMP plant every prompt answer asks for the signer's password again, and
-    after 15 minutes without use the HMI signs out (l: user ID and password)."""
+    """The operator's terminal HMI on a running controller, usable from 80×24: process
+    values, alarms and prompts of the selected batch and why it is held (keys: h hold,
+    r restart, p pause, u resume, s stop, a abort — with a reason, stop and abort
+    confirmed —, n answer a prompt in its form, k acknowledge an alarm, 1 2 3 views,
+    l sign in, ? keys, q quit). On a GMP plant every prompt answer asks for the signer's
+    password again, and after 15 minutes without use the HMI signs out (l: user ID and
+    password)."""
     from cellbatch.hmi import BatchHmi
 
     password = _password(endpoint, user)

@@ -9,14 +9,19 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
 - ``Info()`` → ``{plant, mode, simulation}``
 - ``SignIn(user, password)`` → ``{ok, name | message}``: checks a person's user ID and
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
-- ``List()`` → ``[{id, state, recipe, coi, simulation, prompts}]``
-- ``Show(id)`` → the batch with its active elements and open prompts
+- ``List()`` → ``[{id, state, recipe, coi, simulation, prompts, open_alarms, why}]``
+- ``Show(id)`` → the batch with its active elements, open prompts and alarms, and
+  (`controller.batch_view`) its hold/stop reason, CPP values, alarm list and prompt forms
 - ``Start(recipe_path, parameters_json, coi, user, password)`` → ``{ok, batch_id | message}``
 - ``Command(id, command, user, password, reason)`` → ``{ok, state, message}``
 - ``Answer(prompt_id, values_json, user, password, verifier, verifier_password, comment)``
   → ``{ok, message}``: an operator prompt answered (signed by both people on GMP plants)
 - ``Acknowledge(id, alarm, user, password, comment)`` → ``{ok, message}``: an open alarm
   (the seq of its ``alarm.raised`` entry, listed by ``Show``) acknowledged
+
+Each batch is also browsable, live, as an object under ``Objects/Batches`` (state,
+recipe, reason, active elements, alarms, prompts, the bound units' CPPs with PV and SP;
+`controller.address_space`), for any OPC UA client.
 
 On a GMP plant every call that acts authenticates the person (user + password against
 the store's users, who must be allowed to sign as "performed"); on a simulation plant
@@ -39,7 +44,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from asyncua import Server, ua, uamethod
 
+from controller.address_space import AddressSpace
 from controller.batch import BatchRun
+from controller.batch_view import BatchView
 from controller.interface_security import check_server_pki, secure_server
 from controller.isa88 import FINAL_STATES, Command, State
 from controller.plant import Plant
@@ -50,12 +57,14 @@ from drivers import DriverError
 from ebr import EbrError
 from ebr.people.signatures import SignatureError, check_may_sign
 from ebr.people.users import AuthError, Directory, User
-from ebr.record.query import list_batches
+from ebr.record.query import list_batches, read_journal
 from recipes import RecipeError, load_recipe
 
 NAMESPACE = "urn:cellbatch:controller"
 DEFAULT_LISTEN = "opc.tcp://127.0.0.1:4840"
 COMMANDS = ("hold", "restart", "pause", "resume", "stop", "abort")
+#: seconds between two updates of the batches' address space (and setpoint reads)
+UPDATE_S = 0.5
 _log = logging.getLogger(__name__)
 
 
@@ -82,6 +91,9 @@ class ControllerService:
             check_server_pki(pki)
         self.controller = Controller(plant, db_url, prompts=board)
         self.batches: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
+        self.views: dict[str, BatchView] = {}
+        self.space: AddressSpace | None = None
+        self._updater: asyncio.Task[None] | None = None
         self.server = Server()
         self.recovered: list[str] = []
         self.recovery_errors: list[str] = []
@@ -94,6 +106,9 @@ class ControllerService:
 
     async def stop(self) -> None:
         """Stop serving, hold every running batch (journaled) and close the store."""
+        if self._updater is not None:
+            self._updater.cancel()
+            await asyncio.wait({self._updater})
         await self.server.stop()
         await self.controller.stop()
 
@@ -117,8 +132,11 @@ class ControllerService:
             self.recovered.append(summary.batch_id)
 
     def _track(self, run: BatchRun) -> None:
-        task = asyncio.create_task(self.controller.run(run), name=run.control.batch_id)
-        self.batches[run.control.batch_id] = (run, task)
+        assert self.controller.store is not None
+        batch_id = run.control.batch_id
+        self.views[batch_id] = BatchView(run, read_journal(self.controller.store, batch_id))
+        task = asyncio.create_task(self.controller.run(run), name=batch_id)
+        self.batches[batch_id] = (run, task)
 
     # -- the OPC UA interface -----------------------------------------------------------
 
@@ -146,8 +164,31 @@ class ControllerService:
         ]
         for name, handler, arity in methods:
             await node.add_method(idx, name, uamethod(handler), [text] * arity, [text])
+        self.space = AddressSpace(server, idx)
+        await self.space.init()
         await server.start()
         self.endpoint = _bound_url(self.listen, server)
+        self._updater = asyncio.create_task(self._update_space())
+
+    async def _update_space(self) -> None:
+        """Keep every batch's object in the address space current (until stopped)."""
+        assert self.space is not None
+        while True:
+            for batch_id, (run, _task) in list(self.batches.items()):
+                try:
+                    view = await self._view(run)
+                    if batch_id in self.space:
+                        await self.space.update(batch_id, view)
+                    else:
+                        await self.space.add_batch(batch_id, view)
+                except (ua.UaError, DriverError) as exc:  # one bad batch never stops the rest
+                    _log.warning("address space of %s: %s", batch_id, exc)
+            await asyncio.sleep(UPDATE_S)
+
+    async def _view(self, run: BatchRun) -> dict[str, Any]:
+        view = self.views[run.control.batch_id]
+        await view.refresh()
+        return {**self._summary(run), **view.snapshot()}
 
     async def _info(self, _parent: Any) -> str:
         plant = self.plant
@@ -161,7 +202,12 @@ class ControllerService:
         return json.dumps({"ok": True, "name": account.printed_name if account else user})
 
     async def _list(self, _parent: Any) -> str:
-        return json.dumps([self._summary(run) for run, _task in self.batches.values()])
+        return json.dumps(
+            [
+                {**self._summary(run), "why": self.views[batch_id].why}
+                for batch_id, (run, _task) in self.batches.items()
+            ]
+        )
 
     async def _show(self, _parent: Any, batch_id: str) -> str:
         found = self.batches.get(batch_id)
@@ -172,13 +218,14 @@ class ControllerService:
             {
                 "ok": True,
                 **self._summary(run),
+                **self.views[batch_id].snapshot(),
                 "active": [f"{el.path} {el.state}" for el in run.chain],
                 "open_prompts": [
                     {"id": p.id, "element": p.element, "text": p.text}
                     for p in run.prompts.open.values()
                     if p.batch_id == batch_id
                 ],
-                "alarms": len(run.alarms),
+                "alarms": len(self.views[batch_id].alarms),  # raised, this batch's record
                 "open_alarms": [alarm.to_dict() for alarm in run.open_alarms.values()],
             }
         )

@@ -1,6 +1,7 @@
 """The operator's terminal HMI driven headless (textual's pilot) against a real
-`controller serve`: it shows the batches, holds and restarts one, answers its
-prompts — including a second-person verified count — and acknowledges an alarm."""
+`controller serve`: it shows the batches, holds and restarts one (each with a reason),
+answers its prompts in their forms — including a second-person verified count — and
+acknowledges an alarm, which stays listed while it is active."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from textual.widgets import DataTable, Static
 
 from cellbatch.hmi import BatchHmi
+from cellbatch.hmi_forms import CommandScreen, PromptForm
 from cellbatch.service_client import call
 from ebr import Store, read_journal
 from tests.e2e.test_service import (  # noqa: F401 (fixtures below)
@@ -48,7 +50,7 @@ async def test_hmi_commands_and_answers(setup: tuple[Path, Path, str]) -> None:
                 return str((await call(endpoint, "Show", batch_id))["state"])
 
             def prompt_shown(element: str) -> bool:
-                return element in str(app.query_one("#detail", Static).render())
+                return element in str(app.query_one("#promptlist", Static).render())
 
             def message() -> str:
                 return str(app.query_one("#message", Static).render())
@@ -58,22 +60,26 @@ async def test_hmi_commands_and_answers(setup: tuple[Path, Path, str]) -> None:
             await pilot.press(*"check bag", "enter")
             await _until(lambda: "hold accepted" in message(), pilot)
             assert await state() == "Held"
+            assert "WHY: hold by olga: check bag" in str(app.query_one("#batchline").render())
             await pilot.press("r")
-            await pilot.press("enter")
-            await _until(
-                lambda: "restart accepted" in str(app.query_one("#message").render()), pilot
-            )
-            for element, text in (
-                ("confirm_bag", "done=done"),
-                ("scan", "scan=COI-HMI"),
-                ("cell_count", "viable_density=2.5e6 viability=93 verifier=vera"),
+            await pilot.press("enter")  # a restart needs a reason: nothing is sent
+            assert isinstance(app.screen, CommandScreen)
+            await pilot.press(*"bag ok", "enter")
+            await _until(lambda: "restart accepted" in message(), pilot)
+            await pilot.press("3")
+            for element, fields in (
+                ("confirm_bag", ["done"]),
+                ("scan", ["COI-HMI"]),
+                ("cell_count", ["2.5e6", "93", "vera"]),
             ):
                 await _until(lambda e=element: prompt_shown(e), pilot)  # type: ignore[misc]
                 await pilot.press("n")
-                await pilot.press(*text, "enter")
-                await _until(lambda: "answered" in str(app.query_one("#message").render()), pilot)
+                assert isinstance(app.screen, PromptForm)
+                for value in fields:
+                    await pilot.press(*value, "enter")
+                await _until(lambda: "answered" in message(), pilot)
                 app.say("")
-            await _until(lambda: "Complete" in str(app.query_one("#detail").render()), pilot)
+            await _until(lambda: "COMPLETE" in str(app.query_one("#batchline").render()), pilot)
     finally:
         assert serve.end(signal.SIGTERM) == 0
     with Store.open(f"sqlite:///{db}") as store:
@@ -81,7 +87,10 @@ async def test_hmi_commands_and_answers(setup: tuple[Path, Path, str]) -> None:
     answered = [e.data for e in entries if e.kind == "prompt.answered"]
     assert [a["user"] for a in answered] == ["olga"] * 3 and answered[-1]["verifier"] == "vera"
     holds = [e.data for e in entries if e.kind == "command.accepted" and e.data["user"] == "olga"]
-    assert [(h["command"], h["reason"]) for h in holds] == [("hold", "check bag"), ("restart", "")]
+    assert [(h["command"], h["reason"]) for h in holds] == [
+        ("hold", "check bag"),
+        ("restart", "bag ok"),
+    ]
 
 
 async def test_hmi_acknowledges_an_alarm(setup: tuple[Path, Path, str], tmp_path: Path) -> None:
@@ -95,13 +104,16 @@ async def test_hmi_acknowledges_an_alarm(setup: tuple[Path, Path, str], tmp_path
         app = BatchHmi(endpoint, "olga")
         async with app.run_test(size=(140, 40)) as pilot:
 
-            def detail() -> str:
-                return str(app.query_one("#detail", Static).render())
+            def alarms() -> str:
+                return str(app.query_one("#alarmlist", Static).render())
 
-            await _until(lambda: "ALARM" in detail() and "ph" in detail(), pilot, 30)
+            await pilot.press("2")
+            await _until(lambda: "NOT ACKNOWLEDGED" in alarms() and "ph" in alarms(), pilot, 30)
             await pilot.press("k")
             await pilot.press(*"probe ok", "enter")
             await _until(lambda: "acknowledged" in str(app.query_one("#message").render()), pilot)
+            # Still listed, now with who acknowledged it (active or cleared by then).
+            await _until(lambda: "acknowledged by olga" in alarms(), pilot)
         await call(endpoint, "Command", batch_id, "stop", "olga", "", "end of test")
     finally:
         assert serve.end(signal.SIGTERM) == 0

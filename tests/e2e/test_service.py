@@ -115,8 +115,11 @@ def test_batches_over_the_interface_and_recovery_after_sigkill(
         assert again.returncode == 1 and "not allowed" in again.stderr
         unknown = cellbatch("batch", "abort", "NO-SUCH", *at)
         assert unknown.returncode == 1 and "no batch NO-SUCH" in unknown.stderr
-        shown = json.loads(cellbatch("batch", "show", batch_id, "--endpoint", endpoint).stdout)
+        shown = json.loads(
+            cellbatch("batch", "show", batch_id, "--json", "--endpoint", endpoint).stdout
+        )
         assert shown["state"] == "Held" and shown["coi"] == "COI-SVC-1"
+        assert shown["why"] == "hold by olga: check the bag"
         assert cellbatch("batch", "restart", batch_id, *at).returncode == 0
     finally:
         serve.end(signal.SIGKILL)
@@ -210,8 +213,14 @@ def test_alarms_are_acknowledged_through_the_interface(
         assert done.returncode == 0 and f"alarm {seq} acknowledged" in done.stdout, done.stderr
         again = cellbatch("batch", "ack", batch_id, seq, *at)
         assert again.returncode == 1 and "not an open alarm" in again.stderr
-        shown = json.loads(cellbatch("batch", "show", batch_id, "--endpoint", endpoint).stdout)
+        shown = json.loads(
+            cellbatch("batch", "show", batch_id, "--json", "--endpoint", endpoint).stdout
+        )
         assert int(seq) not in [a["seq"] for a in shown["open_alarms"]]
+        # The whole alarm list came back from the record: acknowledged, still listed.
+        listed_alarms = {a["seq"]: a for a in shown["alarm_list"]}
+        assert listed_alarms[int(seq)]["acknowledged_by"] == "olga"
+        assert shown["alarms"] == len(shown["alarm_list"])
         assert cellbatch("batch", "stop", batch_id, *at).returncode == 0
         assert wait_state(endpoint, batch_id, {"Stopped"}) == "Stopped"
     finally:

@@ -1,0 +1,76 @@
+"""The controller's OPC UA address space, browsed by an independent client (asyncua's
+`Client`, as `uals`/`uaread` are): a running batch is an object whose state, recipe and
+unit values (the temperature PV and SP) can be read without calling a method; the
+object follows the batch live (Held with the operator's reason after a hold)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from asyncua import Client, Node, ua
+
+from cellbatch.service_client import call
+from controller.service import NAMESPACE
+from tests.e2e.test_service import SHORT, Serve
+from tests.e2e.test_service import setup as setup  # the fixture
+
+pytestmark = [pytest.mark.e2e]
+
+
+async def _until_read(node: Node, wanted: object, limit_s: float = 30) -> object:
+    """Read `node` until it equals `wanted` (or, with wanted None, has a good value)."""
+    deadline = time.monotonic() + limit_s
+    seen: object = None
+    while time.monotonic() < deadline:
+        value = await node.read_data_value(raise_on_bad_status=False)
+        seen = value.Value.Value if value.Value is not None else None
+        good = value.StatusCode is None or value.StatusCode.is_good()
+        if (wanted is None and good) or (wanted is not None and seen == wanted):
+            return seen
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{node} stayed {seen!r}, wanted {wanted!r}")
+
+
+async def test_a_client_browses_a_running_batch(setup: tuple[Path, Path, str]) -> None:
+    plant, db, endpoint = setup
+    serve = Serve(plant, db, endpoint, "--simulated-operator")
+    try:
+        started = await call(endpoint, "Start", str(SHORT), "{}", "COI-UA-1", "olga", "")
+        batch_id = started["batch_id"]
+        async with Client(endpoint, timeout=10) as client:
+            idx = await client.get_namespace_index(NAMESPACE)
+            folder = await client.nodes.objects.get_child([f"{idx}:Batches"])
+            deadline = time.monotonic() + 30
+            names: list[str] = []
+            while batch_id not in names and time.monotonic() < deadline:
+                names = [(await n.read_browse_name()).Name for n in await folder.get_children()]
+                await asyncio.sleep(0.2)
+            assert batch_id in names
+            batch = await folder.get_child([f"{idx}:{batch_id}"])
+            assert await (await batch.get_child([f"{idx}:Recipe"])).read_value() == "short-culture"
+            assert await (await batch.get_child([f"{idx}:COI"])).read_value() == "COI-UA-1"
+            state = await batch.get_child([f"{idx}:State"])
+            await _until_read(state, "Running")
+            cpp = await batch.get_child([f"{idx}:Units", f"{idx}:bioreactor", f"{idx}:temperature"])
+            children = {(await n.read_browse_name()).Name for n in await cpp.get_children()}
+            assert {"PV", "SP", "EngineeringUnit", "AlertLow", "ActionHigh"} <= children
+            pv = await _until_read(await cpp.get_child([f"{idx}:PV"]), None)
+            assert isinstance(pv, float) and 0.0 < pv < 60.0
+            assert await (await cpp.get_child([f"{idx}:EngineeringUnit"])).read_value() == "degC"
+            assert await (await cpp.get_child([f"{idx}:ActionHigh"])).read_value() == 38.0
+            sp = await cpp.get_child([f"{idx}:SP"])
+            assert await _until_read(sp, 37.0) == 37.0  # the recipe's setpoint phase wrote it
+            held = await call(endpoint, "Command", batch_id, "hold", "olga", "", "bag check")
+            assert held["ok"], held
+            await _until_read(state, "Held")
+            why = await (await batch.get_child([f"{idx}:Why"])).read_value()
+            assert why == "hold by olga: bag check"
+            with pytest.raises(ua.UaStatusCodeError):  # read-only to clients
+                await state.write_value(ua.Variant("Running", ua.VariantType.String))
+        await call(endpoint, "Command", batch_id, "abort", "olga", "", "end of test")
+    finally:
+        assert serve.end(signal.SIGTERM) == 0
