@@ -34,7 +34,8 @@ from ebr import EbrError, Store
 from ebr.people.lifecycle import RecipeId, approve, recipe_status, retire
 from ebr.people.signatures import SigningSession, check_may_sign
 from ebr.people.users import Directory
-from recipes import Recipe, RecipeError, load_recipe, recipe_json_schema
+from recipes import Recipe, RecipeError, load_recipe, parse_recipe, recipe_json_schema
+from recipes.transfer import transfer
 
 USER_ERRORS = (
     RecipeError,
@@ -138,12 +139,24 @@ def recipe_show(file: str) -> None:
     click.echo("equipment:")
     for alias, req in r.equipment.items():
         click.echo(f"  {alias:<28} class {req.equipment_class}")
+    if h.site:
+        click.echo(f"  site recipe for {h.site}, from master sha256 {h.master_sha256}")
     click.echo("monitors:")
     for m in r.monitors:
         click.echo(
             f"  {m.name:<16} {m.unit}.{m.tag:<22} alert [{m.alert_low}, {m.alert_high}] "
             f"action [{m.action_low}, {m.action_high}] {m.engineering_unit} → {m.action}"
         )
+        if m.criticality:
+            click.echo(
+                f"    {m.criticality:<14} NOR {m.nor or '-'}  PAR {m.par or '-'} "
+                f"{m.engineering_unit}"
+            )
+        if m.rationale:
+            click.echo(f"    rationale: {m.rationale}")
+    click.echo("cqas:")
+    for c in r.cqas:
+        click.echo(f"  {c.name:<22} spec {c.specification():<20} method {c.method}")
     click.echo(f"procedure {r.procedure.name}:")
     for up in r.procedure.unit_procedures:
         click.echo(f"  unit procedure {up.name} on {up.unit}")
@@ -151,6 +164,27 @@ def recipe_show(file: str) -> None:
             click.echo(f"    operation {op.name}")
             for ph in op.phases:
                 click.echo(f"      phase {ph.name} ({ph.type})")
+
+
+@recipe.command("transfer")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--site", required=True, help="The receiving site's ID.")
+@click.option(
+    "--out", "out", required=True, type=click.Path(dir_okay=False), help="Site recipe to write."
+)
+@click.option(
+    "--ranges",
+    "ranges",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML of narrowed ranges (formula min/max, monitor bands, CQA specs).",
+)
+def recipe_transfer(file: str, site: str, out: str, ranges: str | None) -> None:
+    """Make a site recipe from a master; ranges may only be narrowed, never widened."""
+    text = transfer(file, site, ranges)
+    Path(out).write_text(text, encoding="utf-8")
+    made = parse_recipe(text, out)
+    click.echo(f"{out}: site recipe for {site} (sha256 {made.content_hash[:12]}…, draft)")
 
 
 def _recipe_id(file: str) -> RecipeId:
