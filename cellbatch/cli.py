@@ -20,6 +20,7 @@ import click
 from cellbatch.cli_common import default_plant, password_of, plain_errors
 from cellbatch.deviation_cli import deviation as deviation_group
 from cellbatch.ebr_cli import ebr as ebr_group
+from cellbatch.lot_cli import lot as lot_group
 from cellbatch.service_cli import batch_group, controller_group
 from cellbatch.service_cli import hmi as hmi_command
 from cellbatch.terminal import terminal_operator
@@ -90,6 +91,7 @@ cli.add_command(controller_group, "controller")
 cli.add_command(batch_group, "batch")
 cli.add_command(hmi_command, "hmi")
 cli.add_command(deviation_group, "deviation")
+cli.add_command(lot_group, "lot")
 
 
 # -- recipe ------------------------------------------------------------------------------
