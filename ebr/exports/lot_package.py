@@ -81,18 +81,16 @@ def render_pdf(package: LotPackage, decision: LotDecision | None = None) -> byte
     for batch in content["batches"]:
         _batch(pdf, batch)
     pdf.heading("Chain of custody: hand-overs between batches")
-    rows = [
-        (
-            f"{h['from_batch']} → {h['to_batch']}",
-            h["ts"],
-            f"{h['volume_ml']:g} mL, {h['viable_cells']:.3g} cells",
-            ", ".join(h["containers"]),
-            f"{h['scanned']} ({'match' if h['scanned'] == package.coi else 'MISMATCH'})",
-            _signer(h["signature"]) if h.get("signature") else "unsigned",
-        )
-        for h in content["handovers"]
-    ]
-    pdf.grid(("hand-over", "time (UTC)", "material", "containers", "label scanned", "by"), rows)
+    pdf.lines(
+        [
+            f"{h['from_batch']} → {h['to_batch']}: {h['volume_ml']:g} mL, "
+            f"{h['viable_cells']:.3g} viable cells in {', '.join(h['containers'])}; label "
+            f"scanned {h['scanned']} ({'match' if h['scanned'] == package.coi else 'MISMATCH'}); "
+            f"by {_signer(h['signature']) if h.get('signature') else 'unsigned'} at {h['ts']}"
+            for h in content["handovers"]
+        ]
+        or ["none"]
+    )
     if content["identity_mismatches"]:
         pdf.lines(
             [f"refused hand-over {m['ts']}: {m['found']}" for m in content["identity_mismatches"]]
