@@ -24,6 +24,7 @@ from cellbatch.lot_cli import lot as lot_group
 from cellbatch.service_cli import batch_group, controller_group
 from cellbatch.service_cli import hmi as hmi_command
 from cellbatch.terminal import terminal_operator
+from cellbatch.trend_cli import trend as trend_command
 from cellbatch.users_cli import users as users_group
 from controller import __version__
 from controller.isa88 import Command, Element, State
@@ -92,6 +93,7 @@ cli.add_command(batch_group, "batch")
 cli.add_command(hmi_command, "hmi")
 cli.add_command(deviation_group, "deviation")
 cli.add_command(lot_group, "lot")
+cli.add_command(trend_command, "trend")
 
 
 # -- recipe ------------------------------------------------------------------------------
