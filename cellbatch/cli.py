@@ -19,11 +19,14 @@ from typing import Any
 import click
 
 from cellbatch.cli_common import default_plant, password_of, plain_errors
+from cellbatch.deviation_cli import deviation as deviation_group
 from cellbatch.ebr_cli import ebr as ebr_group
+from cellbatch.lot_cli import lot as lot_group
 from cellbatch.ports import on_free_ports
 from cellbatch.service_cli import batch_group, controller_group
 from cellbatch.service_cli import hmi as hmi_command
 from cellbatch.terminal import terminal_operator
+from cellbatch.trend_cli import trend as trend_command
 from cellbatch.users_cli import users as users_group
 from controller import __version__
 from controller.isa88 import Command, Element, State
@@ -36,7 +39,8 @@ from ebr import EbrError, Store
 from ebr.people.lifecycle import RecipeId, approve, recipe_status, retire
 from ebr.people.signatures import SigningSession, check_may_sign
 from ebr.people.users import Directory
-from recipes import Recipe, RecipeError, load_recipe, recipe_json_schema
+from recipes import Recipe, RecipeError, load_recipe, parse_recipe, recipe_json_schema
+from recipes.transfer import transfer
 
 USER_ERRORS = (
     RecipeError,
@@ -89,6 +93,9 @@ cli.add_command(users_group, "users")
 cli.add_command(controller_group, "controller")
 cli.add_command(batch_group, "batch")
 cli.add_command(hmi_command, "hmi")
+cli.add_command(deviation_group, "deviation")
+cli.add_command(lot_group, "lot")
+cli.add_command(trend_command, "trend")
 
 
 # -- recipe ------------------------------------------------------------------------------
@@ -140,12 +147,24 @@ def recipe_show(file: str) -> None:
     click.echo("equipment:")
     for alias, req in r.equipment.items():
         click.echo(f"  {alias:<28} class {req.equipment_class}")
+    if h.site:
+        click.echo(f"  site recipe for {h.site}, from master sha256 {h.master_sha256}")
     click.echo("monitors:")
     for m in r.monitors:
         click.echo(
             f"  {m.name:<16} {m.unit}.{m.tag:<22} alert [{m.alert_low}, {m.alert_high}] "
             f"action [{m.action_low}, {m.action_high}] {m.engineering_unit} → {m.action}"
         )
+        if m.criticality:
+            click.echo(
+                f"    {m.criticality:<14} NOR {m.nor or '-'}  PAR {m.par or '-'} "
+                f"{m.engineering_unit}"
+            )
+        if m.rationale:
+            click.echo(f"    rationale: {m.rationale}")
+    click.echo("cqas:")
+    for c in r.cqas:
+        click.echo(f"  {c.name:<22} spec {c.specification():<20} method {c.method}")
     click.echo(f"procedure {r.procedure.name}:")
     for up in r.procedure.unit_procedures:
         click.echo(f"  unit procedure {up.name} on {up.unit}")
@@ -153,6 +172,27 @@ def recipe_show(file: str) -> None:
             click.echo(f"    operation {op.name}")
             for ph in op.phases:
                 click.echo(f"      phase {ph.name} ({ph.type})")
+
+
+@recipe.command("transfer")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--site", required=True, help="The receiving site's ID.")
+@click.option(
+    "--out", "out", required=True, type=click.Path(dir_okay=False), help="Site recipe to write."
+)
+@click.option(
+    "--ranges",
+    "ranges",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML of narrowed ranges (formula min/max, monitor bands, CQA specs).",
+)
+def recipe_transfer(file: str, site: str, out: str, ranges: str | None) -> None:
+    """Make a site recipe from a master; ranges may only be narrowed, never widened."""
+    text = transfer(file, site, ranges)
+    Path(out).write_text(text, encoding="utf-8")
+    made = parse_recipe(text, out)
+    click.echo(f"{out}: site recipe for {site} (sha256 {made.content_hash[:12]}…, draft)")
 
 
 def _recipe_id(file: str) -> RecipeId:

@@ -444,6 +444,7 @@ def release_command(
 @click.argument("test")
 @click.option("--outcome", required=True, type=click.Choice(OUTCOMES), help="pass or fail.")
 @click.option("--comment", default=None, help="Comment (e.g. the certificate number).")
+@click.option("--value", default=None, help="The measured value (checked against the CQA).")
 @rules_option
 @user_option
 @plain_errors
@@ -453,12 +454,19 @@ def result_command(
     test: str,
     outcome: str,
     comment: str | None,
+    value: str | None,
     rules_path: str | None,
     username: str,
 ) -> None:
     """Record a QC result that arrived after the batch ended (signed, 'performed')."""
+    measured: float | str | None = value
+    if value is not None:
+        try:
+            measured = float(value)
+        except ValueError:
+            measured = value.strip()
     with open_store(db_url) as store:
         signature = _desk(store, rules_path).record_result(
-            batch_id, username, password_of(username), test, outcome, comment
+            batch_id, username, password_of(username), test, outcome, comment, measured
         )
     click.echo(f"{batch_id}: {test} {outcome}; {signature.line()}")

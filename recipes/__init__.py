@@ -12,6 +12,7 @@ from recipes.expressions import TIME_UNITS
 from recipes.loader import content_hash, load_recipe, parse_recipe
 from recipes.model import (
     Condition,
+    Cqa,
     Duration,
     EntrySpec,
     EquipmentRequirement,
@@ -24,6 +25,7 @@ from recipes.model import (
     ParamRef,
     Phase,
     Procedure,
+    Range,
     Recipe,
     UnitProcedure,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "ArgSpec",
     "CapabilitySpec",
     "Condition",
+    "Cqa",
     "Diagnostic",
     "Duration",
     "EntrySpec",
@@ -60,6 +63,7 @@ __all__ = [
     "PhaseContext",
     "PhaseSpec",
     "Procedure",
+    "Range",
     "Recipe",
     "RecipeError",
     "UnitProcedure",

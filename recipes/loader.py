@@ -8,6 +8,7 @@ from typing import Any
 
 import rfc8785
 
+from recipes.cqas import read_cqas
 from recipes.diagnostics import FILE_START, Diagnostic, DiagnosticSink, RecipeError
 from recipes.fields import FieldReader, describe
 from recipes.model import Recipe
@@ -18,7 +19,7 @@ from recipes.symbols import Symbols
 from recipes.yamltree import BadNode, MapNode, parse_yaml, to_plain
 
 SECTIONS_REQUIRED = ("recipe", "equipment", "procedure")
-SECTIONS_OPTIONAL = ("formula", "monitors")
+SECTIONS_OPTIONAL = ("formula", "monitors", "cqas")
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -55,6 +56,8 @@ def parse_recipe(text: str, filename: str) -> Recipe:
     equipment = read_equipment(equipment_node, symbols, sink) if equipment_node else {}
     monitors_node = top.sequence("monitors")
     monitors = read_monitors(monitors_node, symbols, sink) if monitors_node else []
+    cqas_node = top.sequence("cqas")
+    cqas = read_cqas(cqas_node, sink) if cqas_node else []
     procedure_node = top.mapping("procedure")
     procedure = read_procedure(procedure_node, symbols, sink) if procedure_node else None
     if monitors_node and procedure is not None:
@@ -74,6 +77,7 @@ def parse_recipe(text: str, filename: str) -> Recipe:
         content_hash=content_hash(document),
         source=filename,
         _document=document,
+        cqas=cqas,
     )
 
 

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 Status = Literal["draft", "approved", "retired"]
 MonitorAction = Literal["alarm", "hold", "abort"]
+Criticality = Literal["critical", "key", "non-critical"]
+"""ICH Q8 classes of a process parameter: critical (CPP), key (KPP), or neither."""
 
 COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -69,6 +71,10 @@ class Header:
     status: Status
     author: str
     description: str | None = None
+    site: str | None = None
+    """Set on a site recipe (``recipe transfer``): the site it was transferred to."""
+    master_sha256: str | None = None
+    """Set on a site recipe: the content hash of the master recipe it came from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,70 @@ class Monitor:
     active_from: str | None = None
     """Operation (``unit_procedure/operation``) from whose start the monitor watches;
     None: the whole batch (e.g. temperature is only a CPP once the cells are in)."""
+    criticality: Criticality | None = None
+    """Whether the parameter is a CPP (``critical``), a KPP (``key``) or neither."""
+    nor: Range | None = None
+    """Normal operating range: where the process runs."""
+    par: Range | None = None
+    """Proven acceptable range: where product quality was shown to hold."""
+    rationale: str | None = None
+    """Why the parameter has this criticality and these ranges."""
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A closed interval with open ends allowed (``None``)."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def contains(self, value: float) -> bool:
+        """True if ``value`` lies within the range."""
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        low = "" if self.low is None else f"{self.low:g}"
+        high = "" if self.high is None else f"{self.high:g}"
+        return f"[{low} … {high}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Cqa:
+    """A critical quality attribute: what QC measures and the specification it must meet.
+
+    ``spec`` is a numeric range, or ``expect`` a text result (e.g. ``negative``).
+    """
+
+    name: str
+    unit: str | None
+    method: str
+    spec: Range | None = None
+    expect: str | None = None
+    description: str | None = None
+
+    def specification(self) -> str:
+        """The specification as people read it: ``≥ 70 %``, ``[0 … 5] EU/mL``, ``negative``."""
+        if self.expect is not None:
+            return self.expect
+        assert self.spec is not None
+        unit = f" {self.unit}" if self.unit else ""
+        if self.spec.low is not None and self.spec.high is None:
+            return f"≥ {self.spec.low:g}{unit}"
+        if self.spec.high is not None and self.spec.low is None:
+            return f"≤ {self.spec.high:g}{unit}"
+        return f"{self.spec}{unit}"
+
+    def meets(self, value: float | str) -> bool:
+        """Whether a result meets the specification (a text result compared case-blind)."""
+        if self.expect is not None:
+            return str(value).strip().casefold() == self.expect.casefold()
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return False
+        assert self.spec is not None
+        return self.spec.contains(value)
 
 
 EntryKind = Literal["number", "text", "choice"]
@@ -251,6 +321,8 @@ class Recipe:
     content_hash: str
     source: str
     _document: dict[str, Any] = field(repr=False, compare=False)
+    cqas: list[Cqa] = field(default_factory=list)
+    """Critical quality attributes that QC results fill."""
 
     def document(self) -> dict[str, Any]:
         """The parsed YAML as plain dicts, lists and scalars (a fresh copy)."""

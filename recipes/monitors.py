@@ -16,11 +16,12 @@ from recipes.fields import (
     is_number,
     peek_str,
 )
-from recipes.model import Monitor, MonitorAction, Procedure
+from recipes.model import Criticality, Monitor, MonitorAction, Procedure, Range
 from recipes.symbols import Symbols
 from recipes.yamltree import BadNode, MapNode, Node, ScalarNode, SeqNode
 
 ACTIONS = ("alarm", "hold", "abort")
+CRITICALITIES = ("critical", "key", "non-critical")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,17 @@ def _read_monitor(
         sink,
         what,
         required=("name", "unit", "tag", "engineering_unit", "on_action"),
-        optional=("alert", "action", "delay", "hysteresis", "active_from"),
+        optional=(
+            "alert",
+            "action",
+            "delay",
+            "hysteresis",
+            "active_from",
+            "criticality",
+            "nor",
+            "par",
+            "rationale",
+        ),
     )
     name = fields.name("name")
     if name is not None:
@@ -118,6 +129,11 @@ def _read_monitor(
         sink.error(node.entries["hysteresis"].value.pos, f"{what}: hysteresis must not be negative")
     on_action = fields.choice("on_action", ACTIONS)
     active_from = fields.string("active_from") if fields.has("active_from") else None
+    criticality = fields.choice("criticality", CRITICALITIES) if fields.has("criticality") else None
+    nor = _band(fields, "nor", what)
+    par = _band(fields, "par", what)
+    rationale = fields.string("rationale")
+    _check_ranges(node, criticality, nor, par, action, rationale, what, sink)
     if sink.count > before:
         return None
     assert name and unit and tag and eng_unit and on_action and delay is not None
@@ -136,7 +152,48 @@ def _read_monitor(
         action=cast(MonitorAction, on_action),
         hysteresis=hysteresis or 0.0,
         active_from=active_from,
+        criticality=cast(Criticality | None, criticality),
+        nor=None if nor is None else Range(nor.low, nor.high),
+        par=None if par is None else Range(par.low, par.high),
+        rationale=rationale,
     )
+
+
+def _check_ranges(
+    node: MapNode,
+    criticality: str | None,
+    nor: _Band | None,
+    par: _Band | None,
+    action: _Band | None,
+    rationale: str | None,
+    what: str,
+    sink: DiagnosticSink,
+) -> None:
+    """A CPP or KPP declares its PAR and a rationale; NOR ⊆ PAR; the action band ⊆ PAR."""
+    if criticality in ("critical", "key"):
+        if par is None:
+            sink.error(node.label_pos, f"{what}: a {criticality} parameter needs a 'par' range")
+        if rationale is None and not node.entries.get("rationale"):
+            sink.error(node.label_pos, f"{what}: a {criticality} parameter needs a 'rationale'")
+    if (nor is not None or par is not None or rationale is not None) and criticality is None:
+        sink.error(node.label_pos, f"{what}: 'nor', 'par' and 'rationale' need a 'criticality'")
+    if par is None:
+        return
+    for inner, name in ((nor, "nor"), (action, "action band")):
+        if inner is None:
+            continue
+        if inner.low is not None and par.low is not None and inner.low < par.low:
+            sink.error(
+                inner.low_pos or node.pos,
+                f"{what}: {name} low {inner.low:g} is below the par low {par.low:g} "
+                "(it must lie within the proven acceptable range)",
+            )
+        if inner.high is not None and par.high is not None and inner.high > par.high:
+            sink.error(
+                inner.high_pos or node.pos,
+                f"{what}: {name} high {inner.high:g} is above the par high {par.high:g} "
+                "(it must lie within the proven acceptable range)",
+            )
 
 
 def _band(fields: FieldReader, key: str, what: str) -> _Band | None:

@@ -30,7 +30,7 @@ def read_header(node: MapNode, sink: DiagnosticSink) -> Header | None:
         sink,
         "recipe header",
         required=("name", "version", "product", "status", "author"),
-        optional=("description",),
+        optional=("description", "site", "master_sha256"),
     )
     name = fields.string("name")
     version = _version(fields)
@@ -38,9 +38,11 @@ def read_header(node: MapNode, sink: DiagnosticSink) -> Header | None:
     status = fields.choice("status", STATUSES)
     author = fields.string("author")
     description = fields.string("description")
+    site = fields.string("site")
+    master = fields.string("master_sha256")
     if sink.count > before or not (name and version and product and status and author):
         return None
-    return Header(name, version, product, cast(Status, status), author, description)
+    return Header(name, version, product, cast(Status, status), author, description, site, master)
 
 
 def _version(fields: FieldReader) -> str | None:

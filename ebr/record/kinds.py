@@ -69,6 +69,22 @@ class Kind(StrEnum):
     REVIEW_DISPOSITION = "review.disposition"
     QC_RESULT = "qc.result"
     BATCH_DECISION = "batch.decision"
+    # -- deviations and CAPA (the `@deviations` chain) -------------------------------
+    DEVIATION_OPENED = "deviation.opened"
+    """A deviation opened by hand or automatically from a batch's exception."""
+    DEVIATION_UPDATED = "deviation.updated"
+    """Changed fields of a deviation (classification, impact, root cause, links…)."""
+    CAPA_ADDED = "capa.added"
+    """A corrective or preventive action: owner, due date."""
+    CAPA_STATUS = "capa.status"
+    """A CAPA action's new status: open, closed, carried over."""
+    DEVIATION_CLOSED = "deviation.closed"
+    """QA closed the deviation (after its `signature`), every CAPA closed or carried over."""
+    # -- lots: one patient's product across batches (the `@lots` chain) -------------
+    LOT_HANDOVER = "lot.handover"
+    """Material handed from one batch to the next: volume, cells, containers, who, when."""
+    LOT_DECISION = "lot.decision"
+    """The QP's lot disposition over the package hash (after its `signature`)."""
     # -- the site chain: recipes and people ----------------------------------------
     RECIPE_APPROVED = "recipe.approved"
     RECIPE_RETIRED = "recipe.retired"
@@ -120,5 +136,16 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.ALARM_RAISED: frozenset({_T}),
     Kind.ALARM_CLEARED: frozenset({_T}),
     Kind.SAMPLES_BLOCK: frozenset({"block_no", "count", "first", "last", "sha256", "tags"}),
+    Kind.DEVIATION_OPENED: frozenset(
+        {"deviation_id", "classification", "title", "description", "links", "source", "user"}
+    ),
+    Kind.DEVIATION_UPDATED: frozenset({"deviation_id", "changes", "reason", "user"}),
+    Kind.CAPA_ADDED: frozenset({"deviation_id", "capa_id", "action", "owner", "due", "user"}),
+    Kind.CAPA_STATUS: frozenset({"deviation_id", "capa_id", "status", "comment", "user"}),
+    Kind.DEVIATION_CLOSED: frozenset({"deviation_id", "comment", "signature_id"}),
+    Kind.LOT_HANDOVER: frozenset(
+        {"coi", "from_batch", "to_batch", "volume_ml", "viable_cells", "containers", "user"}
+    ),
+    Kind.LOT_DECISION: frozenset({"coi", "decision", "package_sha256", "signature_id"}),
 }
 """Payload fields every entry of a kind carries (a subset check; entries may add more)."""

@@ -19,6 +19,12 @@ CLOCK_STEPPED_BACK = Kind.CLOCK_STEPPED_BACK
 
 SITE_CHAIN = "@site"
 """Batch id of the site audit chain (users, roles, logins, recipe approvals); not a batch."""
+DEVIATION_CHAIN = "@deviations"
+"""Batch id of the chain of deviations and their CAPA; not a batch."""
+LOT_CHAIN = "@lots"
+"""Batch id of the chain of lot hand-overs and lot decisions; not a batch."""
+SYSTEM_CHAINS = frozenset({SITE_CHAIN, DEVIATION_CHAIN, LOT_CHAIN})
+"""Chains in the store that are not batches (kept out of the batch list)."""
 
 RESERVED_KINDS = frozenset({BATCH_CREATED, SAMPLES_BLOCK, CLOCK_STEPPED_BACK})
 """Kinds only the journal itself writes; `Journal.append` refuses them."""

@@ -11,7 +11,7 @@ from ebr.record.canonical import parse_json
 from ebr.record.errors import StoreError, UnknownBatchError
 from ebr.record.model import (
     BATCH_STATE,
-    SITE_CHAIN,
+    SYSTEM_CHAINS,
     BatchHeader,
     BatchRecord,
     Entry,
@@ -80,7 +80,7 @@ def list_batches(store: Store) -> list[BatchSummary]:
         }
         rows = conn.execute(
             select(batches)
-            .where(batches.c.batch_id != SITE_CHAIN)
+            .where(batches.c.batch_id.notin_(SYSTEM_CHAINS))
             .order_by(batches.c.created_at, batches.c.batch_id)
         ).all()
     return [

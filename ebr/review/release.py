@@ -41,6 +41,7 @@ from ebr.record.model import BATCH_STATE, BatchRecord, Entry
 from ebr.record.query import batch_record, journal_entries
 from ebr.record.store import Store
 from ebr.review.exceptions import ReviewException, Rules, review_connection
+from ebr.review.specs import recipe_cqas
 
 FINAL_STATES = frozenset({"Complete", "Stopped", "Aborted"})
 DISPOSITION = Kind.REVIEW_DISPOSITION
@@ -360,8 +361,13 @@ class QaDesk:
         test: str,
         outcome: str,
         comment: str | None = None,
+        value: float | str | None = None,
     ) -> Signature:
-        """Record a QC result that arrived after the batch ended (signed as performed)."""
+        """Record a QC result that arrived after the batch ended (signed as performed).
+
+        With a ``value`` for a CQA the batch's recipe declares, ``pass`` is refused when
+        the value does not meet the CQA's specification.
+        """
         status = self._ended(batch_id)
         if outcome not in OUTCOMES:
             raise ReleaseRefused(f"outcome must be one of {', '.join(OUTCOMES)}")
@@ -369,9 +375,20 @@ class QaDesk:
             raise ReleaseRefused("name the test")
         if test in status.results:
             raise ReleaseRefused(f"a result for {test!r} is already recorded")
+        if value is not None and outcome == "pass":
+            with self.store.snapshot() as conn:
+                cqas = {c.name: c for c in recipe_cqas(journal_entries(conn, batch_id)[:1])}
+            cqa = cqas.get(test)
+            if cqa is not None and not cqa.meets(value):
+                raise ReleaseRefused(
+                    f"{test} {value} does not meet its specification {cqa.specification()}; "
+                    "record it as fail"
+                )
         subject = {"type": "qc_result", "test": test}
         user = self._signer(batch_id, username, password, "performed", subject)
-        result = {"test": test, "outcome": outcome, "comment": comment}
+        result: dict[str, Any] = {"test": test, "outcome": outcome, "comment": comment}
+        if value is not None:
+            result["value"] = value
         sig = signature_data(
             user, "performed", subject, {"batch_id": batch_id, "result": result}, comment
         )
