@@ -166,18 +166,21 @@ async def test_alarm_code_and_subscription_by_polling(
     device = pool.open("CP-01", PROFILE, server.endpoint, {})
     await device.connect()
     got: list[Reading] = []
+    first = asyncio.Event()
     alarmed = asyncio.Event()
 
     def sink(reading: Reading) -> None:
         got.append(reading)
+        first.set()
         if reading.value == 42:
             alarmed.set()
 
     device.backend.poll_interval_s = 0.05  # type: ignore[attr-defined]
     cancel = await device.subscribe(["alarm.code"], sink)
     try:
+        await asyncio.wait_for(first.wait(), 30.0)  # the quiet value is seen before the alarm
         server.raise_alarm(42)
-        await asyncio.wait_for(alarmed.wait(), 3.0)
+        await asyncio.wait_for(alarmed.wait(), 30.0)
     finally:
         await cancel()
     assert got[0].value == 0 and got[-1].value == 42
