@@ -19,7 +19,7 @@ from simulators.clock import ScaledClock
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-WAIT_S = 5.0
+WAIT_S = 20.0  # a hang guard, generous for a busy machine
 Tag = Callable[[str], Node]
 Until = Callable[[Node, Callable[[ua.DataValue], bool]], Awaitable[ua.DataValue]]
 
