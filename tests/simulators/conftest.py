@@ -15,7 +15,7 @@ from simulators.bioreactor.opcua_server import BioreactorServer
 
 SESSION_VESSELS = ["BR-01", "BR-02", "BR-03"]
 SESSION_TIME_SCALE = 25_000.0  # one simulated minute = 2.4 ms of wall time
-WAIT_S = 5.0  # bound of every wait on the server
+WAIT_S = 20.0  # bound of every wait on the server (a hang guard: generous for a busy machine)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
