@@ -170,6 +170,12 @@ def _ready(proc: subprocess.Popen[str], deadline: float) -> str:
     raise RuntimeError(f"simulator {proc.args!r} did not get ready")
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _stop(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -199,6 +205,7 @@ def measure(n: int, *, per_sim: int, settle_s: float, window_s: float, tmp: Path
             endpoints.update({v: url for v in mine})
         t_sims = time.monotonic() - started
         plant = tmp / f"plant-{n}.toml"
+        sims_cpu0, t_ctl = sum(_cpu_s(p.pid) for p in procs), time.monotonic()
         plant.write_text(_controller_plant({v: endpoints[v] for v in vessels}))
         out = subprocess.run(
             [
@@ -224,7 +231,9 @@ def measure(n: int, *, per_sim: int, settle_s: float, window_s: float, tmp: Path
         )
         if out.returncode != 0:
             raise RuntimeError(f"controller failed:\n{out.stderr[-2000:]}")
+        sims_cpu = sum(_cpu_s(p.pid) for p in procs) - sims_cpu0
         rung = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+        rung["sims_cpu_share"] = round(sims_cpu / (time.monotonic() - t_ctl), 3)
         rung["sims_start_s"] = round(t_sims, 1)
         rung["rung_s"] = round(time.monotonic() - started, 1)
         return rung
@@ -278,7 +287,8 @@ def _line(r: dict) -> str:
         f"  {r['batches']:>5} batches: lateness p50 {r['lateness_p50_ms']:.0f} ms, "
         f"p99 {r['lateness_p99_ms']:.0f} ms (event loop lag p99 {r['loop_lag_p99_ms']:.0f} ms); "
         f"controller CPU {r['cpu_share'] * 100:.0f} % "
-        f"of a core, {r['mem_per_batch_kib']:.0f} KiB/batch; "
+        f"of a core (simulators {r['sims_cpu_share'] * 100:.0f} %), "
+        f"{r['mem_per_batch_kib']:.0f} KiB/batch; "
         f"{r['journal_entries_per_s']:.0f} journal entries/s, "
         f"{r['samples_per_s']:.0f} samples/s (simulators up in {r['sims_start_s']:.0f} s, "
         f"batches created in {r['create_s']:.1f} s, rung {r['rung_s']:.0f} s)"

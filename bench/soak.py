@@ -3,7 +3,9 @@
 Uses the crash-recovery path the e2e kill test uses (``tests/e2e/test_resume.py``):
 ``cellbatch run`` starts a batch of ``short-culture`` on a fresh vessel of one
 ``cellbatch sim serve`` process (2000×); a random moment after its controller printed a
-state change it is killed with SIGKILL; ``cellbatch run --resume`` takes the batch up
+state change it is killed with SIGKILL (the k-th kill of a batch aims just after the
+k-th of the e2e test's milestones: setpoint writes, filling, equilibration, the
+inoculation call, the culture); ``cellbatch run --resume`` takes the batch up
 again (Held, ``batch.interrupted``, restart) and is killed again, ``--kills-per-batch``
 times; then the batch runs to its end. ``--concurrent`` batches go through this at once,
 all on one SQLite record, until ``--kills`` kills are done. It prints:
@@ -38,7 +40,7 @@ from pathlib import Path
 
 from ebr import Entry, Store, read_journal
 from tests.e2e.conftest import plant_for_unit
-from tests.e2e.test_resume import _ASYNCUA_EXIT_RACE, _held_for_unrecorded_call
+from tests.e2e.test_resume import _ASYNCUA_EXIT_RACE, MILESTONES, _held_for_unrecorded_call
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "tests" / "controller" / "recipes" / "short-culture.yaml"
@@ -66,12 +68,17 @@ def _entries(db: str, batch_id: str) -> list[Entry]:
         return read_journal(store, batch_id)
 
 
+Kill = tuple[str, float, float]
+"""(milestone line, seconds after it, seconds after the first state line if it never
+comes): when to SIGKILL a controller."""
+
+
 def _segment(
-    args: list[str], kill_after: float | None, err_path: Path
+    args: list[str], kill: Kill | None, err_path: Path
 ) -> tuple[list[str], bool, int | None]:
-    """Run one controller process; SIGKILL it ``kill_after`` s after its first state line
-    (None: let it end; a process that prints Held is ended there). Returns its printed
-    lines, whether it was killed while running, and its exit code."""
+    """Run one controller process; SIGKILL it as ``kill`` says (None: let it end; a
+    process that prints the batch Held is ended there). Returns its printed lines,
+    whether it was killed while running, and its exit code."""
     with err_path.open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cellbatch", *args],
@@ -84,7 +91,19 @@ def _segment(
         watchdog.start()
         printed: list[str] = []
         killed = False
-        timer: threading.Timer | None = None
+        timers: list[threading.Timer] = []
+
+        def kill_now() -> None:
+            nonlocal killed
+            if proc.poll() is None:
+                killed = True
+                proc.send_signal(signal.SIGKILL)
+
+        def kill_in(seconds: float) -> None:
+            timer = threading.Timer(seconds, kill_now)
+            timers.append(timer)
+            timer.start()
+
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -93,20 +112,19 @@ def _segment(
                 if len(parts) == 4 and parts[1] == "batch" and parts[3] == "Held":
                     proc.kill()  # held: it waits for a person now
                     break
-                if len(parts) == 4 and kill_after is not None and timer is None:
-
-                    def kill() -> None:
-                        nonlocal killed
-                        if proc.poll() is None:
-                            killed = True
-                            proc.send_signal(signal.SIGKILL)
-
-                    timer = threading.Timer(kill_after, kill)
-                    timer.start()
+                if len(parts) == 4 and kill is not None:
+                    milestone, after, fallback = kill
+                    if not timers:
+                        kill_in(fallback)  # in case the milestone is already behind
+                    if parts[2:] == milestone.split():
+                        for timer in timers:
+                            timer.cancel()  # the milestone came: kill just after it
+                        kill_in(after)
+                        kill = None
             proc.wait(10)
         finally:
             watchdog.cancel()
-            if timer is not None:
+            for timer in timers:
                 timer.cancel()
             if proc.poll() is None:
                 proc.kill()
@@ -126,14 +144,17 @@ def soak_batch(index: int, url: str, tmp: Path, db: str, kills: int, seed: int) 
     seen = 0  # entries of the batch before the current process started
     first = True
     for n in range(MAX_SEGMENTS):
-        kill_after = rng.uniform(0.0, 1.5) if out.kills < kills else None
+        kill: Kill | None = None
+        if out.kills < kills:  # the k-th kill aims at the k-th milestone (inoculation: 4th)
+            milestone, (low, high) = MILESTONES[min(out.kills, len(MILESTONES) - 1)]
+            kill = (milestone, rng.uniform(low, high), rng.uniform(1.5, 3.0))
         if first:
             args = ["run", str(RECIPE), "--plant", str(plant), "--db", db]
             args += ["--param", f"culture_time={CULTURE_MIN}"]
         else:
             args = ["run", "--resume", out.batch_id, "--plant", str(plant), "--db", db]
         err_path = tmp / f"b{index}-{n}.err"
-        printed, killed, rc = _segment(args, kill_after, err_path)
+        printed, killed, rc = _segment(args, kill, err_path)
         if first:
             if not printed or not printed[0].startswith("batch "):
                 out.notes.append(f"no batch started: {err_path.read_text()[-300:]}")
