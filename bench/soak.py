@@ -8,7 +8,7 @@ k-th of the e2e test's milestones: setpoint writes, filling, equilibration, the
 inoculation call, the culture); ``cellbatch run --resume`` takes the batch up
 again (Held, ``batch.interrupted``, restart) and is killed again, ``--kills-per-batch``
 times; then the batch runs to its end. ``--concurrent`` batches go through this at once,
-all on one SQLite record, until ``--kills`` kills are done. It prints:
+all on one SQLite record, new batches starting until ``--kills`` kills are done. It prints:
 
 - **lost acknowledged entries**: state changes a controller printed (it prints each only
   after its commit) that are not among the entries it appended before it died;
@@ -224,9 +224,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", type=Path, default=None, help="keep the record here")
     args = parser.parse_args(argv)
-    batches = -(-args.kills // args.kills_per_batch)
-    vessels = [f"S-{i + 1:03d}" for i in range(batches)]
+    # Batches held for a person end early (fewer kills): new ones start until enough kills.
+    most = 2 * -(-args.kills // args.kills_per_batch) + args.concurrent
+    vessels = [f"S-{i + 1:03d}" for i in range(most)]
     t0 = time.monotonic()
+    results: list[BatchSoak] = []
+    lock = threading.Lock()
+    state = {"next": 0, "kills": 0, "done": 0}
+
+    def worker(url: str, tmp: Path, db: str) -> None:
+        while True:
+            with lock:
+                if state["kills"] >= args.kills or state["next"] >= most:
+                    return
+                index = state["next"]
+                state["next"] += 1
+                # counted ahead, so the workers stop starting batches near the target
+                state["kills"] += args.kills_per_batch
+            result = soak_batch(index, url, tmp, db, args.kills_per_batch, args.seed)
+            with lock:
+                state["kills"] += result.kills - args.kills_per_batch
+                state["done"] += result.kills
+                results.append(result)
+                print(
+                    f"batch {len(results):>3} {result.batch_id}: {result.kills} kills, "
+                    f"{result.final}{' (held for a person)' if result.held_for_person else ''}"
+                    f"{'; ' + '; '.join(result.notes) if result.notes else ''}"
+                    f"  [{state['done']} kills done]",
+                    flush=True,
+                )
+
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = args.keep or Path(tmp_name)
         tmp.mkdir(parents=True, exist_ok=True)
@@ -235,20 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         sim, url = _serve(vessels, tmp)
         try:
             with ThreadPoolExecutor(args.concurrent) as pool:
-                futures = [
-                    pool.submit(soak_batch, i, url, tmp, db, args.kills_per_batch, args.seed)
-                    for i in range(batches)
-                ]
-                results = []
-                for i, future in enumerate(futures):
-                    result = future.result()
-                    results.append(result)
-                    print(
-                        f"batch {i + 1:>3}/{batches} {result.batch_id}: {result.kills} kills, "
-                        f"{result.final}{' (held for a person)' if result.held_for_person else ''}"
-                        f"{'; ' + '; '.join(result.notes) if result.notes else ''}",
-                        flush=True,
-                    )
+                for future in [pool.submit(worker, url, tmp, db) for _ in range(args.concurrent)]:
+                    future.result()
         finally:
             sim.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
