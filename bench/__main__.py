@@ -8,7 +8,7 @@ import os
 import platform
 from pathlib import Path
 
-from bench import demo, drivers, engine, journal, journal_pg, review
+from bench import demo, drivers, engine, journal, journal_pg, plant_scale, review
 from bench.results import Results
 
 
@@ -25,6 +25,7 @@ def main() -> None:
     journal_pg.run(results)
     drivers.run(results)
     engine.run(results)
+    plant_scale.run(results)
     demo.run(results)
     review.run(results)
     out = Path(__file__).parent / "results.json"

@@ -58,6 +58,9 @@ CHUNK = 64
 TIMEOUT_S = 5.0
 """A connect or publish taking longer counts as a lost broker."""
 
+RETAINED_MAX = 100_000
+"""Retained topics kept for re-sending; beyond it ended batches' topics are forgotten."""
+
 _ALARMS = {Kind.ALARM_RAISED, Kind.ALARM_CLEARED, Kind.ALARM_ACKNOWLEDGED}
 _PROMPTS = {Kind.PROMPT_OPENED, Kind.PROMPT_ANSWERED, Kind.PROMPT_WITHDRAWN}
 
@@ -135,8 +138,17 @@ class Publisher:
         batch_id = run.control.batch_id
         for device in run.control.units.values():
             self._put(f"units/{topic_level(device.name)}/batch", {"batch": None})
-        # forgotten once everything queued has gone out (a dropped one is re-sent first)
+        # forgotten once everything queued has gone out (a dropped one is re-sent first),
+        # or at once when the broker has been away so long that they pile up
         self._ended |= self._batch_topics.pop(batch_id, set())
+        if len(self._retained) > RETAINED_MAX:
+            self._forget_ended()
+
+    def _forget_ended(self) -> None:
+        for topic in self._ended:
+            self._retained.pop(topic, None)
+            self._dirty.discard(topic)
+        self._ended.clear()
 
     def _guard(self, handler: Any, *args: Any) -> None:
         try:
@@ -316,9 +328,7 @@ class Publisher:
                 if topic in self._retained:
                     chunk.append((topic, self._retained[topic], True, False))
             if not self._dirty:
-                for topic in self._ended:
-                    self._retained.pop(topic, None)
-                self._ended.clear()
+                self._forget_ended()
         return chunk
 
     def _give_back(self, chunk: list[Message]) -> None:

@@ -104,13 +104,21 @@ class Controller:
             await self.publisher.start()
 
     async def stop(self) -> None:
-        """Hold every running batch, flush the journal, close the store and connections."""
-        for run, task in list(self._running.values()):
-            if not task.done():
-                with contextlib.suppress(Exception):
-                    await run.command(Command.HOLD, reason="controller stopping")
-                task.cancel()
-                await asyncio.wait({task})
+        """Hold every running batch, flush the journal, close the store and connections.
+
+        The batches are held and wound down side by side: each waits (bounded) for its
+        instruments' last values, so one after another would take that wait N times."""
+        active = [(run, task) for run, task in self._running.values() if not task.done()]
+
+        async def hold(run: BatchRun) -> None:
+            with contextlib.suppress(Exception):
+                await run.command(Command.HOLD, reason="controller stopping")
+
+        await asyncio.gather(*(hold(run) for run, _task in active))
+        for _run, task in active:
+            task.cancel()
+        if active:
+            await asyncio.wait({task for _run, task in active})
         if self.journal is not None:
             await self.journal.stop()
         if self.publisher is not None:
