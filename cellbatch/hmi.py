@@ -288,11 +288,11 @@ class BatchHmi(App[None]):
             )
         return text
 
-    @staticmethod
-    def _alarms_text(d: dict[str, Any]) -> Text:
+    def _alarms_text(self, d: dict[str, Any]) -> Text:
         alarms = d.get("alarm_list") or []
         if not alarms:
             return Text("no alarms in this batch")
+        wide = self.size.width >= WIDE
         text = Text(alarm_counts(alarms) + "\n", style="bold")
         for a in alarms:
             state = "ACTIVE" if a["active"] else f"cleared {_clock_of(a['cleared'])}"
@@ -303,8 +303,9 @@ class BatchHmi(App[None]):
             )
             text.append(f"#{a['seq']} {str(a['level']).upper()} ", style="bold")
             text.append(
-                f"{a['monitor']}: {a['tag']} = {number(a['value'])} beyond "
-                f"{number(a['limit'])}  raised {_clock_of(a['raised'])}  {state}  {acked}\n"
+                f"{a['monitor']}: {a['tag']} = {number(a['value'])} beyond {number(a['limit'])}"
+                + ("  " if wide else "\n    ")
+                + f"raised {_clock_of(a['raised'])} · {state} · {acked}\n"
             )
         return text
 

@@ -206,7 +206,10 @@ class BatchView:
                     "kind": p.kind,
                     "text": p.text,
                     "verify": p.verify,
-                    "entries": [_entry_spec(spec) for spec in p.entries.values()],
+                    # an identity check's example is the expected ID: never shown
+                    "entries": [
+                        _entry_spec(spec, example=p.expected is None) for spec in p.entries.values()
+                    ],
                 }
                 for p in run.prompts.open.values()
                 if p.batch_id == control.batch_id
@@ -256,7 +259,7 @@ class BatchView:
         }
 
 
-def _entry_spec(spec: Any) -> dict[str, Any]:
+def _entry_spec(spec: Any, *, example: bool) -> dict[str, Any]:
     return {
         "name": spec.name,
         "type": spec.kind,
@@ -264,7 +267,7 @@ def _entry_spec(spec: Any) -> dict[str, Any]:
         "min": spec.min,
         "max": spec.max,
         "choices": list(spec.choices),
-        "example": spec.example,
+        "example": spec.example if example else None,
     }
 
 
