@@ -44,7 +44,7 @@ from cellbatch.batch_text import (
     sparkline,
 )
 from cellbatch.hmi_forms import CommandScreen, HelpScreen, PromptForm
-from cellbatch.service_client import ServiceError, call
+from cellbatch.service_client import Connection, ServiceError, call
 from controller.interface_security import Endpoint
 from ebr.people.signatures import IDLE_TIMEOUT
 
@@ -119,6 +119,7 @@ class BatchHmi(App[None]):
         self.updated_at: float | None = None  # clock() of the last good update
         self._pending: tuple[str, str] | None = None  # (purpose, what it is about)
         self._last_activity = time.monotonic()
+        self._session: Connection | None = None
 
     def compose(self) -> ComposeResult:
         """Status, banner, batches, batch line, path, the three views, message, keys."""
@@ -174,15 +175,29 @@ class BatchHmi(App[None]):
 
     @work(exclusive=True, group="refresh")
     async def refresh_view(self) -> None:
-        """Read the batch list and the selected batch from the controller."""
+        """Read the batch list and the selected batch from the controller (over one
+        session, kept open between refreshes and opened again after a failure)."""
         try:
-            batches = await call(self.endpoint, "List")
-            selected = self.selected or (batches[0]["id"] if batches else None)
-            detail = await call(self.endpoint, "Show", selected) if selected else {}
-        except ServiceError as exc:
-            self.lost(str(exc))
+            if self._session is None:
+                self._session = await Connection(self.endpoint).__aenter__()
+            batches = await self._session.call("List")
+            ids = [str(b["id"]) for b in batches]
+            selected = self.selected if self.selected in ids else (ids[0] if ids else None)
+            detail = await self._session.call("Show", selected) if selected else {}
+        except (ServiceError, OSError, TimeoutError) as exc:
+            await self._close_session()
+            self.lost(str(exc) or type(exc).__name__)
             return
         self.show(batches, detail)
+
+    async def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.__aexit__(None, None, None)
+
+    async def on_unmount(self) -> None:
+        """Close the refresh session."""
+        await self._close_session()
 
     def show(self, batches: list[dict[str, Any]], detail: dict[str, Any]) -> None:
         """Show a `List` and a `Show` answer of the controller (it is reachable)."""

@@ -165,17 +165,22 @@ class BatchView:
     # -- the instruments ----------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Take the latest PVs into the trends and read the setpoints from the units."""
+        """Take the latest PVs into the trends and read the setpoints from the units
+        (one read per unit; an unreachable unit keeps the last setpoints)."""
         latest = self.run.sampler.latest
+        wanted: dict[str, list[CppView]] = {}
         for cpp in self.cpps:
             m = cpp.monitor
             cpp.pv = latest.get(f"{m.unit}.{m.tag}")
             if cpp.pv is not None and isinstance(cpp.pv.value, int | float):
                 cpp.trend.append(float(cpp.pv.value))
             if cpp.setpoint is not None:
-                device = self.run.control.units[m.unit]
-                with contextlib.suppress(DriverError, OSError, TimeoutError):
-                    (reading,) = await device.read([cpp.setpoint])
+                wanted.setdefault(m.unit, []).append(cpp)
+        for alias, cpps in wanted.items():
+            device = self.run.control.units[alias]
+            with contextlib.suppress(DriverError, OSError, TimeoutError):
+                readings = await device.read([c.setpoint for c in cpps if c.setpoint])
+                for cpp, reading in zip(cpps, readings, strict=True):
                     value = reading.value
                     if isinstance(value, int | float) and not isinstance(value, bool):
                         cpp.sp = float(value)
