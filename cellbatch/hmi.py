@@ -149,9 +149,9 @@ class BatchHmi(App[None]):
             self.set_interval(self.refresh_s, self.refresh_view)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """While a dialog is open, the screen's keys act only in it."""
-        if len(self.screen_stack) > 1 and action not in ("quit",):
-            return action in {"dismiss_help", "cancel", "confirm"} or None
+        """While a dialog is open, the screen's keys (quit too) act only in it."""
+        if len(self.screen_stack) > 1 and action not in {"dismiss_help", "cancel", "confirm"}:
+            return None
         return True
 
     def on_resize(self, _event: events.Resize) -> None:
