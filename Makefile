@@ -25,14 +25,15 @@ lint: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_rooms.py
 
 # Command-line tools some tests drive (mbpoll: an independent Modbus client; pdftotext:
-# reading the PDF back; sqlite3: the README's tamper example). Installed when missing and possible (root + apt-get); the tests
-# that need them skip with the reason otherwise.
+# reading the PDF back; sqlite3: the README's tamper example; tmux: the HMI in a real
+# terminal). Installed when missing and possible (root + apt-get); the tests that need
+# them skip with the reason otherwise.
 tools:
-	@missing=""; for t in mbpoll pdftotext sqlite3; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in mbpoll pdftotext sqlite3 tmux; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing test tools:$$missing (apt-get, best effort)"; \
 	  (timeout 90 apt-get update -qq && timeout 90 apt-get install -y -qq --no-install-recommends \
-	    mbpoll poppler-utils sqlite3) >/dev/null 2>&1 || echo "could not install$$missing; those tests skip"; \
+	    mbpoll poppler-utils sqlite3 tmux) >/dev/null 2>&1 || echo "could not install$$missing; those tests skip"; \
 	fi
 
 # Everything: lint, the wheel check, then every test (unit, room, slow and e2e).

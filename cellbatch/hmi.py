@@ -44,7 +44,7 @@ from cellbatch.batch_text import (
     sparkline,
 )
 from cellbatch.hmi_forms import CommandScreen, HelpScreen, PromptForm
-from cellbatch.service_client import ServiceError, call
+from cellbatch.service_client import Connection, ServiceError, call
 from controller.interface_security import Endpoint
 from ebr.people.signatures import IDLE_TIMEOUT
 
@@ -119,28 +119,34 @@ class BatchHmi(App[None]):
         self.updated_at: float | None = None  # clock() of the last good update
         self._pending: tuple[str, str] | None = None  # (purpose, what it is about)
         self._last_activity = time.monotonic()
+        self._session: Connection | None = None
+        # Made once and kept: a refresh finishing while the app shuts down must not
+        # look them up in a screen that is already gone.
+        self._table: DataTable[Any] = DataTable(id="batches", cursor_type="row")
+        self._w = {name: Static(id=name) for name in _STATICS}
 
     def compose(self) -> ComposeResult:
         """Status, banner, batches, batch line, path, the three views, message, keys."""
-        yield Static(id="status")
-        yield Static(id="banner")
-        yield DataTable(id="batches", cursor_type="row")
-        yield Static(id="batchline")
-        yield Static(id="path")
+        w = self._w
+        yield w["status"]
+        yield w["banner"]
+        yield self._table
+        yield w["batchline"]
+        yield w["path"]
         with TabbedContent(id="views"):
             with TabPane("1 Values", id="values"), VerticalScroll():
-                yield Static(id="cpps")
+                yield w["cpps"]
             with TabPane("2 Alarms", id="alarms"), VerticalScroll():
-                yield Static(id="alarmlist")
+                yield w["alarmlist"]
             with TabPane("3 Prompts", id="prompts"), VerticalScroll():
-                yield Static(id="promptlist")
-        yield Static(id="message")
+                yield w["promptlist"]
+        yield w["message"]
         yield Input(id="entry")
-        yield Static(id="keys")
+        yield w["keys"]
 
     def on_mount(self) -> None:
         """Start refreshing."""
-        table = self.query_one("#batches", DataTable)
+        table = self._table
         table.add_columns("batch", "state", "alarms", "prompts")
         self._render_all()
         if self.refresh_s is not None:
@@ -148,9 +154,9 @@ class BatchHmi(App[None]):
             self.set_interval(self.refresh_s, self.refresh_view)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """While a dialog is open, the screen's keys act only in it."""
-        if len(self.screen_stack) > 1 and action not in ("quit",):
-            return action in {"dismiss_help", "cancel", "confirm"} or None
+        """While a dialog is open, the screen's keys (quit too) act only in it."""
+        if len(self.screen_stack) > 1 and action not in {"dismiss_help", "cancel", "confirm"}:
+            return None
         return True
 
     def on_resize(self, _event: events.Resize) -> None:
@@ -160,7 +166,7 @@ class BatchHmi(App[None]):
     @property
     def selected(self) -> str | None:
         """ID of the batch under the cursor."""
-        table = self.query_one("#batches", DataTable)
+        table = self._table
         if not self.batches or table.cursor_row is None:
             return None
         row = min(table.cursor_row, len(self.batches) - 1)
@@ -168,28 +174,43 @@ class BatchHmi(App[None]):
 
     def say(self, text: str) -> None:
         """Show feedback, whole (it wraps)."""
-        self.query_one("#message", Static).update(Text(text))
+        self._w["message"].update(Text(text))
 
     # -- what the controller says -------------------------------------------------------
 
     @work(exclusive=True, group="refresh")
     async def refresh_view(self) -> None:
-        """Read the batch list and the selected batch from the controller."""
+        """Read the batch list and the selected batch from the controller (over one
+        session, kept open between refreshes and opened again after a failure)."""
         try:
-            batches = await call(self.endpoint, "List")
-            selected = self.selected or (batches[0]["id"] if batches else None)
-            detail = await call(self.endpoint, "Show", selected) if selected else {}
-        except ServiceError as exc:
-            self.lost(str(exc))
+            if self._session is None:
+                self._session = await Connection(self.endpoint).__aenter__()
+            batches = await self._session.call("List")
+            ids = [str(b["id"]) for b in batches]
+            selected = self.selected if self.selected in ids else (ids[0] if ids else None)
+            detail = await self._session.call("Show", selected) if selected else {}
+        except (ServiceError, OSError, TimeoutError) as exc:
+            await self._close_session()
+            self.lost(str(exc) or type(exc).__name__)
             return
         self.show(batches, detail)
+
+    async def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.__aexit__(None, None, None)
+
+    async def on_unmount(self) -> None:
+        """Stop refreshing and close the refresh session."""
+        self.workers.cancel_group(self, "refresh")
+        await self._close_session()
 
     def show(self, batches: list[dict[str, Any]], detail: dict[str, Any]) -> None:
         """Show a `List` and a `Show` answer of the controller (it is reachable)."""
         self.batches, self.detail = batches, detail
         self.unreachable = None
         self.updated_at = self.clock()
-        table = self.query_one("#batches", DataTable)
+        table = self._table
         cursor = table.cursor_row
         table.clear()
         for b in batches:
@@ -212,29 +233,30 @@ class BatchHmi(App[None]):
 
     def _render_all(self) -> None:
         stale = self.unreachable is not None
-        self.query_one("#keys", Static).update(_keys_text(max(20, self.size.width - 2)))
+        self._w["keys"].update(_keys_text(max(20, self.size.width - 2)))
         who = self.user if (self.password or not self.gmp) else "signed out"
-        status = self.query_one("#status", Static)
+        status = self._w["status"]
         state = "UNREACHABLE" if stale else ("ONLINE" if self.updated_at else "CONNECTING")
         status.update(Text(f" cellbatch HMI · {self.endpoint} · {who} · {state}"))
         status.set_class(stale, "unreachable")
-        banner = self.query_one("#banner", Static)
+        banner = self._w["banner"]
         banner.set_class(stale, "shown")
         if stale:
             banner.update(Text(self._banner_text()))
-        for widget in ("#batches", "#batchline", "#path", "#cpps", "#alarmlist", "#promptlist"):
-            self.query_one(widget).set_class(stale, "stale")
+        self._table.set_class(stale, "stale")
+        for name in ("batchline", "path", "cpps", "alarmlist", "promptlist"):
+            self._w[name].set_class(stale, "stale")
         detail = self.detail
         if not detail.get("ok"):
             empty = "no batch selected" if not self.batches else "reading the batch…"
-            for name in ("#batchline", "#path", "#cpps", "#alarmlist", "#promptlist"):
-                self.query_one(name, Static).update(empty if name == "#batchline" else "")
+            for name in ("batchline", "path", "cpps", "alarmlist", "promptlist"):
+                self._w[name].update(empty if name == "batchline" else "")
             return
-        self.query_one("#batchline", Static).update(self._batch_text(detail))
-        self.query_one("#path", Static).update(Text(self._path_text(detail)))
-        self.query_one("#cpps", Static).update(self._cpps_text(detail))
-        self.query_one("#alarmlist", Static).update(self._alarms_text(detail))
-        self.query_one("#promptlist", Static).update(self._prompts_text(detail))
+        self._w["batchline"].update(self._batch_text(detail))
+        self._w["path"].update(Text(self._path_text(detail)))
+        self._w["cpps"].update(self._cpps_text(detail))
+        self._w["alarmlist"].update(self._alarms_text(detail))
+        self._w["promptlist"].update(self._prompts_text(detail))
 
     def _stale_s(self) -> float:
         return 0.0 if self.updated_at is None else max(0.0, self.clock() - self.updated_at)
@@ -288,11 +310,11 @@ class BatchHmi(App[None]):
             )
         return text
 
-    @staticmethod
-    def _alarms_text(d: dict[str, Any]) -> Text:
+    def _alarms_text(self, d: dict[str, Any]) -> Text:
         alarms = d.get("alarm_list") or []
         if not alarms:
             return Text("no alarms in this batch")
+        wide = self.size.width >= WIDE
         text = Text(alarm_counts(alarms) + "\n", style="bold")
         for a in alarms:
             state = "ACTIVE" if a["active"] else f"cleared {_clock_of(a['cleared'])}"
@@ -303,8 +325,9 @@ class BatchHmi(App[None]):
             )
             text.append(f"#{a['seq']} {str(a['level']).upper()} ", style="bold")
             text.append(
-                f"{a['monitor']}: {a['tag']} = {number(a['value'])} beyond "
-                f"{number(a['limit'])}  raised {_clock_of(a['raised'])}  {state}  {acked}\n"
+                f"{a['monitor']}: {a['tag']} = {number(a['value'])} beyond {number(a['limit'])}"
+                + ("  " if wide else "\n    ")
+                + f"raised {_clock_of(a['raised'])} · {state} · {acked}\n"
             )
         return text
 
@@ -447,7 +470,7 @@ class BatchHmi(App[None]):
             return
         pending, self._pending = self._pending, None
         event.input.remove_class("open")
-        self.query_one("#batches", DataTable).focus()
+        self._table.focus()
         if pending is None:
             return
         purpose, target = pending
@@ -496,6 +519,10 @@ class BatchHmi(App[None]):
             self._render_all()
         return answer, f"signed in: {answer.get('name', user)}"
 
+
+_STATICS = ("status", "banner", "batchline", "path", "cpps", "alarmlist", "promptlist",
+            "message", "keys")  # fmt: skip
+"""The HMI's text areas, by id."""
 
 _Sent = tuple[dict[str, Any], str]
 """What the controller answered, and the line to show when it accepted."""

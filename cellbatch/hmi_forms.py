@@ -245,7 +245,7 @@ class PromptForm(ModalScreen[str | None]):
             error.update(Text(f"refused: {answer.get('message')}"))
             return
         verified = " and verified" if self.prompt.get("verify") else ""
-        self.dismiss(f"{self.prompt['id']}: answered{verified}")
+        self.dismiss(f"{self.prompt['element']}: answered{verified} ({self.prompt['id']})")
 
     def action_cancel(self) -> None:
         """Esc: nothing is sent."""

@@ -165,17 +165,22 @@ class BatchView:
     # -- the instruments ----------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Take the latest PVs into the trends and read the setpoints from the units."""
+        """Take the latest PVs into the trends and read the setpoints from the units
+        (one read per unit; an unreachable unit keeps the last setpoints)."""
         latest = self.run.sampler.latest
+        wanted: dict[str, list[CppView]] = {}
         for cpp in self.cpps:
             m = cpp.monitor
             cpp.pv = latest.get(f"{m.unit}.{m.tag}")
             if cpp.pv is not None and isinstance(cpp.pv.value, int | float):
                 cpp.trend.append(float(cpp.pv.value))
             if cpp.setpoint is not None:
-                device = self.run.control.units[m.unit]
-                with contextlib.suppress(DriverError, OSError, TimeoutError):
-                    (reading,) = await device.read([cpp.setpoint])
+                wanted.setdefault(m.unit, []).append(cpp)
+        for alias, cpps in wanted.items():
+            device = self.run.control.units[alias]
+            with contextlib.suppress(DriverError, OSError, TimeoutError):
+                readings = await device.read([c.setpoint for c in cpps if c.setpoint])
+                for cpp, reading in zip(cpps, readings, strict=True):
                     value = reading.value
                     if isinstance(value, int | float) and not isinstance(value, bool):
                         cpp.sp = float(value)
@@ -206,7 +211,10 @@ class BatchView:
                     "kind": p.kind,
                     "text": p.text,
                     "verify": p.verify,
-                    "entries": [_entry_spec(spec) for spec in p.entries.values()],
+                    # an identity check's example is the expected ID: never shown
+                    "entries": [
+                        _entry_spec(spec, example=p.expected is None) for spec in p.entries.values()
+                    ],
                 }
                 for p in run.prompts.open.values()
                 if p.batch_id == control.batch_id
@@ -256,7 +264,7 @@ class BatchView:
         }
 
 
-def _entry_spec(spec: Any) -> dict[str, Any]:
+def _entry_spec(spec: Any, *, example: bool) -> dict[str, Any]:
     return {
         "name": spec.name,
         "type": spec.kind,
@@ -264,7 +272,7 @@ def _entry_spec(spec: Any) -> dict[str, Any]:
         "min": spec.min,
         "max": spec.max,
         "choices": list(spec.choices),
-        "example": spec.example,
+        "example": spec.example if example else None,
     }
 
 

@@ -15,10 +15,41 @@ from asyncua import Client, Node, ua
 
 from cellbatch.service_client import call
 from controller.service import NAMESPACE
-from tests.e2e.test_service import SHORT, Serve
+from tests.e2e.test_service import PROMPTS, Serve
 from tests.e2e.test_service import setup as setup  # the fixture
 
 pytestmark = [pytest.mark.e2e]
+
+
+def browsed_recipe(folder: Path) -> Path:
+    """The prompts recipe with a temperature CPP and its setpoint written first: the
+    batch then waits at its first prompt (nobody answers), Running, for as long as the
+    test needs, whatever an earlier test did to the shared vessel."""
+    text = (
+        PROMPTS.read_text()
+        .replace(
+            "equipment:\n",
+            "formula:\n  temperature: {value: 37.0, unit: degC, min: 30, max: 40}\n"
+            "monitors:\n"
+            "  - name: temperature\n    unit: bioreactor\n    tag: temperature.pv\n"
+            "    engineering_unit: degC\n    alert: {low: 36.5, high: 37.5}\n"
+            "    action: {low: 36.0, high: 38.0}\n    delay: 10 min\n    on_action: alarm\n"
+            "equipment:\n",
+            1,
+        )
+        .replace(
+            "          phases:\n            - name: confirm_bag\n",
+            "          phases:\n"
+            "            - name: conditions\n              type: setpoint\n"
+            "              set: {temperature.sp: $temperature}\n"
+            "            - name: confirm_bag\n",
+            1,
+        )
+    )
+    assert "conditions" in text and "monitors:" in text
+    recipe = folder / "browsed.yaml"
+    recipe.write_text(text)
+    return recipe
 
 
 async def _until_read(node: Node, wanted: object, limit_s: float = 30) -> object:
@@ -35,11 +66,15 @@ async def _until_read(node: Node, wanted: object, limit_s: float = 30) -> object
     raise AssertionError(f"{node} stayed {seen!r}, wanted {wanted!r}")
 
 
-async def test_a_client_browses_a_running_batch(setup: tuple[Path, Path, str]) -> None:
+async def test_a_client_browses_a_running_batch(
+    setup: tuple[Path, Path, str], tmp_path: Path
+) -> None:
     plant, db, endpoint = setup
-    serve = Serve(plant, db, endpoint, "--simulated-operator")
+    serve = Serve(plant, db, endpoint)
     try:
-        started = await call(endpoint, "Start", str(SHORT), "{}", "COI-UA-1", "olga", "")
+        recipe = str(browsed_recipe(tmp_path))
+        started = await call(endpoint, "Start", recipe, "{}", "COI-UA-1", "olga", "")
+        assert started["ok"], started
         batch_id = started["batch_id"]
         async with Client(endpoint, timeout=10) as client:
             idx = await client.get_namespace_index(NAMESPACE)
@@ -51,7 +86,7 @@ async def test_a_client_browses_a_running_batch(setup: tuple[Path, Path, str]) -
                 await asyncio.sleep(0.2)
             assert batch_id in names
             batch = await folder.get_child([f"{idx}:{batch_id}"])
-            assert await (await batch.get_child([f"{idx}:Recipe"])).read_value() == "short-culture"
+            assert await (await batch.get_child([f"{idx}:Recipe"])).read_value() == "prompts"
             assert await (await batch.get_child([f"{idx}:COI"])).read_value() == "COI-UA-1"
             state = await batch.get_child([f"{idx}:State"])
             await _until_read(state, "Running")
@@ -64,6 +99,8 @@ async def test_a_client_browses_a_running_batch(setup: tuple[Path, Path, str]) -
             assert await (await cpp.get_child([f"{idx}:ActionHigh"])).read_value() == 38.0
             sp = await cpp.get_child([f"{idx}:SP"])
             assert await _until_read(sp, 37.0) == 37.0  # the recipe's setpoint phase wrote it
+            prompts = await (await batch.get_child([f"{idx}:OpenPrompts"])).read_value()
+            assert len(prompts) == 1 and "bench/receive/confirm_bag" in prompts[0]
             held = await call(endpoint, "Command", batch_id, "hold", "olga", "", "bag check")
             assert held["ok"], held
             await _until_read(state, "Held")

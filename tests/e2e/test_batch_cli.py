@@ -75,6 +75,18 @@ def test_show_list_and_watch_say_why(setup: tuple[Path, Path, str], tmp_path: Pa
                                        endpoint).stdout)  # fmt: skip
         assert as_json["why"].startswith("hold by monitor temperature")
         assert as_json["cpps"][0]["eu"] == "degC" and as_json["cpps"][0]["action"] == [37.5, 38.0]
+        # Ctrl-C ends a watch (exit 0), the batch goes on.
+        interrupted = subprocess.Popen(
+            [sys.executable, "-m", "cellbatch", "batch", "watch", batch_id, "--endpoint", endpoint],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL, preexec_fn=_default_sigint,
+        )  # fmt: skip
+        assert interrupted.stdout is not None
+        assert "state Held" in interrupted.stdout.readline()
+        interrupted.send_signal(signal.SIGINT)
+        _out, stopped = interrupted.communicate(timeout=30)
+        assert interrupted.returncode == 0 and "stopped watching" in stopped
+        assert "Traceback" not in stopped
         assert cellbatch("batch", "abort", batch_id, "--reason", "end of test", *at).returncode == 0
         out = first + watcher.communicate(timeout=60)[0]
         assert watcher.returncode == 0, out
@@ -88,6 +100,11 @@ def test_show_list_and_watch_say_why(setup: tuple[Path, Path, str], tmp_path: Pa
         if watcher is not None and watcher.poll() is None:
             watcher.kill()
         assert serve.end(signal.SIGTERM) == 0
+
+
+def _default_sigint() -> None:
+    """A child started from a non-interactive shell may inherit SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_watch_of_an_unknown_batch_is_refused(setup: tuple[Path, Path, str]) -> None:

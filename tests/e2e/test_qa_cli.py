@@ -220,6 +220,7 @@ async def test_gmp_hmi_asks_for_each_signature_and_signs_out_when_idle(
     from textual.widgets import Static
 
     from cellbatch.hmi import BatchHmi
+    from cellbatch.hmi_forms import PromptForm
     from cellbatch.service_client import call
     from tests.e2e.test_hmi import _until
     from tests.e2e.test_service import PROMPTS, Serve, free_port
@@ -244,26 +245,32 @@ async def test_gmp_hmi_asks_for_each_signature_and_signs_out_when_idle(
         async with app.run_test(size=(140, 40)) as pilot:
 
             def shown(text: str) -> bool:
-                return text in str(app.query_one("#detail", Static).render())
+                return text in str(app.query_one("#promptlist", Static).render())
 
             def message() -> str:
                 return str(app.query_one("#message", Static).render())
 
-            async def answer(element: str, values: str, *passwords: str) -> None:
-                await _until(lambda: shown(element), pilot, 30)
-                await pilot.press("n", *values, "enter")
-                for password in passwords:  # each signer types a password, every time
-                    await pilot.press(*password, "enter")
+            def form_error() -> str:
+                return str(app.screen.query_one("#error", Static).render())
 
-            await answer("confirm_bag", "done=done", "wrong-password-1")
-            await _until(lambda: "refused" in message(), pilot)
-            await answer("confirm_bag", "done=done", olga)
+            async def answer(element: str, *fields: str) -> None:
+                """The prompt's form: its entries, the verifier, then each signer's
+                password (every time)."""
+                await _until(lambda: shown(element), pilot, 30)
+                await pilot.press("n")
+                assert isinstance(app.screen, PromptForm)
+                for value in fields:
+                    await pilot.press(*value, "enter")
+
+            await answer("confirm_bag", "done", "wrong-password-1")
+            await _until(lambda: "refused" in form_error(), pilot)
+            assert isinstance(app.screen, PromptForm)  # the form stays, refusal shown whole
+            await pilot.press("escape")
+            await answer("confirm_bag", "done", olga)
             await _until(lambda: "answered" in message(), pilot)
-            await answer("scan", "scan=COI-GMP-HMI", olga)
+            await answer("scan", "COI-GMP-HMI", olga)
             await _until(lambda: shown("cell_count"), pilot, 30)
-            await answer(
-                "cell_count", "viable_density=2.5e6 viability=93 verifier=quinn", olga, quinn
-            )
+            await answer("cell_count", "2.5e6", "93", "quinn", olga, quinn)
             await _until(lambda: "answered and verified" in message(), pilot)
             # Idle past the timeout: the next action signs out and asks for ID + password.
             app.idle_timeout_s = 0.0
@@ -272,7 +279,9 @@ async def test_gmp_hmi_asks_for_each_signature_and_signs_out_when_idle(
             app.idle_timeout_s = 900.0
             await pilot.press("l", *"olga", "enter", *olga, "enter")
             await _until(lambda: "signed in: Olga" in message(), pilot)
-            await _until(lambda: shown("Complete"), pilot, 30)
+            await _until(
+                lambda: "COMPLETE" in str(app.query_one("#batchline", Static).render()), pilot, 30
+            )
     finally:
         assert serve.end(signal.SIGTERM) == 0
     with Store.open(f"sqlite:///{qa_db}") as store:

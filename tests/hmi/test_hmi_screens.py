@@ -167,8 +167,10 @@ async def test_abort_asks_for_confirmation() -> None:
         await pilot.press("a", *"bag leak", "enter")
         assert isinstance(app.screen, CommandScreen)
         assert "Press y to confirm" in text_of(app, "#error")
-        await pilot.press("q")  # other keys do nothing while the dialog is open
-        assert isinstance(app.screen, CommandScreen)
+        await pilot.press("q", "h")  # other keys do nothing while the dialog is open
+        await pilot.pause()
+        assert isinstance(app.screen, CommandScreen) and app.is_running
+        assert len(app.screen_stack) == 2
         await pilot.press("n")
         await pilot.pause()
         assert "abort cancelled: nothing sent" in text_of(app, "#message")
