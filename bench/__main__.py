@@ -8,7 +8,7 @@ import os
 import platform
 from pathlib import Path
 
-from bench import demo, drivers, engine, journal, journal_pg, review
+from bench import demo, drivers, engine, journal, journal_pg, review, trends
 from bench.results import Results
 
 
@@ -27,6 +27,7 @@ def main() -> None:
     engine.run(results)
     demo.run(results)
     review.run(results)
+    trends.run(results)
     out = Path(__file__).parent / "results.json"
     results.save(out)
     print(f"wrote {out}")

@@ -110,13 +110,19 @@ def batch_figures(entries: Sequence[Entry], samples: Iterable[Sample]) -> dict[s
     """The trend figures of one batch from its journal and samples."""
     series: dict[str, list[tuple[float, float]]] = {}
     epoch: datetime | None = None
+    parse = datetime.fromisoformat  # record times end in Z: Python 3.11 reads them directly
+    short_names: dict[str, list[tuple[float, float]]] = {}
     for sample in samples:
         if sample.value is None or sample.quality != "good":
             continue
-        moment = parse_ts(sample.time)
-        epoch = epoch or moment
-        short = sample.tag.split(".", 1)[1] if "." in sample.tag else sample.tag
-        series.setdefault(short, []).append(((moment - epoch).total_seconds() / 3600, sample.value))
+        moment = parse(sample.time)
+        if epoch is None:
+            epoch = moment
+        points = short_names.get(sample.tag)
+        if points is None:
+            short = sample.tag.split(".", 1)[1] if "." in sample.tag else sample.tag
+            points = short_names[sample.tag] = series.setdefault(short, [])
+        points.append(((moment - epoch).total_seconds() / 3600, sample.value))
     figures: dict[str, float | None] = {}
     times = _times(entries, epoch)
     figures.update(_expansion(series, entries, times))
