@@ -330,12 +330,12 @@ class Chart:
 def control_chart(
     figure: str, batch_ids: Sequence[str], values: Sequence[float], baseline: int | None = None
 ) -> Chart | None:
-    """I-MR chart with limits from the first `baseline` points (None: all); None if < 3."""
-    if len(values) < 3:
+    """I-MR chart with limits from the first `baseline` points (None: all); None if < 2."""
+    if len(values) < 2:
         return None
     base = list(values[: baseline or len(values)])
-    if len(base) < 3:
-        base = list(values[:3])
+    if len(base) < 2:
+        base = list(values[:2])
     centre = sum(base) / len(base)
     ranges = [abs(b - a) for a, b in itertools.pairwise(base)]
     mr_bar = sum(ranges) / len(ranges)
@@ -377,7 +377,7 @@ def run_rules(
 
 
 def charts(batches: Sequence[BatchFigures], baseline: int | None = None) -> list[Chart]:
-    """One chart per figure that at least three batches have, in batch order."""
+    """One chart per figure that at least two batches have, in batch order."""
     names: dict[str, None] = {}
     for batch in batches:
         for name, value in batch.figures.items():

@@ -14,6 +14,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(900)
 def test_two_seeded_batches_on_two_sites_give_trend_charts(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     proc = subprocess.run(
