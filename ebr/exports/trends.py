@@ -199,33 +199,36 @@ def _expansion(
 
 
 def _steepest(points: Sequence[tuple[float, float]]) -> tuple[float | None, float | None]:
-    """The steepest least-squares slope of ln x over a sliding window, and its intercept."""
-    logs = [(t, math.log(x)) for t, x in points]
-    best: tuple[float | None, float | None] = (None, None)
-    j = 0
-    for i in range(len(logs)):
-        while j < len(logs) and logs[j][0] - logs[i][0] <= GROWTH_WINDOW_H:
-            j += 1
-        window = logs[i:j]
-        if len(window) < 3 or window[-1][0] - window[0][0] < GROWTH_WINDOW_H / 2:
-            continue
-        slope, intercept = _fit(window)
-        if slope is not None and (best[0] is None or slope > best[0]):
-            best = (slope, intercept)
-        if j >= len(logs):
-            break
-    return best
+    """The steepest least-squares slope of ln x over a sliding window, and its intercept.
 
+    Windows start at every point and span at most ``GROWTH_WINDOW_H`` (at least half of it,
+    and three points); sums over each window come from prefix sums, so this is O(n).
+    """
+    import numpy as np
 
-def _fit(points: Sequence[tuple[float, float]]) -> tuple[float | None, float | None]:
-    n = len(points)
-    mean_t = sum(t for t, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    sxx = sum((t - mean_t) ** 2 for t, _ in points)
-    if sxx <= 0:
+    t = np.fromiter((p[0] for p in points), dtype=float, count=len(points))
+    y = np.log(np.fromiter((p[1] for p in points), dtype=float, count=len(points)))
+    shift = t[0]
+    t = t - shift
+    zero = np.zeros(1)
+    st, sy = np.concatenate((zero, np.cumsum(t))), np.concatenate((zero, np.cumsum(y)))
+    stt, sty = np.concatenate((zero, np.cumsum(t * t))), np.concatenate((zero, np.cumsum(t * y)))
+    first = np.arange(len(t))
+    last = np.searchsorted(t, t + GROWTH_WINDOW_H, side="right")  # exclusive end
+    n = (last - first).astype(float)
+    span = t[np.maximum(last - 1, first)] - t
+    sum_t, sum_y = st[last] - st[first], sy[last] - sy[first]
+    sum_tt, sum_ty = stt[last] - stt[first], sty[last] - sty[first]
+    denominator = n * sum_tt - sum_t * sum_t
+    usable = (n >= 3) & (span >= GROWTH_WINDOW_H / 2) & (denominator > 0)
+    if not usable.any():
         return None, None
-    slope = sum((t - mean_t) * (y - mean_y) for t, y in points) / sxx
-    return slope, mean_y - slope * mean_t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slopes = np.where(usable, (n * sum_ty - sum_t * sum_y) / denominator, -np.inf)
+    best = int(np.argmax(slopes))
+    slope = float(slopes[best])
+    intercept = float((sum_y[best] - slope * sum_t[best]) / n[best]) - slope * shift
+    return slope, intercept
 
 
 def _inoculum_and_volume(entries: Sequence[Entry]) -> tuple[float | None, float | None]:
