@@ -8,7 +8,7 @@ import os
 import platform
 from pathlib import Path
 
-from bench import demo, drivers, engine, journal, journal_pg, plant_scale, review
+from bench import demo, drivers, engine, journal, journal_pg, plant_scale, review, trends
 from bench.results import Results
 
 
@@ -28,6 +28,7 @@ def main() -> None:
     plant_scale.run(results)
     demo.run(results)
     review.run(results)
+    trends.run(results)
     out = Path(__file__).parent / "results.json"
     results.save(out)
     print(f"wrote {out}")

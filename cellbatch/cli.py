@@ -339,6 +339,13 @@ async def _serve(specs: Sequence[Mapping[str, object]], scale: float, schedule: 
     help="Serve the simulators at the plant file's addresses (default: free ports, so "
     "several demos can run at once; the addresses bound are printed).",
 )
+    "--batches", type=click.IntRange(min=1), default=None,
+    help="Run N batches with seeded per-batch biology, then draw their trend charts.",
+)  # fmt: skip
+@click.option("--sites", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --batches: spread the batches over K sites.")  # fmt: skip
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="With --batches: seed of the simulated biology.")  # fmt: skip
 def demo(
     out_dir: str,
     time_scale: float | None,
@@ -346,14 +353,32 @@ def demo(
     plant_path: str,
     recipe_path: str | None,
     plant_ports: bool,
+    batches: int | None,
+    sites: int,
+    seed: int,
 ) -> None:
-    """Simulators + controller in one process: one CAR-T batch to completion."""
+    """Simulators + controller in one process: one CAR-T batch to completion (or N)."""
     from cellbatch.demo import DEFAULT_RECIPE, run_demo
 
     plant = load_plant(plant_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     url = db_url or f"sqlite:///{out / 'demo.sqlite'}"
+    if batches is not None:
+        from cellbatch.demo_batches import demo_batches
+
+        ran, figures, files = demo_batches(
+            plant, Path(recipe_path) if recipe_path else DEFAULT_RECIPE, db_url=url,
+            out_dir=out, batches=batches, sites=sites, seed=seed, time_scale=time_scale,
+        )  # fmt: skip
+        for batch in figures:
+            shown = ", ".join(f"{k} {v:.3g}" for k, v in batch.figures.items()
+                              if v is not None and not k.startswith("excursion"))  # fmt: skip
+            click.echo(f"  {batch.batch_id} {batch.site}: {shown}")
+        for path in files:
+            click.echo(f"  wrote {path}")
+        click.echo(f"  trends: cellbatch trend car-t-expansion --db {url}")
+        sys.exit(0 if all(b.state is State.COMPLETE for b in ran) else 1)
     result = asyncio.run(
         run_demo(
             plant,

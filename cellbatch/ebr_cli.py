@@ -7,6 +7,7 @@ unreadable database, bad option value), 2 at least one batch record is tampered.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -465,6 +466,8 @@ def result_command(
             measured = float(value)
         except ValueError:
             measured = value.strip()
+        if isinstance(measured, float) and not math.isfinite(measured):
+            raise click.BadParameter(f"{value!r} is not a finite number", param_hint="--value")
     with open_store(db_url) as store:
         signature = _desk(store, rules_path).record_result(
             batch_id, username, password_of(username), test, outcome, comment, measured

@@ -120,7 +120,11 @@ def _check_keys(spec: Mapping[str, Any], allowed: set[str], where: str) -> None:
 def _bioreactor(
     spec: Mapping[str, Any], time_scale: float, where: str, benches: dict[str, Bench]
 ) -> BioreactorServer:
-    _check_keys(spec, {"name", "kind", "listen", "vessels", "seed", "step_s", "security"}, where)
+    _check_keys(
+        spec,
+        {"name", "kind", "listen", "vessels", "seed", "step_s", "security", "biology"},
+        where,
+    )
     listen = _require(spec, "listen", str, where)
     vessels = _require(spec, "vessels", (list, tuple), where)
     if not all(isinstance(v, str) for v in vessels):
@@ -141,6 +145,7 @@ def _bioreactor(
             step_s=step_s,
             seed=seed,
             security=security,
+            biology=str(spec.get("biology", "fixed")),
         )
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None

@@ -75,6 +75,14 @@ def _sites_figure(
     return fig
 
 
+def _empty_figure() -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 2))
+    fig.text(0.5, 0.5, "fewer than two ended batches: nothing to chart", ha="center")
+    return fig
+
+
 def write_charts(
     charts: Sequence[Chart],
     out_dir: Path,
@@ -94,6 +102,8 @@ def write_charts(
     ]
     for name in dict.fromkeys(r.figure for r in equivalence):
         figures.append((f"sites-{_file_stem(name)}", _sites_figure(name, batches, equivalence)))
+    if not figures:
+        figures.append(("no-charts", _empty_figure()))
     pdf_path = out_dir / f"{_file_stem(title)}.pdf"
     with PdfPages(pdf_path) as pdf:
         for stem, fig in figures:

@@ -110,13 +110,19 @@ def batch_figures(entries: Sequence[Entry], samples: Iterable[Sample]) -> dict[s
     """The trend figures of one batch from its journal and samples."""
     series: dict[str, list[tuple[float, float]]] = {}
     epoch: datetime | None = None
+    parse = datetime.fromisoformat  # record times end in Z: Python 3.11 reads them directly
+    short_names: dict[str, list[tuple[float, float]]] = {}
     for sample in samples:
         if sample.value is None or sample.quality != "good":
             continue
-        moment = parse_ts(sample.time)
-        epoch = epoch or moment
-        short = sample.tag.split(".", 1)[1] if "." in sample.tag else sample.tag
-        series.setdefault(short, []).append(((moment - epoch).total_seconds() / 3600, sample.value))
+        moment = parse(sample.time)
+        if epoch is None:
+            epoch = moment
+        points = short_names.get(sample.tag)
+        if points is None:
+            short = sample.tag.split(".", 1)[1] if "." in sample.tag else sample.tag
+            points = short_names[sample.tag] = series.setdefault(short, [])
+        points.append(((moment - epoch).total_seconds() / 3600, sample.value))
     figures: dict[str, float | None] = {}
     times = _times(entries, epoch)
     figures.update(_expansion(series, entries, times))
@@ -193,33 +199,36 @@ def _expansion(
 
 
 def _steepest(points: Sequence[tuple[float, float]]) -> tuple[float | None, float | None]:
-    """The steepest least-squares slope of ln x over a sliding window, and its intercept."""
-    logs = [(t, math.log(x)) for t, x in points]
-    best: tuple[float | None, float | None] = (None, None)
-    j = 0
-    for i in range(len(logs)):
-        while j < len(logs) and logs[j][0] - logs[i][0] <= GROWTH_WINDOW_H:
-            j += 1
-        window = logs[i:j]
-        if len(window) < 3 or window[-1][0] - window[0][0] < GROWTH_WINDOW_H / 2:
-            continue
-        slope, intercept = _fit(window)
-        if slope is not None and (best[0] is None or slope > best[0]):
-            best = (slope, intercept)
-        if j >= len(logs):
-            break
-    return best
+    """The steepest least-squares slope of ln x over a sliding window, and its intercept.
 
+    Windows start at every point and span at most ``GROWTH_WINDOW_H`` (at least half of it,
+    and three points); sums over each window come from prefix sums, so this is O(n).
+    """
+    import numpy as np
 
-def _fit(points: Sequence[tuple[float, float]]) -> tuple[float | None, float | None]:
-    n = len(points)
-    mean_t = sum(t for t, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    sxx = sum((t - mean_t) ** 2 for t, _ in points)
-    if sxx <= 0:
+    t = np.fromiter((p[0] for p in points), dtype=float, count=len(points))
+    y = np.log(np.fromiter((p[1] for p in points), dtype=float, count=len(points)))
+    shift = t[0]
+    t = t - shift
+    zero = np.zeros(1)
+    st, sy = np.concatenate((zero, np.cumsum(t))), np.concatenate((zero, np.cumsum(y)))
+    stt, sty = np.concatenate((zero, np.cumsum(t * t))), np.concatenate((zero, np.cumsum(t * y)))
+    first = np.arange(len(t))
+    last = np.searchsorted(t, t + GROWTH_WINDOW_H, side="right")  # exclusive end
+    n = (last - first).astype(float)
+    span = t[np.maximum(last - 1, first)] - t
+    sum_t, sum_y = st[last] - st[first], sy[last] - sy[first]
+    sum_tt, sum_ty = stt[last] - stt[first], sty[last] - sty[first]
+    denominator = n * sum_tt - sum_t * sum_t
+    usable = (n >= 3) & (span >= GROWTH_WINDOW_H / 2) & (denominator > 0)
+    if not usable.any():
         return None, None
-    slope = sum((t - mean_t) * (y - mean_y) for t, y in points) / sxx
-    return slope, mean_y - slope * mean_t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slopes = np.where(usable, (n * sum_ty - sum_t * sum_y) / denominator, -np.inf)
+    best = int(np.argmax(slopes))
+    slope = float(slopes[best])
+    intercept = float((sum_y[best] - slope * sum_t[best]) / n[best]) - slope * shift
+    return slope, intercept
 
 
 def _inoculum_and_volume(entries: Sequence[Entry]) -> tuple[float | None, float | None]:
@@ -324,12 +333,12 @@ class Chart:
 def control_chart(
     figure: str, batch_ids: Sequence[str], values: Sequence[float], baseline: int | None = None
 ) -> Chart | None:
-    """I-MR chart with limits from the first `baseline` points (None: all); None if < 3."""
-    if len(values) < 3:
+    """I-MR chart with limits from the first `baseline` points (None: all); None if < 2."""
+    if len(values) < 2:
         return None
     base = list(values[: baseline or len(values)])
-    if len(base) < 3:
-        base = list(values[:3])
+    if len(base) < 2:
+        base = list(values[:2])
     centre = sum(base) / len(base)
     ranges = [abs(b - a) for a, b in itertools.pairwise(base)]
     mr_bar = sum(ranges) / len(ranges)
@@ -371,7 +380,7 @@ def run_rules(
 
 
 def charts(batches: Sequence[BatchFigures], baseline: int | None = None) -> list[Chart]:
-    """One chart per figure that at least three batches have, in batch order."""
+    """One chart per figure that at least two batches have, in batch order."""
     names: dict[str, None] = {}
     for batch in batches:
         for name, value in batch.figures.items():

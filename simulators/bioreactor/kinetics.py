@@ -10,12 +10,14 @@ Dead cells lyse slowly. Values follow shared/notes/domain.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 
 __all__ = [
     "Culture",
     "GrowthParameters",
     "death_rate_per_h",
+    "draw_growth",
     "grow",
     "growth_rate_per_h",
     "oxygen_uptake_pct_per_h",
@@ -54,6 +56,32 @@ class GrowthParameters:
     lactate_per_glucose: float = 1.8
     o2_uptake_pmol_per_cell_h: float = 0.03
     inoculum_viability: float = 0.95
+
+
+BIOLOGY_RANGES = {
+    "lag_h": (24.0, 48.0),
+    "mu_max_per_h": (0.024, 0.035),
+    "kd_base_per_h": (0.001, 0.0035),
+}
+"""Published ranges a drawn batch stays within (shared/notes/domain.md: lag 1-2 d,
+doubling 20-36 h, viability 85-95 % in a healthy run)."""
+
+
+def draw_growth(rng: random.Random, base: GrowthParameters | None = None) -> GrowthParameters:
+    """One batch's biology: lag, maximum growth rate and base death rate drawn around the
+    defaults from ``rng`` (normal, clipped to :data:`BIOLOGY_RANGES`)."""
+    base = base or GrowthParameters()
+
+    def draw(name: str, mean: float, sd: float) -> float:
+        low, high = BIOLOGY_RANGES[name]
+        return min(high, max(low, rng.gauss(mean, sd)))
+
+    return replace(
+        base,
+        lag_h=draw("lag_h", base.lag_h, 4.0),
+        mu_max_per_h=draw("mu_max_per_h", base.mu_max_per_h, 0.0022),
+        kd_base_per_h=draw("kd_base_per_h", base.kd_base_per_h, 0.0004),
+    )
 
 
 @dataclass(slots=True)

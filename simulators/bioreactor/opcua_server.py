@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import time
 import zlib
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from simulators.bioreactor.address_space import (
     add_vessel,
     add_vessels_folder,
 )
+from simulators.bioreactor.kinetics import draw_growth
 from simulators.bioreactor.physics import BioreactorModel, VesselStateError
 from simulators.bioreactor.security import ServerSecurity, apply_security
 from simulators.bioreactor.tags import TAGS
@@ -143,6 +145,9 @@ def _check_fault(kind: str, params: object) -> None:
             raise FaultError(f"bad_status: {name!r} is not an OPC UA Bad status code name")
 
 
+BIOLOGIES = ("fixed", "seeded")
+
+
 def _vessel_seed(seed: int, name: str) -> int:
     """Independent, reproducible noise seed per vessel name."""
     return seed * 1_000_003 + zlib.crc32(name.encode("utf-8"))
@@ -163,8 +168,15 @@ class BioreactorServer:
         step_s: float = 60.0,
         seed: int = 0,
         security: ServerSecurity | None = None,
+        biology: str = "fixed",
     ) -> None:
-        """Validate the configuration; nothing is built or bound yet."""
+        """Validate the configuration; nothing is built or bound yet.
+
+        ``biology``: ``fixed`` (every vessel the default kinetics) or ``seeded`` (each
+        vessel draws its lag, growth and death rates from ``seed`` and its name).
+        """
+        if biology not in BIOLOGIES:
+            raise ValueError(f"biology must be one of {', '.join(BIOLOGIES)}, got {biology!r}")
         if not vessels:
             raise ValueError("at least one vessel is required")
         for name in vessels:
@@ -181,7 +193,17 @@ class BioreactorServer:
         self._url = url
         self._time_scale = float(time_scale)
         self._step_s = float(step_s)
-        self._models = {name: BioreactorModel(seed=_vessel_seed(seed, name)) for name in vessels}
+        self._models = {
+            name: BioreactorModel(
+                seed=_vessel_seed(seed, name),
+                growth=(
+                    draw_growth(random.Random(_vessel_seed(seed, name) + 1))
+                    if biology == "seeded"
+                    else None
+                ),
+            )
+            for name in vessels
+        }
         self._server: Server | None = None
         self._sim_nodes: SimulationNodes | None = None
         self._vessel_nodes: list[VesselNodes] = []

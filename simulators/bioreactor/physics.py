@@ -157,6 +157,11 @@ class BioreactorModel:
     # -- read-only state ------------------------------------------------------------
 
     @property
+    def growth(self) -> GrowthParameters:
+        """The culture's kinetic constants (fixed, or drawn for this batch)."""
+        return self._g
+
+    @property
     def time_s(self) -> float:
         """Simulated seconds stepped so far."""
         return self._t_s
