@@ -339,6 +339,7 @@ async def _serve(specs: Sequence[Mapping[str, object]], scale: float, schedule: 
     help="Serve the simulators at the plant file's addresses (default: free ports, so "
     "several demos can run at once; the addresses bound are printed).",
 )
+@click.option(
     "--batches", type=click.IntRange(min=1), default=None,
     help="Run N batches with seeded per-batch biology, then draw their trend charts.",
 )  # fmt: skip
