@@ -40,8 +40,8 @@ tools:
 test: lint tools wheel-check
 	$(BIN)/python -m pytest -q
 
-# Unit and room tests only (no `slow`, no `e2e` marks): under a minute on 2 cores.
-test-fast: lint
+# Unit and room tests only (no `slow`, no `e2e` marks; tests/test_rooms.py included).
+test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not e2e"
 
 # The wheel, installed without dev extras into a fresh venv, runs from outside the checkout.
