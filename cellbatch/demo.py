@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -63,10 +64,12 @@ async def run_demo(
 ) -> DemoResult:
     """Start the plant's simulators, run the recipe on them, export the record.
 
+    A batch that is held (an action limit, a lost instrument) ends the demo: it stays
+    Held in the record, and the exports show why.
+
     With ``free_ports`` every simulator binds a free port (``cellbatch.ports``), so
     demos running at once on one machine never collide.
     """
-    import asyncio
 
     recipe = load_recipe(recipe_path)
     scale = time_scale or plant.time_scale
@@ -90,7 +93,7 @@ async def run_demo(
                 )
             _progress(run, echo)
             t0, sim0 = time.perf_counter(), run.clock.now()
-            state = await asyncio.wait_for(controller.run(run), wall_limit_s)
+            state = await _until_ended_or_held(controller, run, wall_limit_s)
             wall = time.perf_counter() - t0
             days = (run.clock.now() - sim0).total_seconds() / 86400
         finally:
@@ -112,6 +115,28 @@ async def run_demo(
         exceptions=exceptions,
         files=files,
     )
+
+
+async def _until_ended_or_held(controller: Controller, run: BatchRun, wall_limit_s: float) -> State:
+    """Run the batch until it ends, or until it is held (nobody is there to restart it in
+    a demo) or the wall-time limit passes; the batch's state then. ``controller.stop``
+    winds a held or unfinished batch down (held, journaled) afterwards."""
+    held = asyncio.Event()
+
+    def watch(el: Element, _src: State, dst: State) -> None:
+        if el.level == "batch" and dst is State.HELD:
+            held.set()
+
+    run.watchers.append(watch)
+    batch = asyncio.create_task(controller.run(run))
+    holding = asyncio.create_task(held.wait())
+    await asyncio.wait({batch, holding}, timeout=wall_limit_s, return_when="FIRST_COMPLETED")
+    holding.cancel()
+    if batch.done():
+        return batch.result()
+    if not held.is_set():
+        click.echo(f"  wall-time limit of {wall_limit_s:.0f} s reached: holding the batch")
+    return run.state
 
 
 def write_exports(db_url: str, batch_id: str, out_dir: Path) -> list[Path]:
