@@ -31,8 +31,9 @@ from controller.resume import ResumeError
 from controller.session import BatchSetupError, Controller
 from drivers import DriverError
 from ebr import EbrError, Store
+from ebr.people.duties import DutyRefused, check_may_act
 from ebr.people.lifecycle import RecipeId, approve, recipe_status, retire
-from ebr.people.signatures import SigningSession, check_may_sign
+from ebr.people.signatures import SigningSession
 from ebr.people.users import Directory
 from recipes import Recipe, RecipeError, load_recipe, recipe_json_schema
 
@@ -438,7 +439,10 @@ class OperatorChoice:
         account = self.signing.authenticate(
             password_of(self.user), "cellbatch run", username=self.user
         )
-        check_may_sign(account, "performed")
+        try:
+            check_may_act(account.username, account.roles, "start")
+        except DutyRefused as refusal:
+            self.signing.directory.refuse(account, "cellbatch run", refusal)
 
     def check_recipe(self, recipe_: Recipe) -> None:
         """Refuse to start unattended a recipe whose prompts nobody could answer."""

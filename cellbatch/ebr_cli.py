@@ -39,7 +39,7 @@ from ebr.record.query import list_batches
 from ebr.record.store import Store
 from ebr.record.verify import verify_batch, verify_store
 from ebr.review.exceptions import Rules, load_rules
-from ebr.review.release import OUTCOMES, REJECTED, RELEASED, QaDesk, QaStatus, qa_status
+from ebr.review.release import DECISIONS, OUTCOMES, QaDesk, QaStatus, qa_status
 
 if TYPE_CHECKING:
     from ebr.record.backup import BackupReport
@@ -403,7 +403,10 @@ def disposition_command(
 @db_option
 @click.argument("batch_id")
 @click.option(
-    "--decision", required=True, type=click.Choice([RELEASED, REJECTED]), help="The decision."
+    "--decision",
+    required=True,
+    type=click.Choice(DECISIONS),
+    help="The decision (a simulation record: rejected or 'not for use' only).",
 )
 @click.option(
     "--pending",
@@ -424,10 +427,12 @@ def release_command(
     rules_path: str | None,
     username: str,
 ) -> None:
-    """The QP's release signature: released, released pending results, or rejected.
+    """The QP's release signature: released, released pending results, rejected or not
+    for use.
 
     Refused (exit 1) to anyone but a QP, while any exception is open, without a QA
-    review signature, to the reviewer, and while pending results are missing or failed.
+    review signature, to the reviewer, while pending results are missing or failed, and
+    for a simulation record (SIM-NOT-PRODUCT).
     """
     with open_store(db_url) as store:
         desk = _desk(store, rules_path)

@@ -19,7 +19,8 @@ from cellbatch.cli_common import (
     table,
     user_option,
 )
-from ebr.people.users import ADMIN, ROLES, Directory, User
+from ebr.people.duties import ADMIN, ROLES
+from ebr.people.users import Directory, User
 from ebr.record.store import Store
 
 role_option = click.option(

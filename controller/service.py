@@ -47,7 +47,8 @@ from controller.resume import ResumeError, load_resume_point
 from controller.session import BatchSetupError, Controller
 from drivers import DriverError
 from ebr import EbrError
-from ebr.people.signatures import SignatureError, check_may_sign
+from ebr.people.duties import DutyRefused, check_may_act
+from ebr.people.signatures import SignatureError
 from ebr.people.users import AuthError, Directory, User
 from ebr.record.query import list_batches
 from recipes import RecipeError, load_recipe
@@ -151,7 +152,7 @@ class ControllerService:
 
     async def _sign_in(self, _parent: Any, user: str, password: str) -> str:
         try:
-            account = self._authenticate(user, password, "sign in at a terminal")
+            account = self._authenticate(user, password, "sign in at a terminal", "sign in")
         except (EbrError, SignatureError) as exc:
             return _refused(str(exc))
         return json.dumps({"ok": True, "name": account.printed_name if account else user})
@@ -183,7 +184,7 @@ class ControllerService:
         self, _parent: Any, recipe_path: str, parameters: str, coi: str, user: str, password: str
     ) -> str:
         try:
-            self._authenticate(user, password, "start a batch")
+            self._authenticate(user, password, "start a batch", "start")
             recipe = load_recipe(Path(recipe_path))
             values = json.loads(parameters) if parameters else {}
             if not isinstance(values, dict):
@@ -210,7 +211,7 @@ class ControllerService:
         if command not in COMMANDS:
             return _refused(f"unknown command {command!r}; one of {', '.join(COMMANDS)}")
         try:
-            self._authenticate(user, password, f"{command} {batch_id}")
+            self._authenticate(user, password, f"{command} {batch_id}", command)
         except (EbrError, SignatureError) as exc:
             return _refused(str(exc))
         run, task = found
@@ -229,7 +230,9 @@ class ControllerService:
             return _refused(f"no batch {batch_id} in this controller")
         try:
             seq = int(alarm)
-            self._authenticate(user, password, f"acknowledge alarm {alarm} of {batch_id}")
+            self._authenticate(
+                user, password, f"acknowledge alarm {alarm} of {batch_id}", "acknowledge"
+            )
         except ValueError:
             return _refused(f"alarm {alarm!r}: want the alarm's number (batch show)")
         except (EbrError, SignatureError) as exc:
@@ -255,10 +258,12 @@ class ControllerService:
             entries = json.loads(values)
             if not isinstance(entries, dict):
                 raise ValueError("values must be a JSON object")
-            account = self._authenticate(user, password, f"answer {prompt_id}")
+            account = self._authenticate(user, password, f"answer {prompt_id}", "answer")
             checker = None
             if verifier:
-                checker = self._authenticate(verifier, verifier_password, f"verify {prompt_id}")
+                checker = self._authenticate(
+                    verifier, verifier_password, f"verify {prompt_id}", "verify"
+                )
             signed = SignedBy(account, checker) if account is not None else None
             await board.answer(
                 prompt_id,
@@ -272,16 +277,21 @@ class ControllerService:
             return _refused(str(exc))
         return json.dumps({"ok": True, "message": "answered"})
 
-    def _authenticate(self, user: str, password: str, purpose: str) -> User | None:
+    def _authenticate(self, user: str, password: str, purpose: str, action: str) -> User | None:
         """The person's account on a GMP plant (None in simulation, where names are taken
-        as given); raises AuthError or SignatureError."""
+        as given), allowed to do `action` (ebr.people.duties: roles checked, a refusal
+        journaled on the site chain); raises AuthError or DutyRefused."""
         if not user:
             raise AuthError("name the user (--user)")
         if self.plant.simulation:
             return None
         assert self.controller.store is not None
-        account = Directory(self.controller.store).authenticate(user, password, purpose)
-        check_may_sign(account, "performed")
+        directory = Directory(self.controller.store)
+        account = directory.authenticate(user, password, purpose)
+        try:
+            check_may_act(account.username, account.roles, action)
+        except DutyRefused as refusal:
+            directory.refuse(account, purpose, refusal)
         return account
 
     @staticmethod

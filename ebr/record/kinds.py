@@ -80,6 +80,8 @@ class Kind(StrEnum):
     USER_DISABLED = "user.disabled"
     USER_ROLES_CHANGED = "user.roles_changed"
     USER_PASSWORD_SET = "user.password_set"
+    USER_REFUSED = "user.refused"
+    """A user-administration request refused by a separation-of-duties rule (named)."""
 
 
 def failed_kind(state: str) -> Kind:
@@ -119,6 +121,7 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.PROMPT_ANSWERED: frozenset({_T, "element", "prompt", "user", "values"}),
     Kind.ALARM_RAISED: frozenset({_T}),
     Kind.ALARM_CLEARED: frozenset({_T}),
+    Kind.USER_REFUSED: frozenset({"user_id", "by", "action", "rule", "message"}),
     Kind.SAMPLES_BLOCK: frozenset({"block_no", "count", "first", "last", "sha256", "tags"}),
 }
 """Payload fields every entry of a kind carries (a subset check; entries may add more)."""

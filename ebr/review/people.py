@@ -187,6 +187,9 @@ def signatures(view: BatchView, rule: RuleConfig) -> list[Finding]:
         data = entry.data
         if data.get("meaning") not in meanings:
             continue
+        subject = data.get("subject")
+        if isinstance(subject, dict) and subject.get("type") == "qc_result":
+            continue  # QC's own work after the batch, not the manufacturing record
         found.append(
             Finding(
                 anchor=entry.seq,

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ebr.people.duties import DutyRefused
 from ebr.people.signatures import (
     SIGNATURE,
     SIGNATURE_FAILED,
@@ -28,6 +29,7 @@ from ebr.people.signatures import (
     batch_content,
     check_signature,
     entry_content,
+    record_refusal,
     signature_data,
 )
 from ebr.people.users import Directory, User
@@ -48,7 +50,10 @@ DECISION = Kind.BATCH_DECISION
 QC_RESULT = Kind.QC_RESULT
 RELEASED = "released"
 REJECTED = "rejected"
+NOT_FOR_USE = "not for use"
 PENDING = "released pending results"
+DECISIONS = (RELEASED, REJECTED, NOT_FOR_USE)
+CLOSED = frozenset({RELEASED, REJECTED, NOT_FOR_USE})
 OUTCOMES = ("pass", "fail")
 
 
@@ -295,7 +300,7 @@ class QaDesk:
             raise ReleaseRefused(f"batch {batch_id} has no exception {exception_id}")
         if not found.open:
             raise ReleaseRefused(f"exception {exception_id} is already dispositioned")
-        if status.decision in (RELEASED, REJECTED):
+        if status.decision in CLOSED:
             raise ReleaseRefused(f"batch {batch_id} is {status.decision}; the record is closed")
         if not comment.strip():
             raise ReleaseRefused("a disposition needs a comment (the justification)")
@@ -337,17 +342,34 @@ class QaDesk:
         pending: Iterable[str] = (),
         comment: str | None = None,
     ) -> Signature:
-        """The QP's decision: released (optionally pending named results) or rejected."""
+        """The QP's decision: released (optionally pending named results), rejected, or
+        not for use (what a simulation record may become: SIM-NOT-PRODUCT).
+
+        Refused and journaled as `signature.failed` naming the rule: releasing a
+        simulation record, and the reviewer releasing (SOD-REVIEWER-RELEASES).
+        """
         status = self._ended(batch_id)
         pending = [test.strip() for test in pending if test.strip()]
         subject: dict[str, Any] = {"type": "decision"}
-        if decision not in (RELEASED, REJECTED):
-            raise ReleaseRefused(f"decision must be {RELEASED!r} or {REJECTED!r}")
-        if status.decision in (RELEASED, REJECTED):
+        if decision not in DECISIONS:
+            raise ReleaseRefused(f"decision must be one of {', '.join(map(repr, DECISIONS))}")
+        if status.decision in CLOSED:
             raise ReleaseRefused(f"batch {batch_id} is already {status.decision}")
+        if decision == RELEASED and status.record.header.simulation:
+            refusal = DutyRefused(
+                "SIM-NOT-PRODUCT",
+                f"batch {batch_id} was made in simulation; decide rejected or not for use",
+            )
+            record_refusal(self.directory, batch_id, username, "released", subject, refusal)
         if decision == RELEASED:
-            self._check_releasable(batch_id, status, username, pending)
+            self._check_releasable(batch_id, status, pending)
         user = self._signer(batch_id, username, password, "released", subject)
+        reviewer = None if status.review is None else status.review.data.get("user_id")
+        if decision == RELEASED and reviewer == user.user_id:
+            refusal = DutyRefused(
+                "SOD-REVIEWER-RELEASES", f"{username} signed the review of batch {batch_id}"
+            )
+            record_refusal(self.directory, batch_id, username, "released", subject, refusal)
         final = PENDING if decision == RELEASED and pending else decision
         data = {"decision": final, "pending": pending, "comment": comment}
         return self._sign_record(batch_id, user, "released", comment, [(DECISION, data)])
@@ -393,15 +415,11 @@ class QaDesk:
             )
         return status
 
-    def _check_releasable(
-        self, batch_id: str, status: QaStatus, username: str, pending: list[str]
-    ) -> None:
+    def _check_releasable(self, batch_id: str, status: QaStatus, pending: list[str]) -> None:
         if status.open_exceptions:
             raise ReleaseRefused(self._open_list(batch_id, status))
         if status.review is None or not status.review.valid:
             raise ReleaseRefused(f"batch {batch_id} has no valid QA review signature yet")
-        if status.review.data["username"] == username:
-            raise ReleaseRefused("the QP releasing must be a different person than the reviewer")
         failed = sorted(t for t, r in status.results.items() if r["outcome"] != "pass")
         if failed:
             raise ReleaseRefused(

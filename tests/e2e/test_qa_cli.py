@@ -93,7 +93,7 @@ def qa_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0 and "created user U0001 admin" in proc.stdout, proc.stderr
-    for name, role in (("olga", "operator"), ("quinn", "qa"), ("petra", "qp")):
+    for name, role in (("olga", "operator"), ("quinn", "qa"), ("petra", "qp"), ("cleo", "qc")):
         add_user(db, name, role, f"{name[0]}-secret-{len(name)}4")
     return db
 
@@ -105,6 +105,7 @@ def test_users_list_and_admin_cannot_sign(qa_db: Path) -> None:
         ("U0002", "olga", "active"),
         ("U0003", "quinn", "active"),
         ("U0004", "petra", "active"),
+        ("U0005", "cleo", "active"),
     ]
     assert "password" not in json.dumps(listed).replace("password_set_at", "").replace(
         "must_change", ""
@@ -115,6 +116,11 @@ def test_users_list_and_admin_cannot_sign(qa_db: Path) -> None:
         "admin accounts cannot sign",
     )  # fmt: skip
     refused(cellbatch(qa_db, "users", "init", password=ADMIN_PW), "already initialised")
+    refused(
+        cellbatch(qa_db, "users", "roles", "admin", "--role", "qa", "--reason", "approve",
+                  "--user", "admin", password=ADMIN_PW),
+        "refused by SOD-SELF",
+    )  # fmt: skip
 
 
 def test_review_disposition_release(qa_db: Path) -> None:
@@ -151,8 +157,13 @@ def test_review_disposition_release(qa_db: Path) -> None:
                   "sterility", "--user", "petra", password="p-secret-54")
     )  # fmt: skip
     assert "released pending results" in out
+    refused(
+        cellbatch(qa_db, "ebr", "result", "B-QA", "sterility", "--outcome", "pass",
+                  "--user", "olga", password="o-secret-44"),
+        "refused by SOD-QC-ONLY",
+    )  # fmt: skip
     ok(cellbatch(qa_db, "ebr", "result", "B-QA", "sterility", "--outcome", "pass",
-                 "--user", "quinn", password="q-secret-54"))  # fmt: skip
+                 "--user", "cleo", password="c-secret-44"))  # fmt: skip
     ok(cellbatch(qa_db, "ebr", "release", "B-QA", "--decision", "released", "--user", "petra",
                  password="p-secret-54"))  # fmt: skip
     (listed,) = json.loads(ok(cellbatch(qa_db, "ebr", "list", "--json")))

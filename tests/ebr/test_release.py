@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ebr import Store
+from ebr.people.duties import DutyRefused
 from ebr.people.signatures import SignatureError
 from ebr.people.users import AuthError, Directory
 from ebr.record.errors import StoreError
@@ -30,7 +31,8 @@ RULES = load_rules()
 def people(store: Store) -> Directory:
     d = Directory(store, hasher=FAST_HASHER)
     d.init("admin", "Site Admin", ADMIN_PW)
-    for name, role in (("olga", "operator"), ("quinn", "qa"), ("petra", "qp"), ("paul", "qp")):
+    staff = (("olga", "operator"), ("quinn", "qa"), ("petra", "qp"), ("paul", "qp"), ("cleo", "qc"))
+    for name, role in staff:
         ready_user(d, name, role)
     return d
 
@@ -65,7 +67,7 @@ async def test_release_flow_from_exceptions_to_release(store: Store, desk: QaDes
     assert desk.status(batch).disposition == PENDING
     with pytest.raises(ReleaseRefused, match="still waits for: sterility"):
         desk.release(batch, "petra", PW, "released")
-    desk.record_result(batch, "quinn", PW, "sterility", "pass", "14-day, no growth")
+    desk.record_result(batch, "cleo", PW, "sterility", "pass", "14-day, no growth")
     desk.release(batch, "petra", PW, "released")
     final = desk.status(batch)
     assert final.disposition == "released" and not final.open_exceptions
@@ -83,7 +85,7 @@ async def test_only_a_qp_other_than_the_reviewer_releases(store: Store, desk: Qa
     for item in desk.status(batch).exceptions:
         desk.dispose(batch, "petra", PW, item.exception.id, "seen")
     desk.sign_review(batch, "petra", PW)
-    with pytest.raises(ReleaseRefused, match="different person than the reviewer"):
+    with pytest.raises(DutyRefused, match="SOD-REVIEWER-RELEASES"):
         desk.release(batch, "petra", PW, "released")
     with pytest.raises(SignatureError, match="cannot sign as 'released'"):
         desk.release(batch, "quinn", PW, "released")
@@ -91,9 +93,10 @@ async def test_only_a_qp_other_than_the_reviewer_releases(store: Store, desk: Qa
         desk.release(batch, "admin", ADMIN_PW, "released")
     desk.release(batch, "paul", PW, "released")
     failed = [e for e in read_journal(store, batch) if e.kind == "signature.failed"]
-    assert [(f.data["username"], f.data["reason"]) for f in failed] == [
-        ("quinn", "wrong role"),
-        ("admin", "wrong role"),
+    assert [(f.data["username"], f.data["reason"], f.data.get("rule")) for f in failed] == [
+        ("petra", "refused", "SOD-REVIEWER-RELEASES"),
+        ("quinn", "wrong role", "SOD-ROLE"),
+        ("admin", "wrong role", "SOD-ADMIN-NEVER-SIGNS"),
     ]
 
 
@@ -129,7 +132,7 @@ async def test_a_failed_result_only_allows_rejection(store: Store, desk: QaDesk)
         desk.dispose(batch, "quinn", PW, item.exception.id, "seen")
     desk.sign_review(batch, "quinn", PW)
     desk.release(batch, "petra", PW, "released", pending=["mycoplasma"])
-    desk.record_result(batch, "quinn", PW, "mycoplasma", "fail")
+    desk.record_result(batch, "cleo", PW, "mycoplasma", "fail")
     with pytest.raises(ReleaseRefused, match="failed QC result"):
         desk.release(batch, "petra", PW, "released")
     desk.release(batch, "petra", PW, "rejected")
