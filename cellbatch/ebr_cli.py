@@ -39,7 +39,8 @@ from ebr.record.query import list_batches
 from ebr.record.store import Store
 from ebr.record.verify import verify_batch, verify_store
 from ebr.review.exceptions import Rules, load_rules
-from ebr.review.release import DECISIONS, OUTCOMES, QaDesk, QaStatus, qa_status
+from ebr.review.release import DECISIONS, QaDesk, QaStatus, qa_status
+from ebr.review.specs import load_specs
 
 if TYPE_CHECKING:
     from ebr.record.backup import BackupReport
@@ -274,8 +275,19 @@ rules_option = click.option(
 )
 
 
-def _desk(store: Store, rules_path: str | None) -> QaDesk:
-    return QaDesk(store, Directory(store), rules=load_rules(rules_path))
+spec_option = click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Site release-test specifications (default $CELLBATCH_SPECS over the packaged ones).",
+)
+
+
+def _desk(store: Store, rules_path: str | None, spec_path: str | None = None) -> QaDesk:
+    return QaDesk(
+        store, Directory(store), rules=load_rules(rules_path), specs=load_specs(spec_path)
+    )
 
 
 @ebr.command(name="review")
@@ -416,6 +428,7 @@ def disposition_command(
 )
 @click.option("--comment", default=None, help="Comment on the decision.")
 @rules_option
+@spec_option
 @user_option
 @plain_errors
 def release_command(
@@ -425,6 +438,7 @@ def release_command(
     pending: tuple[str, ...],
     comment: str | None,
     rules_path: str | None,
+    spec_path: str | None,
     username: str,
 ) -> None:
     """The QP's release signature: released, released pending results, rejected or not
@@ -435,7 +449,7 @@ def release_command(
     for a simulation record (SIM-NOT-PRODUCT).
     """
     with open_store(db_url) as store:
-        desk = _desk(store, rules_path)
+        desk = _desk(store, rules_path, spec_path)
         signature = desk.release(
             batch_id, username, password_of(username), decision, pending=pending, comment=comment
         )
@@ -447,23 +461,32 @@ def release_command(
 @db_option
 @click.argument("batch_id")
 @click.argument("test")
-@click.option("--outcome", required=True, type=click.Choice(OUTCOMES), help="pass or fail.")
+@click.argument("value")
+@click.option("--unit", default=None, help="The value's unit (numeric tests: as specified).")
 @click.option("--comment", default=None, help="Comment (e.g. the certificate number).")
 @rules_option
+@spec_option
 @user_option
 @plain_errors
 def result_command(
     db_url: str,
     batch_id: str,
     test: str,
-    outcome: str,
+    value: str,
+    unit: str | None,
     comment: str | None,
     rules_path: str | None,
+    spec_path: str | None,
     username: str,
 ) -> None:
-    """Record a QC result that arrived after the batch ended (signed, 'performed')."""
+    """Record a QC release-test result (qc role only; signed, 'performed'): VALUE is a
+    number with --unit, pass/fail, or text, as the product's specification of TEST says.
+    The verdict is computed; out of specification blocks release (QC-OOS)."""
     with open_store(db_url) as store:
-        signature = _desk(store, rules_path).record_result(
-            batch_id, username, password_of(username), test, outcome, comment
+        desk = _desk(store, rules_path, spec_path)
+        signature = desk.record_result(
+            batch_id, username, password_of(username), test, value, unit, comment
         )
-    click.echo(f"{batch_id}: {test} {outcome}; {signature.line()}")
+        result = desk.status(batch_id).results[test]
+    shown = f"{result['value']}{' ' + str(result['unit']) if result.get('unit') else ''}"
+    click.echo(f"{batch_id}: {test} = {shown}, {result['verdict']}; {signature.line()}")

@@ -12,6 +12,7 @@ from ebr.review.people import (
     manual_entries,
     overrides,
     parameters,
+    qc_results,
     refused_commands,
     signatures,
     simulation,
@@ -42,5 +43,6 @@ JOURNAL_RULES: dict[str, JournalRule] = {
     "simulation": simulation,
     "process_fault": process_faults,
     "refused_command": refused_commands,
+    "qc_result": qc_results,
 }
 """The rules that read only the journal (excursion and bad-quality runs need samples)."""

@@ -337,3 +337,29 @@ def refused_commands(view: BatchView, rule: RuleConfig) -> list[Finding]:
         )
         for e in view.kind(Kind.COMMAND_REFUSED)
     ]
+
+
+def qc_results(view: BatchView, rule: RuleConfig) -> list[Finding]:
+    """QC release-test results out of their specification (recorded with the verdict)."""
+    found = []
+    for entry in view.kind(Kind.QC_RESULT):
+        data = entry.data
+        if data.get("verdict") != "out of specification" and data.get("outcome") != "fail":
+            continue
+        spec = data.get("specification") or {}
+        unit = f" {data['unit']}" if data.get("unit") else ""
+        found.append(
+            Finding(
+                anchor=entry.seq,
+                severity=rule.severity,
+                title=f"QC result out of specification: {data.get('test', '?')}",
+                detail=(
+                    f"{data.get('test', '?')} = {data.get('value', data.get('outcome'))}{unit}; "
+                    f"specification {fmt(spec)}"
+                ),
+                evidence=Evidence(
+                    (entry.seq,), facts={k: data.get(k) for k in ("test", "value", "unit")}
+                ),
+            )
+        )
+    return found

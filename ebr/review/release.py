@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ebr.people.duties import DutyRefused
+from ebr.people.duties import RULES, DutyRefused
 from ebr.people.signatures import (
     SIGNATURE,
     SIGNATURE_FAILED,
@@ -43,6 +43,7 @@ from ebr.record.model import BATCH_STATE, BatchRecord, Entry
 from ebr.record.query import batch_record, journal_entries
 from ebr.record.store import Store
 from ebr.review.exceptions import ReviewException, Rules, review_connection
+from ebr.review.specs import IN_SPEC, OOS, Specifications, load_specs
 
 FINAL_STATES = frozenset({"Complete", "Stopped", "Aborted"})
 DISPOSITION = Kind.REVIEW_DISPOSITION
@@ -54,7 +55,6 @@ NOT_FOR_USE = "not for use"
 PENDING = "released pending results"
 DECISIONS = (RELEASED, REJECTED, NOT_FOR_USE)
 CLOSED = frozenset({RELEASED, REJECTED, NOT_FOR_USE})
-OUTCOMES = ("pass", "fail")
 
 
 class ReleaseRefused(EbrError):
@@ -258,6 +258,11 @@ def exception_content(
     }
 
 
+def _out_of_spec(result: Mapping[str, Any]) -> bool:
+    """A QC result whose verdict is not in specification (older records: outcome fail)."""
+    return result.get("verdict") == OOS or result.get("outcome") != "pass"
+
+
 def _unsigned(entry: Entry) -> dict[str, Any]:
     return {k: v for k, v in entry.data.items() if k != "signature_id"}
 
@@ -271,13 +276,23 @@ class QaDesk:
         directory: Directory,
         *,
         rules: Rules | None = None,
+        specs: Specifications | None = None,
         clock: Clock = utc_now,
     ) -> None:
-        """Act on `store`, authenticating against `directory`."""
+        """Act on `store`, authenticating against `directory`; QC results are judged
+        against `specs` (default: `load_specs()`)."""
         self.store = store
         self.directory = directory
         self.rules = rules
+        self._specs = specs
         self.clock = clock
+
+    @property
+    def specs(self) -> Specifications:
+        """The release-test specifications in force (loaded on first use)."""
+        if self._specs is None:
+            self._specs = load_specs()
+        return self._specs
 
     def status(self, batch_id: str) -> QaStatus:
         """The batch's review and release state now."""
@@ -380,20 +395,30 @@ class QaDesk:
         username: str,
         password: str,
         test: str,
-        outcome: str,
+        value: str,
+        unit: str | None = None,
         comment: str | None = None,
     ) -> Signature:
-        """Record a QC result that arrived after the batch ended (signed as performed)."""
+        """Record a QC release-test result (qc role only, signed as performed): the value
+        and unit are judged against the product's specification of `test` and recorded
+        with it and the verdict; an out-of-specification result blocks release (QC-OOS)."""
         status = self._ended(batch_id)
-        if outcome not in OUTCOMES:
-            raise ReleaseRefused(f"outcome must be one of {', '.join(OUTCOMES)}")
-        if not test.strip():
-            raise ReleaseRefused("name the test")
-        if test in status.results:
-            raise ReleaseRefused(f"a result for {test!r} is already recorded")
-        subject = {"type": "qc_result", "test": test}
+        spec = self.specs.test(status.record.header.product, test.strip())
+        if spec.name in status.results:
+            raise ReleaseRefused(f"a result for {spec.name!r} is already recorded")
+        recorded, verdict = spec.evaluate(value, unit)
+        subject = {"type": "qc_result", "test": spec.name}
         user = self._signer(batch_id, username, password, "performed", subject)
-        result = {"test": test, "outcome": outcome, "comment": comment}
+        result = {
+            "test": spec.name,
+            "method": spec.method,
+            "specification": spec.to_dict(),
+            "value": recorded,
+            "unit": spec.unit,
+            "verdict": verdict,
+            "outcome": "pass" if verdict == IN_SPEC else "fail",
+            "comment": comment,
+        }
         sig = signature_data(
             user, "performed", subject, {"batch_id": batch_id, "result": result}, comment
         )
@@ -416,15 +441,22 @@ class QaDesk:
         return status
 
     def _check_releasable(self, batch_id: str, status: QaStatus, pending: list[str]) -> None:
+        failed = sorted(t for t, r in status.results.items() if _out_of_spec(r))
+        if failed:
+            raise ReleaseRefused(
+                f"refused by QC-OOS ({RULES['QC-OOS']}): batch {batch_id}: "
+                f"{', '.join(failed)} out of specification; it can only be rejected"
+            )
         if status.open_exceptions:
             raise ReleaseRefused(self._open_list(batch_id, status))
         if status.review is None or not status.review.valid:
             raise ReleaseRefused(f"batch {batch_id} has no valid QA review signature yet")
-        failed = sorted(t for t, r in status.results.items() if r["outcome"] != "pass")
-        if failed:
+        declared = set(self.specs.tests(status.record.header.product))
+        unknown = sorted(set(pending) - declared)
+        if unknown:
             raise ReleaseRefused(
-                f"batch {batch_id}: failed QC result(s) {', '.join(failed)}; "
-                "it can only be rejected"
+                f"no release test {unknown[0]!r} is specified for product "
+                f"{status.record.header.product!r}; pending tests must be declared ones"
             )
         if status.decision == PENDING:
             missing = sorted(set(status.pending) - set(status.results))
@@ -432,6 +464,12 @@ class QaDesk:
                 raise ReleaseRefused(f"batch {batch_id} still waits for: {', '.join(missing)}")
             if pending:
                 raise ReleaseRefused("the batch is already released pending results")
+        absent = sorted(declared - set(status.results) - set(pending))
+        if absent:
+            raise ReleaseRefused(
+                f"batch {batch_id}: no result yet for release test(s) {', '.join(absent)}; "
+                "release pending them (--pending) or record them first"
+            )
 
     def _open_list(self, batch_id: str, status: QaStatus) -> str:
         ids = ", ".join(s.exception.id for s in status.open_exceptions)

@@ -109,6 +109,7 @@ SETTINGS: dict[str, dict[str, Check]] = {
     "simulation": {},
     "process_fault": {},
     "refused_command": {},
+    "qc_result": {},
 }
 """Every rule and its own settings, in the order exceptions of one seq are listed."""
 

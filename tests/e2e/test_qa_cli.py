@@ -24,6 +24,7 @@ from tests.ebr.review_batches import TRIGGERS, write
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = ROOT / "tests" / "controller" / "recipes" / "short-culture.yaml"
 ADMIN_PW = "site-key-2026"
+SPECS = ROOT / "tests" / "ebr" / "specs-test.toml"
 
 
 def cellbatch(
@@ -32,7 +33,7 @@ def cellbatch(
     """Run a command in-process (click's runner: no terminal, so passwords come from the
     environment) — the same code path as the console script minus interpreter start-up."""
     env = {"CELLBATCH_DB": f"sqlite:///{db}", "CELLBATCH_PASSWORD": password,
-           "CELLBATCH_NEW_PASSWORD": new}  # fmt: skip
+           "CELLBATCH_NEW_PASSWORD": new, "CELLBATCH_SPECS": str(SPECS)}  # fmt: skip
     result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
     assert "Traceback" not in result.stderr, result.stderr
     return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
@@ -71,7 +72,7 @@ def add_user(db: Path, name: str, role: str, password: str) -> None:
     )  # fmt: skip
     assert "must be changed at first use" in out
     refused(
-        cellbatch(db, "ebr", "result", "B-QA", "endotoxin", "--outcome", "pass",
+        cellbatch(db, "ebr", "result", "B-QA", "endotoxin", "0.3", "--unit", "EU/mL",
                   "--user", name, password="temporary-pw-9"),
         "password must be changed",
     )  # fmt: skip
@@ -152,18 +153,25 @@ def test_review_disposition_release(qa_db: Path) -> None:
         )  # fmt: skip
     ok(cellbatch(qa_db, "ebr", "review", "B-QA", "--sign", "--user", "quinn",
                  password="q-secret-54"))  # fmt: skip
-    out = ok(
-        cellbatch(qa_db, "ebr", "release", "B-QA", "--decision", "released", "--pending",
-                  "sterility", "--user", "petra", password="p-secret-54")
-    )  # fmt: skip
-    assert "released pending results" in out
     refused(
-        cellbatch(qa_db, "ebr", "result", "B-QA", "sterility", "--outcome", "pass",
+        cellbatch(qa_db, "ebr", "result", "B-QA", "endotoxin", "0.3", "--unit", "EU/mL",
                   "--user", "olga", password="o-secret-44"),
         "refused by SOD-QC-ONLY",
     )  # fmt: skip
-    ok(cellbatch(qa_db, "ebr", "result", "B-QA", "sterility", "--outcome", "pass",
+    out = ok(cellbatch(qa_db, "ebr", "result", "B-QA", "endotoxin", "0.3", "--unit", "EU/mL",
+                       "--user", "cleo", password="c-secret-44"))  # fmt: skip
+    assert "endotoxin = 0.3 EU/mL, in specification" in out
+    ok(cellbatch(qa_db, "ebr", "result", "B-QA", "identity", "conforms",
                  "--user", "cleo", password="c-secret-44"))  # fmt: skip
+    out = ok(
+        cellbatch(qa_db, "ebr", "release", "B-QA", "--decision", "released", "--pending",
+                  "sterility", "--pending", "mycoplasma", "--user", "petra",
+                  password="p-secret-54")
+    )  # fmt: skip
+    assert "released pending results" in out
+    for test in ("sterility", "mycoplasma"):
+        ok(cellbatch(qa_db, "ebr", "result", "B-QA", test, "pass",
+                     "--user", "cleo", password="c-secret-44"))  # fmt: skip
     ok(cellbatch(qa_db, "ebr", "release", "B-QA", "--decision", "released", "--user", "petra",
                  password="p-secret-54"))  # fmt: skip
     (listed,) = json.loads(ok(cellbatch(qa_db, "ebr", "list", "--json")))

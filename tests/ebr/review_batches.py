@@ -391,6 +391,16 @@ def _aborted(s: Script) -> Script:
     return s
 
 
+def _qc_oos(s: Script) -> Script:
+    """A QC result that arrived after the batch ended, out of its specification."""
+    spec = {"name": "endotoxin", "method": "LAL", "kind": "numeric", "unit": "EU/mL",
+            "low": None, "high": 5}  # fmt: skip
+    s.add("qc.result", test="endotoxin", method="LAL", specification=spec, value=7.5,
+          unit="EU/mL", verdict="out of specification", outcome="fail", comment=None,
+          signature_id="SIG-QC")  # fmt: skip
+    return s
+
+
 def _with(extra: Callable[[Script], Any], **kw: Any) -> Callable[[str], Script]:
     def build(batch_id: str) -> Script:
         s = clean(batch_id, **kw)
@@ -415,6 +425,7 @@ TRIGGERS: dict[str, Callable[[str], Script]] = {
     "simulation": lambda b: finish(clean(b, simulation=True)),
     "process_fault": _with(_fault),
     "refused_command": _with(_refused),
+    "qc_result": lambda b: _qc_oos(finish(clean(b))),
 }
 """Rule → a batch that triggers it (batch id `TRIG-<rule>`)."""
 

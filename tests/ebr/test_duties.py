@@ -3,6 +3,8 @@ is refused with the rule named, and the refusal is journaled."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ebr import Store
@@ -14,10 +16,12 @@ from ebr.record.model import SITE_CHAIN
 from ebr.record.query import read_journal
 from ebr.review.exceptions import load_rules
 from ebr.review.release import NOT_FOR_USE, QaDesk
+from ebr.review.specs import load_specs
 from tests.ebr.review_batches import TRIGGERS, write
 from tests.ebr.test_users import ADMIN_PW, FAST_HASHER, PW, ready_user
 
 RECIPE = RecipeId("expansion", "1", "ab" * 32)
+SPECS = load_specs(Path(__file__).with_name("specs-test.toml"))
 
 
 @pytest.fixture
@@ -67,7 +71,7 @@ def test_admin_cannot_sign_a_recipe_approval(store: Store, people: Directory) ->
 async def test_only_qc_enters_qc_results(store: Store, people: Directory) -> None:
     script = TRIGGERS["comment"]("B-QC")
     await write(store, script)
-    desk = QaDesk(store, people, rules=load_rules())
+    desk = QaDesk(store, people, rules=load_rules(), specs=SPECS)
     for name in ("olga", "quinn", "petra"):
         with pytest.raises(SignatureError, match="SOD-QC-ONLY"):
             desk.record_result("B-QC", name, PW, "sterility", "pass")
@@ -80,7 +84,7 @@ async def test_only_qc_enters_qc_results(store: Store, people: Directory) -> Non
 async def test_a_simulation_record_is_never_released(store: Store, people: Directory) -> None:
     script = TRIGGERS["simulation"]("B-SIM")
     await write(store, script)
-    desk = QaDesk(store, people, rules=load_rules())
+    desk = QaDesk(store, people, rules=load_rules(), specs=SPECS)
     for item in desk.status("B-SIM").exceptions:
         desk.dispose("B-SIM", "quinn", PW, item.exception.id, "simulation run, training")
     desk.sign_review("B-SIM", "quinn", PW)
