@@ -35,10 +35,15 @@ from controller.resume import ResumePoint
 from controller.sampler import RecordedTag, Sampler
 from drivers import Device, DriverError
 from ebr import Entry
+from ebr.people.duties import RULES
+from ebr.people.signatures import SIGNATURE, entry_content, signature_data
+from ebr.people.users import User
 from ebr.record.kinds import Kind, failed_kind
 from recipes import Flow, Operation, Phase, Recipe, UnitProcedure, tags_of
 
 ENGINE = "engine"
+REASONED = frozenset({Command.HOLD, Command.STOP, Command.ABORT, Command.RESTART})
+"""Commands that need a non-empty reason (REASON-REQUIRED)."""
 
 
 @dataclass
@@ -97,6 +102,7 @@ class BatchRun:
         self._decisions: dict[str, asyncio.Future[Command]] = {}
         self._contexts: dict[str, PhaseContext] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self.last_refusal: str | None = None
         self.state_changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once the batch waits for or runs its first step
         self.watchers: list[Callable[[Element, State, State], None]] = []
@@ -180,7 +186,16 @@ class BatchRun:
             action=event.action,
         )
         if event.raised and event.level == "action" and event.action in ("hold", "abort"):
-            await self.command(Command(event.action), user=f"{ENGINE}:monitor {event.monitor}")
+            await self.command(
+                Command(event.action),
+                user=f"{ENGINE}:monitor {event.monitor}",
+                reason=(
+                    f"monitor {event.monitor}: {event.tag} = {event.value:g} beyond its "
+                    f"action limit {event.limit:g}"
+                    if event.value is not None and event.limit is not None
+                    else f"monitor {event.monitor}: {event.tag} at action level"
+                ),
+            )
 
     def _follow_alarms(self, entry: Entry) -> None:
         if entry.kind in ALARM_KINDS:
@@ -230,6 +245,38 @@ class BatchRun:
         """The batch's ISA-88 state."""
         return self.batch.current
 
+    def action_alarms(self) -> list[str]:
+        """What blocks a restart (PERMISSIVE-ALARM): action-level alarms not yet
+        acknowledged, and monitors whose value is at action level now."""
+        blockers = [
+            f"alarm {a.seq} ({a.monitor}, {'cleared' if a.cleared else 'active'}, unacknowledged)"
+            for a in self.open_alarms.values()
+            if a.level == "action"
+        ]
+        blockers += [
+            f"monitor {m.monitor.name} at action level ({m.tag})"
+            for m in self._monitors.values()
+            if m.level == "action"
+        ]
+        return blockers
+
+    async def _refuse(
+        self, command: Command, element: str | None, user: str, rule: str, detail: str
+    ) -> bool:
+        """Journal a command refused by a named rule (`command.refused` with `rule`)."""
+        self.last_refusal = f"refused by {rule} ({RULES[rule]}): {detail}"
+        await self.recorder.record(
+            Kind.COMMAND_REFUSED,
+            element=element or self.batch.path,
+            command=command.value,
+            state=self.batch.state,
+            blocked_by=None,
+            user=user,
+            reason=self.last_refusal,
+            rule=rule,
+        )
+        return False
+
     async def command(
         self,
         command: Command,
@@ -237,13 +284,38 @@ class BatchRun:
         user: str = ENGINE,
         reason: str = "",
         element: str | None = None,
+        override: bool = False,
+        signer: User | None = None,
     ) -> bool:
         """Apply an ISA-88 command to the batch, or to one active element (``element``:
-        its path); a refusal is journaled with its reason and the state it met.
+        its path); a refusal is journaled with its reason and the state it met
+        (`last_refusal` says why).
 
         Pause and resume act on the element and what runs under it. Hold, restart, stop
-        and abort propagate upward: given to a phase, they act on the whole batch.
+        and abort propagate upward: given to a phase, they act on the whole batch. Hold,
+        stop, abort and restart need a reason (REASON-REQUIRED). Restart is refused while
+        `action_alarms()` lists anything (PERMISSIVE-ALARM) unless `override`: a
+        supervisor's privileged override (R7), journaled as `command.override` naming
+        what it bypassed and, on a GMP plant, signed by `signer` (authenticated and
+        role-checked by the caller).
         """
+        self.last_refusal = None
+        if command in REASONED and not reason.strip():
+            return await self._refuse(
+                command, element, user, "REASON-REQUIRED", f"{command.value} needs a reason"
+            )
+        blockers = self.action_alarms() if command is Command.RESTART else []
+        if blockers and not override:
+            return await self._refuse(
+                command,
+                element,
+                user,
+                "PERMISSIVE-ALARM",
+                f"{', '.join(blockers)}; acknowledge and correct first, or a supervisor "
+                "overrides with a signature",
+            )
+        if blockers and command is Command.RESTART and self.batch.allows(command):
+            await self._override(command, user, reason, "PERMISSIVE-ALARM", blockers, signer)
         async with self._lock:
             target = self._element(element)
             scoped = (
@@ -296,6 +368,31 @@ class BatchRun:
             else:
                 await self.batch.apply(command.value)
             return True
+
+    async def _override(
+        self,
+        command: Command,
+        user: str,
+        reason: str,
+        rule: str,
+        bypassed: list[str],
+        signer: User | None,
+    ) -> None:
+        """Journal a privileged override (R7) and, when there is a signer, their signature
+        over it (meaning performed); review lists it as an exception (rule override)."""
+        entry = await self.recorder.record(
+            Kind.COMMAND_OVERRIDE,
+            element=self.batch.path,
+            command=command.value,
+            user=user,
+            reason=reason,
+            rule=rule,
+            bypassed=bypassed,
+        )
+        if signer is not None:
+            subject = {"type": "entry", "seq": entry.seq}
+            data = signature_data(signer, "performed", subject, entry_content(entry), reason)
+            await self.recorder.record(SIGNATURE, **data)
 
     def _element(self, path: str | None) -> Element | None:
         if path is None or path == self.batch.path:

@@ -12,7 +12,9 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts}]``
 - ``Show(id)`` → the batch with its active elements and open prompts
 - ``Start(recipe_path, parameters_json, coi, user, password)`` → ``{ok, batch_id | message}``
-- ``Command(id, command, user, password, reason)`` → ``{ok, state, message}``
+- ``Command(id, command, user, password, reason)`` → ``{ok, state, message}``: hold,
+  restart, pause, resume, stop, abort, or override (a supervisor's restart past a
+  permissive, signed); hold, stop, abort, restart and override need a reason
 - ``Answer(prompt_id, values_json, user, password, verifier, verifier_password, comment)``
   → ``{ok, message}``: an operator prompt answered (signed by both people on GMP plants)
 - ``Acknowledge(id, alarm, user, password, comment)`` → ``{ok, message}``: an open alarm
@@ -55,7 +57,8 @@ from recipes import RecipeError, load_recipe
 
 NAMESPACE = "urn:cellbatch:controller"
 DEFAULT_LISTEN = "opc.tcp://127.0.0.1:4840"
-COMMANDS = ("hold", "restart", "pause", "resume", "stop", "abort")
+COMMANDS = ("hold", "restart", "pause", "resume", "stop", "abort", "override")
+"""`override`: a supervisor's signed restart past a permissive (R7)."""
 _log = logging.getLogger(__name__)
 
 
@@ -211,15 +214,24 @@ class ControllerService:
         if command not in COMMANDS:
             return _refused(f"unknown command {command!r}; one of {', '.join(COMMANDS)}")
         try:
-            self._authenticate(user, password, f"{command} {batch_id}", command)
+            account = self._authenticate(user, password, f"{command} {batch_id}", command)
         except (EbrError, SignatureError) as exc:
             return _refused(str(exc))
         run, task = found
         if task.done():
             return _refused(f"batch {batch_id} has ended ({run.state})")
-        accepted = await run.command(Command(command), user=user, reason=reason)
+        override = command == "override"
+        accepted = await run.command(
+            Command.RESTART if override else Command(command),
+            user=user,
+            reason=reason,
+            override=override,
+            signer=account,
+        )
         if not accepted:
-            return _refused(f"{command} is not allowed: batch {batch_id} is {run.state}")
+            return _refused(
+                run.last_refusal or f"{command} is not allowed: batch {batch_id} is {run.state}"
+            )
         return json.dumps({"ok": True, "state": str(run.state), "message": "accepted"})
 
     async def _acknowledge(

@@ -25,9 +25,13 @@ from controller.recorder import BatchRecorder, iso
 from controller.resume import load_resume_point
 from drivers import Device, DevicePool
 from ebr import Journal, Store
+from ebr.people.duties import RULES
 from ebr.people.lifecycle import RecipeId, recipe_status
 from ebr.record.kinds import Kind
 from recipes import Recipe, tags_of
+
+UNIT_ALARM = "alarm.active"
+UNIT_ALARM_CODE = "alarm.code"
 
 
 class BatchSetupError(Exception):
@@ -203,6 +207,7 @@ class Controller:
                     raise BatchSetupError(
                         f"unit {device.name} lacks {', '.join(missing)} needed by {alias!r}"
                     )
+            await self._check_unit_alarms(devices)
             clock = await self._clock_from(list(devices.values()))
         except Exception:
             self.release(batch_id)
@@ -227,6 +232,24 @@ class Controller:
         )
         recorder = BatchRecorder(self.journal, batch_id, clock)
         return BatchRun(control, recorder, clock, prompts=self.prompts)
+
+    @staticmethod
+    async def _check_unit_alarms(devices: dict[str, Device]) -> None:
+        """Refuse to start while a bound unit reports an alarm (PERMISSIVE-UNIT-ALARM):
+        units whose profile has `alarm.active` are read once at bind."""
+        for alias, device in devices.items():
+            if not device.has(UNIT_ALARM):
+                continue
+            (reading,) = await device.read([UNIT_ALARM])
+            if reading.value:
+                code = ""
+                if device.has(UNIT_ALARM_CODE):
+                    (found,) = await device.read([UNIT_ALARM_CODE])
+                    code = f", code {found.value}"
+                raise BatchSetupError(
+                    f"refused by PERMISSIVE-UNIT-ALARM ({RULES['PERMISSIVE-UNIT-ALARM']}): "
+                    f"unit {device.name} ({alias}) reports an alarm{code}; clear it at the unit"
+                )
 
     def _check_approved(self, recipe: Recipe) -> None:
         """GMP: the store must hold a valid approval signature for this exact content."""
@@ -307,6 +330,7 @@ class Controller:
             self.allocations[unit.name] = batch_id
         try:
             devices = {alias: await self.device(u) for alias, u in units.items()}
+            await self._check_unit_alarms(devices)
             clock = await self._clock_from(list(devices.values()))
         except Exception:
             self.release(batch_id)

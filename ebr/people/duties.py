@@ -29,6 +29,7 @@ RULES: Mapping[str, str] = {
     "SIM-NOT-PRODUCT": "a simulation record is never released for use",
     "REASON-REQUIRED": "hold, stop, abort and restart need a non-empty reason",
     "PERMISSIVE-ALARM": "restart is refused while an action alarm is active or unacknowledged",
+    "PERMISSIVE-UNIT-ALARM": "start is refused while a bound unit reports an alarm",
     "QC-OOS": "an out-of-specification QC result blocks release",
 }
 """Every rule a refusal can name, with what it says (also listed in ebr/README.md)."""
@@ -45,19 +46,22 @@ verification of a manual entry (R14); `override` the privileged
 overrides (R7); `qc_result` entering a QC result."""
 
 COMMAND_ACTIONS: Mapping[str, str] = {
-    name: "operate"
-    for name in (
-        "sign in",
-        "start",
-        "hold",
-        "restart",
-        "pause",
-        "resume",
-        "stop",
-        "abort",
-        "acknowledge",
-        "answer",
-    )
+    "override": "override",
+    **{
+        name: "operate"
+        for name in (
+            "sign in",
+            "start",
+            "hold",
+            "restart",
+            "pause",
+            "resume",
+            "stop",
+            "abort",
+            "acknowledge",
+            "answer",
+        )
+    },
 }
 """Controller commands and the action whose roles they need."""
 

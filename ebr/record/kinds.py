@@ -30,6 +30,9 @@ class Kind(StrEnum):
     """A process took the batch over again from its journal (recovery)."""
     COMMAND_ACCEPTED = "command.accepted"
     COMMAND_REFUSED = "command.refused"
+    COMMAND_OVERRIDE = "command.override"
+    """A supervisor's privileged override (R7): the command, the rule it bypassed and
+    what blocked it; followed by the supervisor's signature on a GMP plant."""
     PHASE_PROGRESS = "phase.progress"
     PHASE_FAILED = "phase.failed"
     HOLDING_FAILED = "holding.failed"
@@ -109,6 +112,7 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.BATCH_STATE: _STATE,
     Kind.ELEMENT_STATE: _STATE,
     Kind.COMMAND_ACCEPTED: frozenset({_T, "command", "element", "scope", "state", "user"}),
+    Kind.COMMAND_OVERRIDE: frozenset({_T, "element", "command", "user", "reason", "rule"}),
     Kind.CONDITION_MET: frozenset({_T, "condition", "element", "elapsed_s", "values"}),
     Kind.IDENTITY_CONFIRMED: frozenset({_T, "element", "scanned"}),
     Kind.METHOD_INTENT: frozenset({_T, "element", "unit", "method", "args"}),

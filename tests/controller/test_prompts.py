@@ -122,7 +122,7 @@ async def test_identity_mismatch_holds_the_batch(tmp_path: Path) -> None:
         run.state_changed.clear()
         await asyncio.wait_for(run.state_changed.wait(), 5)
     assert run.chain[-1].path == "bench/receive/scan"
-    assert await run.command(Command.ABORT, user="sup1")
+    assert await run.command(Command.ABORT, user="sup1", reason="test")
     assert await asyncio.wait_for(task, 5) is State.ABORTED
     entries = await _close(journal, store, pool)
     mismatch = [e.data for e in entries if e.kind == "identity.mismatch"]
@@ -138,10 +138,10 @@ async def test_a_held_prompt_is_withdrawn_and_asked_again(tmp_path: Path) -> Non
     while not board.open:
         board.changed.clear()
         await asyncio.wait_for(board.changed.wait(), 5)
-    assert await run.command(Command.HOLD, user="op1")
+    assert await run.command(Command.HOLD, user="op1", reason="test")
     assert not board.open
     board.answerer = simulated_operator(board)
-    assert await run.command(Command.RESTART, user="op1")
+    assert await run.command(Command.RESTART, user="op1", reason="test")
     assert await asyncio.wait_for(task, 10) is State.COMPLETE
     entries = await _close(journal, store, pool)
     kinds = [e.kind for e in entries if e.kind.startswith("prompt.")]

@@ -56,7 +56,7 @@ async def test_hmi_commands_and_answers(setup: tuple[Path, Path, str]) -> None:
             await _until(lambda: "hold accepted" in message(), pilot)
             assert await state() == "Held"
             await pilot.press("r")
-            await pilot.press("enter")
+            await pilot.press(*"bag ok", "enter")
             await _until(
                 lambda: "restart accepted" in str(app.query_one("#message").render()), pilot
             )
@@ -78,7 +78,10 @@ async def test_hmi_commands_and_answers(setup: tuple[Path, Path, str]) -> None:
     answered = [e.data for e in entries if e.kind == "prompt.answered"]
     assert [a["user"] for a in answered] == ["olga"] * 3 and answered[-1]["verifier"] == "vera"
     holds = [e.data for e in entries if e.kind == "command.accepted" and e.data["user"] == "olga"]
-    assert [(h["command"], h["reason"]) for h in holds] == [("hold", "check bag"), ("restart", "")]
+    assert [(h["command"], h["reason"]) for h in holds] == [
+        ("hold", "check bag"),
+        ("restart", "bag ok"),
+    ]
 
 
 async def test_hmi_acknowledges_an_alarm(setup: tuple[Path, Path, str], tmp_path: Path) -> None:

@@ -109,13 +109,15 @@ def test_batches_over_the_interface_and_recovery_after_sigkill(
         batch_id = started.stdout.split()[-1]
         ok = cellbatch("batch", "hold", batch_id, "--reason", "check the bag", *at)
         assert ok.returncode == 0 and "Held" in ok.stdout, ok.stderr
-        again = cellbatch("batch", "hold", batch_id, *at)
+        again = cellbatch("batch", "hold", batch_id, "--reason", "again", *at)
         assert again.returncode == 1 and "not allowed" in again.stderr
+        bare = cellbatch("batch", "restart", batch_id, *at)
+        assert bare.returncode == 1 and "refused by REASON-REQUIRED" in bare.stderr
         unknown = cellbatch("batch", "abort", "NO-SUCH", *at)
         assert unknown.returncode == 1 and "no batch NO-SUCH" in unknown.stderr
         shown = json.loads(cellbatch("batch", "show", batch_id, "--endpoint", endpoint).stdout)
         assert shown["state"] == "Held" and shown["coi"] == "COI-SVC-1"
-        assert cellbatch("batch", "restart", batch_id, *at).returncode == 0
+        assert cellbatch("batch", "restart", batch_id, "--reason", "bag ok", *at).returncode == 0
     finally:
         serve.end(signal.SIGKILL)
     # Started again: the interrupted batch is back, Held, and finishes on restart.
@@ -123,7 +125,8 @@ def test_batches_over_the_interface_and_recovery_after_sigkill(
     try:
         assert f"recovered {batch_id}: Held, waiting for restart" in serve.lines
         assert wait_state(endpoint, batch_id, {"Held"}) == "Held"
-        assert cellbatch("batch", "restart", batch_id, *at).returncode == 0
+        restarted = cellbatch("batch", "restart", batch_id, "--reason", "recovered", *at)
+        assert restarted.returncode == 0, restarted.stderr
         assert wait_state(endpoint, batch_id, {"Complete"}) == "Complete"
     finally:
         assert serve.end(signal.SIGTERM) == 0
@@ -210,7 +213,7 @@ def test_alarms_are_acknowledged_through_the_interface(
         assert again.returncode == 1 and "not an open alarm" in again.stderr
         shown = json.loads(cellbatch("batch", "show", batch_id, "--endpoint", endpoint).stdout)
         assert int(seq) not in [a["seq"] for a in shown["open_alarms"]]
-        assert cellbatch("batch", "stop", batch_id, *at).returncode == 0
+        assert cellbatch("batch", "stop", batch_id, "--reason", "end of test", *at).returncode == 0
         assert wait_state(endpoint, batch_id, {"Stopped"}) == "Stopped"
     finally:
         assert serve.end(signal.SIGTERM) == 0

@@ -1,0 +1,114 @@
+"""Permissives and reasons (issue 12.4, R2, R7): a monitor's hold names the monitor, tag,
+value and limit; hold/stop/abort/restart need a reason; restart is refused while an
+action alarm is active or unacknowledged, unless a supervisor overrides (journaled)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.isa88 import Command, State
+from controller.plant import Plant, UnitConfig
+from controller.session import BatchSetupError, Controller
+from recipes import load_recipe
+from simulators.bioreactor.opcua_server import BioreactorServer
+from simulators.launch import start_simulators
+from tests.controller.test_batch_run import (
+    RECIPE,
+    journal_of,
+    make_controller,
+    plant_for,
+    wait_phase,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["make_controller"]  # the fixture, imported for pytest
+
+
+async def test_restart_into_an_active_alarm_is_refused_until_overridden(
+    bioreactors: BioreactorServer, make_controller: Callable[..., Any]
+) -> None:
+    controller = await make_controller(plant_for(bioreactors, "SV-03"))
+    run = await controller.create_batch(load_recipe(RECIPE))
+    batch_id = run.control.batch_id
+    task = asyncio.create_task(controller.run(run))
+    await wait_phase(run, "culture/grow/culture")
+    assert not await run.command(Command.HOLD, user="op1", reason="  ")
+    assert run.last_refusal is not None and "REASON-REQUIRED" in run.last_refusal
+    assert run.state is State.RUNNING
+    vessel = bioreactors.vessel("SV-03")
+    vessel.force("Temperature.PV", 39.0)
+    try:
+        await wait_phase(run, batch_id, State.HELD)
+        entries = journal_of(controller, batch_id)
+        (hold,) = [
+            e.data for e in entries if e.kind == "command.accepted" and e.data["command"] == "hold"
+        ]
+        assert hold["user"] == "engine:monitor temperature"
+        assert "temperature" in hold["reason"] and "39" in hold["reason"]
+        assert "action limit 38" in hold["reason"]
+        assert not await run.command(Command.RESTART, user="op1")
+        assert "REASON-REQUIRED" in str(run.last_refusal)
+        assert not await run.command(Command.RESTART, user="op1", reason="looks fine")
+        assert "PERMISSIVE-ALARM" in str(run.last_refusal)
+        for seq in list(run.open_alarms):
+            assert await run.acknowledge(seq, user="op1", comment="seen")
+        # Acknowledged, but the temperature is still beyond the action limit.
+        assert not await run.command(Command.RESTART, user="op1", reason="acknowledged")
+        assert "monitor temperature at action level" in str(run.last_refusal)
+        assert run.state is State.HELD
+        assert await run.command(
+            Command.RESTART, user="sup1", reason="probe fault, DEV-12", override=True
+        )
+        assert run.state is State.RUNNING
+    finally:
+        vessel.force("Temperature.PV", None)
+    assert await run.command(Command.ABORT, user="sup1", reason="end of test")
+    assert await asyncio.wait_for(task, 10) is State.ABORTED
+    entries = journal_of(controller, batch_id)
+    refused = [e.data for e in entries if e.kind == "command.refused"]
+    assert [r["rule"] for r in refused] == [
+        "REASON-REQUIRED",
+        "REASON-REQUIRED",
+        "PERMISSIVE-ALARM",
+        "PERMISSIVE-ALARM",
+    ]
+    (override,) = [e.data for e in entries if e.kind == "command.override"]
+    assert override["rule"] == "PERMISSIVE-ALARM" and override["user"] == "sup1"
+    assert override["reason"] == "probe fault, DEV-12" and override["bypassed"]
+
+
+async def test_start_is_refused_while_a_bound_unit_reports_an_alarm(tmp_path: Path) -> None:
+    sims = await start_simulators(
+        [{"name": "freezer", "kind": "modbus-freezer", "listen": "modbus+tcp://127.0.0.1:0"}],
+        1000.0,
+    )
+    unit = UnitConfig(
+        "CRF-01",
+        "controlled_rate_freezer",
+        "controlled_rate_freezer_modbus",
+        sims.endpoints["freezer"],
+        {},
+    )
+    plant = Plant("freeze", "", "simulation", 1000.0, (unit,), (), "freeze-plant")
+    controller = Controller(plant, f"sqlite:///{tmp_path / 'f.sqlite'}", user="tester")
+    await controller.start()
+    try:
+        sims.boards["freezer"].inject("alarm", code=7)
+        device = await controller.device(unit)
+        for _ in range(100):  # the simulator publishes on its next update
+            if (await device.read(["alarm.active"]))[0].value:
+                break
+            await asyncio.sleep(0.05)
+        recipe = load_recipe(ROOT / "recipes" / "library" / "cryopreserve.yaml")
+        with pytest.raises(BatchSetupError, match=r"PERMISSIVE-UNIT-ALARM.*CRF-01.*code 7"):
+            await controller.create_batch(recipe, coi="COI-F9")
+        assert not controller.allocations, "a refused start leaves its units free"
+    finally:
+        await controller.stop()
+        await sims.stop()
