@@ -39,6 +39,7 @@ from ebr.record.query import list_batches
 from ebr.record.store import Store
 from ebr.record.verify import verify_batch, verify_store
 from ebr.review.exceptions import Rules, load_rules
+from ebr.review.offline import verify_export_file
 from ebr.review.release import DECISIONS, QaDesk, QaStatus, qa_status
 from ebr.review.specs import load_specs
 
@@ -46,6 +47,14 @@ if TYPE_CHECKING:
     from ebr.record.backup import BackupReport
 
 FORMATS = ("json", "csv", "pdf", "batchml")
+
+rules_option = click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Site review rules file (default $CELLBATCH_REVIEW_RULES, else the packaged rules).",
+)
 
 
 @click.group(name="ebr")
@@ -103,13 +112,33 @@ def list_command(db_url: str, as_json: bool) -> None:
     show_default="CPUs, at most 8",
     help="Worker processes for a whole store of 50,000 entries or more.",
 )
+@click.option(
+    "--file",
+    "export_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Verify a JSON export offline instead (no database): chain, samples, signatures.",
+)
+@rules_option
 @click.argument("batch_id", required=False)
 @plain_errors
-def verify_command(db_url: str, jobs: int, batch_id: str | None) -> None:
-    """Verify one batch (or all): hash chain, head, batch header and sample blocks.
+def verify_command(
+    db_url: str,
+    jobs: int,
+    export_file: str | None,
+    rules_path: str | None,
+    batch_id: str | None,
+) -> None:
+    """Verify one batch (or all): hash chain, head, batch header and sample blocks; or,
+    with --file EXPORT.json, a JSON export with no database, its signatures included.
 
     Exit 0 when intact, 2 when any batch record is tampered (first bad record on stderr).
     """
+    if export_file is not None:
+        if batch_id:
+            fail("give a BATCH_ID or --file, not both")
+        _verify_file(export_file, rules_path)
+        return
     started = time.perf_counter()
     with open_store(db_url) as store:
         if batch_id:
@@ -132,6 +161,31 @@ def verify_command(db_url: str, jobs: int, batch_id: str | None) -> None:
     for result in tampered:
         click.echo(f"{result.batch_id}: {result.first_problem}", err=True)
     if tampered:
+        sys.exit(EXIT_TAMPERED)
+
+
+def _verify_file(path: str, rules_path: str | None) -> None:
+    """`ebr verify --file`: one verdict line; exit 2 naming the first problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}")
+    if not isinstance(doc, dict):
+        fail(f"{path}: not a cellbatch JSON export (want an object)")
+    verdict = verify_export_file(doc, load_rules(rules_path))
+    result = verdict.result
+    signatures = len(verdict.signatures)
+    state = "intact" if verdict.ok else "TAMPERED"
+    click.echo(
+        f"{verdict.batch_id}: {state} — {result.entries_checked} entries, "
+        f"{result.blocks_checked} sample blocks, {signatures} signature(s) checked ({path})"
+    )
+    if not verdict.ok:
+        click.echo(f"{verdict.batch_id}: {verdict.first_problem}", err=True)
         sys.exit(EXIT_TAMPERED)
 
 
@@ -266,14 +320,6 @@ def _backup_report(report: BackupReport) -> None:
 
 # -- review by exception and release ---------------------------------------------------
 
-rules_option = click.option(
-    "--rules",
-    "rules_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Site review rules file (default $CELLBATCH_REVIEW_RULES, else the packaged rules).",
-)
-
 
 spec_option = click.option(
     "--spec",
@@ -349,7 +395,9 @@ def _exc_text(status: QaStatus | None) -> str:
 
 
 def _disposition_text(status: QaStatus | None) -> str:
-    return "? (run verify)" if status is None else status.disposition
+    if status is None:
+        return "? (run verify)"
+    return "INVALID (run verify)" if not status.valid else status.disposition
 
 
 def _review_text(status: QaStatus) -> str:

@@ -31,6 +31,7 @@ RULES: Mapping[str, str] = {
     "PERMISSIVE-ALARM": "restart is refused while an action alarm is active or unacknowledged",
     "PERMISSIVE-UNIT-ALARM": "start is refused while a bound unit reports an alarm",
     "QC-OOS": "an out-of-specification QC result blocks release",
+    "RECORD-INVALID": "a record that fails verification is never reviewed, signed or released",
 }
 """Every rule a refusal can name, with what it says (also listed in ebr/README.md)."""
 

@@ -35,6 +35,7 @@ from ebr.people.signatures import (
 from ebr.people.users import Directory, User
 from ebr.record.canonical import canonical_json
 from ebr.record.chain import GENESIS_HASH, entry_hash
+from ebr.record.checks import VerifyResult
 from ebr.record.clock import Clock, utc_now
 from ebr.record.errors import EbrError
 from ebr.record.kinds import Kind
@@ -42,6 +43,7 @@ from ebr.record.ledger import append_entries
 from ebr.record.model import BATCH_STATE, BatchRecord, Entry
 from ebr.record.query import batch_record, journal_entries
 from ebr.record.store import Store
+from ebr.record.verify import verify_connection
 from ebr.review.exceptions import ReviewException, Rules, review_connection
 from ebr.review.specs import IN_SPEC, OOS, Specifications, load_specs
 
@@ -52,6 +54,7 @@ QC_RESULT = Kind.QC_RESULT
 RELEASED = "released"
 REJECTED = "rejected"
 NOT_FOR_USE = "not for use"
+INVALID = "INVALID"
 PENDING = "released pending results"
 DECISIONS = (RELEASED, REJECTED, NOT_FOR_USE)
 CLOSED = frozenset({RELEASED, REJECTED, NOT_FOR_USE})
@@ -97,6 +100,12 @@ class QaStatus:
     pending: list[str] = field(default_factory=list)
     results: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     failed_attempts: int = 0
+    verification: VerifyResult | None = None
+
+    @property
+    def valid(self) -> bool:
+        """False when the record fails verification (then nothing it says is trusted)."""
+        return self.verification is None or self.verification.ok
 
     @property
     def ended(self) -> bool:
@@ -110,7 +119,10 @@ class QaStatus:
 
     @property
     def disposition(self) -> str:
-        """released / rejected / released pending results / in review / in process."""
+        """INVALID (the record fails verification, whatever it says) / released /
+        rejected / not for use / released pending results / in review / in process."""
+        if not self.valid:
+            return INVALID
         if self.decision is not None:
             return self.decision
         return "in review" if self.ended else "in process"
@@ -121,6 +133,10 @@ class QaStatus:
             "batch_id": self.record.header.batch_id,
             "state": self.state,
             "disposition": self.disposition,
+            "verified": self.valid,
+            "integrity_problem": (
+                None if self.verification is None else self.verification.first_problem
+            ),
             "open_exceptions": len(self.open_exceptions),
             "exceptions": [status.to_dict() for status in self.exceptions],
             "review": None if self.review is None else self.review.to_dict(),
@@ -134,9 +150,12 @@ def qa_status(store: Store, batch_id: str, rules: Rules | None = None) -> QaStat
     """Read a batch and derive its exceptions, signatures and release state."""
     with store.snapshot() as conn:
         record = batch_record(conn, batch_id)
+        verification = verify_connection(conn, batch_id)
         entries = journal_entries(conn, batch_id)
         exceptions = review_connection(conn, record, entries, rules)
-    return derive_status(record, entries, exceptions)
+    status = derive_status(record, entries, exceptions)
+    status.verification = verification
+    return status
 
 
 def derive_status(
@@ -434,6 +453,12 @@ class QaDesk:
 
     def _ended(self, batch_id: str) -> QaStatus:
         status = self.status(batch_id)
+        if not status.valid:
+            assert status.verification is not None
+            raise ReleaseRefused(
+                f"refused by RECORD-INVALID ({RULES['RECORD-INVALID']}): batch {batch_id}: "
+                f"{status.verification.first_problem}"
+            )
         if not status.ended:
             raise ReleaseRefused(
                 f"batch {batch_id} is {status.state}; review and release start when it has ended"

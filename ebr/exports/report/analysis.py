@@ -184,6 +184,8 @@ def analyse(store: Store, batch_id: str) -> Record:
         entries = journal_entries(conn, batch_id)
         blocks = blocks_of(conn, batch_id)
         qa, qa_problem = _qa(conn, batch, entries)
+    if qa is not None:
+        qa.verification = verification  # a record failing verification shows INVALID
     record = Record(batch, entries, blocks, verification, format_ts(utc_now()))
     record.qa, record.qa_problem = qa, qa_problem
     created = next((e.data for e in entries if e.kind == BATCH_CREATED), {})
