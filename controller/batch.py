@@ -33,6 +33,7 @@ from controller.prompts import PromptBoard
 from controller.recorder import BatchRecorder, iso
 from controller.resume import ResumePoint
 from controller.sampler import RecordedTag, Sampler
+from controller.who import Who, local_terminal
 from drivers import Device, DriverError
 from ebr import Entry
 from ebr.people.duties import RULES
@@ -103,6 +104,8 @@ class BatchRun:
         self._contexts: dict[str, PhaseContext] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.last_refusal: str | None = None
+        #: the terminal of commands given without one (the engine, a local process)
+        self.terminal = f"{local_terminal()} controller"
         self.state_changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once the batch waits for or runs its first step
         self.watchers: list[Callable[[Element, State, State], None]] = []
@@ -201,7 +204,9 @@ class BatchRun:
         if entry.kind in ALARM_KINDS:
             follow_alarms(self.open_alarms, entry)
 
-    async def acknowledge(self, alarm: int, *, user: str, comment: str = "") -> bool:
+    async def acknowledge(
+        self, alarm: int, *, user: str, comment: str = "", who: Who | None = None
+    ) -> bool:
         """Acknowledge an open alarm (the seq of its `alarm.raised` entry) for ``user``.
 
         Journals `alarm.acknowledged`; an alarm that is not open here is refused, and
@@ -210,6 +215,7 @@ class BatchRun:
         """
         if self.batch.current in FINAL_STATES:
             return False  # the record is closed; the review shows what stayed unacknowledged
+        who = who or Who(user, self.terminal)
         found = self.open_alarms.pop(alarm, None)  # taken now: a second ack is refused
         if found is None:
             await self.recorder.record(
@@ -218,7 +224,7 @@ class BatchRun:
                 command="acknowledge",
                 state=self.batch.state,
                 blocked_by=None,
-                user=user,
+                **who.fields(),
                 reason=f"alarm {alarm} is not an open alarm of this batch",
             )
             return False
@@ -230,7 +236,7 @@ class BatchRun:
                 tag=found.tag,
                 level=found.level,
                 cleared=found.cleared,
-                user=user,
+                **who.fields(),
                 comment=comment,
             )
         except BaseException:
@@ -261,7 +267,7 @@ class BatchRun:
         return blockers
 
     async def _refuse(
-        self, command: Command, element: str | None, user: str, rule: str, detail: str
+        self, command: Command, element: str | None, who: Who, rule: str, detail: str
     ) -> bool:
         """Journal a command refused by a named rule (`command.refused` with `rule`)."""
         self.last_refusal = f"refused by {rule} ({RULES[rule]}): {detail}"
@@ -271,7 +277,7 @@ class BatchRun:
             command=command.value,
             state=self.batch.state,
             blocked_by=None,
-            user=user,
+            **who.fields(),
             reason=self.last_refusal,
             rule=rule,
         )
@@ -286,6 +292,7 @@ class BatchRun:
         element: str | None = None,
         override: bool = False,
         signer: User | None = None,
+        who: Who | None = None,
     ) -> bool:
         """Apply an ISA-88 command to the batch, or to one active element (``element``:
         its path); a refusal is journaled with its reason and the state it met
@@ -297,25 +304,27 @@ class BatchRun:
         `action_alarms()` lists anything (PERMISSIVE-ALARM) unless `override`: a
         supervisor's privileged override (R7), journaled as `command.override` naming
         what it bypassed and, on a GMP plant, signed by `signer` (authenticated and
-        role-checked by the caller).
+        role-checked by the caller). `who` (default: `user` at this process's terminal)
+        is stamped into every entry: user ID, printed name, terminal, software (R2, R8).
         """
         self.last_refusal = None
+        who = who or Who(user, self.terminal)
         if command in REASONED and not reason.strip():
             return await self._refuse(
-                command, element, user, "REASON-REQUIRED", f"{command.value} needs a reason"
+                command, element, who, "REASON-REQUIRED", f"{command.value} needs a reason"
             )
         blockers = self.action_alarms() if command is Command.RESTART else []
         if blockers and not override:
             return await self._refuse(
                 command,
                 element,
-                user,
+                who,
                 "PERMISSIVE-ALARM",
                 f"{', '.join(blockers)}; acknowledge and correct first, or a supervisor "
                 "overrides with a signature",
             )
         if blockers and command is Command.RESTART and self.batch.allows(command):
-            await self._override(command, user, reason, "PERMISSIVE-ALARM", blockers, signer)
+            await self._override(command, who, reason, "PERMISSIVE-ALARM", blockers, signer)
         async with self._lock:
             target = self._element(element)
             scoped = (
@@ -343,7 +352,7 @@ class BatchRun:
                     command=command.value,
                     state=None if blocked is None else blocked.state,
                     blocked_by=None if blocked is None else blocked.path,
-                    user=user,
+                    **who.fields(),
                     reason=(
                         f"{element} is not an active element"
                         if blocked is None
@@ -356,7 +365,7 @@ class BatchRun:
                 element=target.path,
                 command=command.value,
                 state=target.state,
-                user=user,
+                **who.fields(),
                 reason=reason,
                 scope="element" if scoped else "batch",
             )
@@ -372,7 +381,7 @@ class BatchRun:
     async def _override(
         self,
         command: Command,
-        user: str,
+        who: Who,
         reason: str,
         rule: str,
         bypassed: list[str],
@@ -384,7 +393,7 @@ class BatchRun:
             Kind.COMMAND_OVERRIDE,
             element=self.batch.path,
             command=command.value,
-            user=user,
+            **who.fields(),
             reason=reason,
             rule=rule,
             bypassed=bypassed,

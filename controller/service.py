@@ -47,6 +47,7 @@ from controller.plant import Plant
 from controller.prompts import PromptBoard, PromptError, SignedBy
 from controller.resume import ResumeError, load_resume_point
 from controller.session import BatchSetupError, Controller
+from controller.who import Who, opcua_caller
 from drivers import DriverError
 from ebr import EbrError
 from ebr.people.duties import DutyRefused, check_may_act
@@ -187,7 +188,10 @@ class ControllerService:
         self, _parent: Any, recipe_path: str, parameters: str, coi: str, user: str, password: str
     ) -> str:
         try:
-            self._authenticate(user, password, "start a batch", "start")
+            terminal = opcua_caller(self.server)
+            who = Who.of(
+                user, terminal, self._authenticate(user, password, "start a batch", "start")
+            )
             recipe = load_recipe(Path(recipe_path))
             values = json.loads(parameters) if parameters else {}
             if not isinstance(values, dict):
@@ -196,7 +200,7 @@ class ControllerService:
                 recipe,
                 parameters={k: float(v) for k, v in values.items()},
                 coi=coi or None,
-                extra={"user": user},  # who started it (requests are concurrent)
+                extra=who.fields(),  # who started it, where (requests are concurrent)
             )
         except RecipeError as exc:
             return _refused("; ".join(str(d) for d in exc.diagnostics) or str(exc))
@@ -213,6 +217,7 @@ class ControllerService:
             return _refused(f"no batch {batch_id} in this controller")
         if command not in COMMANDS:
             return _refused(f"unknown command {command!r}; one of {', '.join(COMMANDS)}")
+        terminal = opcua_caller(self.server)
         try:
             account = self._authenticate(user, password, f"{command} {batch_id}", command)
         except (EbrError, SignatureError) as exc:
@@ -227,6 +232,7 @@ class ControllerService:
             reason=reason,
             override=override,
             signer=account,
+            who=Who.of(user, terminal, account),
         )
         if not accepted:
             return _refused(
@@ -240,9 +246,10 @@ class ControllerService:
         found = self.batches.get(batch_id)
         if found is None:
             return _refused(f"no batch {batch_id} in this controller")
+        terminal = opcua_caller(self.server)
         try:
             seq = int(alarm)
-            self._authenticate(
+            account = self._authenticate(
                 user, password, f"acknowledge alarm {alarm} of {batch_id}", "acknowledge"
             )
         except ValueError:
@@ -250,7 +257,8 @@ class ControllerService:
         except (EbrError, SignatureError) as exc:
             return _refused(str(exc))
         run, _task = found
-        if not await run.acknowledge(seq, user=user, comment=comment):
+        who = Who.of(user, terminal, account)
+        if not await run.acknowledge(seq, user=user, comment=comment, who=who):
             return _refused(f"alarm {seq} is not an open alarm of batch {batch_id}")
         return json.dumps({"ok": True, "message": "acknowledged"})
 

@@ -423,11 +423,11 @@ class QaDesk:
         with it and the verdict; an out-of-specification result blocks release (QC-OOS)."""
         status = self._ended(batch_id)
         spec = self.specs.test(status.record.header.product, test.strip())
-        if spec.name in status.results:
-            raise ReleaseRefused(f"a result for {spec.name!r} is already recorded")
         recorded, verdict = spec.evaluate(value, unit)
         subject = {"type": "qc_result", "test": spec.name}
         user = self._signer(batch_id, username, password, "performed", subject)
+        if spec.name in status.results:
+            raise ReleaseRefused(f"a result for {spec.name!r} is already recorded")
         result = {
             "test": spec.name,
             "method": spec.method,

@@ -78,6 +78,7 @@ async def test_restart_into_an_active_alarm_is_refused_until_overridden(
         "PERMISSIVE-ALARM",
         "PERMISSIVE-ALARM",
     ]
+    assert all(r["terminal"].endswith("controller") and r["software"] for r in refused)
     (override,) = [e.data for e in entries if e.kind == "command.override"]
     assert override["rule"] == "PERMISSIVE-ALARM" and override["user"] == "sup1"
     assert override["reason"] == "probe fault, DEV-12" and override["bypassed"]

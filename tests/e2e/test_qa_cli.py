@@ -298,3 +298,10 @@ async def test_gmp_hmi_asks_for_each_signature_and_signs_out_when_idle(
         entries = read_journal(store, batch_id)
     answered = [e.data for e in entries if e.kind == "prompt.answered"]
     assert [a["user"] for a in answered] == ["olga"] * 3 and answered[-1]["verifier"] == "quinn"
+    created = entries[0].data  # who started it and where (R2, R8)
+    assert (created["user"], created["user_id"], created["printed_name"]) == (
+        "olga",
+        "U0002",
+        "Olga",
+    )
+    assert created["terminal"].startswith("opcua 127.0.0.1:") and created["software"]

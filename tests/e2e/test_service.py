@@ -139,6 +139,8 @@ def test_batches_over_the_interface_and_recovery_after_sigkill(
         e.data for e in entries if e.kind == "command.accepted" and e.data.get("user") == "olga"
     ]
     assert [c["command"] for c in commands] == ["hold", "restart", "restart"]
+    assert all(c["terminal"].startswith("opcua 127.0.0.1:") for c in commands)
+    assert all(c["software"].startswith("cellbatch ") and c["user_id"] is None for c in commands)
 
 
 def test_no_controller_is_a_plain_error() -> None:
