@@ -38,6 +38,7 @@ from ebr.record.errors import EbrError
 from ebr.record.query import list_batches
 from ebr.record.store import Store
 from ebr.record.verify import verify_batch, verify_store
+from ebr.review.corrections import correct
 from ebr.review.exceptions import Rules, load_rules
 from ebr.review.offline import verify_export_file
 from ebr.review.release import DECISIONS, QaDesk, QaStatus, qa_status
@@ -538,3 +539,73 @@ def result_command(
         result = desk.status(batch_id).results[test]
     shown = f"{result['value']}{' ' + str(result['unit']) if result.get('unit') else ''}"
     click.echo(f"{batch_id}: {test} = {shown}, {result['verdict']}; {signature.line()}")
+
+
+def _typed(text: str) -> float | str:
+    """A corrected value: a number when it reads as one, else the text."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+@ebr.command(name="correct")
+@db_option
+@click.argument("batch_id")
+@click.argument("seq", type=int)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    required=True,
+    metavar="NAME=VALUE",
+    help="A corrected value of the typed entry (repeat for several).",
+)
+@click.option("--reason", required=True, help="Why the entry is corrected (journaled).")
+@click.option(
+    "--verifier",
+    default=None,
+    help="Second person (needed where the original was verified); password: prompt or "
+    "CELLBATCH_VERIFIER_PASSWORD.",
+)
+@rules_option
+@user_option
+@plain_errors
+def correct_command(
+    db_url: str,
+    batch_id: str,
+    seq: int,
+    assignments: tuple[str, ...],
+    reason: str,
+    verifier: str | None,
+    rules_path: str | None,
+    username: str,
+) -> None:
+    """Correct a typed entry (prompt answer at SEQ) of an ended batch with a new signed
+    entry (R4): the original stays in the record; review lists the correction."""
+    values: dict[str, float | str] = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            fail(f"--set {item!r}: want NAME=VALUE")
+        values[name.strip()] = _typed(value.strip())
+    checker = None
+    if verifier:
+        secret = os.environ.get("CELLBATCH_VERIFIER_PASSWORD")
+        if sys.stdin.isatty():
+            secret = str(click.prompt(f"password for {verifier}", hide_input=True))
+        if secret is None:
+            fail(f"no terminal to ask the password of {verifier}: set CELLBATCH_VERIFIER_PASSWORD")
+        checker = (verifier, secret)
+    with open_store(db_url) as store:
+        entry = correct(
+            _desk(store, rules_path),
+            batch_id,
+            seq,
+            values,
+            reason,
+            (username, password_of(username)),
+            checker,
+        )
+    changes = ", ".join(f"{k} {entry.data['old'][k]} → {v}" for k, v in entry.data["new"].items())
+    click.echo(f"{batch_id}: seq {seq} corrected at seq {entry.seq} ({changes})")

@@ -55,6 +55,9 @@ class Kind(StrEnum):
     PROMPT_OPENED = "prompt.opened"
     PROMPT_ANSWERED = "prompt.answered"
     PROMPT_WITHDRAWN = "prompt.withdrawn"
+    ENTRY_CORRECTED = "entry.corrected"
+    """A typed entry corrected (R4): which answer, old and new values, reason, who;
+    followed by the corrector's (and, where required, a verifier's) signature."""
     IDENTITY_CONFIRMED = "identity.confirmed"
     IDENTITY_MISMATCH = "identity.mismatch"
     # -- alarms --------------------------------------------------------------------
@@ -122,6 +125,7 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.MONITORS_ACTIVE: frozenset({_T, "element", "monitors", "since"}),
     Kind.PHASE_PROGRESS: frozenset({_T, "element", "progress"}),
     Kind.PROMPT_OPENED: frozenset({_T, "element", "prompt", "prompt_kind", "text", "entries"}),
+    Kind.ENTRY_CORRECTED: frozenset({"corrects", "old", "new", "reason", "user", "user_id"}),
     Kind.PROMPT_ANSWERED: frozenset({_T, "element", "prompt", "user", "values"}),
     Kind.ALARM_RAISED: frozenset({_T}),
     Kind.ALARM_CLEARED: frozenset({_T}),

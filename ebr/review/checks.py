@@ -8,6 +8,7 @@ from collections.abc import Callable
 from ebr.review.model import Finding
 from ebr.review.people import (
     comments,
+    corrections,
     identity,
     manual_entries,
     overrides,
@@ -44,5 +45,6 @@ JOURNAL_RULES: dict[str, JournalRule] = {
     "process_fault": process_faults,
     "refused_command": refused_commands,
     "qc_result": qc_results,
+    "correction": corrections,
 }
 """The rules that read only the journal (excursion and bad-quality runs need samples)."""

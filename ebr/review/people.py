@@ -363,3 +363,35 @@ def qc_results(view: BatchView, rule: RuleConfig) -> list[Finding]:
             )
         )
     return found
+
+
+def corrections(view: BatchView, rule: RuleConfig) -> list[Finding]:
+    """Typed entries corrected after the fact: old and new values, reason, who (R4)."""
+    found = []
+    for entry in view.kind(Kind.ENTRY_CORRECTED):
+        data = entry.data
+        old, new = as_dict(data.get("old")), as_dict(data.get("new"))
+        changes = "; ".join(f"{k} {fmt(old.get(k))} → {fmt(v)}" for k, v in new.items())
+        element = str(data.get("element") or "")
+        verifier = data.get("verifier")
+        found.append(
+            Finding(
+                anchor=entry.seq,
+                severity=rule.severity,
+                title=f"corrected entry seq {data.get('corrects')}: {changes}",
+                detail=(
+                    f"by {data.get('user', '?')}"
+                    + (f", verified by {verifier}" if verifier else "")
+                    + f"; reason: {data.get('reason', '')}"
+                ),
+                evidence=Evidence(
+                    (
+                        entry.seq,
+                        *((data["corrects"],) if isinstance(data.get("corrects"), int) else ()),
+                    ),
+                    facts={k: data.get(k) for k in ("corrects", "old", "new", "reason", "user")},
+                ),
+                element=element or None,
+            )
+        )
+    return found

@@ -110,6 +110,7 @@ SETTINGS: dict[str, dict[str, Check]] = {
     "process_fault": {},
     "refused_command": {},
     "qc_result": {},
+    "correction": {},
 }
 """Every rule and its own settings, in the order exceptions of one seq are listed."""
 

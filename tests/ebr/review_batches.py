@@ -401,6 +401,18 @@ def _qc_oos(s: Script) -> Script:
     return s
 
 
+def _corrected(s: Script) -> Script:
+    """A typed count corrected after the batch ended (entry.corrected)."""
+    answered = next(
+        n + 2 for n, (op, p) in enumerate(s.ops) if op == "entry" and p[0] == "prompt.answered"
+    )
+    s.add("entry.corrected", corrects=answered, element="expansion/day_0/culture",
+          prompt=f"{s.batch_id}#1", old={"viable_density": 2.1e6},
+          new={"viable_density": 1.2e6}, reason="transcription error", user="a.smith",
+          user_id="U0002", printed_name="A Smith", verifier="b.jones")  # fmt: skip
+    return s
+
+
 def _with(extra: Callable[[Script], Any], **kw: Any) -> Callable[[str], Script]:
     def build(batch_id: str) -> Script:
         s = clean(batch_id, **kw)
@@ -426,6 +438,9 @@ TRIGGERS: dict[str, Callable[[str], Script]] = {
     "process_fault": _with(_fault),
     "refused_command": _with(_refused),
     "qc_result": lambda b: _qc_oos(finish(clean(b))),
+    "correction": lambda b: _corrected(
+        _with(lambda s: _manual(s, verify=True, verifier="b.jones"))(b)
+    ),
 }
 """Rule → a batch that triggers it (batch id `TRIG-<rule>`)."""
 

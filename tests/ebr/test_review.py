@@ -59,6 +59,7 @@ EXPECTED = {
     "process_fault": ["process_fault-19", "process_fault-20", "process_fault-21"],
     "refused_command": ["refused_command-18"],
     "qc_result": ["qc_result-24"],
+    "correction": ["correction-26"],
 }
 """The IDs each rule gives on its trigger batch (seqs as tests/ebr/review_batches writes)."""
 
