@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ebr.review.depth import acceptance
 from ebr.review.model import Finding
 from ebr.review.people import (
     comments,
@@ -46,5 +47,6 @@ JOURNAL_RULES: dict[str, JournalRule] = {
     "refused_command": refused_commands,
     "qc_result": qc_results,
     "correction": corrections,
+    "acceptance": acceptance,
 }
 """The rules that read only the journal (excursion and bad-quality runs need samples)."""

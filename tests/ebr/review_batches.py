@@ -413,6 +413,30 @@ def _corrected(s: Script) -> Script:
     return s
 
 
+DENSITY = "bioreactor.culture.viable_density"
+HARVEST = "culture.viable_density >= 10000000 or elapsed >= 1 d"
+
+
+def _harvest(density: float) -> Callable[[Script], Any]:
+    """A harvest wait met with `density` recorded: below 1e7 it ended by its fallback."""
+
+    def add(s: Script) -> None:
+        s.add("condition.met", element="expansion/qc/count/wait", condition=HARVEST,
+              values={"culture.viable_density": density}, elapsed_s=86400)  # fmt: skip
+
+    return add
+
+
+def _typed_count(online: float) -> Callable[[Script], Any]:
+    """Online density `online` just before a typed count of 2.1e6 cells/mL."""
+
+    def add(s: Script) -> None:
+        s.samples(DENSITY, 140, [online, online], step=5)
+        _manual(s, verify=True, verifier="b.jones")
+
+    return add
+
+
 def _with(extra: Callable[[Script], Any], **kw: Any) -> Callable[[str], Script]:
     def build(batch_id: str) -> Script:
         s = clean(batch_id, **kw)
@@ -438,6 +462,8 @@ TRIGGERS: dict[str, Callable[[str], Script]] = {
     "process_fault": _with(_fault),
     "refused_command": _with(_refused),
     "qc_result": lambda b: _qc_oos(finish(clean(b))),
+    "acceptance": _with(_harvest(4.2e6)),
+    "cross_check": _with(_typed_count(1.1e6)),
     "correction": lambda b: _corrected(
         _with(lambda s: _manual(s, verify=True, verifier="b.jones"))(b)
     ),
@@ -464,6 +490,8 @@ EXTRA: dict[str, Callable[[str], Script]] = {
     "ABORTED": lambda b: _aborted(clean(b)),
     "FLAPPING": _with(_flapping),
     "RESUMED-PROMPTS": _with(_resumed_prompts),
+    "HARVEST-MET": _with(_harvest(1.1e7)),
+    "COUNT-AGREES": _with(_typed_count(2.0e6)),
 }
 """Other batches: the clean one, and cases that must (not) trigger a rule."""
 
