@@ -200,7 +200,9 @@ class ControllerService:
                 recipe,
                 parameters={k: float(v) for k, v in values.items()},
                 coi=coi or None,
-                extra=who.fields(),  # who started it, where (requests are concurrent)
+                # who started it and where (requests are concurrent); the software
+                # version is the session's own `software` field
+                extra={k: v for k, v in who.fields().items() if k != "software"},
             )
         except RecipeError as exc:
             return _refused("; ".join(str(d) for d in exc.diagnostics) or str(exc))

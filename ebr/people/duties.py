@@ -31,6 +31,7 @@ RULES: Mapping[str, str] = {
     "PERMISSIVE-ALARM": "restart is refused while an action alarm is active or unacknowledged",
     "PERMISSIVE-UNIT-ALARM": "start is refused while a bound unit reports an alarm",
     "QC-OOS": "an out-of-specification QC result blocks release",
+    "ASSET-STATUS": "a unit out of calibration or unqualified starts nothing without a QA override",
     "RECORD-INVALID": "a record that fails verification is never reviewed, signed or released",
 }
 """Every rule a refusal can name, with what it says (also listed in ebr/README.md)."""
@@ -40,11 +41,13 @@ ACTION_ROLES: Mapping[str, frozenset[str]] = {
     "verify": frozenset({"operator", "supervisor", "qa"}),
     "override": frozenset({"supervisor"}),
     "qc_result": frozenset({"qc"}),
+    "asset_override": frozenset({"qa"}),
 }
 """Roles allowed per controller action: `operate` covers start, hold, restart, pause,
 resume, stop, abort, acknowledge and answering prompts; `verify` a second person's
 verification of a manual entry (R14); `override` the privileged
-overrides (R7); `qc_result` entering a QC result."""
+overrides (R7); `qc_result` entering a QC result; `asset_override` starting on a
+unit out of calibration or unqualified (R8)."""
 
 COMMAND_ACTIONS: Mapping[str, str] = {
     "override": "override",

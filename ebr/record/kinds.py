@@ -30,6 +30,9 @@ class Kind(StrEnum):
     """A process took the batch over again from its journal (recovery)."""
     COMMAND_ACCEPTED = "command.accepted"
     COMMAND_REFUSED = "command.refused"
+    ASSET_OVERRIDE = "asset.override"
+    """QA let a batch start on units out of calibration or unqualified (R8): what was
+    bypassed, the reason, who; followed by QA's signature."""
     COMMAND_OVERRIDE = "command.override"
     """A supervisor's privileged override (R7): the command, the rule it bypassed and
     what blocked it; followed by the supervisor's signature on a GMP plant."""

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from controller.isa88 import Command, State
-from controller.plant import Plant, UnitConfig
+from controller.plant import AssetStatus, Plant, UnitConfig
 from controller.session import BatchSetupError, Controller
 from recipes import load_recipe
 from simulators.bioreactor.opcua_server import BioreactorServer
@@ -113,3 +115,57 @@ async def test_start_is_refused_while_a_bound_unit_reports_an_alarm(tmp_path: Pa
     finally:
         await controller.stop()
         await sims.stop()
+
+
+def _asset_plant(server: BioreactorServer, due: date, qualification: str = "qualified") -> Plant:
+    plant = plant_for(server, "SV-02")
+    asset = AssetStatus("EQ-0102", "SN-4711", due, qualification)
+    return replace(plant, units=(replace(plant.units[0], asset=asset),))
+
+
+async def test_start_refuses_a_unit_out_of_calibration_unless_qa_overrides(
+    bioreactors: BioreactorServer, make_controller: Callable[..., Any]
+) -> None:
+    from ebr.people.users import Directory
+    from tests.ebr.test_users import ADMIN_PW, FAST_HASHER, ready_user
+
+    overdue = datetime.now(UTC).date() - timedelta(days=3)
+    controller = await make_controller(_asset_plant(bioreactors, overdue))
+    recipe = load_recipe(RECIPE)
+    with pytest.raises(BatchSetupError, match=r"ASSET-STATUS.*EQ-0102.*overdue"):
+        await controller.create_batch(recipe)
+    people = Directory(controller.store, hasher=FAST_HASHER)
+    people.init("admin", "Site Admin", ADMIN_PW)
+    ready_user(people, "olga", "operator")
+    ready_user(people, "quinn", "qa")
+    olga, quinn = people.get("olga"), people.get("quinn")
+    assert olga is not None and quinn is not None
+    with pytest.raises(BatchSetupError, match="SOD-ROLE"):
+        await controller.create_batch(recipe, asset_override=(olga, "urgent"))
+    run = await controller.create_batch(recipe, asset_override=(quinn, "cal. extended, CC-77"))
+    controller.release(run.control.batch_id)
+    entries = journal_of(controller, run.control.batch_id)
+    equipment = entries[0].data["equipment"]
+    (unit,) = equipment.values()
+    assert unit["asset"]["calibration"] == "overdue" and unit["asset"]["serial"] == "SN-4711"
+    override, signature = entries[1], entries[2]
+    assert override.kind == "asset.override" and override.data["user"] == "quinn"
+    assert "EQ-0102" in override.data["bypassed"][0]
+    assert signature.kind == "signature" and signature.data["subject"]["seq"] == override.seq
+
+
+async def test_plant_asset_fields_are_checked(tmp_path: Path) -> None:
+    from controller.plant import PlantError, load_plant
+
+    bad = tmp_path / "plant.toml"
+    bad.write_text(
+        '[[units]]\nname = "U1"\nclass = "c"\nprofile = "p"\nendpoint = "e"\n'
+        'asset = { id = "EQ-1", serial = "S", calibration_due = "soon", qualification = "q" }\n'
+    )
+    with pytest.raises(
+        PlantError, match=r"\[\[units\]\] #1 asset: 'calibration_due' must be a date"
+    ):
+        load_plant(bad)
+    bad.write_text(bad.read_text().replace('"soon"', "2027-01-31"))
+    asset = load_plant(bad).units[0].asset
+    assert asset is not None and asset.problems(date(2027, 1, 1)) == ["qualification 'q'"]
