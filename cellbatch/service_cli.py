@@ -158,6 +158,11 @@ def batch_list(endpoint: Endpoint, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(batches, indent=2))
         return
+    for alert in _run(endpoint, "Alerts"):  # R12: shown to whoever looks at the batches
+        click.echo(
+            f"ALERT {alert['ts']}  {alert['username']}: {alert['failures']} failed login or "
+            "signature attempts (cellbatch users audit)"
+        )
     if not batches:
         click.echo("no batches")
     for b in batches:

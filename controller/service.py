@@ -10,6 +10,7 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
 - ``SignIn(user, password)`` → ``{ok, name | message}``: checks a person's user ID and
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts}]``
+- ``Alerts()`` → ``[{ts, username, failures, …}]``: repeated failed logins or signatures
 - ``Show(id)`` → the batch with its active elements and open prompts
 - ``Start(recipe_path, parameters_json, coi, user, password)`` → ``{ok, batch_id | message}``
 - ``Command(id, command, user, password, reason)`` → ``{ok, state, message}``: hold,
@@ -140,6 +141,7 @@ class ControllerService:
             ("Info", self._info, 0),
             ("SignIn", self._sign_in, 2),
             ("List", self._list, 0),
+            ("Alerts", self._alerts, 0),
             ("Show", self._show, 1),
             ("Start", self._start, 5),
             ("Command", self._command, 5),
@@ -163,6 +165,12 @@ class ControllerService:
 
     async def _list(self, _parent: Any) -> str:
         return json.dumps([self._summary(run) for run, _task in self.batches.values()])
+
+    async def _alerts(self, _parent: Any) -> str:
+        """Alerts for repeated failed logins or signatures (R12) on this store."""
+        assert self.controller.store is not None
+        alerts = Directory(self.controller.store).alerts()
+        return json.dumps([{"ts": a.ts, **a.data} for a in alerts])
 
     async def _show(self, _parent: Any, batch_id: str) -> str:
         found = self.batches.get(batch_id)

@@ -53,6 +53,9 @@ class PasswordPolicy:
     max_age: timedelta = timedelta(days=90)
     history: int = 3
     lockout_after: int = 5
+    alert_after: int = 3
+    """Failed attempts for one username within `alert_window` that raise an alert (R12)."""
+    alert_window: timedelta = timedelta(hours=24)
 
     def check(self, username: str, password: str) -> None:
         """Raise UserAdminError naming the first rule `password` breaks."""
@@ -337,7 +340,36 @@ class Directory:
             items.append(
                 (Kind.USER_LOCKED, {"user_id": user.user_id, "failures": user.failures + 1})
             )
+        recent = self._recent_failures(username) + 1
+        if recent == self.policy.alert_after:
+            items.append(
+                (
+                    Kind.USER_ALERT,
+                    {
+                        "username": username,
+                        "user_id": user.user_id if user else None,
+                        "failures": recent,
+                        "window_s": self.policy.alert_window.total_seconds(),
+                        "last_purpose": purpose,
+                    },
+                )
+            )
         self._record_many(items)
+
+    def _recent_failures(self, username: str) -> int:
+        """Failed attempts for `username` within the alert window (any reason)."""
+        since = self.clock() - self.policy.alert_window
+        return sum(
+            1
+            for entry in site_entries(self.store, Kind.USER_AUTH_FAILED)
+            if entry.data.get("username") == username and parse_ts(entry.ts) >= since
+        )
+
+    def alerts(self) -> list[Entry]:
+        """Alerts raised for repeated failed logins or signatures (R12), newest last,
+        within the alert window."""
+        since = self.clock() - self.policy.alert_window
+        return [e for e in site_entries(self.store, Kind.USER_ALERT) if parse_ts(e.ts) >= since]
 
     def _refusal(self, user: User | None, password: str, allow_must_change: bool) -> str | None:
         if user is None:

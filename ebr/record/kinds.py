@@ -89,6 +89,8 @@ class Kind(StrEnum):
     USER_DISABLED = "user.disabled"
     USER_ROLES_CHANGED = "user.roles_changed"
     USER_PASSWORD_SET = "user.password_set"
+    USER_ALERT = "user.alert"
+    """Repeated failed logins or signatures for one username within the alert window."""
     USER_REFUSED = "user.refused"
     """A user-administration request refused by a separation-of-duties rule (named)."""
 

@@ -11,7 +11,7 @@ from ebr import Store
 from ebr.people.duties import DutyRefused, check_may_act, require_reason
 from ebr.people.lifecycle import RecipeId, approve
 from ebr.people.signatures import SignatureError
-from ebr.people.users import Directory
+from ebr.people.users import AuthError, Directory
 from ebr.record.model import SITE_CHAIN
 from ebr.record.query import read_journal
 from ebr.review.exceptions import load_rules
@@ -112,3 +112,23 @@ def test_commands_check_roles_and_reasons() -> None:
     with pytest.raises(DutyRefused, match="REASON-REQUIRED"):
         require_reason("hold", "  ")
     assert require_reason("hold", " pump noise ") == "pump noise"
+
+
+@pytest.mark.sqlite_only
+def test_repeated_failed_attempts_raise_one_journaled_alert(
+    store: Store, people: Directory, store_url: str
+) -> None:
+    from click.testing import CliRunner
+
+    from cellbatch.users_cli import users as users_cli
+
+    for _ in range(4):
+        with pytest.raises(AuthError):
+            people.authenticate("olga", "not-her-pw-1", "sign performed B-1")
+    (alert,) = people.alerts()
+    assert alert.data["username"] == "olga" and alert.data["failures"] == 3
+    assert _refusals(store, SITE_CHAIN, "user.alert") == ["None"]  # one entry, no rule
+    shown = CliRunner().invoke(users_cli, ["audit", "--db", store_url])
+    assert shown.exit_code == 0, shown.output
+    assert "ALERT" in shown.stdout and "olga: 3 failed attempts" in shown.stdout
+    assert shown.stdout.count("wrong password") == 4
