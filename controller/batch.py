@@ -104,6 +104,9 @@ class BatchRun:
         self._contexts: dict[str, PhaseContext] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.last_refusal: str | None = None
+        self._skips: set[str] = set()  # phases skipped by an override (R7)
+        self._forced: set[str] = set()  # running phases force-completed by an override
+        self._entered: set[str] = set()  # phases this run has started
         #: the terminal of commands given without one (the engine, a local process)
         self.terminal = f"{local_terminal()} controller"
         self.state_changed = asyncio.Event()
@@ -403,6 +406,70 @@ class BatchRun:
             data = signature_data(signer, "performed", subject, entry_content(entry), reason)
             await self.recorder.record(SIGNATURE, **data)
 
+    async def override_step(
+        self,
+        action: str,
+        path: str,
+        *,
+        who: Who,
+        reason: str,
+        signer: User | None = None,
+    ) -> bool:
+        """A supervisor's privileged override of one phase (R7), journaled (`step.forced`
+        / `step.skipped` with the reason, and the signer's signature on a GMP plant);
+        review lists it. `force` completes the running phase `path` now (its logic is
+        cancelled at a safe point); `skip` completes a phase that has not started, without
+        running it, when the procedure reaches it. Refused (journaled, `last_refusal`)
+        without a reason or for a path that cannot be forced or skipped."""
+        self.last_refusal = None
+        if not reason.strip():
+            return await self._refuse_step(action, path, who, "REASON-REQUIRED", "needs a reason")
+        phases = {
+            f"{up.name}/{op.name}/{ph.name}" for _p, up, op, ph in self.recipe.procedure.walk()
+        }
+        if action == "force":
+            task = self._phase_tasks.get(path)
+            el = next((e for e in self.chain if e.path == path), None)
+            if task is None or task.done() or el is None or el.current is not State.RUNNING:
+                return await self._refuse_step(action, path, who, "OVERRIDE", "not a running phase")
+        elif action == "skip":
+            started = path in self._entered or self._completed_before(path)
+            if path not in phases or started or path in self._skips:
+                return await self._refuse_step(
+                    action, path, who, "OVERRIDE", "not a phase still to come"
+                )
+        else:
+            return await self._refuse_step(action, path, who, "OVERRIDE", "force or skip")
+        kind = Kind.STEP_FORCED if action == "force" else Kind.STEP_SKIPPED
+        entry = await self.recorder.record(kind, element=path, **who.fields(), reason=reason)
+        if signer is not None:
+            subject = {"type": "entry", "seq": entry.seq}
+            data = signature_data(signer, "performed", subject, entry_content(entry), reason)
+            await self.recorder.record(SIGNATURE, **data)
+        if action == "skip":
+            self._skips.add(path)
+            return True
+        self._forced.add(path)
+        async with self._critical:
+            task = self._phase_tasks.get(path)
+            if task is not None and not task.done():
+                task.cancel()
+        return True
+
+    async def _refuse_step(self, action: str, path: str, who: Who, rule: str, why: str) -> bool:
+        self.last_refusal = f"refused by {rule} ({RULES[rule]}): {action} {path}: {why}"
+        await self.recorder.record(
+            Kind.COMMAND_REFUSED,
+            element=path,
+            command=action,
+            state=self.batch.state,
+            blocked_by=None,
+            **who.fields(),
+            reason=self.last_refusal,
+            rule=rule,
+        )
+        return False
+
     def _element(self, path: str | None) -> Element | None:
         if path is None or path == self.batch.path:
             return self.batch
@@ -617,8 +684,9 @@ class BatchRun:
 
     async def _run_phase(self, up: UnitProcedure, op: Operation, phase: Phase) -> bool:
         path = f"{up.name}/{op.name}/{phase.name}"
-        if self._completed_before(path):
-            return True
+        if self._completed_before(path) or path in self._skips:
+            return True  # done before an interruption, or skipped by an override
+        self._entered.add(path)
         el = await self._enter(path, "phase")
         if el is None:
             return False
@@ -661,6 +729,9 @@ class BatchRun:
             self._decisions[path] = decision = loop.create_future()
             self._phase_tasks[path] = task = asyncio.create_task(logic(ctx))
             await asyncio.wait({task})
+            if task.cancelled() and path in self._forced:  # force-completed (override)
+                self._forced.discard(path)
+                return await self._leave(el)
             if not task.cancelled() and task.exception() is None:
                 # Done; if a command arrived just as the logic ended, _leave waits for
                 # the operator's decision (the logic's progress makes it final).

@@ -10,6 +10,9 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
 - ``SignIn(user, password)`` → ``{ok, name | message}``: checks a person's user ID and
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts}]``
+- ``Override(id, action, path, user, password, reason)`` → ``{ok, state, message}``: a
+  supervisor's signed override of one phase: ``force`` (complete the running phase) or
+  ``skip`` (a phase still to come)
 - ``Alerts()`` → ``[{ts, username, failures, …}]``: repeated failed logins or signatures
 - ``Show(id)`` → the batch with its active elements and open prompts
 - ``Start(recipe_path, parameters_json, coi, user, password)`` → ``{ok, batch_id | message}``
@@ -145,6 +148,7 @@ class ControllerService:
             ("Show", self._show, 1),
             ("Start", self._start, 5),
             ("Command", self._command, 5),
+            ("Override", self._override, 6),
             ("Answer", self._answer, 7),
             ("Acknowledge", self._acknowledge, 5),
         ]
@@ -249,6 +253,33 @@ class ControllerService:
                 run.last_refusal or f"{command} is not allowed: batch {batch_id} is {run.state}"
             )
         return json.dumps({"ok": True, "state": str(run.state), "message": "accepted"})
+
+    async def _override(
+        self,
+        _parent: Any,
+        batch_id: str,
+        action: str,
+        path: str,
+        user: str,
+        password: str,
+        reason: str,
+    ) -> str:
+        """A supervisor's signed phase override: `force` the running phase, `skip` one."""
+        found = self.batches.get(batch_id)
+        if found is None:
+            return _refused(f"no batch {batch_id} in this controller")
+        terminal = opcua_caller(self.server)
+        try:
+            account = self._authenticate(user, password, f"{action} {path} {batch_id}", "override")
+        except (EbrError, SignatureError) as exc:
+            return _refused(str(exc))
+        run, task = found
+        if task.done():
+            return _refused(f"batch {batch_id} has ended ({run.state})")
+        who = Who.of(user, terminal, account)
+        if not await run.override_step(action, path, who=who, reason=reason, signer=account):
+            return _refused(run.last_refusal or f"{action} {path} refused")
+        return json.dumps({"ok": True, "state": str(run.state), "message": f"{action} accepted"})
 
     async def _acknowledge(
         self, _parent: Any, batch_id: str, alarm: str, user: str, password: str, comment: str

@@ -33,6 +33,10 @@ class Kind(StrEnum):
     ASSET_OVERRIDE = "asset.override"
     """QA let a batch start on units out of calibration or unqualified (R8): what was
     bypassed, the reason, who; followed by QA's signature."""
+    STEP_FORCED = "step.forced"
+    """A supervisor force-completed a running phase (R7 override); reason, who."""
+    STEP_SKIPPED = "step.skipped"
+    """A supervisor skipped a phase still to come (R7 override); reason, who."""
     COMMAND_OVERRIDE = "command.override"
     """A supervisor's privileged override (R7): the command, the rule it bypassed and
     what blocked it; followed by the supervisor's signature on a GMP plant."""

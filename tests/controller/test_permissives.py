@@ -16,6 +16,7 @@ import pytest
 from controller.isa88 import Command, State
 from controller.plant import AssetStatus, Plant, UnitConfig
 from controller.session import BatchSetupError, Controller
+from controller.who import Who
 from recipes import load_recipe
 from simulators.bioreactor.opcua_server import BioreactorServer
 from simulators.launch import start_simulators
@@ -169,3 +170,40 @@ async def test_plant_asset_fields_are_checked(tmp_path: Path) -> None:
     bad.write_text(bad.read_text().replace('"soon"', "2027-01-31"))
     asset = load_plant(bad).units[0].asset
     assert asset is not None and asset.problems(date(2027, 1, 1)) == ["qualification 'q'"]
+
+
+async def test_a_supervisor_forces_a_running_phase_and_skips_one_to_come(
+    bioreactors: BioreactorServer, make_controller: Callable[..., Any]
+) -> None:
+    controller = await make_controller(plant_for(bioreactors, "SV-01"))
+    run = await controller.create_batch(load_recipe(RECIPE))
+    task = asyncio.create_task(controller.run(run))
+    await wait_phase(run, "culture/grow/culture")
+    sup = Who("sup1", "test terminal")
+    assert not await run.override_step("force", "culture/grow/culture", who=sup, reason="")
+    assert not await run.override_step("skip", "culture/seed/inoculate", who=sup, reason="done")
+    assert "not a phase still to come" in str(run.last_refusal)
+    assert await run.override_step(
+        "skip", "culture/grow/stop_rocking", who=sup, reason="rocking stopped by hand, DEV-3"
+    )
+    assert await run.override_step(
+        "force", "culture/grow/culture", who=sup, reason="density reached early, DEV-4"
+    )
+    assert await asyncio.wait_for(task, 20) is State.COMPLETE
+    entries = journal_of(controller, run.control.batch_id)
+    overrides = [(e.kind, e.data["element"]) for e in entries if e.kind.startswith("step.")]
+    assert overrides == [
+        ("step.skipped", "culture/grow/stop_rocking"),
+        ("step.forced", "culture/grow/culture"),
+    ]
+    assert all(e.data["user"] == "sup1" for e in entries if e.kind.startswith("step."))
+    touched = {e.data.get("element") for e in entries if e.kind == "element.state"}
+    assert "culture/grow/stop_rocking" not in touched  # never ran
+    progress = [
+        e.data["progress"]["elapsed_s"]
+        for e in entries
+        if e.kind == "phase.progress" and e.data["element"] == "culture/grow/culture"
+    ]
+    assert not progress or progress[-1] < 45 * 60  # ended before its 45 minutes
+    refused = [e.data["rule"] for e in entries if e.kind == "command.refused"]
+    assert refused == ["REASON-REQUIRED", "OVERRIDE"]
