@@ -476,14 +476,14 @@ def _chart(record: Record, spec: MonitorSpec, samples: list[Sample]) -> bytes:
             label=f"{name} limit" if name not in labelled else None,
         )
         labelled.add(name)
-    mask = np.zeros(len(values), dtype=bool)
-    finite = ~np.isnan(values)
-    for low in (spec.alert_low, spec.action_low):
-        if low is not None:
-            mask |= finite & (values < low)
-    for high in (spec.alert_high, spec.action_high):
-        if high is not None:
-            mask |= finite & (values > high)
+    # The shared band function (ebr.review.bands), from when the monitor watched: the
+    # chart marks exactly the samples review judges (no warm-up before `active_from`).
+    band = spec.band
+    mask = np.fromiter((band.outside(v) for v in values.tolist()), dtype=bool, count=len(values))
+    if spec.since is None:
+        mask[:] = False
+    else:
+        mask &= stamps >= np.datetime64(spec.since[:-1], "us")
     excursions = int(mask.sum())
     if excursions:
         idx = np.flatnonzero(mask)
