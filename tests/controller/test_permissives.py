@@ -125,7 +125,7 @@ def _asset_plant(server: BioreactorServer, due: date, qualification: str = "qual
 
 
 async def test_start_refuses_a_unit_out_of_calibration_unless_qa_overrides(
-    bioreactors: BioreactorServer, make_controller: Callable[..., Any]
+    bioreactors: BioreactorServer, make_controller: Callable[..., Any], tmp_path: Path
 ) -> None:
     from ebr.people.users import Directory
     from tests.ebr.test_users import ADMIN_PW, FAST_HASHER, ready_user
@@ -153,6 +153,16 @@ async def test_start_refuses_a_unit_out_of_calibration_unless_qa_overrides(
     assert override.kind == "asset.override" and override.data["user"] == "quinn"
     assert "EQ-0102" in override.data["bypassed"][0]
     assert signature.kind == "signature" and signature.data["subject"]["seq"] == override.seq
+    from ebr.exports.pdf import render_pdf
+    from ebr.exports.report.analysis import analyse
+    from tests.ebr.test_export_pdf import _pdftotext
+
+    assert controller.store is not None
+    _doc, data = render_pdf(analyse(controller.store, run.control.batch_id))
+    pages = _pdftotext(data, tmp_path)
+    if pages is not None:  # the cover lists the unit's asset and calibration status
+        cover = " ".join(pages[0].split())
+        assert "asset EQ-0102, serial SN-4711" in cover and "(overdue)" in cover
 
 
 async def test_plant_asset_fields_are_checked(tmp_path: Path) -> None:

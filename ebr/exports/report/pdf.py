@@ -293,7 +293,7 @@ def _cover(pdf: RecordPDF, record: Record) -> None:
     software = as_dict(created.get("software"))
     equipment = as_dict(created.get("equipment"))
     units = ", ".join(
-        f"{role}: {spec.get('unit', '?')} ({spec.get('class', '')})"
+        f"{role}: {spec.get('unit', '?')} ({spec.get('class', '')}){_asset_text(spec)}"
         for role, spec in equipment.items()
         if isinstance(spec, dict)
     )
@@ -444,6 +444,18 @@ def _downsample(days: Any, values: Any) -> tuple[Any, Any]:
     y[0::2] = lows
     y[1::2] = highs
     return x, y
+
+
+def _asset_text(unit: dict[str, Any]) -> str:
+    """A bound unit's asset identity and calibration status, as recorded at start (R8)."""
+    asset = as_dict(unit.get("asset"))
+    if not asset:
+        return ""
+    return (
+        f" [asset {asset.get('asset_id')}, serial {asset.get('serial')}, calibration due "
+        f"{asset.get('calibration_due')} ({asset.get('calibration')}), "
+        f"{asset.get('qualification')}]"
+    )
 
 
 def _chart(record: Record, spec: MonitorSpec, samples: list[Sample]) -> bytes:
