@@ -17,10 +17,15 @@ from typing import Any
 
 from ebr.people.signatures import Signature
 from ebr.record.checks import VerifyResult
+from ebr.record.errors import EbrError
 from ebr.record.model import BatchHeader, BatchRecord, Entry, Sample
 from ebr.record.verify import verify_export
 from ebr.review.exceptions import Rules, load_rules, review_batch
 from ebr.review.release import derive_status
+
+
+class ExportError(EbrError):
+    """An export whose chain verifies but whose content cannot be read as a record."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,10 @@ def verify_export_file(doc: Mapping[str, Any], rules: Rules | None = None) -> Ex
     result = verify_export(doc)
     if not result.ok:
         return ExportVerdict(result)
-    record, entries, samples = _record_of(doc)
+    try:
+        record, entries, samples = _record_of(doc)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ExportError(f"export: malformed batch, journal or samples ({exc!r})") from None
     exceptions = review_batch(record, entries, samples, rules or load_rules())
     status = derive_status(record, entries, exceptions)
     return ExportVerdict(result, status.signatures)
