@@ -164,8 +164,9 @@ async def test_gmp_answers_are_signed_by_two_authenticated_people(tmp_path: Path
     admin = people.authenticate("admin", "site-key-2026", "test")
     for name in ("olga", "vera"):
         people.add(admin, name, name.title(), ["operator"], "temporary-pw-9")
-    olga, vera = people.get("olga"), people.get("vera")
-    assert olga is not None and vera is not None
+    people.add(admin, "quinn", "Quinn", ["qa"], "temporary-pw-9")
+    olga, vera, quinn = people.get("olga"), people.get("vera"), people.get("quinn")
+    assert olga is not None and vera is not None and quinn is not None
     task = asyncio.create_task(run.run())
 
     async def next_prompt(after: str | None = None) -> str:
@@ -181,6 +182,8 @@ async def test_gmp_answers_are_signed_by_two_authenticated_people(tmp_path: Path
         await board.answer(first, {"done": "done"}, user="olga", signed_by=SignedBy(vera))
     with pytest.raises(PromptError, match="admin accounts cannot sign"):
         await board.answer(first, {"done": "done"}, user="admin", signed_by=SignedBy(admin))
+    with pytest.raises(PromptError, match="SOD-ROLE"):  # QA reviews; it does not operate
+        await board.answer(first, {"done": "done"}, user="quinn", signed_by=SignedBy(quinn))
     await board.answer(first, {"done": "done"}, user="olga", signed_by=SignedBy(olga))
     scan = await next_prompt(after=first)
     await board.answer(scan, {"scan": "COI-42"}, user="olga", signed_by=SignedBy(olga))
