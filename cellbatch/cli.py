@@ -34,10 +34,12 @@ from controller.plant import Plant, PlantError, load_plant
 from controller.prompts import Answerer, PromptBoard, answers_from, simulated_operator
 from controller.resume import ResumeError
 from controller.session import BatchSetupError, Controller
+from controller.who import Who, local_terminal
 from drivers import DriverError
 from ebr import EbrError, Store
+from ebr.people.duties import DutyRefused, check_may_act
 from ebr.people.lifecycle import RecipeId, approve, recipe_status, retire
-from ebr.people.signatures import SigningSession, check_may_sign
+from ebr.people.signatures import SigningSession
 from ebr.people.users import Directory
 from recipes import Recipe, RecipeError, load_recipe, parse_recipe, recipe_json_schema
 from recipes.transfer import transfer
@@ -523,7 +525,10 @@ class OperatorChoice:
         account = self.signing.authenticate(
             password_of(self.user), "cellbatch run", username=self.user
         )
-        check_may_sign(account, "performed")
+        try:
+            check_may_act(account.username, account.roles, "start")
+        except DutyRefused as refusal:
+            self.signing.directory.refuse(account, "cellbatch run", refusal)
 
     def check_recipe(self, recipe_: Recipe) -> None:
         """Refuse to start unattended a recipe whose prompts nobody could answer."""
@@ -593,19 +598,28 @@ async def _run(
             click.echo(f"{batch.clock.now():%Y-%m-%dT%H:%M:%SZ} {el.level} {el.path} {dst.value}")
 
         batch.watchers.append(watch)
+        signed_in = operator.signing.user if operator.signing is not None else None
+        who = Who.of(controller.user, local_terminal(), signed_in)
         task = asyncio.create_task(controller.run(batch))
         if resume_id is not None:
             await asyncio.wait(
                 {task, asyncio.create_task(batch.ready.wait())}, return_when=asyncio.FIRST_COMPLETED
             )
             if not task.done():
-                await batch.command(
-                    Command.RESTART, user=controller.user, reason="resumed after an interruption"
+                restarted = await batch.command(
+                    Command.RESTART,
+                    user=controller.user,
+                    reason="resumed after an interruption",
+                    who=who,
                 )
+                if not restarted:  # e.g. an action alarm still open: the batch stays Held
+                    click.echo(f"batch {batch_id} stays held: {batch.last_refusal}", err=True)
         waiter = asyncio.create_task(interrupted.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if not task.done():
-            await batch.command(Command.HOLD, user=controller.user, reason="Ctrl-C at the terminal")
+            await batch.command(
+                Command.HOLD, user=controller.user, reason="Ctrl-C at the terminal", who=who
+            )
             click.echo(
                 f"batch {batch_id} held; continue with: cellbatch run --resume {batch_id}", err=True
             )

@@ -7,7 +7,6 @@ unreadable database, bad option value), 2 at least one batch record is tampered.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -39,13 +38,24 @@ from ebr.record.errors import EbrError
 from ebr.record.query import list_batches
 from ebr.record.store import Store
 from ebr.record.verify import verify_batch, verify_store
+from ebr.review.corrections import correct
 from ebr.review.exceptions import Rules, load_rules
-from ebr.review.release import OUTCOMES, REJECTED, RELEASED, QaDesk, QaStatus, qa_status
+from ebr.review.offline import verify_export_file
+from ebr.review.release import DECISIONS, QaDesk, QaStatus, qa_status
+from ebr.review.specs import load_specs
 
 if TYPE_CHECKING:
     from ebr.record.backup import BackupReport
 
 FORMATS = ("json", "csv", "pdf", "batchml")
+
+rules_option = click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Site review rules file (default $CELLBATCH_REVIEW_RULES, else the packaged rules).",
+)
 
 
 @click.group(name="ebr")
@@ -103,13 +113,33 @@ def list_command(db_url: str, as_json: bool) -> None:
     show_default="CPUs, at most 8",
     help="Worker processes for a whole store of 50,000 entries or more.",
 )
+@click.option(
+    "--file",
+    "export_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Verify a JSON export offline instead (no database): chain, samples, signatures.",
+)
+@rules_option
 @click.argument("batch_id", required=False)
 @plain_errors
-def verify_command(db_url: str, jobs: int, batch_id: str | None) -> None:
-    """Verify one batch (or all): hash chain, head, batch header and sample blocks.
+def verify_command(
+    db_url: str,
+    jobs: int,
+    export_file: str | None,
+    rules_path: str | None,
+    batch_id: str | None,
+) -> None:
+    """Verify one batch (or all): hash chain, head, batch header and sample blocks; or,
+    with --file EXPORT.json, a JSON export with no database, its signatures included.
 
     Exit 0 when intact, 2 when any batch record is tampered (first bad record on stderr).
     """
+    if export_file is not None:
+        if batch_id:
+            fail("give a BATCH_ID or --file, not both")
+        _verify_file(export_file, rules_path)
+        return
     started = time.perf_counter()
     with open_store(db_url) as store:
         if batch_id:
@@ -132,6 +162,31 @@ def verify_command(db_url: str, jobs: int, batch_id: str | None) -> None:
     for result in tampered:
         click.echo(f"{result.batch_id}: {result.first_problem}", err=True)
     if tampered:
+        sys.exit(EXIT_TAMPERED)
+
+
+def _verify_file(path: str, rules_path: str | None) -> None:
+    """`ebr verify --file`: one verdict line; exit 2 naming the first problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}")
+    if not isinstance(doc, dict):
+        fail(f"{path}: not a cellbatch JSON export (want an object)")
+    verdict = verify_export_file(doc, load_rules(rules_path))
+    result = verdict.result
+    signatures = len(verdict.signatures)
+    state = "intact" if verdict.ok else "TAMPERED"
+    click.echo(
+        f"{verdict.batch_id}: {state} — {result.entries_checked} entries, "
+        f"{result.blocks_checked} sample blocks, {signatures} signature(s) checked ({path})"
+    )
+    if not verdict.ok:
+        click.echo(f"{verdict.batch_id}: {verdict.first_problem}", err=True)
         sys.exit(EXIT_TAMPERED)
 
 
@@ -266,17 +321,20 @@ def _backup_report(report: BackupReport) -> None:
 
 # -- review by exception and release ---------------------------------------------------
 
-rules_option = click.option(
-    "--rules",
-    "rules_path",
+
+spec_option = click.option(
+    "--spec",
+    "spec_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Site review rules file (default $CELLBATCH_REVIEW_RULES, else the packaged rules).",
+    help="Site release-test specifications (default $CELLBATCH_SPECS over the packaged ones).",
 )
 
 
-def _desk(store: Store, rules_path: str | None) -> QaDesk:
-    return QaDesk(store, Directory(store), rules=load_rules(rules_path))
+def _desk(store: Store, rules_path: str | None, spec_path: str | None = None) -> QaDesk:
+    return QaDesk(
+        store, Directory(store), rules=load_rules(rules_path), specs=load_specs(spec_path)
+    )
 
 
 @ebr.command(name="review")
@@ -338,7 +396,9 @@ def _exc_text(status: QaStatus | None) -> str:
 
 
 def _disposition_text(status: QaStatus | None) -> str:
-    return "? (run verify)" if status is None else status.disposition
+    if status is None:
+        return "? (run verify)"
+    return "INVALID (run verify)" if not status.valid else status.disposition
 
 
 def _review_text(status: QaStatus) -> str:
@@ -404,7 +464,10 @@ def disposition_command(
 @db_option
 @click.argument("batch_id")
 @click.option(
-    "--decision", required=True, type=click.Choice([RELEASED, REJECTED]), help="The decision."
+    "--decision",
+    required=True,
+    type=click.Choice(DECISIONS),
+    help="The decision (a simulation record: rejected or 'not for use' only).",
 )
 @click.option(
     "--pending",
@@ -414,6 +477,7 @@ def disposition_command(
 )
 @click.option("--comment", default=None, help="Comment on the decision.")
 @rules_option
+@spec_option
 @user_option
 @plain_errors
 def release_command(
@@ -423,15 +487,18 @@ def release_command(
     pending: tuple[str, ...],
     comment: str | None,
     rules_path: str | None,
+    spec_path: str | None,
     username: str,
 ) -> None:
-    """The QP's release signature: released, released pending results, or rejected.
+    """The QP's release signature: released, released pending results, rejected or not
+    for use.
 
     Refused (exit 1) to anyone but a QP, while any exception is open, without a QA
-    review signature, to the reviewer, and while pending results are missing or failed.
+    review signature, to the reviewer, while pending results are missing or failed, and
+    for a simulation record (SIM-NOT-PRODUCT).
     """
     with open_store(db_url) as store:
-        desk = _desk(store, rules_path)
+        desk = _desk(store, rules_path, spec_path)
         signature = desk.release(
             batch_id, username, password_of(username), decision, pending=pending, comment=comment
         )
@@ -443,33 +510,102 @@ def release_command(
 @db_option
 @click.argument("batch_id")
 @click.argument("test")
-@click.option("--outcome", required=True, type=click.Choice(OUTCOMES), help="pass or fail.")
+@click.argument("value")
+@click.option("--unit", default=None, help="The value's unit (numeric tests: as specified).")
 @click.option("--comment", default=None, help="Comment (e.g. the certificate number).")
-@click.option("--value", default=None, help="The measured value (checked against the CQA).")
 @rules_option
+@spec_option
 @user_option
 @plain_errors
 def result_command(
     db_url: str,
     batch_id: str,
     test: str,
-    outcome: str,
+    value: str,
+    unit: str | None,
     comment: str | None,
-    value: str | None,
+    rules_path: str | None,
+    spec_path: str | None,
+    username: str,
+) -> None:
+    """Record a QC release-test result (qc role only; signed, 'performed'): VALUE is a
+    number with --unit, pass/fail, or text, as the product's specification of TEST says.
+    The verdict is computed; out of specification blocks release (QC-OOS)."""
+    with open_store(db_url) as store:
+        desk = _desk(store, rules_path, spec_path)
+        signature = desk.record_result(
+            batch_id, username, password_of(username), test, value, unit, comment
+        )
+        result = desk.status(batch_id).results[test]
+    shown = f"{result['value']}{' ' + str(result['unit']) if result.get('unit') else ''}"
+    click.echo(f"{batch_id}: {test} = {shown}, {result['verdict']}; {signature.line()}")
+
+
+def _typed(text: str) -> float | str:
+    """A corrected value: a number when it reads as one, else the text."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+@ebr.command(name="correct")
+@db_option
+@click.argument("batch_id")
+@click.argument("seq", type=int)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    required=True,
+    metavar="NAME=VALUE",
+    help="A corrected value of the typed entry (repeat for several).",
+)
+@click.option("--reason", required=True, help="Why the entry is corrected (journaled).")
+@click.option(
+    "--verifier",
+    default=None,
+    help="Second person (needed where the original was verified); password: prompt or "
+    "CELLBATCH_VERIFIER_PASSWORD.",
+)
+@rules_option
+@user_option
+@plain_errors
+def correct_command(
+    db_url: str,
+    batch_id: str,
+    seq: int,
+    assignments: tuple[str, ...],
+    reason: str,
+    verifier: str | None,
     rules_path: str | None,
     username: str,
 ) -> None:
-    """Record a QC result that arrived after the batch ended (signed, 'performed')."""
-    measured: float | str | None = value
-    if value is not None:
-        try:
-            measured = float(value)
-        except ValueError:
-            measured = value.strip()
-        if isinstance(measured, float) and not math.isfinite(measured):
-            raise click.BadParameter(f"{value!r} is not a finite number", param_hint="--value")
+    """Correct a typed entry (prompt answer at SEQ) of an ended batch with a new signed
+    entry (R4): the original stays in the record; review lists the correction."""
+    values: dict[str, float | str] = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            fail(f"--set {item!r}: want NAME=VALUE")
+        values[name.strip()] = _typed(value.strip())
+    checker = None
+    if verifier:
+        secret = os.environ.get("CELLBATCH_VERIFIER_PASSWORD")
+        if sys.stdin.isatty():
+            secret = str(click.prompt(f"password for {verifier}", hide_input=True))
+        if secret is None:
+            fail(f"no terminal to ask the password of {verifier}: set CELLBATCH_VERIFIER_PASSWORD")
+        checker = (verifier, secret)
     with open_store(db_url) as store:
-        signature = _desk(store, rules_path).record_result(
-            batch_id, username, password_of(username), test, outcome, comment, measured
+        entry = correct(
+            _desk(store, rules_path),
+            batch_id,
+            seq,
+            values,
+            reason,
+            (username, password_of(username)),
+            checker,
         )
-    click.echo(f"{batch_id}: {test} {outcome}; {signature.line()}")
+    changes = ", ".join(f"{k} {entry.data['old'][k]} → {v}" for k, v in entry.data["new"].items())
+    click.echo(f"{batch_id}: seq {seq} corrected at seq {entry.seq} ({changes})")

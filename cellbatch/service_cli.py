@@ -160,6 +160,11 @@ def batch_list(endpoint: Endpoint, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(batches, indent=2))
         return
+    for alert in _run(endpoint, "Alerts"):  # R12: shown to whoever looks at the batches
+        click.echo(
+            f"ALERT {alert['ts']}  {alert['username']}: {alert['failures']} failed login or "
+            "signature attempts (cellbatch users audit)"
+        )
     if not batches:
         click.echo("no batches")
     for b in batches:
@@ -248,6 +253,27 @@ def _make_command(command: str) -> click.Command:
 
 for _command in COMMANDS:
     batch_group.add_command(_make_command(_command))
+
+
+@batch_group.command("step")
+@click.argument("batch_id")
+@click.argument("path")
+@click.option("--force", "action", flag_value="force", help="Complete the running phase now.")
+@click.option("--skip", "action", flag_value="skip", help="Skip a phase still to come.")
+@click.option("--reason", required=True, help="Why (journaled with the signature).")
+@endpoint_option
+@user_option
+def batch_step(
+    batch_id: str, path: str, action: str | None, reason: str, endpoint: Endpoint, user: str
+) -> None:
+    """A supervisor's override of one phase (R7): --force or --skip PATH (signed on a GMP
+    plant, journaled, listed by review)."""
+    if action is None:
+        click.echo("error: give --force or --skip", err=True)
+        sys.exit(1)
+    password = _password(endpoint, user)
+    answer = _run(endpoint, "Override", batch_id, action, path, user, password, reason)
+    _done(answer, f"{batch_id}: {action} {path} accepted ({answer.get('state')})")
 
 
 @batch_group.command("answer")

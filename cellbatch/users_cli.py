@@ -19,7 +19,9 @@ from cellbatch.cli_common import (
     table,
     user_option,
 )
-from ebr.people.users import ADMIN, ROLES, Directory, User
+from ebr.people.duties import ADMIN, ROLES
+from ebr.people.users import Directory, User, site_entries
+from ebr.record.kinds import Kind
 from ebr.record.store import Store
 
 role_option = click.option(
@@ -40,7 +42,8 @@ def _admin(directory: Directory, username: str, purpose: str) -> User:
 
 @click.group(name="users")
 def users() -> None:
-    """User administration (audited): init, add, list, disable, unlock, roles, passwd, reset."""
+    """User administration (audited): init, add, list, disable, unlock, roles, passwd,
+    reset; audit shows alerts for repeated failed logins and signatures."""
 
 
 @users.command(name="init")
@@ -197,3 +200,47 @@ def reset_command(db_url: str, target: str, username: str) -> None:
     click.echo(f"temporary password set for {target}")
     if generated:
         click.echo(f"temporary password: {password}   (shown once)")
+
+
+@users.command(name="audit")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--failures", default=20, show_default=True, help="How many recent failures.")
+@plain_errors
+def audit_command(db_url: str, as_json: bool, failures: int) -> None:
+    """Alerts for repeated failed logins or signatures (R12) and the latest failed
+    attempts, from the site audit chain. Exit 0 (alerts are shown, not errors)."""
+    with open_store(db_url) as store:
+        directory = Directory(store)
+        alerts = directory.alerts()
+        failed = site_entries(store, Kind.USER_AUTH_FAILED)[-failures:] if failures > 0 else []
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "alerts": [{"ts": a.ts, **a.data} for a in alerts],
+                    "failures": [{"ts": f.ts, **f.data} for f in failed],
+                },
+                indent=2,
+            )
+        )
+        return
+    for alert in alerts:
+        d = alert.data
+        click.echo(
+            f"ALERT {alert.ts}  {d.get('username')}: {d.get('failures')} failed attempts "
+            f"within {int(d.get('window_s', 0)) // 3600} h (last: {d.get('last_purpose')})"
+        )
+    if not alerts:
+        click.echo("no alerts")
+    if failed:
+        rows = [
+            (
+                f.ts,
+                str(f.data.get("username")),
+                str(f.data.get("purpose")),
+                str(f.data.get("reason")),
+            )
+            for f in failed
+        ]
+        click.echo(table(("TIME", "USERNAME", "PURPOSE", "REASON"), rows))

@@ -33,12 +33,18 @@ from controller.prompts import PromptBoard
 from controller.recorder import BatchRecorder, iso
 from controller.resume import ResumePoint
 from controller.sampler import RecordedTag, Sampler
+from controller.who import Who, local_terminal
 from drivers import Device, DriverError
 from ebr import Entry
+from ebr.people.duties import RULES
+from ebr.people.signatures import SIGNATURE, entry_content, signature_data
+from ebr.people.users import User
 from ebr.record.kinds import Kind, failed_kind
 from recipes import Flow, Operation, Phase, Recipe, UnitProcedure, tags_of
 
 ENGINE = "engine"
+REASONED = frozenset({Command.HOLD, Command.STOP, Command.ABORT, Command.RESTART})
+"""Commands that need a non-empty reason (REASON-REQUIRED)."""
 
 
 @dataclass
@@ -97,6 +103,12 @@ class BatchRun:
         self._decisions: dict[str, asyncio.Future[Command]] = {}
         self._contexts: dict[str, PhaseContext] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self.last_refusal: str | None = None
+        self._skips: set[str] = set()  # phases skipped by an override (R7)
+        self._forced: set[str] = set()  # running phases force-completed by an override
+        self._entered: set[str] = set()  # phases this run has started
+        #: the terminal of commands given without one (the engine, a local process)
+        self.terminal = f"{local_terminal()} controller"
         self.state_changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once the batch waits for or runs its first step
         self.watchers: list[Callable[[Element, State, State], None]] = []
@@ -180,13 +192,24 @@ class BatchRun:
             action=event.action,
         )
         if event.raised and event.level == "action" and event.action in ("hold", "abort"):
-            await self.command(Command(event.action), user=f"{ENGINE}:monitor {event.monitor}")
+            await self.command(
+                Command(event.action),
+                user=f"{ENGINE}:monitor {event.monitor}",
+                reason=(
+                    f"monitor {event.monitor}: {event.tag} = {event.value:g} beyond its "
+                    f"action limit {event.limit:g}"
+                    if event.value is not None and event.limit is not None
+                    else f"monitor {event.monitor}: {event.tag} at action level"
+                ),
+            )
 
     def _follow_alarms(self, entry: Entry) -> None:
         if entry.kind in ALARM_KINDS:
             follow_alarms(self.open_alarms, entry)
 
-    async def acknowledge(self, alarm: int, *, user: str, comment: str = "") -> bool:
+    async def acknowledge(
+        self, alarm: int, *, user: str, comment: str = "", who: Who | None = None
+    ) -> bool:
         """Acknowledge an open alarm (the seq of its `alarm.raised` entry) for ``user``.
 
         Journals `alarm.acknowledged`; an alarm that is not open here is refused, and
@@ -195,6 +218,7 @@ class BatchRun:
         """
         if self.batch.current in FINAL_STATES:
             return False  # the record is closed; the review shows what stayed unacknowledged
+        who = who or Who(user, self.terminal)
         found = self.open_alarms.pop(alarm, None)  # taken now: a second ack is refused
         if found is None:
             await self.recorder.record(
@@ -203,7 +227,7 @@ class BatchRun:
                 command="acknowledge",
                 state=self.batch.state,
                 blocked_by=None,
-                user=user,
+                **who.fields(),
                 reason=f"alarm {alarm} is not an open alarm of this batch",
             )
             return False
@@ -215,7 +239,7 @@ class BatchRun:
                 tag=found.tag,
                 level=found.level,
                 cleared=found.cleared,
-                user=user,
+                **who.fields(),
                 comment=comment,
             )
         except BaseException:
@@ -230,6 +254,38 @@ class BatchRun:
         """The batch's ISA-88 state."""
         return self.batch.current
 
+    def action_alarms(self) -> list[str]:
+        """What blocks a restart (PERMISSIVE-ALARM): action-level alarms not yet
+        acknowledged, and monitors whose value is at action level now."""
+        blockers = [
+            f"alarm {a.seq} ({a.monitor}, {'cleared' if a.cleared else 'active'}, unacknowledged)"
+            for a in self.open_alarms.values()
+            if a.level == "action"
+        ]
+        blockers += [
+            f"monitor {m.monitor.name} at action level ({m.tag})"
+            for m in self._monitors.values()
+            if m.level == "action"
+        ]
+        return blockers
+
+    async def _refuse(
+        self, command: Command, element: str | None, who: Who, rule: str, detail: str
+    ) -> bool:
+        """Journal a command refused by a named rule (`command.refused` with `rule`)."""
+        self.last_refusal = f"refused by {rule} ({RULES[rule]}): {detail}"
+        await self.recorder.record(
+            Kind.COMMAND_REFUSED,
+            element=element or self.batch.path,
+            command=command.value,
+            state=self.batch.state,
+            blocked_by=None,
+            **who.fields(),
+            reason=self.last_refusal,
+            rule=rule,
+        )
+        return False
+
     async def command(
         self,
         command: Command,
@@ -237,13 +293,41 @@ class BatchRun:
         user: str = ENGINE,
         reason: str = "",
         element: str | None = None,
+        override: bool = False,
+        signer: User | None = None,
+        who: Who | None = None,
     ) -> bool:
         """Apply an ISA-88 command to the batch, or to one active element (``element``:
-        its path); a refusal is journaled with its reason and the state it met.
+        its path); a refusal is journaled with its reason and the state it met
+        (`last_refusal` says why).
 
         Pause and resume act on the element and what runs under it. Hold, restart, stop
-        and abort propagate upward: given to a phase, they act on the whole batch.
+        and abort propagate upward: given to a phase, they act on the whole batch. Hold,
+        stop, abort and restart need a reason (REASON-REQUIRED). Restart is refused while
+        `action_alarms()` lists anything (PERMISSIVE-ALARM) unless `override`: a
+        supervisor's privileged override (R7), journaled as `command.override` naming
+        what it bypassed and, on a GMP plant, signed by `signer` (authenticated and
+        role-checked by the caller). `who` (default: `user` at this process's terminal)
+        is stamped into every entry: user ID, printed name, terminal, software (R2, R8).
         """
+        self.last_refusal = None
+        who = who or Who(user, self.terminal)
+        if command in REASONED and not reason.strip():
+            return await self._refuse(
+                command, element, who, "REASON-REQUIRED", f"{command.value} needs a reason"
+            )
+        blockers = self.action_alarms() if command is Command.RESTART else []
+        if blockers and not override:
+            return await self._refuse(
+                command,
+                element,
+                who,
+                "PERMISSIVE-ALARM",
+                f"{', '.join(blockers)}; acknowledge and correct first, or a supervisor "
+                "overrides with a signature",
+            )
+        if blockers and command is Command.RESTART and self.batch.allows(command):
+            await self._override(command, who, reason, "PERMISSIVE-ALARM", blockers, signer)
         async with self._lock:
             target = self._element(element)
             scoped = (
@@ -271,7 +355,7 @@ class BatchRun:
                     command=command.value,
                     state=None if blocked is None else blocked.state,
                     blocked_by=None if blocked is None else blocked.path,
-                    user=user,
+                    **who.fields(),
                     reason=(
                         f"{element} is not an active element"
                         if blocked is None
@@ -284,7 +368,7 @@ class BatchRun:
                 element=target.path,
                 command=command.value,
                 state=target.state,
-                user=user,
+                **who.fields(),
                 reason=reason,
                 scope="element" if scoped else "batch",
             )
@@ -296,6 +380,95 @@ class BatchRun:
             else:
                 await self.batch.apply(command.value)
             return True
+
+    async def _override(
+        self,
+        command: Command,
+        who: Who,
+        reason: str,
+        rule: str,
+        bypassed: list[str],
+        signer: User | None,
+    ) -> None:
+        """Journal a privileged override (R7) and, when there is a signer, their signature
+        over it (meaning performed); review lists it as an exception (rule override)."""
+        entry = await self.recorder.record(
+            Kind.COMMAND_OVERRIDE,
+            element=self.batch.path,
+            command=command.value,
+            **who.fields(),
+            reason=reason,
+            rule=rule,
+            bypassed=bypassed,
+        )
+        if signer is not None:
+            subject = {"type": "entry", "seq": entry.seq}
+            data = signature_data(signer, "performed", subject, entry_content(entry), reason)
+            await self.recorder.record(SIGNATURE, **data)
+
+    async def override_step(
+        self,
+        action: str,
+        path: str,
+        *,
+        who: Who,
+        reason: str,
+        signer: User | None = None,
+    ) -> bool:
+        """A supervisor's privileged override of one phase (R7), journaled (`step.forced`
+        / `step.skipped` with the reason, and the signer's signature on a GMP plant);
+        review lists it. `force` completes the running phase `path` now (its logic is
+        cancelled at a safe point); `skip` completes a phase that has not started, without
+        running it, when the procedure reaches it. Refused (journaled, `last_refusal`)
+        without a reason or for a path that cannot be forced or skipped."""
+        self.last_refusal = None
+        if not reason.strip():
+            return await self._refuse_step(action, path, who, "REASON-REQUIRED", "needs a reason")
+        phases = {
+            f"{up.name}/{op.name}/{ph.name}" for _p, up, op, ph in self.recipe.procedure.walk()
+        }
+        if action == "force":
+            task = self._phase_tasks.get(path)
+            el = next((e for e in self.chain if e.path == path), None)
+            if task is None or task.done() or el is None or el.current is not State.RUNNING:
+                return await self._refuse_step(action, path, who, "OVERRIDE", "not a running phase")
+        elif action == "skip":
+            started = path in self._entered or self._completed_before(path)
+            if path not in phases or started or path in self._skips:
+                return await self._refuse_step(
+                    action, path, who, "OVERRIDE", "not a phase still to come"
+                )
+        else:
+            return await self._refuse_step(action, path, who, "OVERRIDE", "force or skip")
+        kind = Kind.STEP_FORCED if action == "force" else Kind.STEP_SKIPPED
+        entry = await self.recorder.record(kind, element=path, **who.fields(), reason=reason)
+        if signer is not None:
+            subject = {"type": "entry", "seq": entry.seq}
+            data = signature_data(signer, "performed", subject, entry_content(entry), reason)
+            await self.recorder.record(SIGNATURE, **data)
+        if action == "skip":
+            self._skips.add(path)
+            return True
+        self._forced.add(path)
+        async with self._critical:
+            task = self._phase_tasks.get(path)
+            if task is not None and not task.done():
+                task.cancel()
+        return True
+
+    async def _refuse_step(self, action: str, path: str, who: Who, rule: str, why: str) -> bool:
+        self.last_refusal = f"refused by {rule} ({RULES[rule]}): {action} {path}: {why}"
+        await self.recorder.record(
+            Kind.COMMAND_REFUSED,
+            element=path,
+            command=action,
+            state=self.batch.state,
+            blocked_by=None,
+            **who.fields(),
+            reason=self.last_refusal,
+            rule=rule,
+        )
+        return False
 
     def _element(self, path: str | None) -> Element | None:
         if path is None or path == self.batch.path:
@@ -511,8 +684,9 @@ class BatchRun:
 
     async def _run_phase(self, up: UnitProcedure, op: Operation, phase: Phase) -> bool:
         path = f"{up.name}/{op.name}/{phase.name}"
-        if self._completed_before(path):
-            return True
+        if self._completed_before(path) or path in self._skips:
+            return True  # done before an interruption, or skipped by an override
+        self._entered.add(path)
         el = await self._enter(path, "phase")
         if el is None:
             return False
@@ -555,6 +729,9 @@ class BatchRun:
             self._decisions[path] = decision = loop.create_future()
             self._phase_tasks[path] = task = asyncio.create_task(logic(ctx))
             await asyncio.wait({task})
+            if task.cancelled() and path in self._forced:  # force-completed (override)
+                self._forced.discard(path)
+                return await self._leave(el)
             if not task.cancelled() and task.exception() is None:
                 # Done; if a command arrived just as the logic ended, _leave waits for
                 # the operator's decision (the logic's progress makes it final).

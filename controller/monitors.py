@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from drivers import Quality, Reading
+from ebr.review.bands import Band
 from recipes import Monitor
 
 AlarmSink = Callable[["AlarmEvent"], Awaitable[None]]
@@ -26,34 +27,23 @@ class AlarmEvent:
     at: datetime
 
 
-def _band_breach(value: float, low: float | None, high: float | None) -> float | None:
-    if low is not None and value < low:
-        return low
-    if high is not None and value > high:
-        return high
-    return None
-
-
 class MonitorState:
     """Tracks one monitor: the breach must persist ``delay_s`` of process time to raise."""
 
     def __init__(self, monitor: Monitor, tag: str) -> None:
         self.monitor = monitor
         self.tag = tag
+        self.band = Band(
+            monitor.alert_low, monitor.alert_high, monitor.action_low, monitor.action_high
+        )
         self.level = "normal"
         self.active_since: datetime | None = None
         self._pending: tuple[str, datetime, float] | None = None
 
     def _classify(self, value: float, margin: float = 0.0) -> tuple[str, float | None]:
-        """The level of ``value``; with ``margin`` the bands are narrowed (hysteresis)."""
-        m = self.monitor
-        limit = _band_breach(value, _add(m.action_low, margin), _add(m.action_high, -margin))
-        if limit is not None:
-            return "action", limit
-        limit = _band_breach(value, _add(m.alert_low, margin), _add(m.alert_high, -margin))
-        if limit is not None:
-            return "alert", limit
-        return "normal", None
+        """The level of ``value``; with ``margin`` the bands are narrowed (hysteresis).
+        The band function is the one review and the PDF charts use (ebr.review.bands)."""
+        return self.band.level(value, margin)
 
     @property
     def active(self) -> bool:
@@ -93,10 +83,6 @@ class MonitorState:
         return AlarmEvent(
             self.monitor.name, self.tag, level, True, value, limit, self.monitor.action, at
         )
-
-
-def _add(limit: float | None, margin: float) -> float | None:
-    return None if limit is None else limit + margin
 
 
 def _rank(level: str) -> int:

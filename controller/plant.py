@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,38 @@ from controller.mqtt_config import MqttConfig, MqttConfigError, parse_mqtt
 
 class PlantError(Exception):
     """A plant file is missing, malformed or inconsistent (message names file and field)."""
+
+
+QUALIFIED = "qualified"
+
+
+@dataclass(frozen=True, slots=True)
+class AssetStatus:
+    """A unit's asset identity and GMP status (R8): what the plant file declares."""
+
+    asset_id: str
+    serial: str
+    calibration_due: date
+    qualification: str
+
+    def problems(self, today: date) -> list[str]:
+        """Why this unit may not start a batch on `today` (empty when it may)."""
+        found = []
+        if self.calibration_due < today:
+            found.append(f"calibration due {self.calibration_due.isoformat()} (overdue)")
+        if self.qualification != QUALIFIED:
+            found.append(f"qualification {self.qualification!r}")
+        return found
+
+    def to_dict(self, today: date) -> dict[str, object]:
+        """As recorded with the batch: identity, due date and status on `today`."""
+        return {
+            "asset_id": self.asset_id,
+            "serial": self.serial,
+            "calibration_due": self.calibration_due.isoformat(),
+            "calibration": "overdue" if self.calibration_due < today else "in calibration",
+            "qualification": self.qualification,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +58,8 @@ class UnitConfig:
     address: dict[str, str] = field(default_factory=dict)
     #: Connection settings (OPC UA security and identity), paths made absolute.
     connection: dict[str, object] = field(default_factory=dict)
+    #: Asset ID, serial, calibration due date and qualification (`asset = {…}`), if declared.
+    asset: AssetStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +145,26 @@ def _simulator(spec: dict[str, Any], src: str) -> dict[str, Any]:
     return spec
 
 
+def _asset(raw: Any, where: str) -> AssetStatus | None:
+    """`asset = { id, serial, calibration_due = YYYY-MM-DD, qualification }` of a unit."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise PlantError(f"{where}: must be a table")
+    unknown = sorted(set(raw) - {"id", "serial", "calibration_due", "qualification"})
+    if unknown:
+        raise PlantError(f"{where}: unknown field {unknown[0]!r}")
+    due = raw.get("calibration_due")
+    if not isinstance(due, date) or hasattr(due, "hour"):
+        raise PlantError(f"{where}: 'calibration_due' must be a date (YYYY-MM-DD), got {due!r}")
+    return AssetStatus(
+        asset_id=_need(raw, "id", str, where),
+        serial=_need(raw, "serial", str, where),
+        calibration_due=due,
+        qualification=_need(raw, "qualification", str, where),
+    )
+
+
 def _parse(doc: dict[str, Any], src: str) -> Plant:
     head = doc.get("plant", {})
     mode = str(head.get("mode", "gmp"))
@@ -141,6 +196,7 @@ def _parse(doc: dict[str, Any], src: str) -> Plant:
                 endpoint=_need(raw, "endpoint", str, where),
                 address={str(k): str(v) for k, v in address.items()},
                 connection=_paths(connection, _CONNECTION_PATHS, src),
+                asset=_asset(raw.get("asset"), f"{where} asset"),
             )
         )
     if not units:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.recorder import BatchRecorder
+from ebr.people.duties import DutyRefused, check_may_act
 from ebr.people.signatures import (
     SIGNATURE,
     SignatureError,
@@ -243,13 +244,15 @@ class PromptBoard:
             )
         try:
             check_may_sign(signed_by.user, "performed")
+            check_may_act(signed_by.user.username, signed_by.user.roles, "answer")
             if prompt.verify:
                 if signed_by.verifier is None or signed_by.verifier.username != verifier:
                     raise PromptError(f"prompt {prompt.id}: the verifier did not sign")
                 if signed_by.verifier.user_id == signed_by.user.user_id:
                     raise PromptError(f"prompt {prompt.id}: the verifier must be another person")
                 check_may_sign(signed_by.verifier, "verified")
-        except SignatureError as exc:
+                check_may_act(signed_by.verifier.username, signed_by.verifier.roles, "verify")
+        except (SignatureError, DutyRefused) as exc:
             raise PromptError(f"prompt {prompt.id}: {exc}") from None
 
 

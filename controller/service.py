@@ -10,10 +10,16 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
 - ``SignIn(user, password)`` → ``{ok, name | message}``: checks a person's user ID and
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts, open_alarms, why}]``
+- ``Override(id, action, path, user, password, reason)`` → ``{ok, state, message}``: a
+  supervisor's signed override of one phase: ``force`` (complete the running phase) or
+  ``skip`` (a phase still to come)
+- ``Alerts()`` → ``[{ts, username, failures, …}]``: repeated failed logins or signatures
 - ``Show(id)`` → the batch with its active elements, open prompts and alarms, and
   (`controller.batch_view`) its hold/stop reason, CPP values, alarm list and prompt forms
 - ``Start(recipe_path, parameters_json, coi, user, password)`` → ``{ok, batch_id | message}``
-- ``Command(id, command, user, password, reason)`` → ``{ok, state, message}``
+- ``Command(id, command, user, password, reason)`` → ``{ok, state, message}``: hold,
+  restart, pause, resume, stop, abort, or override (a supervisor's restart past a
+  permissive, signed); hold, stop, abort, restart and override need a reason
 - ``Answer(prompt_id, values_json, user, password, verifier, verifier_password, comment)``
   → ``{ok, message}``: an operator prompt answered (signed by both people on GMP plants)
 - ``Acknowledge(id, alarm, user, password, comment)`` → ``{ok, message}``: an open alarm
@@ -53,16 +59,19 @@ from controller.plant import Plant
 from controller.prompts import PromptBoard, PromptError, SignedBy
 from controller.resume import ResumeError, load_resume_point
 from controller.session import BatchSetupError, Controller
+from controller.who import Who, opcua_caller
 from drivers import DriverError
 from ebr import EbrError
-from ebr.people.signatures import SignatureError, check_may_sign
+from ebr.people.duties import DutyRefused, check_may_act
+from ebr.people.signatures import SignatureError
 from ebr.people.users import AuthError, Directory, User
 from ebr.record.query import list_batches, read_journal
 from recipes import RecipeError, load_recipe
 
 NAMESPACE = "urn:cellbatch:controller"
 DEFAULT_LISTEN = "opc.tcp://127.0.0.1:4840"
-COMMANDS = ("hold", "restart", "pause", "resume", "stop", "abort")
+COMMANDS = ("hold", "restart", "pause", "resume", "stop", "abort", "override")
+"""`override`: a supervisor's signed restart past a permissive (R7)."""
 #: seconds between two updates of the batches' address space (and setpoint reads)
 UPDATE_S = 0.5
 _log = logging.getLogger(__name__)
@@ -156,9 +165,11 @@ class ControllerService:
             ("Info", self._info, 0),
             ("SignIn", self._sign_in, 2),
             ("List", self._list, 0),
+            ("Alerts", self._alerts, 0),
             ("Show", self._show, 1),
             ("Start", self._start, 5),
             ("Command", self._command, 5),
+            ("Override", self._override, 6),
             ("Answer", self._answer, 7),
             ("Acknowledge", self._acknowledge, 5),
         ]
@@ -196,7 +207,7 @@ class ControllerService:
 
     async def _sign_in(self, _parent: Any, user: str, password: str) -> str:
         try:
-            account = self._authenticate(user, password, "sign in at a terminal")
+            account = self._authenticate(user, password, "sign in at a terminal", "sign in")
         except (EbrError, SignatureError) as exc:
             return _refused(str(exc))
         return json.dumps({"ok": True, "name": account.printed_name if account else user})
@@ -208,6 +219,12 @@ class ControllerService:
                 for batch_id, (run, _task) in self.batches.items()
             ]
         )
+
+    async def _alerts(self, _parent: Any) -> str:
+        """Alerts for repeated failed logins or signatures (R12) on this store."""
+        assert self.controller.store is not None
+        alerts = Directory(self.controller.store).alerts()
+        return json.dumps([{"ts": a.ts, **a.data} for a in alerts])
 
     async def _show(self, _parent: Any, batch_id: str) -> str:
         found = self.batches.get(batch_id)
@@ -234,7 +251,10 @@ class ControllerService:
         self, _parent: Any, recipe_path: str, parameters: str, coi: str, user: str, password: str
     ) -> str:
         try:
-            self._authenticate(user, password, "start a batch")
+            terminal = opcua_caller(self.server)
+            who = Who.of(
+                user, terminal, self._authenticate(user, password, "start a batch", "start")
+            )
             recipe = load_recipe(Path(recipe_path))
             values = json.loads(parameters) if parameters else {}
             if not isinstance(values, dict):
@@ -243,7 +263,9 @@ class ControllerService:
                 recipe,
                 parameters={k: float(v) for k, v in values.items()},
                 coi=coi or None,
-                extra={"user": user},  # who started it (requests are concurrent)
+                # who started it and where (requests are concurrent); the software
+                # version is the session's own `software` field
+                extra={k: v for k, v in who.fields().items() if k != "software"},
             )
         except RecipeError as exc:
             return _refused("; ".join(str(d) for d in exc.diagnostics) or str(exc))
@@ -260,17 +282,55 @@ class ControllerService:
             return _refused(f"no batch {batch_id} in this controller")
         if command not in COMMANDS:
             return _refused(f"unknown command {command!r}; one of {', '.join(COMMANDS)}")
+        terminal = opcua_caller(self.server)
         try:
-            self._authenticate(user, password, f"{command} {batch_id}")
+            account = self._authenticate(user, password, f"{command} {batch_id}", command)
         except (EbrError, SignatureError) as exc:
             return _refused(str(exc))
         run, task = found
         if task.done():
             return _refused(f"batch {batch_id} has ended ({run.state})")
-        accepted = await run.command(Command(command), user=user, reason=reason)
+        override = command == "override"
+        accepted = await run.command(
+            Command.RESTART if override else Command(command),
+            user=user,
+            reason=reason,
+            override=override,
+            signer=account,
+            who=Who.of(user, terminal, account),
+        )
         if not accepted:
-            return _refused(f"{command} is not allowed: batch {batch_id} is {run.state}")
+            return _refused(
+                run.last_refusal or f"{command} is not allowed: batch {batch_id} is {run.state}"
+            )
         return json.dumps({"ok": True, "state": str(run.state), "message": "accepted"})
+
+    async def _override(
+        self,
+        _parent: Any,
+        batch_id: str,
+        action: str,
+        path: str,
+        user: str,
+        password: str,
+        reason: str,
+    ) -> str:
+        """A supervisor's signed phase override: `force` the running phase, `skip` one."""
+        found = self.batches.get(batch_id)
+        if found is None:
+            return _refused(f"no batch {batch_id} in this controller")
+        terminal = opcua_caller(self.server)
+        try:
+            account = self._authenticate(user, password, f"{action} {path} {batch_id}", "override")
+        except (EbrError, SignatureError) as exc:
+            return _refused(str(exc))
+        run, task = found
+        if task.done():
+            return _refused(f"batch {batch_id} has ended ({run.state})")
+        who = Who.of(user, terminal, account)
+        if not await run.override_step(action, path, who=who, reason=reason, signer=account):
+            return _refused(run.last_refusal or f"{action} {path} refused")
+        return json.dumps({"ok": True, "state": str(run.state), "message": f"{action} accepted"})
 
     async def _acknowledge(
         self, _parent: Any, batch_id: str, alarm: str, user: str, password: str, comment: str
@@ -278,15 +338,19 @@ class ControllerService:
         found = self.batches.get(batch_id)
         if found is None:
             return _refused(f"no batch {batch_id} in this controller")
+        terminal = opcua_caller(self.server)
         try:
             seq = int(alarm)
-            self._authenticate(user, password, f"acknowledge alarm {alarm} of {batch_id}")
+            account = self._authenticate(
+                user, password, f"acknowledge alarm {alarm} of {batch_id}", "acknowledge"
+            )
         except ValueError:
             return _refused(f"alarm {alarm!r}: want the alarm's number (batch show)")
         except (EbrError, SignatureError) as exc:
             return _refused(str(exc))
         run, _task = found
-        if not await run.acknowledge(seq, user=user, comment=comment):
+        who = Who.of(user, terminal, account)
+        if not await run.acknowledge(seq, user=user, comment=comment, who=who):
             return _refused(f"alarm {seq} is not an open alarm of batch {batch_id}")
         return json.dumps({"ok": True, "message": "acknowledged"})
 
@@ -306,10 +370,12 @@ class ControllerService:
             entries = json.loads(values)
             if not isinstance(entries, dict):
                 raise ValueError("values must be a JSON object")
-            account = self._authenticate(user, password, f"answer {prompt_id}")
+            account = self._authenticate(user, password, f"answer {prompt_id}", "answer")
             checker = None
             if verifier:
-                checker = self._authenticate(verifier, verifier_password, f"verify {prompt_id}")
+                checker = self._authenticate(
+                    verifier, verifier_password, f"verify {prompt_id}", "verify"
+                )
             signed = SignedBy(account, checker) if account is not None else None
             await board.answer(
                 prompt_id,
@@ -323,16 +389,21 @@ class ControllerService:
             return _refused(str(exc))
         return json.dumps({"ok": True, "message": "answered"})
 
-    def _authenticate(self, user: str, password: str, purpose: str) -> User | None:
+    def _authenticate(self, user: str, password: str, purpose: str, action: str) -> User | None:
         """The person's account on a GMP plant (None in simulation, where names are taken
-        as given); raises AuthError or SignatureError."""
+        as given), allowed to do `action` (ebr.people.duties: roles checked, a refusal
+        journaled on the site chain); raises AuthError or DutyRefused."""
         if not user:
             raise AuthError("name the user (--user)")
         if self.plant.simulation:
             return None
         assert self.controller.store is not None
-        account = Directory(self.controller.store).authenticate(user, password, purpose)
-        check_may_sign(account, "performed")
+        directory = Directory(self.controller.store)
+        account = directory.authenticate(user, password, purpose)
+        try:
+            check_may_act(account.username, account.roles, action)
+        except DutyRefused as refusal:
+            directory.refuse(account, purpose, refusal)
         return account
 
     @staticmethod

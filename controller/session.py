@@ -26,9 +26,15 @@ from controller.recorder import BatchRecorder, iso
 from controller.resume import load_resume_point
 from drivers import Device, DevicePool
 from ebr import Journal, Store
+from ebr.people.duties import RULES, DutyRefused, check_may_act
 from ebr.people.lifecycle import RecipeId, recipe_status
+from ebr.people.signatures import SIGNATURE, entry_content, signature_data
+from ebr.people.users import User
 from ebr.record.kinds import Kind
 from recipes import Recipe, tags_of
+
+UNIT_ALARM = "alarm.active"
+UNIT_ALARM_CODE = "alarm.code"
 
 
 class BatchSetupError(Exception):
@@ -197,8 +203,14 @@ class Controller:
         coi: str | None = None,
         batch_id: str | None = None,
         extra: dict[str, Any] | None = None,
+        asset_override: tuple[User, str] | None = None,
     ) -> BatchRun:
-        """Bind a recipe to free units, open its record and return the ready batch."""
+        """Bind a recipe to free units, open its record and return the ready batch.
+
+        A bound unit out of calibration or not qualified refuses the start (ASSET-STATUS)
+        unless `asset_override` = (a QA account authenticated by the caller, reason): then
+        an `asset.override` entry naming what was bypassed is journaled right after the
+        batch's first entry, with that person's signature (meaning approved)."""
         assert self.journal is not None, "Controller.start() first"
         if recipe.header.status != "approved" and not self.plant.simulation:
             raise BatchSetupError(
@@ -219,6 +231,8 @@ class Controller:
                     raise BatchSetupError(
                         f"unit {device.name} lacks {', '.join(missing)} needed by {alias!r}"
                     )
+            await self._check_unit_alarms(devices)
+            bypassed = self._check_assets(units, asset_override)
             clock = await self._clock_from(list(devices.values()))
         except Exception:
             self.release(batch_id)
@@ -242,7 +256,64 @@ class Controller:
             data=self._created_data(recipe, values, units, clock, extra or {}),
         )
         recorder = BatchRecorder(self.journal, batch_id, clock)
+        if bypassed and asset_override is not None:
+            account, reason = asset_override
+            entry = await recorder.record(
+                Kind.ASSET_OVERRIDE,
+                rule="ASSET-STATUS",
+                bypassed=bypassed,
+                reason=reason,
+                user=account.username,
+                user_id=account.user_id,
+                printed_name=account.printed_name,
+            )
+            subject = {"type": "entry", "seq": entry.seq}
+            data = signature_data(account, "approved", subject, entry_content(entry), reason)
+            await recorder.record(SIGNATURE, **data)
         return BatchRun(control, recorder, clock, prompts=self.prompts)
+
+    @staticmethod
+    def _check_assets(units: dict[str, UnitConfig], override: tuple[User, str] | None) -> list[str]:
+        """What keeps the bound units from starting (asset status, R8); raises
+        BatchSetupError unless a QA override with a reason is given."""
+        today = datetime.now(UTC).date()
+        bypassed = [
+            f"unit {u.name} ({u.asset.asset_id}, serial {u.asset.serial}): {problem}"
+            for u in units.values()
+            if u.asset is not None
+            for problem in u.asset.problems(today)
+        ]
+        if not bypassed:
+            return []
+        rule = f"refused by ASSET-STATUS ({RULES['ASSET-STATUS']})"
+        if override is None:
+            raise BatchSetupError(f"{rule}: {'; '.join(bypassed)}")
+        account, reason = override
+        try:
+            check_may_act(account.username, account.roles, "asset_override")
+        except DutyRefused as exc:
+            raise BatchSetupError(str(exc)) from None
+        if not reason.strip():
+            raise BatchSetupError(f"{rule}: an override needs a reason")
+        return bypassed
+
+    @staticmethod
+    async def _check_unit_alarms(devices: dict[str, Device]) -> None:
+        """Refuse to start while a bound unit reports an alarm (PERMISSIVE-UNIT-ALARM):
+        units whose profile has `alarm.active` are read once at bind."""
+        for alias, device in devices.items():
+            if not device.has(UNIT_ALARM):
+                continue
+            (reading,) = await device.read([UNIT_ALARM])
+            if reading.value:
+                code = ""
+                if device.has(UNIT_ALARM_CODE):
+                    (found,) = await device.read([UNIT_ALARM_CODE])
+                    code = f", code {found.value}"
+                raise BatchSetupError(
+                    f"refused by PERMISSIVE-UNIT-ALARM ({RULES['PERMISSIVE-UNIT-ALARM']}): "
+                    f"unit {device.name} ({alias}) reports an alarm{code}; clear it at the unit"
+                )
 
     def _check_approved(self, recipe: Recipe) -> None:
         """GMP: the store must hold a valid approval signature for this exact content."""
@@ -298,6 +369,7 @@ class Controller:
                     "class": u.equipment_class,
                     "profile": u.profile,
                     "endpoint": u.endpoint,
+                    "asset": None if u.asset is None else u.asset.to_dict(datetime.now(UTC).date()),
                 }
                 for alias, u in units.items()
             },

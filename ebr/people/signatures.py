@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ebr.people.duties import RULES, DutyRefused
 from ebr.people.users import AuthError, Directory, User
 from ebr.record.canonical import canonical_json
 from ebr.record.clock import Clock, utc_now
@@ -40,10 +41,19 @@ MEANING_ROLES: Mapping[str, frozenset[str]] = {
     "approved": frozenset({"qa", "qp"}),
     "released": frozenset({"qp"}),
 }
+SUBJECT_ROLES: Mapping[str, frozenset[str]] = {"qc_result": frozenset({"qc"})}
+"""Subjects only some roles may sign whatever the meaning (SOD-QC-ONLY)."""
+SUBJECT_RULES: Mapping[str, str] = {"qc_result": "SOD-QC-ONLY"}
 
 
 class SignatureError(EbrError):
-    """A signature was refused (wrong role, same person, nothing to sign…)."""
+    """A signature was refused (wrong role, same person, nothing to sign…); `rule` names
+    the separation-of-duties rule (ebr.people.duties.RULES) when one refused it."""
+
+    def __init__(self, message: str, rule: str | None = None) -> None:
+        """`message` says why; `rule` is a key of RULES or None."""
+        self.rule = rule
+        super().__init__(f"refused by {rule} ({RULES[rule]}): {message}" if rule else message)
 
 
 def content_hash(content: Mapping[str, Any]) -> str:
@@ -51,17 +61,22 @@ def content_hash(content: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(dict(content)).encode("utf-8")).hexdigest()
 
 
-def check_may_sign(user: User, meaning: str) -> None:
-    """Raise SignatureError unless `user` may sign with `meaning`."""
+def check_may_sign(user: User, meaning: str, subject_type: str | None = None) -> None:
+    """Raise SignatureError unless `user` may sign with `meaning` (a subject of
+    `subject_type`, when that type is restricted to some roles: SUBJECT_ROLES)."""
     if meaning not in MEANING_ROLES:
         raise SignatureError(f"unknown signature meaning {meaning!r}")
     if not user.can_sign():
-        raise SignatureError(f"{user.username}: admin accounts cannot sign GMP records")
-    if not user.roles & MEANING_ROLES[meaning]:
-        allowed = ", ".join(sorted(MEANING_ROLES[meaning]))
         raise SignatureError(
-            f"{user.username} ({', '.join(sorted(user.roles))}) cannot sign as {meaning!r}; "
-            f"that needs one of: {allowed}"
+            f"{user.username}: admin accounts cannot sign GMP records", "SOD-ADMIN-NEVER-SIGNS"
+        )
+    needed = SUBJECT_ROLES.get(subject_type or "", MEANING_ROLES[meaning])
+    if not user.roles & needed:
+        raise SignatureError(
+            f"{user.username} ({', '.join(sorted(user.roles))}) cannot sign as {meaning!r}"
+            f"{f' a {subject_type}' if subject_type in SUBJECT_ROLES else ''}; "
+            f"that needs one of: {', '.join(sorted(needed))}",
+            SUBJECT_RULES.get(subject_type or "", "SOD-ROLE"),
         )
 
 
@@ -73,7 +88,7 @@ def signature_data(
     comment: str | None = None,
 ) -> dict[str, Any]:
     """The data of a `signature` entry by `user` over `content` (role checked first)."""
-    check_may_sign(user, meaning)
+    check_may_sign(user, meaning, subject.get("type"))
     return {
         "signature_id": f"SIG-{uuid.uuid4().hex[:12].upper()}",
         "user_id": user.user_id,
@@ -86,9 +101,30 @@ def signature_data(
     }
 
 
-def failure_data(username: str, meaning: str, reason: str, subject: Mapping[str, Any]) -> dict:
-    """The data of a `signature.failed` entry."""
-    return {"username": username, "meaning": meaning, "reason": reason, "subject": dict(subject)}
+def failure_data(
+    username: str,
+    meaning: str,
+    reason: str,
+    subject: Mapping[str, Any],
+    rule: str | None = None,
+) -> dict[str, Any]:
+    """The data of a `signature.failed` entry (`rule`: the duty rule that refused it)."""
+    data = {"username": username, "meaning": meaning, "reason": reason, "subject": dict(subject)}
+    return {**data, "rule": rule} if rule else data
+
+
+def record_refusal(
+    directory: Directory,
+    chain_id: str,
+    username: str,
+    meaning: str,
+    subject: Mapping[str, Any],
+    refusal: DutyRefused,
+) -> None:
+    """Journal a signature refused by a duty rule in `chain_id`, then raise it."""
+    failed = failure_data(username, meaning, "refused", subject, refusal.rule)
+    append_entries(directory.store, chain_id, [(SIGNATURE_FAILED, failed)], clock=directory.clock)
+    raise refusal
 
 
 def authenticate_signer(
@@ -107,10 +143,11 @@ def authenticate_signer(
     """
     try:
         user = directory.authenticate(username, password, f"sign {meaning} {chain_id}")
-        check_may_sign(user, meaning)
+        check_may_sign(user, meaning, subject.get("type"))
     except (AuthError, SignatureError) as exc:
         reason = "wrong role" if isinstance(exc, SignatureError) else "authentication failed"
-        failed = failure_data(username, meaning, reason, subject)
+        rule = exc.rule if isinstance(exc, SignatureError) else None
+        failed = failure_data(username, meaning, reason, subject, rule)
         append_entries(
             directory.store, chain_id, [(SIGNATURE_FAILED, failed)], clock=directory.clock
         )

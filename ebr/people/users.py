@@ -25,6 +25,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from ebr.people.duties import ADMIN, ROLES, DutyRefused
 from ebr.record.clock import Clock, parse_ts, utc_now
 from ebr.record.errors import EbrError, UnknownBatchError
 from ebr.record.kinds import Kind
@@ -33,8 +34,6 @@ from ebr.record.model import SITE_CHAIN, BatchHeader, Entry
 from ebr.record.query import journal_entries
 from ebr.record.store import Store
 
-ROLES = ("operator", "supervisor", "qa", "qp", "admin")
-ADMIN = "admin"
 USERNAME = re.compile(r"[a-z][a-z0-9._-]{1,31}")
 
 
@@ -54,6 +53,9 @@ class PasswordPolicy:
     max_age: timedelta = timedelta(days=90)
     history: int = 3
     lockout_after: int = 5
+    alert_after: int = 3
+    """Failed attempts for one username within `alert_window` that raise an alert (R12)."""
+    alert_window: timedelta = timedelta(hours=24)
 
     def check(self, username: str, password: str) -> None:
         """Raise UserAdminError naming the first rule `password` breaks."""
@@ -205,9 +207,17 @@ class Directory:
         return self._require(user.username)
 
     def reset_password(self, admin: User, username: str, password: str) -> User:
-        """Admin sets a temporary password; the owner must change it before first use."""
+        """Admin sets a temporary password; the owner must change it before first use.
+
+        An admin cannot reset their own password this way (SOD-SELF, journaled): the
+        owner's own change (`change_password`) applies every rule.
+        """
         self._check_admin(admin)
         user = self._require(username)
+        if user.user_id == admin.user_id:
+            self._refuse(
+                admin, f"reset {username}", user, "SOD-SELF", "resetting one's own password"
+            )
         self._check_new_password(user, password)
         self._record(
             Kind.USER_PASSWORD_SET,
@@ -221,12 +231,28 @@ class Directory:
         return self._require(username)
 
     def set_roles(self, admin: User, username: str, roles: Iterable[str], reason: str) -> User:
-        """Change an account's roles (admin only; a reason is required)."""
+        """Change an account's roles (admin only; a reason is required).
+
+        Refused and journaled (`user.refused`): an admin changing their own roles
+        (SOD-SELF), and any change that would give an admin account a signing role or
+        turn a signing account into an admin (SOD-ADMIN-NEVER-SIGNS): those are separate
+        people with separate accounts.
+        """
         self._check_admin(admin)
         user = self._require(username)
         chosen = check_roles(roles)
         if not reason.strip():
             raise UserAdminError("a reason is required to change roles")
+        action = f"roles {username} -> {','.join(sorted(chosen))}"
+        if user.user_id == admin.user_id:
+            self._refuse(admin, action, user, "SOD-SELF", f"{admin.username} changing own roles")
+        if (ADMIN in user.roles) != (ADMIN in chosen):
+            detail = (
+                f"{username} is an admin account and cannot be granted {', '.join(sorted(chosen))}"
+                if ADMIN in user.roles
+                else f"{username} holds signing roles and cannot become an admin"
+            )
+            self._refuse(admin, action, user, "SOD-ADMIN-NEVER-SIGNS", detail)
         self._record(
             Kind.USER_ROLES_CHANGED,
             {
@@ -314,7 +340,36 @@ class Directory:
             items.append(
                 (Kind.USER_LOCKED, {"user_id": user.user_id, "failures": user.failures + 1})
             )
+        recent = self._recent_failures(username) + 1
+        if recent == self.policy.alert_after:
+            items.append(
+                (
+                    Kind.USER_ALERT,
+                    {
+                        "username": username,
+                        "user_id": user.user_id if user else None,
+                        "failures": recent,
+                        "window_s": self.policy.alert_window.total_seconds(),
+                        "last_purpose": purpose,
+                    },
+                )
+            )
         self._record_many(items)
+
+    def _recent_failures(self, username: str) -> int:
+        """Failed attempts for `username` within the alert window (any reason)."""
+        since = self.clock() - self.policy.alert_window
+        return sum(
+            1
+            for entry in site_entries(self.store, Kind.USER_AUTH_FAILED)
+            if entry.data.get("username") == username and parse_ts(entry.ts) >= since
+        )
+
+    def alerts(self) -> list[Entry]:
+        """Alerts raised for repeated failed logins or signatures (R12), newest last,
+        within the alert window."""
+        since = self.clock() - self.policy.alert_window
+        return [e for e in site_entries(self.store, Kind.USER_ALERT) if parse_ts(e.ts) >= since]
 
     def _refusal(self, user: User | None, password: str, allow_must_change: bool) -> str | None:
         if user is None:
@@ -377,6 +432,26 @@ class Directory:
     def _check_admin(self, admin: User) -> None:
         if ADMIN not in admin.roles or admin.disabled:
             raise AuthError(f"{admin.username}: user administration needs the admin role")
+
+    def _refuse(self, actor: User, action: str, target: User, rule: str, detail: str) -> None:
+        self.refuse(actor, action, DutyRefused(rule, detail), target)
+
+    def refuse(
+        self, actor: User, action: str, refusal: DutyRefused, target: User | None = None
+    ) -> None:
+        """Journal a request refused by a duty rule on the site chain (`user.refused`:
+        who, what, the rule), then raise `refusal`."""
+        self._record(
+            Kind.USER_REFUSED,
+            {
+                "user_id": (target or actor).user_id,
+                "by": actor.user_id,
+                "action": action,
+                "rule": refusal.rule,
+                "message": str(refusal),
+            },
+        )
+        raise refusal
 
     def _record(self, kind: str, data: Mapping[str, Any]) -> Entry:
         return self._record_many([(kind, data)])[0]

@@ -30,6 +30,16 @@ class Kind(StrEnum):
     """A process took the batch over again from its journal (recovery)."""
     COMMAND_ACCEPTED = "command.accepted"
     COMMAND_REFUSED = "command.refused"
+    ASSET_OVERRIDE = "asset.override"
+    """QA let a batch start on units out of calibration or unqualified (R8): what was
+    bypassed, the reason, who; followed by QA's signature."""
+    STEP_FORCED = "step.forced"
+    """A supervisor force-completed a running phase (R7 override); reason, who."""
+    STEP_SKIPPED = "step.skipped"
+    """A supervisor skipped a phase still to come (R7 override); reason, who."""
+    COMMAND_OVERRIDE = "command.override"
+    """A supervisor's privileged override (R7): the command, the rule it bypassed and
+    what blocked it; followed by the supervisor's signature on a GMP plant."""
     PHASE_PROGRESS = "phase.progress"
     PHASE_FAILED = "phase.failed"
     HOLDING_FAILED = "holding.failed"
@@ -52,6 +62,9 @@ class Kind(StrEnum):
     PROMPT_OPENED = "prompt.opened"
     PROMPT_ANSWERED = "prompt.answered"
     PROMPT_WITHDRAWN = "prompt.withdrawn"
+    ENTRY_CORRECTED = "entry.corrected"
+    """A typed entry corrected (R4): which answer, old and new values, reason, who;
+    followed by the corrector's (and, where required, a verifier's) signature."""
     IDENTITY_CONFIRMED = "identity.confirmed"
     IDENTITY_MISMATCH = "identity.mismatch"
     # -- alarms --------------------------------------------------------------------
@@ -96,6 +109,10 @@ class Kind(StrEnum):
     USER_DISABLED = "user.disabled"
     USER_ROLES_CHANGED = "user.roles_changed"
     USER_PASSWORD_SET = "user.password_set"
+    USER_ALERT = "user.alert"
+    """Repeated failed logins or signatures for one username within the alert window."""
+    USER_REFUSED = "user.refused"
+    """A user-administration request refused by a separation-of-duties rule (named)."""
 
 
 def failed_kind(state: str) -> Kind:
@@ -123,6 +140,7 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.BATCH_STATE: _STATE,
     Kind.ELEMENT_STATE: _STATE,
     Kind.COMMAND_ACCEPTED: frozenset({_T, "command", "element", "scope", "state", "user"}),
+    Kind.COMMAND_OVERRIDE: frozenset({_T, "element", "command", "user", "reason", "rule"}),
     Kind.CONDITION_MET: frozenset({_T, "condition", "element", "elapsed_s", "values"}),
     Kind.IDENTITY_CONFIRMED: frozenset({_T, "element", "scanned"}),
     Kind.METHOD_INTENT: frozenset({_T, "element", "unit", "method", "args"}),
@@ -132,9 +150,11 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.MONITORS_ACTIVE: frozenset({_T, "element", "monitors", "since"}),
     Kind.PHASE_PROGRESS: frozenset({_T, "element", "progress"}),
     Kind.PROMPT_OPENED: frozenset({_T, "element", "prompt", "prompt_kind", "text", "entries"}),
+    Kind.ENTRY_CORRECTED: frozenset({"corrects", "old", "new", "reason", "user", "user_id"}),
     Kind.PROMPT_ANSWERED: frozenset({_T, "element", "prompt", "user", "values"}),
     Kind.ALARM_RAISED: frozenset({_T}),
     Kind.ALARM_CLEARED: frozenset({_T}),
+    Kind.USER_REFUSED: frozenset({"user_id", "by", "action", "rule", "message"}),
     Kind.SAMPLES_BLOCK: frozenset({"block_no", "count", "first", "last", "sha256", "tags"}),
     Kind.DEVIATION_OPENED: frozenset(
         {"deviation_id", "classification", "title", "description", "links", "source", "user"}

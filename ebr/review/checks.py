@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ebr.review.depth import acceptance
 from ebr.review.model import Finding
 from ebr.review.people import (
     comments,
+    corrections,
     identity,
     manual_entries,
     overrides,
     parameters,
+    qc_results,
     refused_commands,
     signatures,
     simulation,
@@ -42,5 +45,8 @@ JOURNAL_RULES: dict[str, JournalRule] = {
     "simulation": simulation,
     "process_fault": process_faults,
     "refused_command": refused_commands,
+    "qc_result": qc_results,
+    "correction": corrections,
+    "acceptance": acceptance,
 }
 """The rules that read only the journal (excursion and bad-quality runs need samples)."""

@@ -51,6 +51,7 @@ from ebr.record.query import batch_record, journal_entries
 from ebr.record.schema import sample_blocks
 from ebr.record.store import Store
 from ebr.review.checks import JOURNAL_RULES
+from ebr.review.depth import cross_check
 from ebr.review.model import Evidence, Finding, ReviewException, SampleWindow
 from ebr.review.process import bad_quality, excursions
 from ebr.review.rules import (
@@ -132,6 +133,9 @@ def review_rows(
         rule = rules.rule(name)
         if rule.enabled:
             found += [(name, f) for f in check(view, rule)]
+    cross = rules.rule("cross_check")
+    if cross.enabled and any(blocks):
+        found += [("cross_check", f) for f in cross_check(view, cross, blocks)]
     out_rule, comm_rule = rules.rule("excursion"), rules.rule("comm_loss")
     if (out_rule.enabled or comm_rule.enabled) and any(blocks):
         out_runs, bad_runs = scan(

@@ -45,10 +45,10 @@ from ebr.record.model import LOT_CHAIN, BatchHeader, Entry
 from ebr.record.query import BatchSummary, journal_entries, list_batches
 from ebr.record.store import Store
 from ebr.record.verify import verify_batch
+from ebr.review.cqas import qc_checks, recipe_cqas
 from ebr.review.deviations import Deviation, deviations
 from ebr.review.exceptions import Rules, load_rules
 from ebr.review.release import FINAL_STATES, REJECTED, RELEASED, QaStatus, qa_status
-from ebr.review.specs import qc_checks, recipe_cqas
 
 DECISIONS = (RELEASED, REJECTED)
 

@@ -187,6 +187,9 @@ def signatures(view: BatchView, rule: RuleConfig) -> list[Finding]:
         data = entry.data
         if data.get("meaning") not in meanings:
             continue
+        subject = data.get("subject")
+        if isinstance(subject, dict) and subject.get("type") == "qc_result":
+            continue  # QC's own work after the batch, not the manufacturing record
         found.append(
             Finding(
                 anchor=entry.seq,
@@ -334,3 +337,61 @@ def refused_commands(view: BatchView, rule: RuleConfig) -> list[Finding]:
         )
         for e in view.kind(Kind.COMMAND_REFUSED)
     ]
+
+
+def qc_results(view: BatchView, rule: RuleConfig) -> list[Finding]:
+    """QC release-test results out of their specification (recorded with the verdict)."""
+    found = []
+    for entry in view.kind(Kind.QC_RESULT):
+        data = entry.data
+        if data.get("verdict") != "out of specification" and data.get("outcome") != "fail":
+            continue
+        spec = data.get("specification") or {}
+        unit = f" {data['unit']}" if data.get("unit") else ""
+        found.append(
+            Finding(
+                anchor=entry.seq,
+                severity=rule.severity,
+                title=f"QC result out of specification: {data.get('test', '?')}",
+                detail=(
+                    f"{data.get('test', '?')} = {data.get('value', data.get('outcome'))}{unit}; "
+                    f"specification {fmt(spec)}"
+                ),
+                evidence=Evidence(
+                    (entry.seq,), facts={k: data.get(k) for k in ("test", "value", "unit")}
+                ),
+            )
+        )
+    return found
+
+
+def corrections(view: BatchView, rule: RuleConfig) -> list[Finding]:
+    """Typed entries corrected after the fact: old and new values, reason, who (R4)."""
+    found = []
+    for entry in view.kind(Kind.ENTRY_CORRECTED):
+        data = entry.data
+        old, new = as_dict(data.get("old")), as_dict(data.get("new"))
+        changes = "; ".join(f"{k} {fmt(old.get(k))} → {fmt(v)}" for k, v in new.items())
+        element = str(data.get("element") or "")
+        verifier = data.get("verifier")
+        found.append(
+            Finding(
+                anchor=entry.seq,
+                severity=rule.severity,
+                title=f"corrected entry seq {data.get('corrects')}: {changes}",
+                detail=(
+                    f"by {data.get('user', '?')}"
+                    + (f", verified by {verifier}" if verifier else "")
+                    + f"; reason: {data.get('reason', '')}"
+                ),
+                evidence=Evidence(
+                    (
+                        entry.seq,
+                        *((data["corrects"],) if isinstance(data.get("corrects"), int) else ()),
+                    ),
+                    facts={k: data.get(k) for k in ("corrects", "old", "new", "reason", "user")},
+                ),
+                element=element or None,
+            )
+        )
+    return found

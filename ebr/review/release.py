@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ebr.people.duties import RULES, DutyRefused
 from ebr.people.signatures import (
     SIGNATURE,
     SIGNATURE_FAILED,
@@ -28,11 +29,13 @@ from ebr.people.signatures import (
     batch_content,
     check_signature,
     entry_content,
+    record_refusal,
     signature_data,
 )
 from ebr.people.users import Directory, User
 from ebr.record.canonical import canonical_json
 from ebr.record.chain import GENESIS_HASH, entry_hash
+from ebr.record.checks import VerifyResult
 from ebr.record.clock import Clock, utc_now
 from ebr.record.errors import EbrError
 from ebr.record.kinds import Kind
@@ -40,8 +43,10 @@ from ebr.record.ledger import append_entries
 from ebr.record.model import BATCH_STATE, BatchRecord, Entry
 from ebr.record.query import batch_record, journal_entries
 from ebr.record.store import Store
+from ebr.record.verify import verify_connection
+from ebr.review.cqas import recipe_cqas
 from ebr.review.exceptions import ReviewException, Rules, review_connection
-from ebr.review.specs import recipe_cqas
+from ebr.review.specs import IN_SPEC, OOS, Specifications, load_specs
 
 FINAL_STATES = frozenset({"Complete", "Stopped", "Aborted"})
 DISPOSITION = Kind.REVIEW_DISPOSITION
@@ -49,8 +54,11 @@ DECISION = Kind.BATCH_DECISION
 QC_RESULT = Kind.QC_RESULT
 RELEASED = "released"
 REJECTED = "rejected"
+NOT_FOR_USE = "not for use"
+INVALID = "INVALID"
 PENDING = "released pending results"
-OUTCOMES = ("pass", "fail")
+DECISIONS = (RELEASED, REJECTED, NOT_FOR_USE)
+CLOSED = frozenset({RELEASED, REJECTED, NOT_FOR_USE})
 
 
 class ReleaseRefused(EbrError):
@@ -93,6 +101,12 @@ class QaStatus:
     pending: list[str] = field(default_factory=list)
     results: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     failed_attempts: int = 0
+    verification: VerifyResult | None = None
+
+    @property
+    def valid(self) -> bool:
+        """False when the record fails verification (then nothing it says is trusted)."""
+        return self.verification is None or self.verification.ok
 
     @property
     def ended(self) -> bool:
@@ -106,7 +120,10 @@ class QaStatus:
 
     @property
     def disposition(self) -> str:
-        """released / rejected / released pending results / in review / in process."""
+        """INVALID (the record fails verification, whatever it says) / released /
+        rejected / not for use / released pending results / in review / in process."""
+        if not self.valid:
+            return INVALID
         if self.decision is not None:
             return self.decision
         return "in review" if self.ended else "in process"
@@ -117,6 +134,10 @@ class QaStatus:
             "batch_id": self.record.header.batch_id,
             "state": self.state,
             "disposition": self.disposition,
+            "verified": self.valid,
+            "integrity_problem": (
+                None if self.verification is None else self.verification.first_problem
+            ),
             "open_exceptions": len(self.open_exceptions),
             "exceptions": [status.to_dict() for status in self.exceptions],
             "review": None if self.review is None else self.review.to_dict(),
@@ -130,9 +151,12 @@ def qa_status(store: Store, batch_id: str, rules: Rules | None = None) -> QaStat
     """Read a batch and derive its exceptions, signatures and release state."""
     with store.snapshot() as conn:
         record = batch_record(conn, batch_id)
+        verification = verify_connection(conn, batch_id)
         entries = journal_entries(conn, batch_id)
         exceptions = review_connection(conn, record, entries, rules)
-    return derive_status(record, entries, exceptions)
+    status = derive_status(record, entries, exceptions)
+    status.verification = verification
+    return status
 
 
 def derive_status(
@@ -254,6 +278,11 @@ def exception_content(
     }
 
 
+def _out_of_spec(result: Mapping[str, Any]) -> bool:
+    """A QC result whose verdict is not in specification (older records: outcome fail)."""
+    return result.get("verdict") == OOS or result.get("outcome") != "pass"
+
+
 def _unsigned(entry: Entry) -> dict[str, Any]:
     return {k: v for k, v in entry.data.items() if k != "signature_id"}
 
@@ -267,13 +296,23 @@ class QaDesk:
         directory: Directory,
         *,
         rules: Rules | None = None,
+        specs: Specifications | None = None,
         clock: Clock = utc_now,
     ) -> None:
-        """Act on `store`, authenticating against `directory`."""
+        """Act on `store`, authenticating against `directory`; QC results are judged
+        against `specs` (default: `load_specs()`)."""
         self.store = store
         self.directory = directory
         self.rules = rules
+        self._specs = specs
         self.clock = clock
+
+    @property
+    def specs(self) -> Specifications:
+        """The release-test specifications in force (loaded on first use)."""
+        if self._specs is None:
+            self._specs = load_specs()
+        return self._specs
 
     def status(self, batch_id: str) -> QaStatus:
         """The batch's review and release state now."""
@@ -296,7 +335,7 @@ class QaDesk:
             raise ReleaseRefused(f"batch {batch_id} has no exception {exception_id}")
         if not found.open:
             raise ReleaseRefused(f"exception {exception_id} is already dispositioned")
-        if status.decision in (RELEASED, REJECTED):
+        if status.decision in CLOSED:
             raise ReleaseRefused(f"batch {batch_id} is {status.decision}; the record is closed")
         if not comment.strip():
             raise ReleaseRefused("a disposition needs a comment (the justification)")
@@ -338,17 +377,34 @@ class QaDesk:
         pending: Iterable[str] = (),
         comment: str | None = None,
     ) -> Signature:
-        """The QP's decision: released (optionally pending named results) or rejected."""
+        """The QP's decision: released (optionally pending named results), rejected, or
+        not for use (what a simulation record may become: SIM-NOT-PRODUCT).
+
+        Refused and journaled as `signature.failed` naming the rule: releasing a
+        simulation record, and the reviewer releasing (SOD-REVIEWER-RELEASES).
+        """
         status = self._ended(batch_id)
         pending = [test.strip() for test in pending if test.strip()]
         subject: dict[str, Any] = {"type": "decision"}
-        if decision not in (RELEASED, REJECTED):
-            raise ReleaseRefused(f"decision must be {RELEASED!r} or {REJECTED!r}")
-        if status.decision in (RELEASED, REJECTED):
+        if decision not in DECISIONS:
+            raise ReleaseRefused(f"decision must be one of {', '.join(map(repr, DECISIONS))}")
+        if status.decision in CLOSED:
             raise ReleaseRefused(f"batch {batch_id} is already {status.decision}")
+        if decision == RELEASED and status.record.header.simulation:
+            refusal = DutyRefused(
+                "SIM-NOT-PRODUCT",
+                f"batch {batch_id} was made in simulation; decide rejected or not for use",
+            )
+            record_refusal(self.directory, batch_id, username, "released", subject, refusal)
         if decision == RELEASED:
-            self._check_releasable(batch_id, status, username, pending)
+            self._check_releasable(batch_id, status, pending)
         user = self._signer(batch_id, username, password, "released", subject)
+        reviewer = None if status.review is None else status.review.data.get("user_id")
+        if decision == RELEASED and reviewer == user.user_id:
+            refusal = DutyRefused(
+                "SOD-REVIEWER-RELEASES", f"{username} signed the review of batch {batch_id}"
+            )
+            record_refusal(self.directory, batch_id, username, "released", subject, refusal)
         final = PENDING if decision == RELEASED and pending else decision
         data = {"decision": final, "pending": pending, "comment": comment}
         return self._sign_record(batch_id, user, "released", comment, [(DECISION, data)])
@@ -359,36 +415,30 @@ class QaDesk:
         username: str,
         password: str,
         test: str,
-        outcome: str,
+        value: str,
+        unit: str | None = None,
         comment: str | None = None,
-        value: float | str | None = None,
     ) -> Signature:
-        """Record a QC result that arrived after the batch ended (signed as performed).
-
-        With a ``value`` for a CQA the batch's recipe declares, ``pass`` is refused when
-        the value does not meet the CQA's specification.
-        """
+        """Record a QC release-test result (qc role only, signed as performed): the value
+        and unit are judged against the product's specification of `test` and recorded
+        with it and the verdict; an out-of-specification result blocks release (QC-OOS)."""
         status = self._ended(batch_id)
-        if outcome not in OUTCOMES:
-            raise ReleaseRefused(f"outcome must be one of {', '.join(OUTCOMES)}")
-        if not test.strip():
-            raise ReleaseRefused("name the test")
-        if test in status.results:
-            raise ReleaseRefused(f"a result for {test!r} is already recorded")
-        if value is not None and outcome == "pass":
-            with self.store.snapshot() as conn:
-                cqas = {c.name: c for c in recipe_cqas(journal_entries(conn, batch_id)[:1])}
-            cqa = cqas.get(test)
-            if cqa is not None and not cqa.meets(value):
-                raise ReleaseRefused(
-                    f"{test} {value} does not meet its specification {cqa.specification()}; "
-                    "record it as fail"
-                )
-        subject = {"type": "qc_result", "test": test}
+        spec = self._specs_of(status).test(status.record.header.product, test.strip())
+        recorded, verdict = spec.evaluate(value, unit)
+        subject = {"type": "qc_result", "test": spec.name}
         user = self._signer(batch_id, username, password, "performed", subject)
-        result: dict[str, Any] = {"test": test, "outcome": outcome, "comment": comment}
-        if value is not None:
-            result["value"] = value
+        if spec.name in status.results:
+            raise ReleaseRefused(f"a result for {spec.name!r} is already recorded")
+        result = {
+            "test": spec.name,
+            "method": spec.method,
+            "specification": spec.to_dict(),
+            "value": recorded,
+            "unit": spec.unit,
+            "verdict": verdict,
+            "outcome": "pass" if verdict == IN_SPEC else "fail",
+            "comment": comment,
+        }
         sig = signature_data(
             user, "performed", subject, {"batch_id": batch_id, "result": result}, comment
         )
@@ -402,28 +452,45 @@ class QaDesk:
 
     # -- helpers ---------------------------------------------------------------------
 
+    def _specs_of(self, status: QaStatus) -> Specifications:
+        """The release tests of a batch: its recipe's CQAs (pinned in ``batch.created``)
+        with the specifications file over them."""
+        header = status.record.header
+        with self.store.snapshot() as conn:
+            created = journal_entries(conn, header.batch_id)[:1]
+        return self.specs.for_recipe(header.product, recipe_cqas(created))
+
     def _ended(self, batch_id: str) -> QaStatus:
         status = self.status(batch_id)
+        if not status.valid:
+            assert status.verification is not None
+            raise ReleaseRefused(
+                f"refused by RECORD-INVALID ({RULES['RECORD-INVALID']}): batch {batch_id}: "
+                f"{status.verification.first_problem}"
+            )
         if not status.ended:
             raise ReleaseRefused(
                 f"batch {batch_id} is {status.state}; review and release start when it has ended"
             )
         return status
 
-    def _check_releasable(
-        self, batch_id: str, status: QaStatus, username: str, pending: list[str]
-    ) -> None:
+    def _check_releasable(self, batch_id: str, status: QaStatus, pending: list[str]) -> None:
+        failed = sorted(t for t, r in status.results.items() if _out_of_spec(r))
+        if failed:
+            raise ReleaseRefused(
+                f"refused by QC-OOS ({RULES['QC-OOS']}): batch {batch_id}: "
+                f"{', '.join(failed)} out of specification; it can only be rejected"
+            )
         if status.open_exceptions:
             raise ReleaseRefused(self._open_list(batch_id, status))
         if status.review is None or not status.review.valid:
             raise ReleaseRefused(f"batch {batch_id} has no valid QA review signature yet")
-        if status.review.data["username"] == username:
-            raise ReleaseRefused("the QP releasing must be a different person than the reviewer")
-        failed = sorted(t for t, r in status.results.items() if r["outcome"] != "pass")
-        if failed:
+        declared = set(self._specs_of(status).tests(status.record.header.product))
+        unknown = sorted(set(pending) - declared)
+        if unknown:
             raise ReleaseRefused(
-                f"batch {batch_id}: failed QC result(s) {', '.join(failed)}; "
-                "it can only be rejected"
+                f"no release test {unknown[0]!r} is specified for product "
+                f"{status.record.header.product!r}; pending tests must be declared ones"
             )
         if status.decision == PENDING:
             missing = sorted(set(status.pending) - set(status.results))
@@ -431,6 +498,12 @@ class QaDesk:
                 raise ReleaseRefused(f"batch {batch_id} still waits for: {', '.join(missing)}")
             if pending:
                 raise ReleaseRefused("the batch is already released pending results")
+        absent = sorted(declared - set(status.results) - set(pending))
+        if absent:
+            raise ReleaseRefused(
+                f"batch {batch_id}: no result yet for release test(s) {', '.join(absent)}; "
+                "release pending them (--pending) or record them first"
+            )
 
     def _open_list(self, batch_id: str, status: QaStatus) -> str:
         ids = ", ".join(s.exception.id for s in status.open_exceptions)

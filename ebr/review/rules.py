@@ -109,6 +109,10 @@ SETTINGS: dict[str, dict[str, Check]] = {
     "simulation": {},
     "process_fault": {},
     "refused_command": {},
+    "qc_result": {},
+    "correction": {},
+    "acceptance": {"fallback_tags": _names},
+    "cross_check": {"pairs": _names, "tolerance_pct": _number(0), "max_age_s": _number(0)},
 }
 """Every rule and its own settings, in the order exceptions of one seq are listed."""
 

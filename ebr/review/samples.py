@@ -3,6 +3,7 @@ samples without a good value, each located in its sample block."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from bisect import bisect_left, bisect_right
@@ -13,6 +14,7 @@ from operator import itemgetter
 from typing import Any
 
 from ebr.record.model import SAMPLES_BLOCK
+from ebr.review.bands import Band
 from ebr.review.view import BatchView, MonitorLimits, number, seconds_between
 
 GOOD = "good"
@@ -127,14 +129,14 @@ class _Open:
 
 
 def _limits(m: MonitorLimits, value: float) -> tuple[str, float, bool] | None:
-    """(side, limit crossed, beyond action) when `value` is outside the monitor's band."""
-    high = m.alert_high if m.alert_high is not None else m.action_high
-    low = m.alert_low if m.alert_low is not None else m.action_low
-    if high is not None and value > high:
-        return "high", high, m.action_high is not None and value > m.action_high
-    if low is not None and value < low:
-        return "low", low, m.action_low is not None and value < m.action_low
-    return None
+    """(side, limit crossed, beyond action) when `value` is outside the monitor's band
+    (the shared band function, ebr.review.bands)."""
+    return _band(m).breach(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _band(m: MonitorLimits) -> Band:
+    return Band(m.alert_low, m.alert_high, m.action_low, m.action_high)
 
 
 Row = Sequence[Any]

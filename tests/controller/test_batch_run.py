@@ -114,7 +114,7 @@ async def test_hold_and_restart_resume_the_held_phase(
     assert [el.current for el in run.chain] == [State.HELD] * 4
     assert not await run.command(Command.RESUME, user="op1"), "resume is not allowed from Held"
     await asyncio.sleep(0.3)  # 10 simulated minutes held
-    assert await run.command(Command.RESTART, user="op1")
+    assert await run.command(Command.RESTART, user="op1", reason="test")
     assert await asyncio.wait_for(task, 30) is State.COMPLETE
     entries = journal_of(controller, run.control.batch_id)
     assert states_of(entries, "culture/grow/culture") == [
@@ -189,7 +189,7 @@ async def test_refused_write_holds_the_batch(
     failed = [e for e in entries if e.kind == "write.result" and not e.data["ok"]]
     assert failed and "BadOutOfRange" in failed[0].data["error"]
     assert any(e.kind == "phase.failed" for e in entries)
-    assert await run.command(Command.STOP, user="sup1")
+    assert await run.command(Command.STOP, user="sup1", reason="test")
     assert await asyncio.wait_for(task, 10) is State.STOPPED
 
 
@@ -227,7 +227,7 @@ async def test_action_limit_breach_holds_the_batch(
     assert ack.data["monitor"] == "temperature" and ack.data["comment"] == "seen, investigating"
     refused = [e for e in entries if e.kind == "command.refused"]
     assert [e.data["command"] for e in refused] == ["acknowledge", "acknowledge"]
-    assert await run.command(Command.ABORT, user="sup1")
+    assert await run.command(Command.ABORT, user="sup1", reason="test")
     assert await asyncio.wait_for(task, 10) is State.ABORTED
     # Held within the monitor's delay plus two sample periods of the breach starting.
     assert controller.store is not None

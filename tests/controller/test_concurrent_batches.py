@@ -105,7 +105,7 @@ async def test_a_failing_batch_holds_alone(multi_vessel: BioreactorServer, tmp_p
         bad_task = asyncio.create_task(controller.run(bad))
         assert await asyncio.wait_for(good_task, 60) is State.COMPLETE
         assert bad.state is State.HELD and not bad_task.done()
-        assert await bad.command(Command.ABORT, user="sup1")
+        assert await bad.command(Command.ABORT, user="sup1", reason="test")
         assert await asyncio.wait_for(bad_task, 10) is State.ABORTED
     finally:
         await controller.stop()

@@ -46,7 +46,7 @@ async def test_instrument_that_goes_silent_holds_the_batch(tmp_path: Path) -> No
         while run.state is not State.HELD:
             run.state_changed.clear()
             await asyncio.wait_for(run.state_changed.wait(), 10)
-        assert await run.command(Command.ABORT, user="sup1")
+        assert await run.command(Command.ABORT, user="sup1", reason="test")
         assert await asyncio.wait_for(task, 10) is State.ABORTED
         assert controller.store is not None
         entries = read_journal(controller.store, run.control.batch_id)

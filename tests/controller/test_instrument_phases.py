@@ -139,7 +139,7 @@ async def test_hold_stops_the_pump_and_restart_pumps_the_remainder(
         pump = run.control.units["pump"]
         (running,) = await pump.read(["pump.running"])
         assert running.value in (False, 0), "holding logic stopped the pump"
-        assert await run.command(Command.RESTART, user="op1")
+        assert await run.command(Command.RESTART, user="op1", reason="test")
         assert await asyncio.wait_for(task, 60) is State.COMPLETE
         entries = _entries(controller, run)
         result = next(

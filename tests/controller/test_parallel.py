@@ -92,11 +92,11 @@ async def test_hold_reaches_every_branch_and_restart_resumes_both(tmp_path: Path
         while not any(el.path.endswith("/short") for el in run.chain):
             run.state_changed.clear()
             await asyncio.wait_for(run.state_changed.wait(), 10)
-        assert await run.command(Command.HOLD, user="op1")
+        assert await run.command(Command.HOLD, user="op1", reason="test")
         phases = [el for el in run.chain if el.level == "phase"]
         assert {el.path.rsplit("/", 1)[-1] for el in phases} == {"long_1", "short"}
         assert {el.current for el in run.chain} == {State.HELD}
-        assert await run.command(Command.RESTART, user="op1")
+        assert await run.command(Command.RESTART, user="op1", reason="test")
 
     state, entries = await _run(tmp_path, script)
     assert state is State.COMPLETE
@@ -114,7 +114,7 @@ async def test_stop_ends_every_branch(tmp_path: Path) -> None:
         while not any(el.path.endswith("/short") for el in run.chain):
             run.state_changed.clear()
             await asyncio.wait_for(run.state_changed.wait(), 10)
-        assert await run.command(Command.STOP, user="sup1")
+        assert await run.command(Command.STOP, user="sup1", reason="test")
 
     state, entries = await _run(tmp_path, script)
     assert state is State.STOPPED

@@ -122,7 +122,7 @@ async def test_identity_mismatch_holds_the_batch(tmp_path: Path) -> None:
         run.state_changed.clear()
         await asyncio.wait_for(run.state_changed.wait(), 5)
     assert run.chain[-1].path == "bench/receive/scan"
-    assert await run.command(Command.ABORT, user="sup1")
+    assert await run.command(Command.ABORT, user="sup1", reason="test")
     assert await asyncio.wait_for(task, 5) is State.ABORTED
     entries = await _close(journal, store, pool)
     mismatch = [e.data for e in entries if e.kind == "identity.mismatch"]
@@ -138,10 +138,10 @@ async def test_a_held_prompt_is_withdrawn_and_asked_again(tmp_path: Path) -> Non
     while not board.open:
         board.changed.clear()
         await asyncio.wait_for(board.changed.wait(), 5)
-    assert await run.command(Command.HOLD, user="op1")
+    assert await run.command(Command.HOLD, user="op1", reason="test")
     assert not board.open
     board.answerer = simulated_operator(board)
-    assert await run.command(Command.RESTART, user="op1")
+    assert await run.command(Command.RESTART, user="op1", reason="test")
     assert await asyncio.wait_for(task, 10) is State.COMPLETE
     entries = await _close(journal, store, pool)
     kinds = [e.kind for e in entries if e.kind.startswith("prompt.")]
@@ -164,8 +164,9 @@ async def test_gmp_answers_are_signed_by_two_authenticated_people(tmp_path: Path
     admin = people.authenticate("admin", "site-key-2026", "test")
     for name in ("olga", "vera"):
         people.add(admin, name, name.title(), ["operator"], "temporary-pw-9")
-    olga, vera = people.get("olga"), people.get("vera")
-    assert olga is not None and vera is not None
+    people.add(admin, "quinn", "Quinn", ["qa"], "temporary-pw-9")
+    olga, vera, quinn = people.get("olga"), people.get("vera"), people.get("quinn")
+    assert olga is not None and vera is not None and quinn is not None
     task = asyncio.create_task(run.run())
 
     async def next_prompt(after: str | None = None) -> str:
@@ -181,6 +182,8 @@ async def test_gmp_answers_are_signed_by_two_authenticated_people(tmp_path: Path
         await board.answer(first, {"done": "done"}, user="olga", signed_by=SignedBy(vera))
     with pytest.raises(PromptError, match="admin accounts cannot sign"):
         await board.answer(first, {"done": "done"}, user="admin", signed_by=SignedBy(admin))
+    with pytest.raises(PromptError, match="SOD-ROLE"):  # QA reviews; it does not operate
+        await board.answer(first, {"done": "done"}, user="quinn", signed_by=SignedBy(quinn))
     await board.answer(first, {"done": "done"}, user="olga", signed_by=SignedBy(olga))
     scan = await next_prompt(after=first)
     await board.answer(scan, {"scan": "COI-42"}, user="olga", signed_by=SignedBy(olga))

@@ -80,7 +80,9 @@ async def _scenario(script: list[tuple[Command, int, bool]], db: Path) -> None:
                 parents_run if scoped else run.batch.allows(command)
             )
             batch_before = run.batch.current
-            accepted = await run.command(command, user="prop", element=target.path)
+            accepted = await run.command(
+                command, user="prop", reason="property", element=target.path
+            )
             assert accepted is allowed, (command, target, run.chain)
             refusals += not accepted
             states = [el.current for el in run.chain]
@@ -92,7 +94,7 @@ async def _scenario(script: list[tuple[Command, int, bool]], db: Path) -> None:
             if run.state in STEADY:
                 assert not set(states) & set(FINISHES), states  # nothing left mid-transition
         if run.state not in FINAL_STATES:
-            await run.command(Command.ABORT, user="prop")
+            await run.command(Command.ABORT, user="prop", reason="test")
         await asyncio.wait_for(task, 10)
         final = run.state  # the table lets an ended batch be aborted, after run() returned
     finally:

@@ -28,7 +28,11 @@ ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "recipes" / "library"
 COI = "COI-2026-LOT-001"
 ADMIN_PW = "site-key-2026"
-PEOPLE = {"olga": "operator", "quinn": "qa", "petra": "qp"}
+PEOPLE = {"olga": "operator", "quinn": "qa", "petra": "qp", "cleo": "qc"}
+UNITS = {  # the unit of each numeric CQA, as the library recipes declare it
+    "viable_cell_count": "cells", "viability": "%", "cd3_positive": "%", "recovery": "%",
+    "post_thaw_viability": "%", "car_positive": "%", "vcn": "copies/cell", "endotoxin": "EU/mL",
+}  # fmt: skip
 RESULTS = {  # CQA → (value, outcome) per recipe
     "car-t-expansion": {"viable_cell_count": 4.1e9, "viability": 92.0, "cd3_positive": 97.0},
     "cell-wash-formulate": {"recovery": 88.0, "viability": 90.0},
@@ -130,8 +134,9 @@ def _review(db: Path, batch_id: str, recipe: str) -> None:
                "simulation run, reviewed", "--user", "quinn", user="quinn"))  # fmt: skip
     ok(run(db, "ebr", "review", batch_id, "--sign", "--user", "quinn", user="quinn"))
     for test, value in RESULTS[recipe].items():
-        ok(run(db, "ebr", "result", batch_id, test, "--outcome", "pass", "--value", str(value),
-               "--user", "quinn", user="quinn"))  # fmt: skip
+        unit = ["--unit", UNITS[test]] if test in UNITS else []
+        ok(run(db, "ebr", "result", batch_id, test, str(value), *unit,
+               "--user", "cleo", user="cleo"))  # fmt: skip
 
 
 def test_three_linked_batches_make_a_lot_released_after_its_deviation_closes(

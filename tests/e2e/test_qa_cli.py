@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = ROOT / "tests" / "controller" / "recipes" / "short-culture.yaml"
 ADMIN_PW = "site-key-2026"
+SPECS = ROOT / "tests" / "ebr" / "specs-test.toml"
 
 
 def cellbatch(
@@ -34,7 +35,7 @@ def cellbatch(
     """Run a command in-process (click's runner: no terminal, so passwords come from the
     environment) — the same code path as the console script minus interpreter start-up."""
     env = {"CELLBATCH_DB": f"sqlite:///{db}", "CELLBATCH_PASSWORD": password,
-           "CELLBATCH_NEW_PASSWORD": new}  # fmt: skip
+           "CELLBATCH_NEW_PASSWORD": new, "CELLBATCH_SPECS": str(SPECS)}  # fmt: skip
     result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
     assert "Traceback" not in result.stderr, result.stderr
     return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
@@ -73,7 +74,7 @@ def add_user(db: Path, name: str, role: str, password: str) -> None:
     )  # fmt: skip
     assert "must be changed at first use" in out
     refused(
-        cellbatch(db, "ebr", "result", "B-QA", "endotoxin", "--outcome", "pass",
+        cellbatch(db, "ebr", "result", "B-QA", "endotoxin", "0.3", "--unit", "EU/mL",
                   "--user", name, password="temporary-pw-9"),
         "password must be changed",
     )  # fmt: skip
@@ -95,7 +96,7 @@ def qa_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0 and "created user U0001 admin" in proc.stdout, proc.stderr
-    for name, role in (("olga", "operator"), ("quinn", "qa"), ("petra", "qp")):
+    for name, role in (("olga", "operator"), ("quinn", "qa"), ("petra", "qp"), ("cleo", "qc")):
         add_user(db, name, role, f"{name[0]}-secret-{len(name)}4")
     return db
 
@@ -107,6 +108,7 @@ def test_users_list_and_admin_cannot_sign(qa_db: Path) -> None:
         ("U0002", "olga", "active"),
         ("U0003", "quinn", "active"),
         ("U0004", "petra", "active"),
+        ("U0005", "cleo", "active"),
     ]
     assert "password" not in json.dumps(listed).replace("password_set_at", "").replace(
         "must_change", ""
@@ -117,6 +119,11 @@ def test_users_list_and_admin_cannot_sign(qa_db: Path) -> None:
         "admin accounts cannot sign",
     )  # fmt: skip
     refused(cellbatch(qa_db, "users", "init", password=ADMIN_PW), "already initialised")
+    refused(
+        cellbatch(qa_db, "users", "roles", "admin", "--role", "qa", "--reason", "approve",
+                  "--user", "admin", password=ADMIN_PW),
+        "refused by SOD-SELF",
+    )  # fmt: skip
 
 
 def test_review_disposition_release(qa_db: Path) -> None:
@@ -148,13 +155,25 @@ def test_review_disposition_release(qa_db: Path) -> None:
         )  # fmt: skip
     ok(cellbatch(qa_db, "ebr", "review", "B-QA", "--sign", "--user", "quinn",
                  password="q-secret-54"))  # fmt: skip
+    refused(
+        cellbatch(qa_db, "ebr", "result", "B-QA", "endotoxin", "0.3", "--unit", "EU/mL",
+                  "--user", "olga", password="o-secret-44"),
+        "refused by SOD-QC-ONLY",
+    )  # fmt: skip
+    out = ok(cellbatch(qa_db, "ebr", "result", "B-QA", "endotoxin", "0.3", "--unit", "EU/mL",
+                       "--user", "cleo", password="c-secret-44"))  # fmt: skip
+    assert "endotoxin = 0.3 EU/mL, in specification" in out
+    ok(cellbatch(qa_db, "ebr", "result", "B-QA", "identity", "conforms",
+                 "--user", "cleo", password="c-secret-44"))  # fmt: skip
     out = ok(
         cellbatch(qa_db, "ebr", "release", "B-QA", "--decision", "released", "--pending",
-                  "sterility", "--user", "petra", password="p-secret-54")
+                  "sterility", "--pending", "mycoplasma", "--user", "petra",
+                  password="p-secret-54")
     )  # fmt: skip
     assert "released pending results" in out
-    ok(cellbatch(qa_db, "ebr", "result", "B-QA", "sterility", "--outcome", "pass",
-                 "--user", "quinn", password="q-secret-54"))  # fmt: skip
+    for test in ("sterility", "mycoplasma"):
+        ok(cellbatch(qa_db, "ebr", "result", "B-QA", test, "pass",
+                     "--user", "cleo", password="c-secret-44"))  # fmt: skip
     ok(cellbatch(qa_db, "ebr", "release", "B-QA", "--decision", "released", "--user", "petra",
                  password="p-secret-54"))  # fmt: skip
     (listed,) = json.loads(ok(cellbatch(qa_db, "ebr", "list", "--json")))
@@ -290,3 +309,10 @@ async def test_gmp_hmi_asks_for_each_signature_and_signs_out_when_idle(
         entries = read_journal(store, batch_id)
     answered = [e.data for e in entries if e.kind == "prompt.answered"]
     assert [a["user"] for a in answered] == ["olga"] * 3 and answered[-1]["verifier"] == "quinn"
+    created = entries[0].data  # who started it and where (R2, R8)
+    assert (created["user"], created["user_id"], created["printed_name"]) == (
+        "olga",
+        "U0002",
+        "Olga",
+    )
+    assert created["terminal"].startswith("opcua 127.0.0.1:") and created["software"]

@@ -117,10 +117,11 @@ def test_qa_walkthrough_dispositions_every_exception_and_releases(checkout: Chec
     assert before["open_exceptions"] > 0, "the demo leaves exceptions to review"
     proc = bash(checkout, readme_blocks()["qa"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("password changed for") == 2  # QA's and the QP's first change
+    assert proc.stdout.count("password changed for") == 3  # QA's, QC's and the QP's first change
+    assert "SIMULATION" in proc.stderr or "simulation" in proc.stderr  # release refused, named
     after = json.loads(bash(checkout, review).stdout)
     assert after["batch_id"] == checkout.batch_id
-    assert after["disposition"] == "released"
+    assert after["disposition"] == "not for use"  # a simulation record is never released
     assert after["open_exceptions"] == 0
     assert [e["id"] for e in after["exceptions"]] == [e["id"] for e in before["exceptions"]]
     assert all(e["signature"] is not None for e in after["exceptions"])

@@ -111,8 +111,10 @@ def test_batches_over_the_interface_and_recovery_after_sigkill(
         batch_id = started.stdout.split()[-1]
         ok = cellbatch("batch", "hold", batch_id, "--reason", "check the bag", *at)
         assert ok.returncode == 0 and "Held" in ok.stdout, ok.stderr
-        again = cellbatch("batch", "hold", batch_id, *at)
+        again = cellbatch("batch", "hold", batch_id, "--reason", "again", *at)
         assert again.returncode == 1 and "not allowed" in again.stderr
+        bare = cellbatch("batch", "restart", batch_id, *at)
+        assert bare.returncode == 1 and "refused by REASON-REQUIRED" in bare.stderr
         unknown = cellbatch("batch", "abort", "NO-SUCH", *at)
         assert unknown.returncode == 1 and "no batch NO-SUCH" in unknown.stderr
         shown = json.loads(
@@ -120,7 +122,7 @@ def test_batches_over_the_interface_and_recovery_after_sigkill(
         )
         assert shown["state"] == "Held" and shown["coi"] == "COI-SVC-1"
         assert shown["why"] == "hold by olga: check the bag"
-        assert cellbatch("batch", "restart", batch_id, *at).returncode == 0
+        assert cellbatch("batch", "restart", batch_id, "--reason", "bag ok", *at).returncode == 0
     finally:
         serve.end(signal.SIGKILL)
     # Started again: the interrupted batch is back, Held, and finishes on restart.
@@ -128,7 +130,8 @@ def test_batches_over_the_interface_and_recovery_after_sigkill(
     try:
         assert f"recovered {batch_id}: Held, waiting for restart" in serve.lines
         assert wait_state(endpoint, batch_id, {"Held"}) == "Held"
-        assert cellbatch("batch", "restart", batch_id, *at).returncode == 0
+        restarted = cellbatch("batch", "restart", batch_id, "--reason", "recovered", *at)
+        assert restarted.returncode == 0, restarted.stderr
         assert wait_state(endpoint, batch_id, {"Complete"}) == "Complete"
     finally:
         assert serve.end(signal.SIGTERM) == 0
@@ -141,6 +144,8 @@ def test_batches_over_the_interface_and_recovery_after_sigkill(
         e.data for e in entries if e.kind == "command.accepted" and e.data.get("user") == "olga"
     ]
     assert [c["command"] for c in commands] == ["hold", "restart", "restart"]
+    assert all(c["terminal"].startswith("opcua 127.0.0.1:") for c in commands)
+    assert all(c["software"].startswith("cellbatch ") and c["user_id"] is None for c in commands)
 
 
 def test_no_controller_is_a_plain_error() -> None:
@@ -221,7 +226,7 @@ def test_alarms_are_acknowledged_through_the_interface(
         listed_alarms = {a["seq"]: a for a in shown["alarm_list"]}
         assert listed_alarms[int(seq)]["acknowledged_by"] == "olga"
         assert shown["alarms"] == len(shown["alarm_list"])
-        assert cellbatch("batch", "stop", batch_id, *at).returncode == 0
+        assert cellbatch("batch", "stop", batch_id, "--reason", "end of test", *at).returncode == 0
         assert wait_state(endpoint, batch_id, {"Stopped"}) == "Stopped"
     finally:
         assert serve.end(signal.SIGTERM) == 0

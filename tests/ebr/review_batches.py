@@ -391,6 +391,52 @@ def _aborted(s: Script) -> Script:
     return s
 
 
+def _qc_oos(s: Script) -> Script:
+    """A QC result that arrived after the batch ended, out of its specification."""
+    spec = {"name": "endotoxin", "method": "LAL", "kind": "numeric", "unit": "EU/mL",
+            "low": None, "high": 5}  # fmt: skip
+    s.add("qc.result", test="endotoxin", method="LAL", specification=spec, value=7.5,
+          unit="EU/mL", verdict="out of specification", outcome="fail", comment=None,
+          signature_id="SIG-QC")  # fmt: skip
+    return s
+
+
+def _corrected(s: Script) -> Script:
+    """A typed count corrected after the batch ended (entry.corrected)."""
+    answered = next(
+        n + 2 for n, (op, p) in enumerate(s.ops) if op == "entry" and p[0] == "prompt.answered"
+    )
+    s.add("entry.corrected", corrects=answered, element="expansion/day_0/culture",
+          prompt=f"{s.batch_id}#1", old={"viable_density": 2.1e6},
+          new={"viable_density": 1.2e6}, reason="transcription error", user="a.smith",
+          user_id="U0002", printed_name="A Smith", verifier="b.jones")  # fmt: skip
+    return s
+
+
+DENSITY = "bioreactor.culture.viable_density"
+HARVEST = "culture.viable_density >= 10000000 or elapsed >= 1 d"
+
+
+def _harvest(density: float) -> Callable[[Script], Any]:
+    """A harvest wait met with `density` recorded: below 1e7 it ended by its fallback."""
+
+    def add(s: Script) -> None:
+        s.add("condition.met", element="expansion/qc/count/wait", condition=HARVEST,
+              values={"culture.viable_density": density}, elapsed_s=86400)  # fmt: skip
+
+    return add
+
+
+def _typed_count(online: float) -> Callable[[Script], Any]:
+    """Online density `online` just before a typed count of 2.1e6 cells/mL."""
+
+    def add(s: Script) -> None:
+        s.samples(DENSITY, 140, [online, online], step=5)
+        _manual(s, verify=True, verifier="b.jones")
+
+    return add
+
+
 def _with(extra: Callable[[Script], Any], **kw: Any) -> Callable[[str], Script]:
     def build(batch_id: str) -> Script:
         s = clean(batch_id, **kw)
@@ -415,6 +461,12 @@ TRIGGERS: dict[str, Callable[[str], Script]] = {
     "simulation": lambda b: finish(clean(b, simulation=True)),
     "process_fault": _with(_fault),
     "refused_command": _with(_refused),
+    "qc_result": lambda b: _qc_oos(finish(clean(b))),
+    "acceptance": _with(_harvest(4.2e6)),
+    "cross_check": _with(_typed_count(1.1e6)),
+    "correction": lambda b: _corrected(
+        _with(lambda s: _manual(s, verify=True, verifier="b.jones"))(b)
+    ),
 }
 """Rule → a batch that triggers it (batch id `TRIG-<rule>`)."""
 
@@ -438,6 +490,8 @@ EXTRA: dict[str, Callable[[str], Script]] = {
     "ABORTED": lambda b: _aborted(clean(b)),
     "FLAPPING": _with(_flapping),
     "RESUMED-PROMPTS": _with(_resumed_prompts),
+    "HARVEST-MET": _with(_harvest(1.1e7)),
+    "COUNT-AGREES": _with(_typed_count(2.0e6)),
 }
 """Other batches: the clean one, and cases that must (not) trigger a rule."""
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ebr import Store
+from ebr.people.duties import DutyRefused
 from ebr.people.signatures import SignatureError
 from ebr.people.users import AuthError, Directory
 from ebr.record.errors import StoreError
@@ -20,24 +21,34 @@ from ebr.record.query import read_journal
 from ebr.record.verify import verify_batch
 from ebr.review.exceptions import load_rules
 from ebr.review.release import PENDING, QaDesk, ReleaseRefused, qa_status
+from ebr.review.specs import load_specs
 from tests.ebr.review_batches import TRIGGERS, clean, write
 from tests.ebr.test_users import ADMIN_PW, FAST_HASHER, PW, ready_user
 
 RULES = load_rules()
+SPECS = load_specs(Path(__file__).with_name("specs-test.toml"))
+OTHER_TESTS = ("endotoxin", "0.4", "EU/mL"), ("identity", "conforms", None)
+
+
+def in_spec_others(desk: QaDesk, batch: str) -> None:
+    """Record the in-specification results of the tests a release does not wait for."""
+    for test, value, unit in OTHER_TESTS:
+        desk.record_result(batch, "cleo", PW, test, value, unit)
 
 
 @pytest.fixture
 def people(store: Store) -> Directory:
     d = Directory(store, hasher=FAST_HASHER)
     d.init("admin", "Site Admin", ADMIN_PW)
-    for name, role in (("olga", "operator"), ("quinn", "qa"), ("petra", "qp"), ("paul", "qp")):
+    staff = (("olga", "operator"), ("quinn", "qa"), ("petra", "qp"), ("paul", "qp"), ("cleo", "qc"))
+    for name, role in staff:
         ready_user(d, name, role)
     return d
 
 
 @pytest.fixture
 def desk(store: Store, people: Directory) -> QaDesk:
-    return QaDesk(store, people, rules=RULES)
+    return QaDesk(store, people, rules=RULES, specs=SPECS)
 
 
 async def _batch(store: Store, rule: str = "alarm") -> str:
@@ -61,18 +72,23 @@ async def test_release_flow_from_exceptions_to_release(store: Store, desk: QaDes
     with pytest.raises(ReleaseRefused, match="no valid QA review"):
         desk.release(batch, "petra", PW, "released")
     desk.sign_review(batch, "quinn", PW, "record complete")
-    desk.release(batch, "petra", PW, "released", pending=["sterility"])
+    with pytest.raises(ReleaseRefused, match="no result yet for release test"):
+        desk.release(batch, "petra", PW, "released", pending=["sterility"])
+    in_spec_others(desk, batch)
+    desk.release(batch, "petra", PW, "released", pending=["sterility", "mycoplasma"])
     assert desk.status(batch).disposition == PENDING
-    with pytest.raises(ReleaseRefused, match="still waits for: sterility"):
+    with pytest.raises(ReleaseRefused, match="still waits for: mycoplasma, sterility"):
         desk.release(batch, "petra", PW, "released")
-    desk.record_result(batch, "quinn", PW, "sterility", "pass", "14-day, no growth")
+    desk.record_result(batch, "cleo", PW, "sterility", "pass", comment="14-day, no growth")
+    desk.record_result(batch, "cleo", PW, "mycoplasma", "pass")
     desk.release(batch, "petra", PW, "released")
     final = desk.status(batch)
     assert final.disposition == "released" and not final.open_exceptions
     assert all(signature.valid for signature in final.signatures)
     meanings = [s.data["meaning"] for s in final.signatures]
     assert meanings.count("reviewed") == len(status.exceptions) + 1
-    assert meanings[-3:] == ["released", "performed", "released"]
+    assert meanings[-6:] == ["performed", "performed", "released", "performed", "performed",
+                             "released"]  # fmt: skip
     with pytest.raises(ReleaseRefused, match="already released"):
         desk.release(batch, "paul", PW, "rejected")
     assert verify_batch(store, batch).ok
@@ -83,17 +99,20 @@ async def test_only_a_qp_other_than_the_reviewer_releases(store: Store, desk: Qa
     for item in desk.status(batch).exceptions:
         desk.dispose(batch, "petra", PW, item.exception.id, "seen")
     desk.sign_review(batch, "petra", PW)
-    with pytest.raises(ReleaseRefused, match="different person than the reviewer"):
-        desk.release(batch, "petra", PW, "released")
+    in_spec_others(desk, batch)
+    waits = ["sterility", "mycoplasma"]
+    with pytest.raises(DutyRefused, match="SOD-REVIEWER-RELEASES"):
+        desk.release(batch, "petra", PW, "released", pending=waits)
     with pytest.raises(SignatureError, match="cannot sign as 'released'"):
-        desk.release(batch, "quinn", PW, "released")
+        desk.release(batch, "quinn", PW, "released", pending=waits)
     with pytest.raises(SignatureError, match="admin accounts cannot sign"):
-        desk.release(batch, "admin", ADMIN_PW, "released")
-    desk.release(batch, "paul", PW, "released")
+        desk.release(batch, "admin", ADMIN_PW, "released", pending=waits)
+    desk.release(batch, "paul", PW, "released", pending=waits)
     failed = [e for e in read_journal(store, batch) if e.kind == "signature.failed"]
-    assert [(f.data["username"], f.data["reason"]) for f in failed] == [
-        ("quinn", "wrong role"),
-        ("admin", "wrong role"),
+    assert [(f.data["username"], f.data["reason"], f.data.get("rule")) for f in failed] == [
+        ("petra", "refused", "SOD-REVIEWER-RELEASES"),
+        ("quinn", "wrong role", "SOD-ROLE"),
+        ("admin", "wrong role", "SOD-ADMIN-NEVER-SIGNS"),
     ]
 
 
@@ -128,9 +147,11 @@ async def test_a_failed_result_only_allows_rejection(store: Store, desk: QaDesk)
     for item in desk.status(batch).exceptions:
         desk.dispose(batch, "quinn", PW, item.exception.id, "seen")
     desk.sign_review(batch, "quinn", PW)
-    desk.release(batch, "petra", PW, "released", pending=["mycoplasma"])
-    desk.record_result(batch, "quinn", PW, "mycoplasma", "fail")
-    with pytest.raises(ReleaseRefused, match="failed QC result"):
+    in_spec_others(desk, batch)
+    desk.release(batch, "petra", PW, "released", pending=["mycoplasma", "sterility"])
+    desk.record_result(batch, "cleo", PW, "mycoplasma", "fail")
+    desk.record_result(batch, "cleo", PW, "sterility", "pass")
+    with pytest.raises(ReleaseRefused, match="QC-OOS"):
         desk.release(batch, "petra", PW, "released")
     desk.release(batch, "petra", PW, "rejected")
     assert desk.status(batch).disposition == "rejected"
@@ -186,6 +207,9 @@ async def test_exports_carry_exceptions_dispositions_and_signatures(
     (item,) = desk.status(batch).exceptions
     desk.dispose(batch, "quinn", PW, item.exception.id, "operator note read", "DEV-42")
     desk.sign_review(batch, "quinn", PW)
+    in_spec_others(desk, batch)
+    for test in ("sterility", "mycoplasma"):
+        desk.record_result(batch, "cleo", PW, test, "pass")
     desk.release(batch, "petra", PW, "released")
     record = analyse(store, batch)
     assert record.qa is not None and record.qa.disposition == "released"

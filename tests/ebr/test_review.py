@@ -58,6 +58,10 @@ EXPECTED = {
     "simulation": ["simulation-1"],
     "process_fault": ["process_fault-19", "process_fault-20", "process_fault-21"],
     "refused_command": ["refused_command-18"],
+    "qc_result": ["qc_result-24"],
+    "correction": ["correction-26"],
+    "acceptance": ["acceptance-18"],
+    "cross_check": ["cross_check-20.viable_density"],
 }
 """The IDs each rule gives on its trigger batch (seqs as tests/ebr/review_batches writes)."""
 
@@ -105,6 +109,20 @@ def _ids(found: list[ReviewException], rule: str | None = None) -> list[str]:
 
 def test_every_rule_has_a_trigger_batch() -> None:
     assert set(TRIGGERS) == set(SETTINGS) == set(EXPECTED)
+
+
+def test_harvest_by_fallback_and_typed_count_off_online_are_exceptions(
+    reviewed: Store, rules: Rules
+) -> None:
+    (fallback,) = [e for e in review(reviewed, "TRIG-acceptance", rules) if e.rule == "acceptance"]
+    assert "ended by its fallback (elapsed >= 1 d)" in fallback.title
+    assert "culture.viable_density = 4200000" in fallback.detail
+    assert not _ids(review(reviewed, "HARVEST-MET", rules), "acceptance")
+    (count,) = [e for e in review(reviewed, "TRIG-cross_check", rules) if e.rule == "cross_check"]
+    assert "typed viable_density 2.1e+06 vs online" in count.title and "+91 %" in count.title
+    assert not _ids(review(reviewed, "COUNT-AGREES", rules), "cross_check")
+    site = parse_rules("site.toml", "[cross_check]\ntolerance_pct = 100\n")
+    assert not _ids(review(reviewed, "TRIG-cross_check", site), "cross_check")
 
 
 def test_a_clean_batch_has_no_exceptions(reviewed: Store, rules: Rules) -> None:

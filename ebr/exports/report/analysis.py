@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +18,10 @@ from ebr.record.model import BATCH_CREATED, BATCH_STATE, BatchRecord, Entry, Sam
 from ebr.record.query import IDLE, batch_record, blocks_of, journal_entries
 from ebr.record.store import Store
 from ebr.record.verify import verify_connection
+from ebr.review.bands import Band
 from ebr.review.exceptions import load_rules, review_connection
 from ebr.review.release import QaStatus, derive_status
+from ebr.review.view import BatchView
 
 ELEMENT_STATE = Kind.ELEMENT_STATE
 WRITE_INTENT = Kind.WRITE_INTENT
@@ -67,17 +69,17 @@ class MonitorSpec:
     action_low: float | None
     action_high: float | None
     on_action: str
+    since: str | None = None
+    """When the monitor started watching (sample time format); None: it never did."""
+
+    @property
+    def band(self) -> Band:
+        """The limits as the shared band function judges them (ebr.review.bands)."""
+        return Band(self.alert_low, self.alert_high, self.action_low, self.action_high)
 
     def excursion(self, value: float | None) -> bool:
         """Whether `value` lies outside the alert band (or the action band)."""
-        if value is None:
-            return False
-        for low in (self.alert_low, self.action_low):
-            if low is not None and value < low:
-                return True
-        return any(
-            high is not None and value > high for high in (self.alert_high, self.action_high)
-        )
+        return self.band.outside(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,8 @@ def analyse(store: Store, batch_id: str) -> Record:
         entries = journal_entries(conn, batch_id)
         blocks = blocks_of(conn, batch_id)
         qa, qa_problem = _qa(conn, batch, entries)
+    if qa is not None:
+        qa.verification = verification  # a record failing verification shows INVALID
     record = Record(batch, entries, blocks, verification, format_ts(utc_now()))
     record.qa, record.qa_problem = qa, qa_problem
     created = next((e.data for e in entries if e.kind == BATCH_CREATED), {})
@@ -192,7 +196,8 @@ def analyse(store: Store, batch_id: str) -> Record:
     epoch = parse_time(clock.get("epoch")) if isinstance(clock, dict) else None
     record.epoch = epoch or parse_time(batch.created_at)
     record.parameters = _parameters(created)
-    record.monitors = _monitors(created)
+    since = BatchView(batch, entries).monitor_since
+    record.monitors = [replace(m, since=since.get(m.name)) for m in _monitors(created)]
     _walk(record)
     return record
 

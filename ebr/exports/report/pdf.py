@@ -293,7 +293,7 @@ def _cover(pdf: RecordPDF, record: Record) -> None:
     software = as_dict(created.get("software"))
     equipment = as_dict(created.get("equipment"))
     units = ", ".join(
-        f"{role}: {spec.get('unit', '?')} ({spec.get('class', '')})"
+        f"{role}: {spec.get('unit', '?')} ({spec.get('class', '')}){_asset_text(spec)}"
         for role, spec in equipment.items()
         if isinstance(spec, dict)
     )
@@ -446,6 +446,18 @@ def _downsample(days: Any, values: Any) -> tuple[Any, Any]:
     return x, y
 
 
+def _asset_text(unit: dict[str, Any]) -> str:
+    """A bound unit's asset identity and calibration status, as recorded at start (R8)."""
+    asset = as_dict(unit.get("asset"))
+    if not asset:
+        return ""
+    return (
+        f" [asset {asset.get('asset_id')}, serial {asset.get('serial')}, calibration due "
+        f"{asset.get('calibration_due')} ({asset.get('calibration')}), "
+        f"{asset.get('qualification')}]"
+    )
+
+
 def _chart(record: Record, spec: MonitorSpec, samples: list[Sample]) -> bytes:
     epoch = np.datetime64(record.epoch.replace(tzinfo=None), "us") if record.epoch else None
     stamps = np.array([s.time[:-1] for s in samples], dtype="datetime64[us]")
@@ -476,14 +488,14 @@ def _chart(record: Record, spec: MonitorSpec, samples: list[Sample]) -> bytes:
             label=f"{name} limit" if name not in labelled else None,
         )
         labelled.add(name)
-    mask = np.zeros(len(values), dtype=bool)
-    finite = ~np.isnan(values)
-    for low in (spec.alert_low, spec.action_low):
-        if low is not None:
-            mask |= finite & (values < low)
-    for high in (spec.alert_high, spec.action_high):
-        if high is not None:
-            mask |= finite & (values > high)
+    # The shared band function (ebr.review.bands), from when the monitor watched: the
+    # chart marks exactly the samples review judges (no warm-up before `active_from`).
+    band = spec.band
+    mask = np.fromiter((band.outside(v) for v in values.tolist()), dtype=bool, count=len(values))
+    if spec.since is None:
+        mask[:] = False
+    else:
+        mask &= stamps >= np.datetime64(spec.since[:-1], "us")
     excursions = int(mask.sum())
     if excursions:
         idx = np.flatnonzero(mask)
