@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             with lock:
                 state["kills"] += result.kills - args.kills_per_batch
                 state["done"] += result.kills
+                if not result.batch_id or (not result.kills and result.notes):
+                    state["next"] = most  # the instruments stopped answering: stop there
                 results.append(result)
                 print(
                     f"batch {len(results):>3} {result.batch_id}: {result.kills} kills, "

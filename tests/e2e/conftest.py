@@ -17,6 +17,7 @@ SERVED_VESSELS = [
     "GMP-01",
     "GMP-02",
     "SVC-01",
+    "MQTT-01",
     *(f"K-{i:02d}" for i in range(1, 25)),
 ]
 
