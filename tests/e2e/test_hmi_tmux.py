@@ -5,8 +5,8 @@ the alarm (it stays listed, acknowledged by them), restarts with a reason and an
 the prompt in its form; with the controller gone the screen says UNREACHABLE and marks
 the values STALE, and clears that once the controller is back.
 
-(The restart permissive — refused while an action alarm is active — does not exist yet;
-this test gains that step when it does.) Skipped when tmux is not installed."""
+The restart permissive (refused while an action alarm is unacknowledged) is driven at
+the terminal by test_hmi_permissive.py. Skipped when tmux is not installed."""
 
 from __future__ import annotations
 
