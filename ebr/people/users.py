@@ -26,10 +26,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ebr.record.clock import Clock, parse_ts, utc_now
-from ebr.record.errors import EbrError, UnknownBatchError
+from ebr.record.errors import EbrError
 from ebr.record.kinds import Kind
-from ebr.record.ledger import append_entries, create_chain
-from ebr.record.model import SITE_CHAIN, BatchHeader, Entry
+from ebr.record.ledger import append_site
+from ebr.record.model import SITE_CHAIN, Entry
 from ebr.record.query import journal_entries
 from ebr.record.store import Store
 
@@ -383,17 +383,7 @@ class Directory:
 
     def _record_many(self, items: list[tuple[str, Mapping[str, Any]]]) -> list[Entry]:
         stamped = [(kind, {**data, "terminal": self.terminal}) for kind, data in items]
-        try:
-            return append_entries(self.store, SITE_CHAIN, stamped, clock=self.clock)
-        except UnknownBatchError:  # the store's first user change: start the site chain
-            ensure_site_chain(self.store, self.clock)
-            return append_entries(self.store, SITE_CHAIN, stamped, clock=self.clock)
-
-
-def ensure_site_chain(store: Store, clock: Clock = utc_now) -> None:
-    """Create the site audit chain if this store has none yet."""
-    header = BatchHeader(SITE_CHAIN, "cellbatch.site", "1", "", "", "", False)
-    create_chain(store, header, {"purpose": "site audit trail"}, clock=clock)
+        return append_site(self.store, stamped, clock=self.clock)
 
 
 def site_entries(store: Store, prefix: str) -> list[Entry]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
+
+from ebr.record.clock import ONE_MICROSECOND, format_ts
 
 GENESIS_HASH = "0" * 64
 """prev_hash of the first entry (seq 1) of every batch."""
@@ -15,3 +18,28 @@ def entry_hash(prev_hash: str, batch_id: str, seq: int, ts: str, kind: str, data
     """
     text = f"{prev_hash}\n{batch_id}\n{seq}\n{ts}\n{kind}\n{data}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def step(
+    batch_id: str,
+    prev_seq: int,
+    prev_hash: str,
+    prev_stamp: datetime | None,
+    now: datetime,
+    now_text: str,
+    kind: str,
+    data: str,
+) -> tuple[int, datetime, str, str]:
+    """Chain one entry after (prev_seq, prev_hash, prev_stamp): return (seq, stamp, ts, hash).
+
+    The one step every writer takes (the journal and the ledger): seq + 1, the stamp
+    `max(now, previous + 1 µs)` so stamps strictly increase, and `entry_hash`.
+    `now_text` is `format_ts(now)` (callers have it already).
+    """
+    if prev_stamp is None or now > prev_stamp:
+        stamp, ts = now, now_text
+    else:
+        stamp = prev_stamp + ONE_MICROSECOND
+        ts = format_ts(stamp)
+    seq = prev_seq + 1
+    return seq, stamp, ts, entry_hash(prev_hash, batch_id, seq, ts, kind, data)

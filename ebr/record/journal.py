@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ebr.record.canonical import canonical_object
-from ebr.record.chain import GENESIS_HASH, entry_hash
+from ebr.record.chain import GENESIS_HASH, step
 from ebr.record.clock import ONE_MICROSECOND, Clock, format_ts, parse_ts, utc_now
 from ebr.record.errors import (
     DuplicateBatchError,
@@ -35,6 +35,7 @@ from ebr.record.errors import (
     JournalStateError,
     UnknownBatchError,
 )
+from ebr.record.ledger import register_batch, seal_batch
 from ebr.record.model import (
     BATCH_CREATED,
     CLOCK_STEPPED_BACK,
@@ -47,6 +48,7 @@ from ebr.record.model import (
 )
 from ebr.record.persist import EntryRow, Group, GroupWriter, HeadMove, batch_exists, load_tip
 from ebr.record.samples import EncodedBlock, encode_block
+from ebr.record.signing import Signer, configured_signer
 from ebr.record.store import Store
 from ebr.record.validation import check_batch_id, check_kind, check_label
 
@@ -156,6 +158,7 @@ class Journal:
         max_group: int = 500,
         max_delay: float = 0.0,
         max_pending: int = 100_000,
+        signer: Signer | None = None,
     ) -> None:
         """Prepare a journal on `store`; nothing runs until `start()`.
 
@@ -165,11 +168,14 @@ class Journal:
         default) the group is whatever queued while the previous commit was under way,
         which groups well under load and adds no latency when idle. At most
         `max_pending` entries may wait: `append` then waits for room, `append_nowait`
-        refuses.
+        refuses. With a `signer` (default: the key `$CELLBATCH_SIGNING_KEY` names, if
+        set) every commit signs the heads it moves, new batches are registered on the
+        site chain and `seal_batch` records a batch's final head there.
         """
         if max_group < 1 or max_pending < 1 or max_delay < 0:
             raise ValueError("max_group and max_pending must be ≥ 1 and max_delay ≥ 0")
         self._store = store
+        self._signer = signer or configured_signer()
         self._clock = clock
         self._max_group = max_group
         self._max_delay = max_delay
@@ -200,7 +206,7 @@ class Journal:
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
         self._room = asyncio.Event()
-        self._writer = GroupWriter(self._store)
+        self._writer = GroupWriter(self._store, self._signer)
         self._worker = _Worker(self._loop)
         self._closing = False
         self._stats = JournalStats()
@@ -309,7 +315,35 @@ class Journal:
         self._refuse_duplicate(batch_id)
         future = self._loop_future()
         self._stage(batch_id, BATCH_CREATED, text, parsed, future, header=header)
-        return await future
+        entry = await future
+        if self._signer is not None:
+            await self._in_thread(register_batch, self._store, entry, self._signer)
+        return entry
+
+    async def seal_batch(self, batch_id: str) -> Entry | None:
+        """Record the batch's signed final head on the site chain (`batch.sealed`).
+
+        Waits until every queued entry of the batch is committed; returns the sealed
+        head entry's identity (None without a signer: nothing to seal with).
+        """
+        self._check_running()
+        self._check_open(batch_id)
+        for _ in range(100_000):  # bounded: commits finish or fail
+            if batch_id not in self._in_flight and not any(
+                pending.entry.batch_id == batch_id for pending in self._queue
+            ):
+                break
+            await asyncio.sleep(0.001)
+        else:
+            raise JournalStateError(f"batch {batch_id}: entries still waiting to be committed")
+        signer = self._signer
+        if signer is None:
+            return None
+        head = self._committed[batch_id]
+        checkpoint = signer.checkpoint(batch_id, head.seq, head.hash)
+        await self._in_thread(seal_batch, self._store, checkpoint, signer)
+        last, _block = await self._in_thread(load_tip, self._store, batch_id)
+        return last
 
     async def resume_batch(self, batch_id: str) -> Entry:
         """Continue an existing batch (e.g. after a restart); return its last entry.
@@ -465,17 +499,14 @@ class Journal:
     ) -> _Head:
         """Stamp and chain one entry (seq, ts, prev_hash, hash), queue it, move the head."""
         if head is None:
-            stamp, ts, seq, prev_hash, block_no = now, now_text, 1, GENESIS_HASH, 0
+            prev_seq, prev_hash, prev_stamp, block_no = 0, GENESIS_HASH, None, 0
         else:
-            if now > head.ts:
-                stamp, ts = now, now_text
-            else:
-                stamp = head.ts + ONE_MICROSECOND
-                ts = format_ts(stamp)
-            seq, prev_hash, block_no = head.seq + 1, head.hash, head.block_no
+            prev_seq, prev_hash, prev_stamp, block_no = head.seq, head.hash, head.ts, head.block_no
+        seq, stamp, ts, digest = step(
+            batch_id, prev_seq, prev_hash, prev_stamp, now, now_text, kind, text
+        )
         if batch_row is not None:
             batch_row["created_at"] = ts
-        digest = entry_hash(prev_hash, batch_id, seq, ts, kind, text)
         new_head = _Head(seq, digest, stamp, now, block_no)
         self._queue.append(
             _Pending(

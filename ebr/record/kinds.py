@@ -80,6 +80,15 @@ class Kind(StrEnum):
     USER_DISABLED = "user.disabled"
     USER_ROLES_CHANGED = "user.roles_changed"
     USER_PASSWORD_SET = "user.password_set"
+    # -- the site chain: signing keys and the batch index (issue 16) --------------
+    KEY_TRUSTED = "key.trusted"
+    """A checkpoint signing key is trusted from here on (public key, endorsement)."""
+    KEY_RETIRED = "key.retired"
+    """A signing key signs nothing recorded after this entry's time."""
+    BATCH_REGISTERED = "batch.registered"
+    """A batch was created (its id and first entry hash): the site's batch index."""
+    BATCH_SEALED = "batch.sealed"
+    """A batch's signed head after it ended (or after QA appended to it)."""
 
 
 def failed_kind(state: str) -> Kind:
@@ -120,5 +129,11 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.ALARM_RAISED: frozenset({_T}),
     Kind.ALARM_CLEARED: frozenset({_T}),
     Kind.SAMPLES_BLOCK: frozenset({"block_no", "count", "first", "last", "sha256", "tags"}),
+    Kind.KEY_TRUSTED: frozenset(
+        {"key_id", "algorithm", "public_key", "endorsed_by", "endorsement"}
+    ),
+    Kind.KEY_RETIRED: frozenset({"key_id"}),
+    Kind.BATCH_REGISTERED: frozenset({"batch_id", "first_hash"}),
+    Kind.BATCH_SEALED: frozenset({"batch_id", "head_seq", "head_hash"}),
 }
 """Payload fields every entry of a kind carries (a subset check; entries may add more)."""

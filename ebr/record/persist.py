@@ -20,7 +20,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from ebr.record.canonical import parse_json
 from ebr.record.errors import JournalStateError, StoreError, UnknownBatchError
 from ebr.record.model import Entry
-from ebr.record.schema import batches, journal, sample_blocks
+from ebr.record.schema import batches, checkpoints, journal, sample_blocks
+from ebr.record.signing import Signer
 from ebr.record.store import Store
 
 ENTRY_COLUMNS = ("batch_id", "seq", "ts", "kind", "data", "prev_hash", "hash")
@@ -31,6 +32,7 @@ EntryRow = tuple[str, int, str, str, str, str, str]
 
 _BATCH_COLUMNS = tuple(column.name for column in batches.columns)
 _BLOCK_COLUMNS = tuple(column.name for column in sample_blocks.columns if column.name != "id")
+_CHECKPOINT_COLUMNS = ("batch_id", "seq", "hash", "key_id", "signature")
 
 _ADVANCE_HEAD = (
     update(batches)
@@ -106,11 +108,13 @@ class GroupWriter:
     The hot path runs Core statements compiled once for the database's driver on the
     DBAPI connection of a pooled SQLAlchemy connection the writer keeps: BEGIN
     (`BEGIN IMMEDIATE` on SQLite, as `Store.transaction` does), one executemany for the
-    group's entries, one conditional update per batch head, COMMIT.
+    group's entries, one conditional update per batch head, with a `signer` one signed
+    checkpoint per batch head (ebr.record.signing), COMMIT.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, signer: Signer | None = None) -> None:
         """Compile the statements for `store`'s database; connect on the first write."""
+        self._signer = signer
         self._engine = store.engine
         self._sqlite = self._engine.dialect.name == "sqlite"
         dialect = self._engine.dialect
@@ -120,6 +124,9 @@ class GroupWriter:
         self._insert_batches = Statement.compile(insert(batches), dialect, _BATCH_COLUMNS)
         self._insert_blocks = Statement.compile(insert(sample_blocks), dialect, _BLOCK_COLUMNS)
         self._advance_head = Statement.compile(_ADVANCE_HEAD, dialect)
+        self._insert_checkpoints = Statement.compile(
+            insert(checkpoints), dialect, _CHECKPOINT_COLUMNS
+        )
         self._conn: PoolProxiedConnection | None = None
 
     def write(self, group: Group) -> None:
@@ -163,6 +170,14 @@ class GroupWriter:
                             f"batch {move.batch_id}: the stored head is no longer seq "
                             f"{move.old_seq}; another writer changed this batch"
                         )
+                if self._signer is not None:
+                    sign = self._signer.checkpoint
+                    signed = [
+                        sign(m.batch_id, m.new_seq, m.new_hash).to_dict() for m in group.moves
+                    ]
+                    cursor.executemany(
+                        self._insert_checkpoints.sql, _ordered(self._insert_checkpoints, signed)
+                    )
             finally:
                 cursor.close()
             conn.commit()
