@@ -19,6 +19,7 @@ import click
 
 from cellbatch.cli_common import default_plant, password_of, plain_errors
 from cellbatch.ebr_cli import ebr as ebr_group
+from cellbatch.keys_cli import keys as keys_group
 from cellbatch.service_cli import batch_group, controller_group
 from cellbatch.service_cli import hmi as hmi_command
 from cellbatch.terminal import terminal_operator
@@ -84,6 +85,7 @@ def cli(debug: bool) -> None:
 
 cli.add_command(ebr_group, "ebr")
 cli.add_command(users_group, "users")
+cli.add_command(keys_group, "keys")
 cli.add_command(controller_group, "controller")
 cli.add_command(batch_group, "batch")
 cli.add_command(hmi_command, "hmi")

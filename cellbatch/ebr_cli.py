@@ -6,6 +6,7 @@ unreadable database, bad option value), 2 at least one batch record is tampered.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -33,9 +34,12 @@ from ebr.exports.pdf import render_pdf
 from ebr.exports.report.analysis import analyse
 from ebr.exports.schema import ebr_json_schema
 from ebr.people.users import Directory
-from ebr.record.checks import VerifyResult
+from ebr.record.checks import Problem, VerifyResult
 from ebr.record.errors import EbrError
+from ebr.record.model import SITE_CHAIN
 from ebr.record.query import list_batches
+from ebr.record.rollback import check_trust, check_witness
+from ebr.record.signing import load_public_key
 from ebr.record.store import Store
 from ebr.record.verify import verify_batch, verify_store
 from ebr.review.exceptions import Rules, load_rules
@@ -102,10 +106,25 @@ def list_command(db_url: str, as_json: bool) -> None:
     show_default="CPUs, at most 8",
     help="Worker processes for a whole store of 50,000 entries or more.",
 )
+@click.option(
+    "--trust",
+    "trust",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A public (or private) key file the store must be anchored by (repeatable).",
+)
+@click.option(
+    "--witness",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A witness file of signed heads: finds a store rolled back to an older copy.",
+)
 @click.argument("batch_id", required=False)
 @plain_errors
-def verify_command(db_url: str, jobs: int, batch_id: str | None) -> None:
-    """Verify one batch (or all): hash chain, head, batch header and sample blocks.
+def verify_command(
+    db_url: str, jobs: int, trust: tuple[Path, ...], witness: Path | None, batch_id: str | None
+) -> None:
+    """Verify one batch (or all): hash chain, head, batch header, sample blocks, and the
+    signed checkpoints and site batch index (when the store has signing keys).
 
     Exit 0 when intact, 2 when any batch record is tampered (first bad record on stderr).
     """
@@ -116,6 +135,7 @@ def verify_command(db_url: str, jobs: int, batch_id: str | None) -> None:
         else:
             run = verify_store(store, jobs=jobs)
             results, processes = run.results, run.processes
+        results = _outside_checks(store, results, trust, witness, batch_id)
     if not results:
         click.echo("no batches")
         return
@@ -132,6 +152,33 @@ def verify_command(db_url: str, jobs: int, batch_id: str | None) -> None:
         click.echo(f"{result.batch_id}: {result.first_problem}", err=True)
     if tampered:
         sys.exit(EXIT_TAMPERED)
+
+
+def _outside_checks(
+    store: Store,
+    results: list[VerifyResult],
+    trust: tuple[Path, ...],
+    witness: Path | None,
+    batch_id: str | None,
+) -> list[VerifyResult]:
+    """Add what keys and witness files kept outside the store show (pinning, rollback)."""
+    extra: dict[str, list[Problem]] = {}
+    if trust:
+        problem = check_trust(store, [load_public_key(path) for path in trust])
+        if problem is not None:
+            extra[SITE_CHAIN] = [problem]
+    if witness is not None:
+        for found_id, problems in check_witness(store, witness).items():
+            if batch_id is None or found_id == batch_id:
+                extra.setdefault(found_id, []).extend(problems)
+    if not extra:
+        return results
+    out = []
+    for result in results:
+        more = tuple(extra.pop(result.batch_id, ()))
+        out.append(dataclasses.replace(result, problems=result.problems + more))
+    out.extend(VerifyResult(found_id, 0, 0, tuple(p)) for found_id, p in sorted(extra.items()))
+    return out
 
 
 def _verdict(result: VerifyResult) -> str:

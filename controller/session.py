@@ -340,7 +340,10 @@ class Controller:
         task = asyncio.create_task(run.run())
         self._running[batch_id] = (run, task)
         try:
-            return await task
+            state = await task
+            if self.journal is not None:  # the batch ended: its signed final head on @site
+                await self.journal.seal_batch(batch_id)
+            return state
         finally:
             del self._running[batch_id]
             self.release(batch_id)

@@ -25,7 +25,7 @@ MAX_BATCH_ID = 128
 _GENESIS = "0" * 64
 _CHECKPOINTS_ONLY = "checkpoints are append-only"
 _EXTEND = "a journal entry must extend the chain of its batch"
-_HEAD_EXISTS = "a batch head must name a journal entry of that batch"
+_HEAD_EXISTS = "a batch head may only name a journal entry of that batch"
 
 _BREAKS_CHAIN = (
     f"(NEW.seq = 1 AND NEW.prev_hash <> '{_GENESIS}') OR (NEW.seq <> 1 AND NOT EXISTS "
