@@ -41,7 +41,7 @@ from ebr.record.query import list_batches
 from ebr.record.rollback import check_trust, check_witness
 from ebr.record.signing import load_public_key
 from ebr.record.store import Store
-from ebr.record.verify import verify_batch, verify_store
+from ebr.record.verify import verify_batch, verify_export, verify_store
 from ebr.review.exceptions import Rules, load_rules
 from ebr.review.release import OUTCOMES, REJECTED, RELEASED, QaDesk, QaStatus, qa_status
 
@@ -118,16 +118,30 @@ def list_command(db_url: str, as_json: bool) -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="A witness file of signed heads: finds a store rolled back to an older copy.",
 )
+@click.option(
+    "--file",
+    "export_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Verify a JSON export offline instead (no database): chain, digests, signed head.",
+)
 @click.argument("batch_id", required=False)
 @plain_errors
 def verify_command(
-    db_url: str, jobs: int, trust: tuple[Path, ...], witness: Path | None, batch_id: str | None
+    db_url: str,
+    jobs: int,
+    trust: tuple[Path, ...],
+    witness: Path | None,
+    export_file: Path | None,
+    batch_id: str | None,
 ) -> None:
     """Verify one batch (or all): hash chain, head, batch header, sample blocks, and the
     signed checkpoints and site batch index (when the store has signing keys).
 
     Exit 0 when intact, 2 when any batch record is tampered (first bad record on stderr).
     """
+    if export_file is not None:
+        _verify_file(export_file, trust)
+        return
     started = time.perf_counter()
     with open_store(db_url) as store:
         if batch_id:
@@ -151,6 +165,29 @@ def verify_command(
     for result in tampered:
         click.echo(f"{result.batch_id}: {result.first_problem}", err=True)
     if tampered:
+        sys.exit(EXIT_TAMPERED)
+
+
+_MAX_EXPORT = 2 * 1024**3
+
+
+def _verify_file(path: Path, trust: tuple[Path, ...]) -> None:
+    """`verify --file`: one JSON export, offline; exit 2 when tampered."""
+    if path.stat().st_size > _MAX_EXPORT:
+        fail(f"{path}: larger than {_MAX_EXPORT // 1024**3} GiB; not a batch export")
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        fail(f"{path}: not UTF-8 text (byte {exc.start})")
+    except json.JSONDecodeError as exc:
+        fail(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}")
+    except RecursionError:
+        fail(f"{path}: JSON nested too deeply")
+    trusted = [load_public_key(key) for key in trust] or None
+    result = verify_export(doc, trusted)
+    click.echo(_verdict(result))
+    if not result.ok:
+        click.echo(f"{result.batch_id}: {result.first_problem}", err=True)
         sys.exit(EXIT_TAMPERED)
 
 

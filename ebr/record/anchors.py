@@ -8,7 +8,7 @@ rechaining, forged appends, tail cuts and deleted batches are found without the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,3 +247,47 @@ def _check_seal(
             f"at site seq {site_seq} (entries were rewritten)",
             seq=head_seq,
         )
+
+
+def signed_head(conn: Connection, batch_id: str) -> dict[str, Any] | None:
+    """The batch's latest checkpoint with its public key (what an export carries), or
+    None for an unsigned record."""
+    top = top_checkpoint(conn, batch_id)
+    if top is None:
+        return None
+    key = load_index(conn).keys.get(top.key_id)
+    if key is None:
+        return None
+    return {**top.to_dict(), "public_key": key.public_key}
+
+
+def check_signed_head(
+    signed: Any, head_seq: Any, head_hash: Any, trusted: Collection[str] | None
+) -> Problem | None:
+    """Check an export's `signed_head`: a valid signature over exactly the batch head, by
+    one of `trusted` public keys when given."""
+    if signed is None:
+        if trusted:
+            return Problem("export: no signed head (the record is unsigned)")
+        return None
+    fields = ("batch_id", "seq", "hash", "key_id", "signature", "public_key")
+    if not isinstance(signed, dict) or not all(name in signed for name in fields):
+        return Problem("export: signed_head is malformed")
+    checkpoint = Checkpoint(
+        str(signed["batch_id"]),
+        signed["seq"],
+        str(signed["hash"]),
+        str(signed["key_id"]),
+        str(signed["signature"]),
+    )
+    public_key = str(signed["public_key"])
+    if not checkpoint.valid(public_key):
+        return Problem("export: the signed head's signature is invalid (forged or edited)")
+    if checkpoint.seq != head_seq or checkpoint.hash != head_hash:
+        return Problem(
+            f"export: the signed head is seq {checkpoint.seq}, not the batch head seq "
+            f"{head_seq} (entries were added, cut or rechained after signing)"
+        )
+    if trusted and public_key not in trusted:
+        return Problem(f"export: signed by key {checkpoint.key_id}, which is not a --trust key")
+    return None

@@ -7,7 +7,7 @@ import functools
 import gc
 import multiprocessing
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, union
 from sqlalchemy.engine import Dialect
 
-from ebr.record.anchors import SiteIndex, check_anchors, load_index
+from ebr.record.anchors import SiteIndex, check_anchors, check_signed_head, load_index
 from ebr.record.canonical import as_json_numbers, canonical_json
 from ebr.record.checks import (
     BlockRow,
@@ -269,9 +269,10 @@ class _MalformedExport(ValueError):
         self.problem = problem
 
 
-def verify_export(doc: Mapping[str, Any]) -> VerifyResult:
+def verify_export(doc: Mapping[str, Any], trusted: Collection[str] | None = None) -> VerifyResult:
     """Verify a JSON export offline: re-canonicalise every data object with RFC 8785 and
-    recompute the hash chain, the head, the batch header and the sample block digests.
+    recompute the hash chain, the head, the batch header and the sample block digests,
+    and check the signed head (by one of the `trusted` public keys, hex, when given).
 
     The export's own "verification" section is ignored: it is a claim, not evidence.
     """
@@ -313,6 +314,7 @@ def verify_export(doc: Mapping[str, Any]) -> VerifyResult:
         head,
         block_problems,
         _check_flat_samples(doc.get("samples"), blocks_doc),
+        check_signed_head(doc.get("signed_head"), head_seq, head_hash, trusted),
     )
 
 

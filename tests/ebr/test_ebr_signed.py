@@ -323,3 +323,23 @@ def test_unsigned_writer_on_a_keyed_store_is_found(site: tuple[Path, Path, Path]
     db, _key, _ = site
     asyncio.run(unsigned())
     tampered(verify(db), "B-002", "not covered by a signed checkpoint")
+
+
+def test_export_carries_the_signed_head(site: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    db, key, _ = site
+    out = tmp_path / "B-001.json"
+    result = run("ebr", "export", "B-001", "--db", str(db), "--format", "json", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["signed_head"]["seq"] == doc["batch"]["head_seq"]
+    ok = run("ebr", "verify", "--file", str(out), "--trust", str(key))
+    assert ok.exit_code == 0, ok.output
+    # rewrite the export: drop the last entry and move the head back (a consistent chain)
+    doc["journal"].pop()
+    doc["batch"]["head_seq"] -= 1
+    doc["batch"]["head_hash"] = doc["journal"][-1]["hash"]
+    out.write_text(json.dumps(doc))
+    tampered(run("ebr", "verify", "--file", str(out)), "B-001", "not the batch head")
+    out.write_text("{]")
+    bad = run("ebr", "verify", "--file", str(out))
+    assert bad.exit_code == 1 and f"{out}:1:2: not JSON" in bad.stderr
