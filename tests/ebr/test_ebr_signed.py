@@ -21,8 +21,6 @@ from ebr.record.canonical import canonical_json
 from ebr.record.chain import entry_hash
 from ebr.record.signing import KEY_ENV, WITNESS_ENV, load_signer
 
-pytestmark = pytest.mark.sqlite_only
-
 TS = "%Y-%m-%dT%H:%M:%S.%fZ"
 DROP_GUARDS = [
     "DROP TRIGGER journal_no_update",
@@ -343,3 +341,36 @@ def test_export_carries_the_signed_head(site: tuple[Path, Path, Path], tmp_path:
     out.write_text("{]")
     bad = run("ebr", "verify", "--file", str(out))
     assert bad.exit_code == 1 and f"{out}:1:2: not JSON" in bad.stderr
+
+
+async def test_signed_journal_on_either_backend(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same on SQLite and PostgreSQL: signed, sealed, verified; an unsigned tail found."""
+    from ebr.record.keys import init_key
+    from ebr.record.ledger import append_entries
+    from ebr.record.verify import verify_store
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.delenv(WITNESS_ENV, raising=False)
+    key = tmp_path / "k.pem"
+    init_key(store, key)
+    signer = load_signer(key)
+    async with Journal(store, signer=signer) as journal:
+        await journal.open_batch(
+            "B-PG",
+            recipe_name="r",
+            recipe_version="1",
+            recipe_hash="h",
+            product="p",
+            coi="c",
+            simulation=True,
+            data={},
+        )
+        await journal.append("B-PG", "batch.state", {"to": "Complete"})
+        await journal.seal_batch("B-PG")
+    append_entries(store, "B-PG", [("review.disposition", {"comment": "ok"})], signer=signer)
+    assert all(result.ok for result in verify_store(store).results)
+    append_entries(store, "B-PG", [("review.disposition", {"comment": "forged"})])  # no key
+    found = {r.batch_id: r for r in verify_store(store).results}
+    assert "not covered by a signed checkpoint" in str(found["B-PG"].first_problem)
