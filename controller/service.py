@@ -11,7 +11,10 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts}]``
 - ``Show(id)`` → the batch with its active elements and open prompts
-- ``Start(recipe_path, parameters_json, coi, user, password)`` → ``{ok, batch_id | message}``
+- ``Recipes()`` → ``[{name, version, status, content_hash}]``: the controller's library
+- ``Start(recipe, parameters_json, coi, user, password)`` → ``{ok, batch_id | message}``:
+  `recipe` names a recipe of the controller's library (`controller.library`:
+  ``name@version``, ``name`` or its content hash) — never a path
 - ``Command(id, command, user, password, reason)`` → ``{ok, state, message}``
 - ``Answer(prompt_id, values_json, user, password, verifier, verifier_password, comment)``
   → ``{ok, message}``: an operator prompt answered (signed by both people on GMP plants)
@@ -24,25 +27,45 @@ the user name is recorded as given. With a PKI folder (`--pki`) the interface of
 only Basic256Sha256 SignAndEncrypt and trusted terminals (`controller.interface_security`);
 without one it is unsecured, for a controller and terminals on one machine. It assumes
 it is the only controller of this plant's units (it recovers every unfinished batch that
-uses them).
+uses them). A GMP plant's controller listens beyond loopback only with a PKI folder.
+
+Every method's arguments are checked before it acts (`controller.requests`): a refusal
+is ``{ok: false, error, message}`` with `error` one of invalid_argument, not_found,
+unauthenticated, refused, internal — never a traceback, never a file's content.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from asyncua import Server, ua, uamethod
 
 from controller.batch import BatchRun
-from controller.interface_security import check_server_pki, secure_server
+from controller.interface_security import (
+    InterfaceSecurityError,
+    check_server_pki,
+    secure_server,
+)
 from controller.isa88 import FINAL_STATES, Command, State
+from controller.library import DEFAULT_LIBRARY, LibraryError, RecipeLibrary
 from controller.plant import Plant
 from controller.prompts import PromptBoard, PromptError, SignedBy
+from controller.requests import (
+    INVALID,
+    NOT_FOUND,
+    UNAUTHENTICATED,
+    guarded,
+    json_object,
+    numbers,
+    refused,
+)
 from controller.resume import ResumeError, load_resume_point
 from controller.session import BatchSetupError, Controller
 from drivers import DriverError
@@ -50,7 +73,7 @@ from ebr import EbrError
 from ebr.people.signatures import SignatureError, check_may_sign
 from ebr.people.users import AuthError, Directory, User
 from ebr.record.query import list_batches
-from recipes import RecipeError, load_recipe
+from recipes import RecipeError
 
 NAMESPACE = "urn:cellbatch:controller"
 DEFAULT_LISTEN = "opc.tcp://127.0.0.1:4840"
@@ -68,15 +91,25 @@ class ControllerService:
         listen: str,
         board: PromptBoard,
         pki: Path | None = None,
+        recipe_folders: Sequence[Path] = (DEFAULT_LIBRARY,),
     ) -> None:
         """Prepare; nothing runs until `start()`. With `pki` (see
         `controller.interface_security`) the interface is signed and encrypted and only
-        trusted terminals connect; a folder lacking a file raises InterfaceSecurityError."""
+        trusted terminals connect; a folder lacking a file raises InterfaceSecurityError,
+        as does a GMP plant listening beyond loopback without one. `Start` runs only
+        recipes of `recipe_folders` (loaded at `start()`)."""
         self.plant = plant
         self.listen = listen
         self.pki = pki
         if pki is not None:
             check_server_pki(pki)
+        elif not plant.simulation and not _loopback(listen):
+            raise InterfaceSecurityError(
+                f"a GMP plant's controller listens beyond this machine ({listen}) only with "
+                "Sign&Encrypt: give the certificate folder"
+            )
+        self.recipe_folders = tuple(recipe_folders)
+        self.library = RecipeLibrary()
         self.controller = Controller(plant, db_url, prompts=board)
         self.batches: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
         self.server = Server()
@@ -84,7 +117,9 @@ class ControllerService:
         self.recovery_errors: list[str] = []
 
     async def start(self) -> None:
-        """Open the store, recover interrupted batches, then serve."""
+        """Load the recipe library (off the event loop), open the store, recover
+        interrupted batches, then serve."""
+        self.library = await asyncio.to_thread(RecipeLibrary.load, self.recipe_folders)
         await self.controller.start()
         await self._recover()
         await self._serve()
@@ -133,6 +168,7 @@ class ControllerService:
         text = ua.VariantType.String
         methods: list[tuple[str, Callable[..., Any], int]] = [
             ("Info", self._info, 0),
+            ("Recipes", self._recipes, 0),
             ("SignIn", self._sign_in, 2),
             ("List", self._list, 0),
             ("Show", self._show, 1),
@@ -142,18 +178,22 @@ class ControllerService:
             ("Acknowledge", self._acknowledge, 5),
         ]
         for name, handler, arity in methods:
-            await node.add_method(idx, name, uamethod(handler), [text] * arity, [text])
+            method = uamethod(guarded(name, handler, arity))
+            await node.add_method(idx, name, method, [text] * arity, [text])
         await server.start()
 
     async def _info(self, _parent: Any) -> str:
         plant = self.plant
         return json.dumps({"plant": plant.name, "mode": plant.mode, "simulation": plant.simulation})
 
+    async def _recipes(self, _parent: Any) -> str:
+        return json.dumps(self.library.listing())
+
     async def _sign_in(self, _parent: Any, user: str, password: str) -> str:
         try:
             account = self._authenticate(user, password, "sign in at a terminal")
         except (EbrError, SignatureError) as exc:
-            return _refused(str(exc))
+            return refused(str(exc), UNAUTHENTICATED)
         return json.dumps({"ok": True, "name": account.printed_name if account else user})
 
     async def _list(self, _parent: Any) -> str:
@@ -162,7 +202,7 @@ class ControllerService:
     async def _show(self, _parent: Any, batch_id: str) -> str:
         found = self.batches.get(batch_id)
         if found is None:
-            return json.dumps({"ok": False, "message": f"no batch {batch_id} in this controller"})
+            return refused(f"no batch {batch_id} in this controller", NOT_FOUND)
         run, _task = found
         return json.dumps(
             {
@@ -180,24 +220,30 @@ class ControllerService:
         )
 
     async def _start(
-        self, _parent: Any, recipe_path: str, parameters: str, coi: str, user: str, password: str
+        self, _parent: Any, recipe_ref: str, parameters: str, coi: str, user: str, password: str
     ) -> str:
         try:
             self._authenticate(user, password, "start a batch")
-            recipe = load_recipe(Path(recipe_path))
-            values = json.loads(parameters) if parameters else {}
-            if not isinstance(values, dict):
-                raise ValueError("parameters must be a JSON object")
+        except (EbrError, SignatureError) as exc:
+            return refused(str(exc), UNAUTHENTICATED)
+        try:
+            recipe = self.library.find(recipe_ref)
+        except LibraryError as exc:
+            return refused(str(exc), NOT_FOUND)
+        values = numbers(json_object(parameters, "parameters"), "parameters")
+        try:
             run = await self.controller.create_batch(
                 recipe,
-                parameters={k: float(v) for k, v in values.items()},
+                parameters=values,
                 coi=coi or None,
                 extra={"user": user},  # who started it (requests are concurrent)
             )
         except RecipeError as exc:
-            return _refused("; ".join(str(d) for d in exc.diagnostics) or str(exc))
-        except (BatchSetupError, EbrError, DriverError, OSError, ValueError, SignatureError) as exc:
-            return _refused(str(exc))
+            return refused("; ".join(str(d) for d in exc.diagnostics) or str(exc))
+        except (BatchSetupError, EbrError, DriverError, SignatureError) as exc:
+            return refused(str(exc))
+        except (TypeError, ValueError) as exc:
+            return refused(str(exc), INVALID)
         self._track(run)
         return json.dumps({"ok": True, "batch_id": run.control.batch_id})
 
@@ -251,10 +297,8 @@ class ControllerService:
         comment: str,
     ) -> str:
         board = self.controller.prompts
+        entries = json_object(values, "values")
         try:
-            entries = json.loads(values)
-            if not isinstance(entries, dict):
-                raise ValueError("values must be a JSON object")
             account = self._authenticate(user, password, f"answer {prompt_id}")
             checker = None
             if verifier:
@@ -299,4 +343,15 @@ class ControllerService:
 
 
 def _refused(message: str) -> str:
-    return json.dumps({"ok": False, "message": message})
+    return refused(message)
+
+
+def _loopback(listen: str) -> bool:
+    """Whether an endpoint URL binds only this machine's loopback interface."""
+    host = urlsplit(listen).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

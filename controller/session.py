@@ -27,6 +27,15 @@ from drivers import Device, DevicePool
 from ebr import Journal, Store
 from ebr.people.lifecycle import RecipeId, recipe_status
 from ebr.record.kinds import Kind
+from ebr.record.leases import (
+    DEFAULT_TTL_S,
+    Lease,
+    LeaseHeldError,
+    acquire,
+    renew,
+    this_process,
+)
+from ebr.record.leases import release as release_leases
 from recipes import Recipe, tags_of
 
 
@@ -88,6 +97,9 @@ class Controller:
         self.journal: Journal | None = None
         self.clock: ScaledClock | None = None
         self.allocations: dict[str, str] = {}  # unit name → batch ID
+        self.holder = this_process(f"({plant.name})")
+        self.leases: dict[str, list[Lease]] = {}  # batch ID → its units' leases in the store
+        self._renewer: asyncio.Task[None] | None = None
         self._devices: dict[str, Device] = {}
         self._running: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
 
@@ -96,6 +108,16 @@ class Controller:
         self.store = Store.open(self.store_url)
         self.journal = Journal(self.store)
         await self.journal.start()
+        self._renewer = asyncio.create_task(self._renew_leases(), name="unit-leases")
+
+    async def _renew_leases(self) -> None:
+        """Keep this process's unit leases alive (a crash lets them expire)."""
+        while True:
+            await asyncio.sleep(DEFAULT_TTL_S / 3)
+            held = [lease for leases in self.leases.values() for lease in leases]
+            if held and self.store is not None:
+                with contextlib.suppress(Exception):  # a lost lease is fenced at commit
+                    await asyncio.to_thread(renew, self.store, held, self.holder)
 
     async def stop(self) -> None:
         """Hold every running batch, flush the journal, close the store and connections."""
@@ -105,8 +127,14 @@ class Controller:
                     await run.command(Command.HOLD, reason="controller stopping")
                 task.cancel()
                 await asyncio.wait({task})
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.wait({self._renewer})
         if self.journal is not None:
             await self.journal.stop()
+        for batch_id in list(self.leases):
+            with contextlib.suppress(Exception):
+                self.release(batch_id)
         await self.pool.close()
         if self.store is not None:
             self.store.close()
@@ -148,30 +176,56 @@ class Controller:
         self.clock = ScaledClock(self.plant.time_scale)
         return self.clock
 
-    def _allocate(self, recipe: Recipe, batch_id: str) -> dict[str, UnitConfig]:
+    async def _allocate(self, recipe: Recipe, batch_id: str) -> dict[str, UnitConfig]:
+        """Bind free units of the recipe's classes: free here AND leased to this process
+        in the store (another process's live lease skips the unit, naming its holder)."""
         chosen: dict[str, UnitConfig] = {}
-        for alias, req in recipe.equipment.items():
-            free = [
-                u
-                for u in self.plant.units
-                if u.equipment_class == req.equipment_class
-                and u.name not in self.allocations
-                and u not in chosen.values()
-            ]
-            if not free:
-                raise BatchSetupError(
-                    f"no free unit of class {req.equipment_class!r} for {alias!r} "
-                    f"(busy: {', '.join(sorted(self.allocations)) or 'none'})"
-                )
-            chosen[alias] = free[0]
-        for unit in chosen.values():
-            self.allocations[unit.name] = batch_id
+        try:
+            for alias, req in recipe.equipment.items():
+                held_elsewhere: list[str] = []
+                for unit in self.plant.units:
+                    if (
+                        unit.equipment_class != req.equipment_class
+                        or unit.name in self.allocations
+                        or unit in chosen.values()
+                    ):
+                        continue
+                    try:
+                        await self._lease(batch_id, [unit.name])
+                    except LeaseHeldError as exc:
+                        held_elsewhere.append(str(exc))
+                        continue
+                    chosen[alias] = unit
+                    self.allocations[unit.name] = batch_id
+                    break
+                else:
+                    busy = ", ".join(sorted(self.allocations)) or "none"
+                    raise BatchSetupError(
+                        f"no free unit of class {req.equipment_class!r} for {alias!r} "
+                        f"(busy here: {busy}" + "".join(f"; {why}" for why in held_elsewhere) + ")"
+                    )
+        except BaseException:
+            self.release(batch_id)
+            raise
         return chosen
 
+    async def _lease(self, batch_id: str, units: list[str]) -> None:
+        """Lease `units` in the store for `batch_id`; fence the batch's commits with them."""
+        assert self.store is not None and self.journal is not None
+        got = await asyncio.to_thread(acquire, self.store, units, self.holder, batch_id)
+        leases = self.leases.setdefault(batch_id, [])
+        leases.extend(got)
+        self.journal.fence(batch_id, [(lease.unit, lease.token) for lease in leases])
+
     def release(self, batch_id: str) -> None:
-        """Free every unit a batch holds."""
+        """Free every unit a batch holds, here and its leases in the store."""
         for name in [n for n, b in self.allocations.items() if b == batch_id]:
             del self.allocations[name]
+        leases = self.leases.pop(batch_id, [])
+        if self.journal is not None:
+            self.journal.fence(batch_id, [])
+        if leases and self.store is not None:
+            release_leases(self.store, leases, self.holder)
 
     async def create_batch(
         self,
@@ -194,8 +248,8 @@ class Controller:
         values = resolve_parameters(recipe, parameters or {})
         batch_id = batch_id or new_batch_id()
         coi = coi or f"COI-SIM-{secrets.token_hex(3).upper()}"
-        units = self._allocate(recipe, batch_id)
-        try:
+        units = await self._allocate(recipe, batch_id)
+        try:  # a refused start holds nothing: its units are released whatever failed
             devices = {alias: await self.device(u) for alias, u in units.items()}
             for alias, device in devices.items():
                 missing = self._missing_capabilities(recipe, alias, device)
@@ -204,27 +258,27 @@ class Controller:
                         f"unit {device.name} lacks {', '.join(missing)} needed by {alias!r}"
                     )
             clock = await self._clock_from(list(devices.values()))
-        except Exception:
+            control = ControlRecipe(
+                batch_id=batch_id,
+                recipe=recipe,
+                parameters={v.name: v.value for v in values},
+                units=devices,
+                coi=coi,
+                simulation=self.plant.simulation,
+            )
+            await self.journal.open_batch(
+                batch_id,
+                recipe_name=recipe.header.name,
+                recipe_version=recipe.header.version,
+                recipe_hash=recipe.content_hash,
+                product=recipe.header.product,
+                coi=coi,
+                simulation=self.plant.simulation,
+                data=self._created_data(recipe, values, units, clock, extra or {}),
+            )
+        except BaseException:
             self.release(batch_id)
             raise
-        control = ControlRecipe(
-            batch_id=batch_id,
-            recipe=recipe,
-            parameters={v.name: v.value for v in values},
-            units=devices,
-            coi=coi,
-            simulation=self.plant.simulation,
-        )
-        await self.journal.open_batch(
-            batch_id,
-            recipe_name=recipe.header.name,
-            recipe_version=recipe.header.version,
-            recipe_hash=recipe.content_hash,
-            product=recipe.header.product,
-            coi=coi,
-            simulation=self.plant.simulation,
-            data=self._created_data(recipe, values, units, clock, extra or {}),
-        )
         recorder = BatchRecorder(self.journal, batch_id, clock)
         return BatchRun(control, recorder, clock, prompts=self.prompts)
 
@@ -303,6 +357,11 @@ class Controller:
         if busy:
             raise BatchSetupError(f"{batch_id}: unit(s) {', '.join(busy)} busy in this controller")
         units = {alias: self.plant.unit(name) for alias, name in point.equipment.items()}
+        try:
+            await self._lease(batch_id, [unit.name for unit in units.values()])
+        except LeaseHeldError as exc:
+            self.release(batch_id)
+            raise BatchSetupError(f"{batch_id}: {exc}") from None
         for unit in units.values():
             self.allocations[unit.name] = batch_id
         try:

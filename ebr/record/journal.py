@@ -185,6 +185,7 @@ class Journal:
         self._queue: deque[_Pending] = deque()
         self._in_flight: set[str] = set()
         self._kinds: set[str] = set()  # entry kinds already checked and accepted
+        self._fences: dict[str, tuple[tuple[str, int], ...]] = {}
         self._writer: GroupWriter | None = None
         self._stats = JournalStats()
         self._task: asyncio.Task[None] | None = None
@@ -258,6 +259,14 @@ class Journal:
     def pending(self) -> int:
         """Entries queued and not yet committed."""
         return len(self._queue)
+
+    def fence(self, batch_id: str, leases: Sequence[tuple[str, int]]) -> None:
+        """Commit entries of `batch_id` only while these (unit, token) leases are current
+        (ebr.record.leases); an empty sequence removes the fence."""
+        if leases:
+            self._fences[batch_id] = tuple(leases)
+        else:
+            self._fences.pop(batch_id, None)
 
     def is_open(self, batch_id: str) -> bool:
         """Whether `batch_id` can be appended to through this journal."""
@@ -613,7 +622,8 @@ class Journal:
                     tip.hash,
                 )
             )
-        return Group(new_batches, [pending.row for pending in group], blocks, moves)
+        fences = [fence for batch_id in tips for fence in self._fences.get(batch_id, ())]
+        return Group(new_batches, [pending.row for pending in group], blocks, moves, fences)
 
     def _settle(self, group: list[_Pending], error: BaseException | None) -> None:
         """Resolve the group's futures after a commit, or fail them and roll heads back."""

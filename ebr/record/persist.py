@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -20,7 +20,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from ebr.record.canonical import parse_json
 from ebr.record.errors import JournalStateError, StoreError, UnknownBatchError
 from ebr.record.model import Entry
-from ebr.record.schema import batches, checkpoints, journal, sample_blocks
+from ebr.record.schema import batches, checkpoints, journal, sample_blocks, unit_leases
 from ebr.record.signing import Signer
 from ebr.record.store import Store
 
@@ -64,6 +64,8 @@ class Group:
     entries: list[EntryRow]
     blocks: list[dict[str, Any]]
     moves: list[HeadMove]
+    fences: list[tuple[str, int]] = field(default_factory=list)
+    """(unit, token) of the leases the group's batches hold: checked before commit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,9 @@ class GroupWriter:
         self._insert_batches = Statement.compile(insert(batches), dialect, _BATCH_COLUMNS)
         self._insert_blocks = Statement.compile(insert(sample_blocks), dialect, _BLOCK_COLUMNS)
         self._advance_head = Statement.compile(_ADVANCE_HEAD, dialect)
+        self._lease_token = Statement.compile(
+            select(unit_leases.c.token).where(unit_leases.c.unit == bindparam("unit")), dialect
+        )
         self._insert_checkpoints = Statement.compile(
             insert(checkpoints), dialect, _CHECKPOINT_COLUMNS
         )
@@ -169,6 +174,14 @@ class GroupWriter:
                         raise JournalStateError(
                             f"batch {move.batch_id}: the stored head is no longer seq "
                             f"{move.old_seq}; another writer changed this batch"
+                        )
+                for unit, token in group.fences:
+                    cursor.execute(self._lease_token.sql, self._lease_token.values({"unit": unit}))
+                    found = cursor.fetchone()
+                    if found is None or int(found[0]) != token:
+                        raise JournalStateError(
+                            f"unit {unit}: this process's lease (token {token}) was taken over; "
+                            "it no longer controls the unit and records nothing for it"
                         )
                 if self._signer is not None:
                     sign = self._signer.checkpoint

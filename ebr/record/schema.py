@@ -86,6 +86,19 @@ checkpoints = Table(
 """Signed chain heads (ebr.record.signing): append-only; no foreign key, so the
 signatures of a deleted batch outlive its rows."""
 
+unit_leases = Table(
+    "unit_leases",
+    metadata,
+    Column("unit", String(MAX_LABEL), primary_key=True),
+    Column("holder", String(MAX_LABEL), nullable=False),
+    Column("batch_id", String(MAX_BATCH_ID), nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("acquired_at", String(32), nullable=False),
+    Column("expires_at", String(32), nullable=False),
+)
+"""Which process controls which unit (ebr.record.leases); `token` only grows. Not part
+of the record: runtime state, never verified."""
+
 TABLE_NAMES = frozenset(metadata.tables)
 
 INITIAL_TABLE_NAMES = frozenset({"batches", "journal", "sample_blocks"})

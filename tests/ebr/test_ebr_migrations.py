@@ -79,6 +79,7 @@ def test_store_made_before_migrations_is_adopted(tmp_path: Path) -> None:
         conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
         # revision 0001's schema: no checkpoints table, none of the later guards
         conn.execute(text("DROP TABLE checkpoints"))
+        conn.execute(text("DROP TABLE unit_leases"))
         conn.execute(text("DROP TRIGGER journal_extends_chain"))
         conn.execute(text("DROP TRIGGER batches_head_exists"))
     with Store.open(path, create=False) as store, store.engine.connect() as conn:
@@ -144,7 +145,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0099"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
