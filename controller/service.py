@@ -40,6 +40,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ from controller.requests import (
 )
 from controller.resume import ResumeError, load_resume_point
 from controller.session import BatchSetupError, Controller
+from controller.throttle import SignInThrottle
 from drivers import DriverError
 from ebr import EbrError
 from ebr.people.signatures import SignatureError, check_may_sign
@@ -109,6 +111,7 @@ class ControllerService:
                 "Sign&Encrypt: give the certificate folder"
             )
         self.recipe_folders = tuple(recipe_folders)
+        self.throttle = SignInThrottle()
         self.library = RecipeLibrary()
         self.controller = Controller(plant, db_url, prompts=board)
         self.batches: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
@@ -191,7 +194,7 @@ class ControllerService:
 
     async def _sign_in(self, _parent: Any, user: str, password: str) -> str:
         try:
-            account = self._authenticate(user, password, "sign in at a terminal")
+            account = await self._authenticate(user, password, "sign in at a terminal")
         except (EbrError, SignatureError) as exc:
             return refused(str(exc), UNAUTHENTICATED)
         return json.dumps({"ok": True, "name": account.printed_name if account else user})
@@ -223,7 +226,7 @@ class ControllerService:
         self, _parent: Any, recipe_ref: str, parameters: str, coi: str, user: str, password: str
     ) -> str:
         try:
-            self._authenticate(user, password, "start a batch")
+            await self._authenticate(user, password, "start a batch")
         except (EbrError, SignatureError) as exc:
             return refused(str(exc), UNAUTHENTICATED)
         try:
@@ -256,7 +259,7 @@ class ControllerService:
         if command not in COMMANDS:
             return _refused(f"unknown command {command!r}; one of {', '.join(COMMANDS)}")
         try:
-            self._authenticate(user, password, f"{command} {batch_id}")
+            await self._authenticate(user, password, f"{command} {batch_id}")
         except (EbrError, SignatureError) as exc:
             return _refused(str(exc))
         run, task = found
@@ -275,7 +278,7 @@ class ControllerService:
             return _refused(f"no batch {batch_id} in this controller")
         try:
             seq = int(alarm)
-            self._authenticate(user, password, f"acknowledge alarm {alarm} of {batch_id}")
+            await self._authenticate(user, password, f"acknowledge alarm {alarm} of {batch_id}")
         except ValueError:
             return _refused(f"alarm {alarm!r}: want the alarm's number (batch show)")
         except (EbrError, SignatureError) as exc:
@@ -299,10 +302,12 @@ class ControllerService:
         board = self.controller.prompts
         entries = json_object(values, "values")
         try:
-            account = self._authenticate(user, password, f"answer {prompt_id}")
+            account = await self._authenticate(user, password, f"answer {prompt_id}")
             checker = None
             if verifier:
-                checker = self._authenticate(verifier, verifier_password, f"verify {prompt_id}")
+                checker = await self._authenticate(
+                    verifier, verifier_password, f"verify {prompt_id}"
+                )
             signed = SignedBy(account, checker) if account is not None else None
             await board.answer(
                 prompt_id,
@@ -316,15 +321,34 @@ class ControllerService:
             return _refused(str(exc))
         return json.dumps({"ok": True, "message": "answered"})
 
-    def _authenticate(self, user: str, password: str, purpose: str) -> User | None:
+    async def _authenticate(self, user: str, password: str, purpose: str) -> User | None:
         """The person's account on a GMP plant (None in simulation, where names are taken
-        as given); raises AuthError or SignatureError."""
+        as given); raises AuthError or SignatureError.
+
+        Off the event loop (password hashing and the site chain). Without `--pki` the
+        client is unauthenticated: its wrong passwords are throttled per account
+        (`controller.throttle`) and do not count towards lockout; with trusted terminals
+        (`--pki`) they do, as Part 11 requires."""
         if not user:
             raise AuthError("name the user (--user)")
         if self.plant.simulation:
             return None
         assert self.controller.store is not None
-        account = Directory(self.controller.store).authenticate(user, password, purpose)
+        wait = self.throttle.wait_s(user)
+        if wait > 0:
+            _log.warning("sign-in of %r throttled after repeated failures", user[:64])
+            raise AuthError(
+                f"too many failed sign-ins for this account; try again in {math.ceil(wait)} s"
+            )
+        directory = Directory(self.controller.store)
+        try:
+            account = await asyncio.to_thread(
+                directory.authenticate, user, password, purpose, lockout=self.pki is not None
+            )
+        except AuthError:
+            self.throttle.failed(user)
+            raise
+        self.throttle.succeeded(user)
         check_may_sign(account, "performed")
         return account
 
