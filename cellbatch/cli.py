@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import math
 import os
 import signal
 import sys
@@ -331,9 +332,11 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
             if not sep or not name:
                 raise ValueError
             out[name.strip()] = float(raw)
+            if not math.isfinite(out[name.strip()]):
+                raise ValueError
         except ValueError:
             raise click.BadParameter(
-                f"expected NAME=NUMBER, got {item!r}", param_hint="--param"
+                f"expected NAME=NUMBER (a finite number), got {item!r}", param_hint="--param"
             ) from None
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import math
 import platform
 import secrets
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ def resolve_parameters(recipe: Recipe, overrides: dict[str, float]) -> list[Para
     values = []
     for name, p in recipe.formula.items():
         value = overrides.get(name, p.value)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise BatchSetupError(f"parameter {name} must be a finite number")
         if (p.min is not None and value < p.min) or (p.max is not None and value > p.max):
             raise BatchSetupError(
                 f"parameter {name} = {value} {p.unit} is outside its limits "
