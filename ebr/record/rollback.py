@@ -30,15 +30,20 @@ def check_witness(store: Store, path: Path) -> dict[str, list[Problem]]:
         for number, checkpoint in read_witness(path):
             where = f"witness {path}:{number}"
             batch_id = checkpoint.batch_id
-            bad = check_checkpoint(index, checkpoint, None, where)
-            if bad is not None:
-                found.setdefault(batch_id, []).append(bad)
-                continue
             if batch_id not in tips:
                 tips[batch_id] = _last_seq(conn, batch_id)
-            problem = _compare(
-                conn, where, checkpoint.batch_id, checkpoint.seq, checkpoint.hash, tips
-            )
+            bad = check_checkpoint(index, checkpoint, None, where)
+            if bad is not None and checkpoint.key_id in index.keys:
+                found.setdefault(batch_id, []).append(bad)  # a known key, a bad signature
+                continue
+            problem = _compare(conn, where, batch_id, checkpoint.seq, checkpoint.hash, tips)
+            if problem is not None and bad is not None:  # a key this store never saw
+                problem = Problem(
+                    f"{problem.message}; its key {checkpoint.key_id} is unknown to this store "
+                    "(added after the copy was made, or the line is forged)",
+                    seq=problem.seq,
+                )
+            problem = problem or bad
             if problem is not None:
                 found.setdefault(batch_id, []).append(problem)
     return {batch_id: problems[:1] for batch_id, problems in found.items()}
