@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import logging
 import math
 import platform
 import secrets
@@ -25,7 +26,7 @@ from controller.prompts import PromptBoard
 from controller.recorder import BatchRecorder, iso
 from controller.resume import load_resume_point
 from drivers import Device, DevicePool
-from ebr import Journal, Store
+from ebr import EbrError, Journal, Store
 from ebr.people.lifecycle import RecipeId, recipe_status
 from ebr.record.kinds import Kind
 from ebr.record.leases import (
@@ -42,6 +43,9 @@ from recipes import Recipe, tags_of
 
 class BatchSetupError(Exception):
     """A batch cannot be created (bad parameter, no free unit, instrument unreachable)."""
+
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,7 +408,10 @@ class Controller:
         try:
             state = await task
             if self.journal is not None:  # the batch ended: its signed final head on @site
-                await self.journal.seal_batch(batch_id)
+                try:
+                    await self.journal.seal_batch(batch_id)
+                except EbrError as exc:  # its checkpoints still cover it; say so, go on
+                    _log.error("batch %s ended but could not be sealed: %s", batch_id, exc)
             return state
         finally:
             del self._running[batch_id]
