@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller import __version__
-from controller.batch import BatchRun, ControlRecipe
+from controller.batch import ENGINE, BatchRun, ControlRecipe
 from controller.clock import ScaledClock, real_clock
 from controller.isa88 import Command, State
 from controller.plant import Plant, UnitConfig
@@ -107,6 +107,7 @@ class Controller:
         self.holder = this_process(f"({plant.name})")
         self.leases: dict[str, list[Lease]] = {}  # batch ID → its units' leases in the store
         self._renewer: asyncio.Task[None] | None = None
+        self._storage_watch: asyncio.Task[None] | None = None
         self._devices: dict[str, Device] = {}
         self._running: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
 
@@ -116,6 +117,33 @@ class Controller:
         self.journal = Journal(self.store)
         await self.journal.start()
         self._renewer = asyncio.create_task(self._renew_leases(), name="unit-leases")
+        self._storage_watch = asyncio.create_task(self._watch_storage(), name="storage-watch")
+
+    async def _watch_storage(self) -> None:
+        """When the store cannot commit, hold every running batch, saying why.
+
+        The journal keeps the entries waiting (nothing acknowledged is lost; no action
+        whose intent is not recorded goes ahead); the holds are recorded, and their
+        holding logic acts, as soon as the store commits again. A person restarts."""
+        holding: set[asyncio.Task[bool]] = set()
+        held = False
+        while True:
+            await asyncio.sleep(0.5)
+            problem = self.journal.storage_problem if self.journal is not None else None
+            if problem is None:
+                held = False
+                continue
+            if held:
+                continue
+            held = True
+            _log.warning("%s: holding every running batch until it commits again", problem)
+            for run, task in list(self._running.values()):
+                if not task.done():
+                    hold = asyncio.create_task(
+                        run.command(Command.HOLD, user=ENGINE, reason=problem)
+                    )
+                    holding.add(hold)
+                    hold.add_done_callback(holding.discard)
 
     async def _renew_leases(self) -> None:
         """Keep this process's unit leases alive (a crash lets them expire)."""
@@ -130,13 +158,16 @@ class Controller:
         """Hold every running batch, flush the journal, close the store and connections."""
         for run, task in list(self._running.values()):
             if not task.done():
-                with contextlib.suppress(Exception):
-                    await run.command(Command.HOLD, reason="controller stopping")
+                with contextlib.suppress(Exception):  # bounded: the store may be down
+                    await asyncio.wait_for(
+                        run.command(Command.HOLD, reason="controller stopping"), 60
+                    )
                 task.cancel()
                 await asyncio.wait({task})
-        if self._renewer is not None:
-            self._renewer.cancel()
-            await asyncio.wait({self._renewer})
+        for background in (self._renewer, self._storage_watch):
+            if background is not None:
+                background.cancel()
+                await asyncio.wait({background})
         if self.journal is not None:
             await self.journal.stop()
         for batch_id in list(self.leases):

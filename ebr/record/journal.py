@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -159,6 +160,7 @@ class Journal:
         max_delay: float = 0.0,
         max_pending: int = 100_000,
         signer: Signer | None = None,
+        max_outage_s: float = 3600.0,
     ) -> None:
         """Prepare a journal on `store`; nothing runs until `start()`.
 
@@ -176,6 +178,8 @@ class Journal:
             raise ValueError("max_group and max_pending must be ≥ 1 and max_delay ≥ 0")
         self._store = store
         self._signer = signer or configured_signer()
+        self._max_outage_s = max_outage_s
+        self._storage_problem: str | None = None
         self._clock = clock
         self._max_group = max_group
         self._max_delay = max_delay
@@ -664,9 +668,36 @@ class Journal:
                 pending.future.set_exception(failure)
 
     def _write(self, group: Group) -> None:
-        """Commit one group (runs on the worker thread)."""
+        """Commit one group (runs on the worker thread).
+
+        While the store cannot commit for a reason that passes (disk full, I/O error,
+        read-only, locked, connection lost: `storage_outage`) the same group is retried,
+        backing off up to 5 s, for at most `max_outage_s`: its callers (and every later
+        entry) wait, so nothing acknowledged is lost and no action whose intent is not
+        recorded goes ahead; `storage_problem` says why meanwhile. Stopping the journal
+        ends the wait (the group then fails as any failed commit does).
+        """
         assert self._writer is not None
-        self._writer.write(group)
+        started = time.monotonic()
+        delay = 0.05
+        while True:
+            try:
+                self._writer.write(group)
+            except Exception as exc:
+                why = storage_outage(exc)
+                if why is None or self._closing or time.monotonic() - started > self._max_outage_s:
+                    raise
+                self._storage_problem = why
+                time.sleep(delay)
+                delay = min(5.0, delay * 2)
+                continue
+            self._storage_problem = None
+            return
+
+    @property
+    def storage_problem(self) -> str | None:
+        """Why the store cannot commit right now (entries wait), or None."""
+        return self._storage_problem
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -706,3 +737,26 @@ class Journal:
     def _refuse_duplicate(self, batch_id: str) -> None:
         if batch_id in self._heads:
             raise DuplicateBatchError(f"batch {batch_id} already exists")
+
+
+_OUTAGES = (
+    "database or disk is full",
+    "disk i/o error",
+    "readonly database",
+    "database is locked",
+    "unable to open database file",
+)
+
+
+def storage_outage(error: BaseException) -> str | None:
+    """Why a failed commit may succeed later (disk full, I/O error, read-only store,
+    lost connection), or None for an error that retrying cannot cure."""
+    for exc in (error, getattr(error, "orig", None), error.__cause__):
+        if exc is None or type(exc).__name__ != "OperationalError":
+            continue
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if type(exc).__module__.startswith("psycopg") or any(
+            marker in text.lower() for marker in _OUTAGES
+        ):
+            return f"the store cannot commit: {text}"
+    return None
