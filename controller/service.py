@@ -6,7 +6,8 @@ own units, and waits for an operator's `restart` (crash recovery, ebr issue). It
 serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one object,
 ``Controller``, whose methods take and return JSON text:
 
-- ``Info()`` → ``{plant, mode, simulation}``
+- ``Info()`` → ``{plant, mode, simulation, storage_problem}`` (why the store cannot
+  commit, while it cannot: running batches are then held)
 - ``SignIn(user, password)`` → ``{ok, name | message}``: checks a person's user ID and
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts}]``
@@ -187,7 +188,15 @@ class ControllerService:
 
     async def _info(self, _parent: Any) -> str:
         plant = self.plant
-        return json.dumps({"plant": plant.name, "mode": plant.mode, "simulation": plant.simulation})
+        journal = self.controller.journal
+        return json.dumps(
+            {
+                "plant": plant.name,
+                "mode": plant.mode,
+                "simulation": plant.simulation,
+                "storage_problem": None if journal is None else journal.storage_problem,
+            }
+        )
 
     async def _recipes(self, _parent: Any) -> str:
         return json.dumps(self.library.listing())
