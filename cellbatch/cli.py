@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import math
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ import click
 from cellbatch.cli_common import default_plant, password_of, plain_errors
 from cellbatch.deviation_cli import deviation as deviation_group
 from cellbatch.ebr_cli import ebr as ebr_group
+from cellbatch.keys_cli import keys as keys_group
 from cellbatch.lot_cli import lot as lot_group
 from cellbatch.ports import on_free_ports
 from cellbatch.service_cli import batch_group, controller_group
@@ -92,6 +94,7 @@ def cli(debug: bool) -> None:
 
 cli.add_command(ebr_group, "ebr")
 cli.add_command(users_group, "users")
+cli.add_command(keys_group, "keys")
 cli.add_command(controller_group, "controller")
 cli.add_command(batch_group, "batch")
 cli.add_command(hmi_command, "hmi")
@@ -416,9 +419,11 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
             if not sep or not name:
                 raise ValueError
             out[name.strip()] = float(raw)
+            if not math.isfinite(out[name.strip()]):
+                raise ValueError
         except ValueError:
             raise click.BadParameter(
-                f"expected NAME=NUMBER, got {item!r}", param_hint="--param"
+                f"expected NAME=NUMBER (a finite number), got {item!r}", param_hint="--param"
             ) from None
     return out
 

@@ -6,6 +6,7 @@ unreadable database, bad option value), 2 at least one batch record is tampered.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -33,9 +34,12 @@ from ebr.exports.pdf import render_pdf
 from ebr.exports.report.analysis import analyse
 from ebr.exports.schema import ebr_json_schema
 from ebr.people.users import Directory
-from ebr.record.checks import VerifyResult
+from ebr.record.checks import Problem, VerifyResult
 from ebr.record.errors import EbrError
+from ebr.record.model import SITE_CHAIN
 from ebr.record.query import list_batches
+from ebr.record.rollback import check_trust, check_witness
+from ebr.record.signing import load_public_key
 from ebr.record.store import Store
 from ebr.record.verify import verify_batch, verify_store
 from ebr.review.corrections import correct
@@ -114,11 +118,22 @@ def list_command(db_url: str, as_json: bool) -> None:
     help="Worker processes for a whole store of 50,000 entries or more.",
 )
 @click.option(
+    "--trust",
+    "trust",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A public (or private) key file the store must be anchored by (repeatable).",
+)
+@click.option(
+    "--witness",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A witness file of signed heads: finds a store rolled back to an older copy.",
+)
+@click.option(
     "--file",
     "export_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Verify a JSON export offline instead (no database): chain, samples, signatures.",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Verify a JSON export offline instead (no database): chain, digests, signed head.",
 )
 @rules_option
 @click.argument("batch_id", required=False)
@@ -126,19 +141,22 @@ def list_command(db_url: str, as_json: bool) -> None:
 def verify_command(
     db_url: str,
     jobs: int,
-    export_file: str | None,
+    trust: tuple[Path, ...],
+    witness: Path | None,
+    export_file: Path | None,
     rules_path: str | None,
     batch_id: str | None,
 ) -> None:
-    """Verify one batch (or all): hash chain, head, batch header and sample blocks; or,
-    with --file EXPORT.json, a JSON export with no database, its signatures included.
+    """Verify one batch (or all): hash chain, head, batch header, sample blocks, and the
+    signed checkpoints and site batch index (when the store has signing keys); or, with
+    --file EXPORT.json, a JSON export with no database: its signed head and signatures too.
 
     Exit 0 when intact, 2 when any batch record is tampered (first bad record on stderr).
     """
     if export_file is not None:
         if batch_id:
             fail("give a BATCH_ID or --file, not both")
-        _verify_file(export_file, rules_path)
+        _verify_file(export_file, trust, rules_path)
         return
     started = time.perf_counter()
     with open_store(db_url) as store:
@@ -147,6 +165,7 @@ def verify_command(
         else:
             run = verify_store(store, jobs=jobs)
             results, processes = run.results, run.processes
+        results = _outside_checks(store, results, trust, witness, batch_id)
     if not results:
         click.echo("no batches")
         return
@@ -165,19 +184,26 @@ def verify_command(
         sys.exit(EXIT_TAMPERED)
 
 
-def _verify_file(path: str, rules_path: str | None) -> None:
-    """`ebr verify --file`: one verdict line; exit 2 naming the first problem."""
+_MAX_EXPORT = 2 * 1024**3
+
+
+def _verify_file(path: Path, trust: tuple[Path, ...], rules_path: str | None) -> None:
+    """`ebr verify --file`: one verdict line; exit 2 naming the first problem (entry,
+    sample block, signed head or signature)."""
+    if path.stat().st_size > _MAX_EXPORT:
+        fail(f"{path}: larger than {_MAX_EXPORT // 1024**3} GiB; not a batch export")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
-    try:
-        doc = json.loads(text)
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        fail(f"{path}: not UTF-8 text (byte {exc.start})")
     except json.JSONDecodeError as exc:
         fail(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}")
+    except RecursionError:
+        fail(f"{path}: JSON nested too deeply")
     if not isinstance(doc, dict):
         fail(f"{path}: not a cellbatch JSON export (want an object)")
-    verdict = verify_export_file(doc, load_rules(rules_path))
+    trusted = [load_public_key(key) for key in trust] or None
+    verdict = verify_export_file(doc, load_rules(rules_path), trusted)
     result = verdict.result
     signatures = len(verdict.signatures)
     state = "intact" if verdict.ok else "TAMPERED"
@@ -188,6 +214,33 @@ def _verify_file(path: str, rules_path: str | None) -> None:
     if not verdict.ok:
         click.echo(f"{verdict.batch_id}: {verdict.first_problem}", err=True)
         sys.exit(EXIT_TAMPERED)
+
+
+def _outside_checks(
+    store: Store,
+    results: list[VerifyResult],
+    trust: tuple[Path, ...],
+    witness: Path | None,
+    batch_id: str | None,
+) -> list[VerifyResult]:
+    """Add what keys and witness files kept outside the store show (pinning, rollback)."""
+    extra: dict[str, list[Problem]] = {}
+    if trust:
+        problem = check_trust(store, [load_public_key(path) for path in trust])
+        if problem is not None:
+            extra[SITE_CHAIN] = [problem]
+    if witness is not None:
+        for found_id, problems in check_witness(store, witness).items():
+            if batch_id is None or found_id == batch_id:
+                extra.setdefault(found_id, []).extend(problems)
+    if not extra:
+        return results
+    out = []
+    for result in results:
+        more = tuple(extra.pop(result.batch_id, ()))
+        out.append(dataclasses.replace(result, problems=result.problems + more))
+    out.extend(VerifyResult(found_id, 0, 0, tuple(p)) for found_id, p in sorted(extra.items()))
+    return out
 
 
 def _verdict(result: VerifyResult) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import os
 import signal
 import sys
@@ -19,10 +20,12 @@ from cellbatch.batch_watch import watch
 from cellbatch.cli_common import default_plant, password_of
 from cellbatch.service_client import ServiceError, call
 from controller.interface_security import Endpoint, InterfaceSecurityError
+from controller.library import DEFAULT_LIBRARY
 from controller.plant import load_plant
 from controller.prompts import PromptBoard
 from controller.prompts import simulated_operator as simulated_answers
 from controller.service import COMMANDS, DEFAULT_LISTEN, ControllerService
+from recipes import RecipeError, load_recipe
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -88,8 +91,20 @@ def controller_group() -> None:
     is_flag=True,
     help="Simulation plants only: answer every prompt with the recipe's example answer.",
 )
+@click.option(
+    "--recipes",
+    "recipe_folders",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Folder of recipes `batch start` may name (repeatable; default the packaged library).",
+)
 def serve(
-    plant_path: str, db_url: str, listen: str, pki: Path | None, simulated_operator: bool
+    plant_path: str,
+    db_url: str,
+    listen: str,
+    pki: Path | None,
+    simulated_operator: bool,
+    recipe_folders: tuple[Path, ...],
 ) -> None:
     """Run the engine: recover interrupted batches (Held, waiting for restart), then take
     requests on the OPC UA interface until SIGINT/SIGTERM (running batches are held)."""
@@ -100,7 +115,9 @@ def serve(
     if simulated_operator:
         board.answerer = simulated_answers(board)
     try:
-        service = ControllerService(plant, db_url, listen, board, pki)
+        service = ControllerService(
+            plant, db_url, listen, board, pki, recipe_folders or (DEFAULT_LIBRARY,)
+        )
     except InterfaceSecurityError as exc:
         raise click.UsageError(f"--pki {exc}") from None
     asyncio.run(_serve(service))
@@ -113,6 +130,10 @@ async def _serve(service: ControllerService) -> None:
         loop.add_signal_handler(sig, stop.set)
     await service.start()
     try:
+        recipes = service.library.recipes
+        click.echo(f"recipes: {len(recipes)} in the library")
+        for problem in service.library.problems:
+            click.echo(f"recipe not loaded: {problem}", err=True)
         for batch_id in service.recovered:
             click.echo(f"recovered {batch_id}: Held, waiting for restart")
         for problem in service.recovery_errors:
@@ -213,15 +234,17 @@ def batch_watch(batch_id: str, endpoint: Endpoint, interval: float) -> None:
 
 
 @batch_group.command("start")
-@click.argument("recipe_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("recipe")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE")
 @click.option("--coi", default="", help="Chain-of-identity ID.")
 @endpoint_option
 @user_option
 def batch_start(
-    recipe_file: str, params: tuple[str, ...], coi: str, endpoint: Endpoint, user: str
+    recipe: str, params: tuple[str, ...], coi: str, endpoint: Endpoint, user: str
 ) -> None:
-    """Start a batch of RECIPE_FILE on the controller (the file is read by the controller)."""
+    """Start a batch of RECIPE on the controller: name@version, name or content hash of a
+    recipe in the controller's library — or a local recipe file, which is read here and
+    named by its content hash (the controller runs only what its library holds)."""
     values: dict[str, float] = {}
     for item in params:
         name, sep, value = item.partition("=")
@@ -229,11 +252,20 @@ def batch_start(
             values[name] = float(value)
         except ValueError:
             sep = ""
+        if sep and not math.isfinite(values[name]):
+            raise click.UsageError(f"--param {item!r}: the value must be a finite number")
         if not sep:
             raise click.UsageError(f"--param {item!r}: want NAME=NUMBER")
+    reference = recipe
+    if Path(recipe).is_file():
+        try:
+            reference = load_recipe(Path(recipe)).content_hash
+        except RecipeError as exc:
+            for diagnostic in exc.diagnostics:
+                click.echo(str(diagnostic), err=True)
+            sys.exit(1)
     password = _password(endpoint, user)
-    path = str(Path(recipe_file).resolve())
-    answer = _run(endpoint, "Start", path, json.dumps(values), coi, user, password)
+    answer = _run(endpoint, "Start", reference, json.dumps(values), coi, user, password)
     _done(answer, f"batch {answer.get('batch_id')}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -94,22 +96,79 @@ class Plant:
         return replace(self, units=units)
 
 
+MAX_PLANT_BYTES = 1_000_000
+MAX_TIME_SCALE = 1e7
+
+
 def load_plant(path: str | Path) -> Plant:
-    """Parse and check a plant file."""
+    """Parse and check a plant file; every error is `FILE:LINE:COL: message`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-        doc = tomllib.loads(text)
+        with path.open("rb") as handle:
+            data = handle.read(MAX_PLANT_BYTES + 1)
     except FileNotFoundError:
         raise PlantError(f"plant file not found: {path}") from None
+    except OSError as exc:
+        raise PlantError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > MAX_PLANT_BYTES:
+        raise PlantError(f"{path}:1:1: larger than {MAX_PLANT_BYTES} bytes; not a plant file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PlantError(f"{path}:{line}:1: not UTF-8 text") from None
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PlantError(f"{path}: {exc}") from None
-    plant = _parse(doc, str(path))
+    except RecursionError:
+        raise PlantError(f"{path}:1:1: nested too deeply") from None
+    plant = _parse(doc, str(path), text)
     try:
         mqtt = parse_mqtt(doc.get("mqtt"), text, str(path), site=plant.site, plant=plant.name)
     except MqttConfigError as exc:
         raise PlantError(str(exc)) from None
     return replace(plant, mqtt=mqtt)
+
+
+def _at(text: str, src: str, key: str) -> str:
+    """`FILE:LINE:COL` of where `key` is set or its table starts (1:1 if not found)."""
+    pattern = re.compile(
+        rf'^[ \t]*(?:\[\[?[ \t]*"?{re.escape(key)}"?[ \t]*\]|"?{re.escape(key)}"?[ \t]*=)',
+        re.MULTILINE,
+    )
+    found = pattern.search(text)
+    if found is None:
+        return f"{src}:1:1"
+    line = text.count("\n", 0, found.start()) + 1
+    column = found.start() - (text.rfind("\n", 0, found.start()) + 1) + 1
+    indent = len(found.group()) - len(found.group().lstrip())
+    return f"{src}:{line}:{column + indent}"
+
+
+def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise PlantError(f"{where}: [{key}] must be a table, got {type(value).__name__}")
+    return value
+
+
+def _tables(doc: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise PlantError(f"{where}: [[{key}]] must be a list of tables")
+    return value
+
+
+def _text(table: dict[str, Any], key: str, default: str, where: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or len(value) > 1000 or UNSAFE.search(value):
+        raise PlantError(f"{where}: {key!r} must be printable text (at most 1000 characters)")
+    return value
+
+
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+"""Control and invisible/bidirectional formatting characters, refused in names."""
 
 
 def _need(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -119,7 +178,9 @@ def _need(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind):
-        raise PlantError(f"{where}: {key!r} must be {kind.__name__}, got {value!r}")
+        raise PlantError(f"{where}: {key!r} must be {kind.__name__}, got {type(value).__name__}")
+    if isinstance(value, str) and (len(value) > 1000 or UNSAFE.search(value)):
+        raise PlantError(f"{where}: {key!r} must be printable text (at most 1000 characters)")
     return value
 
 
@@ -165,19 +226,30 @@ def _asset(raw: Any, where: str) -> AssetStatus | None:
     )
 
 
-def _parse(doc: dict[str, Any], src: str) -> Plant:
-    head = doc.get("plant", {})
-    mode = str(head.get("mode", "gmp"))
+def _parse(doc: dict[str, Any], src: str, text: str = "") -> Plant:
+    head = _table(doc, "plant", _at(text, src, "plant"))
+    mode = _text(head, "mode", "gmp", _at(text, src, "mode"))
     if mode not in ("simulation", "gmp"):
-        raise PlantError(f"{src}: [plant] mode must be 'simulation' or 'gmp', got {mode!r}")
-    sim = doc.get("simulation", {})
-    time_scale = float(sim.get("time_scale", 1.0))
-    if time_scale <= 0:
-        raise PlantError(f"{src}: [simulation] time_scale must be positive")
+        raise PlantError(
+            f"{_at(text, src, 'mode')}: [plant] mode must be 'simulation' or 'gmp', got {mode!r}"
+        )
+    sim = _table(doc, "simulation", _at(text, src, "simulation"))
+    scale = sim.get("time_scale", 1.0)
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float)
+        or not math.isfinite(scale)
+        or not 0 < scale <= MAX_TIME_SCALE
+    ):
+        raise PlantError(
+            f"{_at(text, src, 'time_scale')}: [simulation] time_scale must be a number "
+            f"above 0 and at most {MAX_TIME_SCALE:g}"
+        )
+    time_scale = float(scale)
     units = []
     seen: set[str] = set()
-    for i, raw in enumerate(doc.get("units", [])):
-        where = f"{src}: [[units]] #{i + 1}"
+    for i, raw in enumerate(_tables(doc, "units", _at(text, src, "units"))):
+        where = f"{_at(text, src, 'units')}: [[units]] #{i + 1}"
         name = _need(raw, "name", str, where)
         if name in seen:
             raise PlantError(f"{where}: duplicate unit name {name!r}")
@@ -200,13 +272,17 @@ def _parse(doc: dict[str, Any], src: str) -> Plant:
             )
         )
     if not units:
-        raise PlantError(f"{src}: no [[units]] defined")
-    simulators = tuple(_simulator(dict(s), src) for s in doc.get("simulators", []))
+        raise PlantError(f"{src}:1:1: no [[units]] defined")
+    where = _at(text, src, "simulators")
+    simulators = tuple(_simulator(dict(s), src) for s in _tables(doc, "simulators", where))
     if simulators and mode != "simulation":
-        raise PlantError(f"{src}: [[simulators]] are only allowed when mode = 'simulation'")
+        raise PlantError(f"{where}: [[simulators]] are only allowed when mode = 'simulation'")
+    for spec in simulators:
+        _need(spec, "name", str, f"{where}: [[simulators]]")
+        _need(spec, "kind", str, f"{where}: [[simulators]]")
     return Plant(
-        name=str(head.get("name", Path(src).stem)),
-        site=str(head.get("site", "")),
+        name=_text(head, "name", Path(src).stem, _at(text, src, "name")),
+        site=_text(head, "site", "", _at(text, src, "site")),
         mode=mode,
         time_scale=time_scale,
         units=tuple(units),

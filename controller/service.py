@@ -6,7 +6,8 @@ own units, and waits for an operator's `restart` (crash recovery, ebr issue). It
 serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one object,
 ``Controller``, whose methods take and return JSON text:
 
-- ``Info()`` → ``{plant, mode, simulation}``
+- ``Info()`` → ``{plant, mode, simulation, storage_problem}`` (why the store cannot
+  commit, while it cannot: running batches are then held)
 - ``SignIn(user, password)`` → ``{ok, name | message}``: checks a person's user ID and
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts, open_alarms, why}]``
@@ -16,7 +17,10 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
 - ``Alerts()`` → ``[{ts, username, failures, …}]``: repeated failed logins or signatures
 - ``Show(id)`` → the batch with its active elements, open prompts and alarms, and
   (`controller.batch_view`) its hold/stop reason, CPP values, alarm list and prompt forms
-- ``Start(recipe_path, parameters_json, coi, user, password)`` → ``{ok, batch_id | message}``
+- ``Recipes()`` → ``[{name, version, status, content_hash}]``: the controller's library
+- ``Start(recipe, parameters_json, coi, user, password)`` → ``{ok, batch_id | message}``:
+  `recipe` names a recipe of the controller's library (`controller.library`:
+  ``name@version``, ``name`` or its content hash) — never a path
 - ``Command(id, command, user, password, reason)`` → ``{ok, state, message}``: hold,
   restart, pause, resume, stop, abort, or override (a supervisor's restart past a
   permissive, signed); hold, stop, abort, restart and override need a reason
@@ -35,15 +39,21 @@ the user name is recorded as given. With a PKI folder (`--pki`) the interface of
 only Basic256Sha256 SignAndEncrypt and trusted terminals (`controller.interface_security`);
 without one it is unsecured, for a controller and terminals on one machine. It assumes
 it is the only controller of this plant's units (it recovers every unfinished batch that
-uses them).
+uses them). A GMP plant's controller listens beyond loopback only with a PKI folder.
+
+Every method's arguments are checked before it acts (`controller.requests`): a refusal
+is ``{ok: false, error, message}`` with `error` one of invalid_argument, not_found,
+unauthenticated, refused, internal — never a traceback, never a file's content.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -53,12 +63,27 @@ from asyncua import Server, ua, uamethod
 from controller.address_space import AddressSpace
 from controller.batch import BatchRun
 from controller.batch_view import BatchView
-from controller.interface_security import check_server_pki, secure_server
+from controller.interface_security import (
+    InterfaceSecurityError,
+    check_server_pki,
+    secure_server,
+)
 from controller.isa88 import FINAL_STATES, Command, State
+from controller.library import DEFAULT_LIBRARY, LibraryError, RecipeLibrary
 from controller.plant import Plant
 from controller.prompts import PromptBoard, PromptError, SignedBy
+from controller.requests import (
+    INVALID,
+    NOT_FOUND,
+    UNAUTHENTICATED,
+    guarded,
+    json_object,
+    numbers,
+    refused,
+)
 from controller.resume import ResumeError, load_resume_point
 from controller.session import BatchSetupError, Controller
+from controller.throttle import SignInThrottle
 from controller.who import Who, opcua_caller
 from drivers import DriverError
 from ebr import EbrError
@@ -66,7 +91,7 @@ from ebr.people.duties import DutyRefused, check_may_act
 from ebr.people.signatures import SignatureError
 from ebr.people.users import AuthError, Directory, User
 from ebr.record.query import list_batches, read_journal
-from recipes import RecipeError, load_recipe
+from recipes import RecipeError
 
 NAMESPACE = "urn:cellbatch:controller"
 DEFAULT_LISTEN = "opc.tcp://127.0.0.1:4840"
@@ -87,10 +112,13 @@ class ControllerService:
         listen: str,
         board: PromptBoard,
         pki: Path | None = None,
+        recipe_folders: Sequence[Path] = (DEFAULT_LIBRARY,),
     ) -> None:
         """Prepare; nothing runs until `start()`. With `pki` (see
         `controller.interface_security`) the interface is signed and encrypted and only
-        trusted terminals connect; a folder lacking a file raises InterfaceSecurityError."""
+        trusted terminals connect; a folder lacking a file raises InterfaceSecurityError,
+        as does a GMP plant listening beyond loopback without one. `Start` runs only
+        recipes of `recipe_folders` (loaded at `start()`)."""
         self.plant = plant
         self.listen = listen
         self.endpoint = listen
@@ -98,6 +126,14 @@ class ControllerService:
         self.pki = pki
         if pki is not None:
             check_server_pki(pki)
+        elif not plant.simulation and not _loopback(listen):
+            raise InterfaceSecurityError(
+                f"a GMP plant's controller listens beyond this machine ({listen}) only with "
+                "Sign&Encrypt: give the certificate folder"
+            )
+        self.recipe_folders = tuple(recipe_folders)
+        self.throttle = SignInThrottle()
+        self.library = RecipeLibrary()
         self.controller = Controller(plant, db_url, prompts=board)
         self.batches: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
         self.views: dict[str, BatchView] = {}
@@ -108,7 +144,9 @@ class ControllerService:
         self.recovery_errors: list[str] = []
 
     async def start(self) -> None:
-        """Open the store, recover interrupted batches, then serve."""
+        """Load the recipe library (off the event loop), open the store, recover
+        interrupted batches, then serve."""
+        self.library = await asyncio.to_thread(RecipeLibrary.load, self.recipe_folders)
         await self.controller.start()
         await self._recover()
         await self._serve()
@@ -163,6 +201,7 @@ class ControllerService:
         text = ua.VariantType.String
         methods: list[tuple[str, Callable[..., Any], int]] = [
             ("Info", self._info, 0),
+            ("Recipes", self._recipes, 0),
             ("SignIn", self._sign_in, 2),
             ("List", self._list, 0),
             ("Alerts", self._alerts, 0),
@@ -174,7 +213,8 @@ class ControllerService:
             ("Acknowledge", self._acknowledge, 5),
         ]
         for name, handler, arity in methods:
-            await node.add_method(idx, name, uamethod(handler), [text] * arity, [text])
+            method = uamethod(guarded(name, handler, arity))
+            await node.add_method(idx, name, method, [text] * arity, [text])
         self.space = AddressSpace(server, idx)
         await self.space.init()
         await server.start()
@@ -203,13 +243,24 @@ class ControllerService:
 
     async def _info(self, _parent: Any) -> str:
         plant = self.plant
-        return json.dumps({"plant": plant.name, "mode": plant.mode, "simulation": plant.simulation})
+        journal = self.controller.journal
+        return json.dumps(
+            {
+                "plant": plant.name,
+                "mode": plant.mode,
+                "simulation": plant.simulation,
+                "storage_problem": None if journal is None else journal.storage_problem,
+            }
+        )
+
+    async def _recipes(self, _parent: Any) -> str:
+        return json.dumps(self.library.listing())
 
     async def _sign_in(self, _parent: Any, user: str, password: str) -> str:
         try:
-            account = self._authenticate(user, password, "sign in at a terminal", "sign in")
+            account = await self._authenticate(user, password, "sign in at a terminal", "sign in")
         except (EbrError, SignatureError) as exc:
-            return _refused(str(exc))
+            return refused(str(exc), UNAUTHENTICATED)
         return json.dumps({"ok": True, "name": account.printed_name if account else user})
 
     async def _list(self, _parent: Any) -> str:
@@ -229,7 +280,7 @@ class ControllerService:
     async def _show(self, _parent: Any, batch_id: str) -> str:
         found = self.batches.get(batch_id)
         if found is None:
-            return json.dumps({"ok": False, "message": f"no batch {batch_id} in this controller"})
+            return refused(f"no batch {batch_id} in this controller", NOT_FOUND)
         run, _task = found
         return json.dumps(
             {
@@ -248,29 +299,34 @@ class ControllerService:
         )
 
     async def _start(
-        self, _parent: Any, recipe_path: str, parameters: str, coi: str, user: str, password: str
+        self, _parent: Any, recipe_ref: str, parameters: str, coi: str, user: str, password: str
     ) -> str:
         try:
             terminal = opcua_caller(self.server)
-            who = Who.of(
-                user, terminal, self._authenticate(user, password, "start a batch", "start")
-            )
-            recipe = load_recipe(Path(recipe_path))
-            values = json.loads(parameters) if parameters else {}
-            if not isinstance(values, dict):
-                raise ValueError("parameters must be a JSON object")
+            account = await self._authenticate(user, password, "start a batch", "start")
+            who = Who.of(user, terminal, account)
+        except (EbrError, SignatureError) as exc:
+            return refused(str(exc), UNAUTHENTICATED)
+        try:
+            recipe = self.library.find(recipe_ref)
+        except LibraryError as exc:
+            return refused(str(exc), NOT_FOUND)
+        values = numbers(json_object(parameters, "parameters"), "parameters")
+        try:
             run = await self.controller.create_batch(
                 recipe,
-                parameters={k: float(v) for k, v in values.items()},
+                parameters=values,
                 coi=coi or None,
                 # who started it and where (requests are concurrent); the software
                 # version is the session's own `software` field
                 extra={k: v for k, v in who.fields().items() if k != "software"},
             )
         except RecipeError as exc:
-            return _refused("; ".join(str(d) for d in exc.diagnostics) or str(exc))
-        except (BatchSetupError, EbrError, DriverError, OSError, ValueError, SignatureError) as exc:
-            return _refused(str(exc))
+            return refused("; ".join(str(d) for d in exc.diagnostics) or str(exc))
+        except (BatchSetupError, EbrError, DriverError, SignatureError) as exc:
+            return refused(str(exc))
+        except (TypeError, ValueError) as exc:
+            return refused(str(exc), INVALID)
         self._track(run)
         return json.dumps({"ok": True, "batch_id": run.control.batch_id})
 
@@ -284,7 +340,7 @@ class ControllerService:
             return _refused(f"unknown command {command!r}; one of {', '.join(COMMANDS)}")
         terminal = opcua_caller(self.server)
         try:
-            account = self._authenticate(user, password, f"{command} {batch_id}", command)
+            account = await self._authenticate(user, password, f"{command} {batch_id}", command)
         except (EbrError, SignatureError) as exc:
             return _refused(str(exc))
         run, task = found
@@ -321,7 +377,9 @@ class ControllerService:
             return _refused(f"no batch {batch_id} in this controller")
         terminal = opcua_caller(self.server)
         try:
-            account = self._authenticate(user, password, f"{action} {path} {batch_id}", "override")
+            account = await self._authenticate(
+                user, password, f"{action} {path} {batch_id}", "override"
+            )
         except (EbrError, SignatureError) as exc:
             return _refused(str(exc))
         run, task = found
@@ -341,7 +399,7 @@ class ControllerService:
         terminal = opcua_caller(self.server)
         try:
             seq = int(alarm)
-            account = self._authenticate(
+            account = await self._authenticate(
                 user, password, f"acknowledge alarm {alarm} of {batch_id}", "acknowledge"
             )
         except ValueError:
@@ -366,14 +424,12 @@ class ControllerService:
         comment: str,
     ) -> str:
         board = self.controller.prompts
+        entries = json_object(values, "values")
         try:
-            entries = json.loads(values)
-            if not isinstance(entries, dict):
-                raise ValueError("values must be a JSON object")
-            account = self._authenticate(user, password, f"answer {prompt_id}", "answer")
+            account = await self._authenticate(user, password, f"answer {prompt_id}", "answer")
             checker = None
             if verifier:
-                checker = self._authenticate(
+                checker = await self._authenticate(
                     verifier, verifier_password, f"verify {prompt_id}", "verify"
                 )
             signed = SignedBy(account, checker) if account is not None else None
@@ -389,21 +445,41 @@ class ControllerService:
             return _refused(str(exc))
         return json.dumps({"ok": True, "message": "answered"})
 
-    def _authenticate(self, user: str, password: str, purpose: str, action: str) -> User | None:
+    async def _authenticate(
+        self, user: str, password: str, purpose: str, action: str
+    ) -> User | None:
         """The person's account on a GMP plant (None in simulation, where names are taken
         as given), allowed to do `action` (ebr.people.duties: roles checked, a refusal
-        journaled on the site chain); raises AuthError or DutyRefused."""
+        journaled on the site chain); raises AuthError or DutyRefused.
+
+        Off the event loop (password hashing and the site chain). Without `--pki` the
+        client is unauthenticated: its wrong passwords are throttled per account
+        (`controller.throttle`) and do not count towards lockout; with trusted terminals
+        (`--pki`) they do, as Part 11 requires."""
         if not user:
             raise AuthError("name the user (--user)")
         if self.plant.simulation:
             return None
         assert self.controller.store is not None
+        wait = self.throttle.wait_s(user)
+        if wait > 0:
+            _log.warning("sign-in of %r throttled after repeated failures", user[:64])
+            raise AuthError(
+                f"too many failed sign-ins for this account; try again in {math.ceil(wait)} s"
+            )
         directory = Directory(self.controller.store)
-        account = directory.authenticate(user, password, purpose)
+        try:
+            account = await asyncio.to_thread(
+                directory.authenticate, user, password, purpose, lockout=self.pki is not None
+            )
+        except AuthError:
+            self.throttle.failed(user)
+            raise
+        self.throttle.succeeded(user)
         try:
             check_may_act(account.username, account.roles, action)
         except DutyRefused as refusal:
-            directory.refuse(account, purpose, refusal)
+            await asyncio.to_thread(directory.refuse, account, purpose, refusal)
         return account
 
     @staticmethod
@@ -421,7 +497,18 @@ class ControllerService:
 
 
 def _refused(message: str) -> str:
-    return json.dumps({"ok": False, "message": message})
+    return refused(message)
+
+
+def _loopback(listen: str) -> bool:
+    """Whether an endpoint URL binds only this machine's loopback interface."""
+    host = urlsplit(listen).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _bound_url(listen: str, server: Server) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import logging
+import math
 import platform
 import secrets
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller import __version__
-from controller.batch import BatchRun, ControlRecipe
+from controller.batch import ENGINE, BatchRun, ControlRecipe
 from controller.clock import ScaledClock, real_clock
 from controller.isa88 import Command, State
 from controller.plant import Plant, UnitConfig
@@ -25,12 +27,21 @@ from controller.publish import Publisher
 from controller.recorder import BatchRecorder, iso
 from controller.resume import load_resume_point
 from drivers import Device, DevicePool
-from ebr import Journal, Store
+from ebr import EbrError, Journal, Store
 from ebr.people.duties import RULES, DutyRefused, check_may_act
 from ebr.people.lifecycle import RecipeId, recipe_status
 from ebr.people.signatures import SIGNATURE, entry_content, signature_data
 from ebr.people.users import User
 from ebr.record.kinds import Kind
+from ebr.record.leases import (
+    DEFAULT_TTL_S,
+    Lease,
+    LeaseHeldError,
+    acquire,
+    renew,
+    this_process,
+)
+from ebr.record.leases import release as release_leases
 from recipes import Recipe, tags_of
 
 UNIT_ALARM = "alarm.active"
@@ -39,6 +50,9 @@ UNIT_ALARM_CODE = "alarm.code"
 
 class BatchSetupError(Exception):
     """A batch cannot be created (bad parameter, no free unit, instrument unreachable)."""
+
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +80,8 @@ def resolve_parameters(recipe: Recipe, overrides: dict[str, float]) -> list[Para
     values = []
     for name, p in recipe.formula.items():
         value = overrides.get(name, p.value)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise BatchSetupError(f"parameter {name} must be a finite number")
         if (p.min is not None and value < p.min) or (p.max is not None and value > p.max):
             raise BatchSetupError(
                 f"parameter {name} = {value} {p.unit} is outside its limits "
@@ -95,6 +111,10 @@ class Controller:
         self.journal: Journal | None = None
         self.clock: ScaledClock | None = None
         self.allocations: dict[str, str] = {}  # unit name → batch ID
+        self.holder = this_process(f"({plant.name})")
+        self.leases: dict[str, list[Lease]] = {}  # batch ID → its units' leases in the store
+        self._renewer: asyncio.Task[None] | None = None
+        self._storage_watch: asyncio.Task[None] | None = None
         self._devices: dict[str, Device] = {}
         self._running: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
         #: live data to the plant's MQTT broker (the plant file's ``[mqtt]``), if any
@@ -108,6 +128,43 @@ class Controller:
         if self.plant.mqtt is not None:
             self.publisher = Publisher(self.plant.mqtt, self.plant.name)
             await self.publisher.start()
+        self._renewer = asyncio.create_task(self._renew_leases(), name="unit-leases")
+        self._storage_watch = asyncio.create_task(self._watch_storage(), name="storage-watch")
+
+    async def _watch_storage(self) -> None:
+        """When the store cannot commit, hold every running batch, saying why.
+
+        The journal keeps the entries waiting (nothing acknowledged is lost; no action
+        whose intent is not recorded goes ahead); the holds are recorded, and their
+        holding logic acts, as soon as the store commits again. A person restarts."""
+        holding: set[asyncio.Task[bool]] = set()
+        held = False
+        while True:
+            await asyncio.sleep(0.5)
+            problem = self.journal.storage_problem if self.journal is not None else None
+            if problem is None:
+                held = False
+                continue
+            if held:
+                continue
+            held = True
+            _log.warning("%s: holding every running batch until it commits again", problem)
+            for run, task in list(self._running.values()):
+                if not task.done():
+                    hold = asyncio.create_task(
+                        run.command(Command.HOLD, user=ENGINE, reason=problem)
+                    )
+                    holding.add(hold)
+                    hold.add_done_callback(holding.discard)
+
+    async def _renew_leases(self) -> None:
+        """Keep this process's unit leases alive (a crash lets them expire)."""
+        while True:
+            await asyncio.sleep(DEFAULT_TTL_S / 3)
+            held = [lease for leases in self.leases.values() for lease in leases]
+            if held and self.store is not None:
+                with contextlib.suppress(Exception):  # a lost lease is fenced at commit
+                    await asyncio.to_thread(renew, self.store, held, self.holder)
 
     async def stop(self) -> None:
         """Hold every running batch, flush the journal, close the store and connections.
@@ -117,18 +174,25 @@ class Controller:
         active = [(run, task) for run, task in self._running.values() if not task.done()]
 
         async def hold(run: BatchRun) -> None:
-            with contextlib.suppress(Exception):
-                await run.command(Command.HOLD, reason="controller stopping")
+            with contextlib.suppress(Exception):  # bounded: the store may be down
+                await asyncio.wait_for(run.command(Command.HOLD, reason="controller stopping"), 60)
 
         await asyncio.gather(*(hold(run) for run, _task in active))
         for _run, task in active:
             task.cancel()
         if active:
             await asyncio.wait({task for _run, task in active})
+        for background in (self._renewer, self._storage_watch):
+            if background is not None:
+                background.cancel()
+                await asyncio.wait({background})
         if self.journal is not None:
             await self.journal.stop()
         if self.publisher is not None:
             await self.publisher.stop()
+        for batch_id in list(self.leases):
+            with contextlib.suppress(Exception):
+                self.release(batch_id)
         await self.pool.close()
         if self.store is not None:
             self.store.close()
@@ -170,30 +234,56 @@ class Controller:
         self.clock = ScaledClock(self.plant.time_scale)
         return self.clock
 
-    def _allocate(self, recipe: Recipe, batch_id: str) -> dict[str, UnitConfig]:
+    async def _allocate(self, recipe: Recipe, batch_id: str) -> dict[str, UnitConfig]:
+        """Bind free units of the recipe's classes: free here AND leased to this process
+        in the store (another process's live lease skips the unit, naming its holder)."""
         chosen: dict[str, UnitConfig] = {}
-        for alias, req in recipe.equipment.items():
-            free = [
-                u
-                for u in self.plant.units
-                if u.equipment_class == req.equipment_class
-                and u.name not in self.allocations
-                and u not in chosen.values()
-            ]
-            if not free:
-                raise BatchSetupError(
-                    f"no free unit of class {req.equipment_class!r} for {alias!r} "
-                    f"(busy: {', '.join(sorted(self.allocations)) or 'none'})"
-                )
-            chosen[alias] = free[0]
-        for unit in chosen.values():
-            self.allocations[unit.name] = batch_id
+        try:
+            for alias, req in recipe.equipment.items():
+                held_elsewhere: list[str] = []
+                for unit in self.plant.units:
+                    if (
+                        unit.equipment_class != req.equipment_class
+                        or unit.name in self.allocations
+                        or unit in chosen.values()
+                    ):
+                        continue
+                    try:
+                        await self._lease(batch_id, [unit.name])
+                    except LeaseHeldError as exc:
+                        held_elsewhere.append(str(exc))
+                        continue
+                    chosen[alias] = unit
+                    self.allocations[unit.name] = batch_id
+                    break
+                else:
+                    busy = ", ".join(sorted(self.allocations)) or "none"
+                    raise BatchSetupError(
+                        f"no free unit of class {req.equipment_class!r} for {alias!r} "
+                        f"(busy here: {busy}" + "".join(f"; {why}" for why in held_elsewhere) + ")"
+                    )
+        except BaseException:
+            self.release(batch_id)
+            raise
         return chosen
 
+    async def _lease(self, batch_id: str, units: list[str]) -> None:
+        """Lease `units` in the store for `batch_id`; fence the batch's commits with them."""
+        assert self.store is not None and self.journal is not None
+        got = await asyncio.to_thread(acquire, self.store, units, self.holder, batch_id)
+        leases = self.leases.setdefault(batch_id, [])
+        leases.extend(got)
+        self.journal.fence(batch_id, [(lease.unit, lease.token) for lease in leases])
+
     def release(self, batch_id: str) -> None:
-        """Free every unit a batch holds."""
+        """Free every unit a batch holds, here and its leases in the store."""
         for name in [n for n, b in self.allocations.items() if b == batch_id]:
             del self.allocations[name]
+        leases = self.leases.pop(batch_id, [])
+        if self.journal is not None:
+            self.journal.fence(batch_id, [])
+        if leases and self.store is not None:
+            release_leases(self.store, leases, self.holder)
 
     async def create_batch(
         self,
@@ -222,8 +312,8 @@ class Controller:
         values = resolve_parameters(recipe, parameters or {})
         batch_id = batch_id or new_batch_id()
         coi = coi or f"COI-SIM-{secrets.token_hex(3).upper()}"
-        units = self._allocate(recipe, batch_id)
-        try:
+        units = await self._allocate(recipe, batch_id)
+        try:  # a refused start holds nothing: its units are released whatever failed
             devices = {alias: await self.device(u) for alias, u in units.items()}
             for alias, device in devices.items():
                 missing = self._missing_capabilities(recipe, alias, device)
@@ -234,27 +324,27 @@ class Controller:
             await self._check_unit_alarms(devices)
             bypassed = self._check_assets(units, asset_override)
             clock = await self._clock_from(list(devices.values()))
-        except Exception:
+            control = ControlRecipe(
+                batch_id=batch_id,
+                recipe=recipe,
+                parameters={v.name: v.value for v in values},
+                units=devices,
+                coi=coi,
+                simulation=self.plant.simulation,
+            )
+            await self.journal.open_batch(
+                batch_id,
+                recipe_name=recipe.header.name,
+                recipe_version=recipe.header.version,
+                recipe_hash=recipe.content_hash,
+                product=recipe.header.product,
+                coi=coi,
+                simulation=self.plant.simulation,
+                data=self._created_data(recipe, values, units, clock, extra or {}),
+            )
+        except BaseException:
             self.release(batch_id)
             raise
-        control = ControlRecipe(
-            batch_id=batch_id,
-            recipe=recipe,
-            parameters={v.name: v.value for v in values},
-            units=devices,
-            coi=coi,
-            simulation=self.plant.simulation,
-        )
-        await self.journal.open_batch(
-            batch_id,
-            recipe_name=recipe.header.name,
-            recipe_version=recipe.header.version,
-            recipe_hash=recipe.content_hash,
-            product=recipe.header.product,
-            coi=coi,
-            simulation=self.plant.simulation,
-            data=self._created_data(recipe, values, units, clock, extra or {}),
-        )
         recorder = BatchRecorder(self.journal, batch_id, clock)
         if bypassed and asset_override is not None:
             account, reason = asset_override
@@ -391,6 +481,11 @@ class Controller:
         if busy:
             raise BatchSetupError(f"{batch_id}: unit(s) {', '.join(busy)} busy in this controller")
         units = {alias: self.plant.unit(name) for alias, name in point.equipment.items()}
+        try:
+            await self._lease(batch_id, [unit.name for unit in units.values()])
+        except LeaseHeldError as exc:
+            self.release(batch_id)
+            raise BatchSetupError(f"{batch_id}: {exc}") from None
         for unit in units.values():
             self.allocations[unit.name] = batch_id
         try:
@@ -430,7 +525,13 @@ class Controller:
         task = asyncio.create_task(run.run())
         self._running[batch_id] = (run, task)
         try:
-            return await task
+            state = await task
+            if self.journal is not None:  # the batch ended: its signed final head on @site
+                try:
+                    await self.journal.seal_batch(batch_id)
+                except EbrError as exc:  # its checkpoints still cover it; say so, go on
+                    _log.error("batch %s ended but could not be sealed: %s", batch_id, exc)
+            return state
         finally:
             del self._running[batch_id]
             self.release(batch_id)

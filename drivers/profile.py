@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,15 +81,55 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     if path.suffix != ".toml":
         path = PROFILE_DIR / f"{name_or_path}.toml"
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        doc = tomllib.loads(text)
     except FileNotFoundError:
         raise ProfileError(f"device profile not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise ProfileError(f"{path}: nested too deeply") from None
+    bad = _non_finite(doc)
+    if bad is not None:
+        raise ProfileError(f"{_where(path, text, bad)}: {bad!r} must be a finite number")
     try:
         return _build(doc)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProfileError(f"{path}: malformed profile ({exc!r})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProfileError(f"{path}: malformed profile ({type(exc).__name__}: {exc})") from None
+
+
+def _non_finite(value: Any, key: str = "") -> str | None:
+    """The key of the first NaN or infinite number in a document, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key or "value"
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for child_key, child in items:
+        found = _non_finite(child, str(child_key) if isinstance(value, dict) else key)
+        if found is not None:
+            return found
+    return None
+
+
+def _where(path: Path, text: str, key: str) -> str:
+    """`FILE:LINE:COL` of the first `key =` in the file (FILE:1:1 if not found)."""
+    found = re.search(
+        rf'(?m)^[ \t]*"?{re.escape(key)}"?[ \t]*=|[{{,][ \t]*"?{re.escape(key)}"?[ \t]*=', text
+    )
+    if found is None:
+        return f"{path}:1:1"
+    line = text.count("\n", 0, found.start()) + 1
+    column = found.start() - (text.rfind("\n", 0, found.start()) + 1) + 1
+    return f"{path}:{line}:{column}"
 
 
 _TAG_KEYS = frozenset({"node", "address", "type", "unit", "writable", "verify"})

@@ -11,6 +11,7 @@ phase started, compared with a duration (``12 d``, ``90 min``, or a time paramet
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from recipes.expressions import TIME_UNITS, ExpressionError
 from recipes.model import COMPARISONS, Condition, ParamRef
 
 ELAPSED = "elapsed"
+MAX_NESTING = 32
+"""How deep `not` and parentheses may nest in one condition."""
 KEYWORDS = ("and", "or", "not")
 
 _TOKEN = re.compile(
@@ -134,6 +137,7 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> Token | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -176,6 +180,19 @@ class _Parser:
         return terms[0] if len(terms) == 1 else ("and", terms)
 
     def not_expr(self) -> RawExpr:
+        self.depth += 1
+        try:
+            return self._not_expr()
+        finally:
+            self.depth -= 1
+
+    def _not_expr(self) -> RawExpr:
+        if self.depth > MAX_NESTING:
+            token = self.peek()
+            raise ExpressionError(
+                f"the condition nests deeper than {MAX_NESTING} levels ('not' or parentheses)",
+                token.offset if token else len(self.text),
+            )
         if self.keyword("not"):
             return ("not", [self.not_expr()])
         token = self.peek()
@@ -205,6 +222,14 @@ class _Parser:
             raise ExpressionError(
                 f"operand '{value.text}' must be a number or $parameter", value.offset
             )
+        if value.kind == "number":
+            number = float(value.text)
+            if not math.isfinite(number):
+                raise ExpressionError(f"number '{value.text}' is not finite", value.offset)
+            if tag.text == ELAPSED and number < 0:
+                raise ExpressionError(
+                    f"elapsed is never negative: '{value.text}' must not be", value.offset
+                )
         unit = None
         follow = self.peek()
         if (

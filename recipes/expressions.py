@@ -7,10 +7,26 @@ positioned diagnostic.
 
 from __future__ import annotations
 
+import math
 import re
 
 TIME_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 """Duration units and their length in seconds."""
+
+MAX_DURATION_S = 366 * 86400.0
+"""The longest duration, timeout or delay a recipe may state: a year."""
+
+
+def duration_problem(seconds: float) -> str | None:
+    """Why `seconds` cannot be a recipe duration (negative, not finite, over a year)."""
+    if not math.isfinite(seconds):
+        return "is not a finite number of seconds"
+    if seconds < 0:
+        return "must not be negative"
+    if seconds > MAX_DURATION_S:
+        return "is longer than a year (366 d), the longest a recipe may state"
+    return None
+
 
 _PARAM_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
@@ -54,6 +70,7 @@ def parse_duration(text: str) -> float:
             match.start("unit"),
         )
     seconds = float(match.group("number")) * TIME_UNITS[unit]
-    if seconds < 0:
-        raise ExpressionError(f"bad duration '{text}': must not be negative")
+    problem = duration_problem(seconds)
+    if problem is not None:
+        raise ExpressionError(f"bad duration '{text}': {problem}")
     return seconds

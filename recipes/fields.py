@@ -74,11 +74,31 @@ def as_seq(
     return None
 
 
+MAX_STRING = 10_000
+"""Characters in one string value of a recipe."""
+UNSAFE_CHARACTERS = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+)
+"""Control characters (but tab and newline) and the invisible or bidirectional formatting
+characters that make text read differently from what it is (e.g. U+202E)."""
+
+
 def as_str(node: Node, sink: DiagnosticSink, what: str) -> str | None:
-    """``node`` as a non-empty string, or None after reporting."""
+    """``node`` as a non-empty, printable string of sane length, or None after reporting."""
     if isinstance(node, ScalarNode) and isinstance(node.value, str):
         if not node.value.strip():
             sink.error(node.pos, f"{what} must not be empty")
+            return None
+        if len(node.value) > MAX_STRING:
+            sink.error(node.pos, f"{what} is longer than {MAX_STRING} characters")
+            return None
+        bad = UNSAFE_CHARACTERS.search(node.value)
+        if bad is not None:
+            sink.error(
+                node.pos,
+                f"{what} contains the control or formatting character "
+                f"U+{ord(bad.group()):04X}, which is not allowed",
+            )
             return None
         return node.value
     if not isinstance(node, BadNode):

@@ -22,11 +22,25 @@ SECTIONS_REQUIRED = ("recipe", "equipment", "procedure")
 SECTIONS_OPTIONAL = ("formula", "monitors", "cqas")
 
 
+MAX_RECIPE_CHARS = 1_000_000
+"""The largest recipe file read (a real one is a few kB)."""
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate the recipe file at ``path``. Raises :class:`RecipeError`."""
     filename = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as handle:  # bounded: a huge file is not read whole
+            data = handle.read(4 * MAX_RECIPE_CHARS + 1)
+        if len(data) > 4 * MAX_RECIPE_CHARS:
+            raise RecipeError(
+                [
+                    Diagnostic(
+                        filename, 1, 1, f"recipe file is larger than {4 * MAX_RECIPE_CHARS} bytes"
+                    )
+                ]
+            )
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise RecipeError([Diagnostic(filename, 1, 1, f"cannot read recipe: {reason}")]) from None
@@ -36,6 +50,9 @@ def load_recipe(path: str | Path) -> Recipe:
 def parse_recipe(text: str, filename: str) -> Recipe:
     """Validate recipe ``text``; ``filename`` names it in diagnostics. Raises RecipeError."""
     sink = DiagnosticSink(filename)
+    if len(text) > MAX_RECIPE_CHARS:
+        sink.error(FILE_START, f"recipe file is larger than {MAX_RECIPE_CHARS} characters")
+        raise sink.exception()
     root = parse_yaml(text, sink)
     if root is None and not sink.count:
         sink.error(FILE_START, "recipe file is empty")

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from typing import cast
 
 from recipes.diagnostics import DiagnosticSink, Pos
-from recipes.expressions import ExpressionError, looks_like_param, parse_duration
+from recipes.expressions import (
+    ExpressionError,
+    duration_problem,
+    looks_like_param,
+    parse_duration,
+)
 from recipes.fields import (
     FieldReader,
     UniqueNames,
@@ -136,7 +141,8 @@ def _read_monitor(
     _check_ranges(node, criticality, nor, par, action, rationale, what, sink)
     if sink.count > before:
         return None
-    assert name and unit and tag and eng_unit and on_action and delay is not None
+    if not (name and unit and tag and eng_unit and on_action) or delay is None:
+        return None  # a field that was already reported where it was read (YAML)
     alert = alert or _Band()
     action = action or _Band()
     return Monitor(
@@ -261,7 +267,8 @@ def _delay(node: Node | None, what: str, sink: DiagnosticSink) -> float | None:
         if not isinstance(node, BadNode):
             sink.error(node.pos, f"{label} must be a duration, got {describe(node)}")
         return None
-    if seconds is not None and seconds < 0:
-        sink.error(node.pos, f"{label} must not be negative")
+    problem = None if seconds is None else duration_problem(seconds)
+    if problem is not None:
+        sink.error(node.pos, f"{label} {problem}")
         return None
     return seconds

@@ -16,6 +16,7 @@ from recipes.diagnostics import Pos
 from recipes.expressions import (
     TIME_UNITS,
     ExpressionError,
+    duration_problem,
     looks_like_param,
     param_name,
     parse_duration,
@@ -78,8 +79,9 @@ def duration(node: Node, ctx: PhaseContext, what: str) -> Duration | ParamRef | 
     """Seconds as a number, ``"<number> <unit>"`` (s, min, h, d) or a time-unit ``$param``."""
     if is_number(node):
         seconds = as_number(node, ctx.sink, what)
-        if seconds is not None and seconds < 0:
-            ctx.sink.error(node.pos, f"{what} must not be negative")
+        problem = None if seconds is None else duration_problem(seconds)
+        if problem is not None:
+            ctx.sink.error(node.pos, f"{what} {problem}")
             return None
         return None if seconds is None else Duration(seconds)
     if not (isinstance(node, ScalarNode) and isinstance(node.value, str)):

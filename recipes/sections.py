@@ -6,6 +6,7 @@ from typing import cast
 
 from recipes.catalog import EQUIPMENT_CLASSES
 from recipes.diagnostics import DiagnosticSink
+from recipes.expressions import TIME_UNITS, duration_problem
 from recipes.fields import (
     IDENTIFIER_RE,
     NAME_RE,
@@ -94,6 +95,13 @@ def _read_parameter(name: str, entry: Entry, sink: DiagnosticSink) -> Parameter 
             sink.error(value_pos, f"{what}: value {value:g} is below its min {low:g}")
         if high is not None and value > high:
             sink.error(value_pos, f"{what}: value {value:g} is above its max {high:g}")
+    if unit in TIME_UNITS:  # a time: never negative, never longer than a recipe may state
+        for key, number in (("value", value), ("min", low), ("max", high)):
+            problem = None if number is None else duration_problem(number * TIME_UNITS[unit])
+            if problem is not None:
+                sink.error(
+                    fields.node.entries[key].value.pos, f"{what}: {key} {number:g} {unit} {problem}"
+                )
     if sink.count > before or value is None or unit is None:
         return None
     return Parameter(name, value, unit, low, high, description)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ebr.record.anchors import signed_head
 from ebr.record.clock import format_ts, utc_now
 from ebr.record.query import batch_record, blocks_of, journal_entries
 from ebr.record.store import Store
@@ -15,13 +16,15 @@ def export_json(store: Store, batch_id: str) -> dict[str, Any]:
 
     Everything (batch row, journal, sample blocks, verification) is read from one
     consistent snapshot. Layout: format, exported_at, batch, journal, sample_blocks,
-    samples (the blocks' rows flattened, for convenience), verification.
+    samples (the blocks' rows flattened, for convenience), verification, signed_head (the
+    latest signed checkpoint and its public key; null for an unsigned record).
     """
     with store.snapshot() as conn:
         record = batch_record(conn, batch_id)
         verification = verify_connection(conn, batch_id)
         entries = journal_entries(conn, batch_id)
         blocks = blocks_of(conn, batch_id)
+        signed = signed_head(conn, batch_id)
     return {
         "format": EXPORT_FORMAT,
         "exported_at": format_ts(utc_now()),
@@ -37,4 +40,5 @@ def export_json(store: Store, batch_id: str) -> dict[str, Any]:
         ],
         "samples": [sample.to_dict() for block in blocks for sample in block.samples],
         "verification": verification.to_dict(),
+        "signed_head": signed,
     }

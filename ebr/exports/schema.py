@@ -32,6 +32,11 @@ def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]
     return schema
 
 
+def _nullable(properties: dict[str, Any], description: str) -> dict[str, Any]:
+    """A closed object (see `_object`), or null."""
+    return {**_object(properties, description), "type": ["object", "null"]}
+
+
 def ebr_json_schema() -> dict[str, Any]:
     """Return the JSON Schema of a `cellbatch-ebr/1` export as a JSON-ready dict."""
     label = {"type": "string", "maxLength": MAX_LABEL, "pattern": r"^[^\u0000-\u001f\u007f]*$"}
@@ -68,6 +73,7 @@ def ebr_json_schema() -> dict[str, Any]:
                     "items": {"$ref": "#/$defs/sample"},
                 },
                 "verification": {"$ref": "#/$defs/verification"},
+                "signed_head": {"$ref": "#/$defs/signed_head"},
             }
         ),
         "$defs": {
@@ -189,6 +195,20 @@ def ebr_json_schema() -> dict[str, Any]:
                     },
                 },
                 "Result of verify at export time (ignored by verify_export).",
+            ),
+            "signed_head": _nullable(
+                {
+                    "batch_id": {"type": "string"},
+                    "seq": {"type": "integer", "minimum": 1},
+                    "hash": {"type": "string", "pattern": HASH_PATTERN},
+                    "key_id": {"type": "string"},
+                    "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+                    "public_key": {"type": "string", "pattern": HASH_PATTERN},
+                },
+                "The batch head signed by a key the store trusts (checked by verify_export; "
+                "null for an unsigned record): Ed25519 signature (hex) over "
+                "'cellbatch-checkpoint/1\\n' + batch_id + '\\n' + seq + '\\n' + hash, by the "
+                "32-byte public key (hex).",
             ),
         },
     }

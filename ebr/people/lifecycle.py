@@ -19,10 +19,10 @@ from ebr.people.signatures import (
     check_signature,
     signature_data,
 )
-from ebr.people.users import Directory, ensure_site_chain, site_entries
+from ebr.people.users import Directory, site_entries
 from ebr.record.errors import EbrError
 from ebr.record.kinds import Kind
-from ebr.record.ledger import append_entries
+from ebr.record.ledger import append_entries, ensure_site_chain
 from ebr.record.model import SITE_CHAIN
 from ebr.record.store import Store
 

@@ -27,10 +27,10 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from ebr.people.duties import ADMIN, ROLES, DutyRefused
 from ebr.record.clock import Clock, parse_ts, utc_now
-from ebr.record.errors import EbrError, UnknownBatchError
+from ebr.record.errors import EbrError
 from ebr.record.kinds import Kind
-from ebr.record.ledger import append_entries, create_chain
-from ebr.record.model import SITE_CHAIN, BatchHeader, Entry
+from ebr.record.ledger import append_site
+from ebr.record.model import SITE_CHAIN, Entry
 from ebr.record.query import journal_entries
 from ebr.record.store import Store
 
@@ -294,11 +294,19 @@ class Directory:
     # -- authentication ------------------------------------------------------------
 
     def authenticate(
-        self, username: str, password: str, purpose: str, *, allow_must_change: bool = False
+        self,
+        username: str,
+        password: str,
+        purpose: str,
+        *,
+        allow_must_change: bool = False,
+        lockout: bool = True,
     ) -> User:
         """Return the account if `password` is right and the account may be used now.
 
-        Every outcome is journaled on the site chain; failures count towards lockout.
+        Every outcome is journaled on the site chain; failures count towards lockout
+        unless `lockout` is False (guesses from an unauthenticated network client: those
+        are throttled by the caller instead, so nobody can lock a person out remotely).
         The error never tells whether the username or the password was wrong.
         """
         user = self.get(username)
@@ -307,7 +315,7 @@ class Directory:
             assert user is not None
             self._record(Kind.USER_LOGIN, {"user_id": user.user_id, "purpose": purpose})
             return user
-        self.record_failure(username, purpose, reason)
+        self.record_failure(username, purpose, reason, lockout=lockout)
         if reason in ("password expired", "password must be changed"):
             raise AuthError(
                 f"{username}: {reason}; change it with `cellbatch users passwd --user {username}`"
@@ -316,22 +324,24 @@ class Directory:
             raise AuthError(f"{username}: {reason}")
         raise AuthError("authentication failed: unknown user or wrong password")
 
-    def record_failure(self, username: str, purpose: str, reason: str) -> None:
-        """Journal a failed attempt; lock the account when it reaches the lockout count."""
+    def record_failure(
+        self, username: str, purpose: str, reason: str, *, lockout: bool = True
+    ) -> None:
+        """Journal a failed attempt; lock the account when it reaches the lockout count
+        (an attempt journaled with `lockout: false` does not count)."""
         user = self.get(username)
-        items: list[tuple[str, Mapping[str, Any]]] = [
-            (
-                Kind.USER_AUTH_FAILED,
-                {
-                    "username": username,
-                    "user_id": user.user_id if user else None,
-                    "purpose": purpose,
-                    "reason": reason,
-                },
-            )
-        ]
+        failed: dict[str, Any] = {
+            "username": username,
+            "user_id": user.user_id if user else None,
+            "purpose": purpose,
+            "reason": reason,
+        }
+        if not lockout:
+            failed["lockout"] = False
+        items: list[tuple[str, Mapping[str, Any]]] = [(Kind.USER_AUTH_FAILED, failed)]
         if (
-            user is not None
+            lockout
+            and user is not None
             and not user.locked
             and not user.disabled
             and reason == "wrong password"
@@ -458,17 +468,7 @@ class Directory:
 
     def _record_many(self, items: list[tuple[str, Mapping[str, Any]]]) -> list[Entry]:
         stamped = [(kind, {**data, "terminal": self.terminal}) for kind, data in items]
-        try:
-            return append_entries(self.store, SITE_CHAIN, stamped, clock=self.clock)
-        except UnknownBatchError:  # the store's first user change: start the site chain
-            ensure_site_chain(self.store, self.clock)
-            return append_entries(self.store, SITE_CHAIN, stamped, clock=self.clock)
-
-
-def ensure_site_chain(store: Store, clock: Clock = utc_now) -> None:
-    """Create the site audit chain if this store has none yet."""
-    header = BatchHeader(SITE_CHAIN, "cellbatch.site", "1", "", "", "", False)
-    create_chain(store, header, {"purpose": "site audit trail"}, clock=clock)
+        return append_site(self.store, stamped, clock=self.clock)
 
 
 def site_entries(store: Store, prefix: str) -> list[Entry]:
@@ -513,6 +513,10 @@ def _apply(by_id: dict[str, User], entry: Entry, policy: PasswordPolicy) -> None
         user = replace(user, locked=False, failures=0)
     elif entry.kind == Kind.USER_LOGIN:
         user = replace(user, failures=0)
-    elif entry.kind == Kind.USER_AUTH_FAILED and data.get("reason") == "wrong password":
+    elif (
+        entry.kind == Kind.USER_AUTH_FAILED
+        and data.get("reason") == "wrong password"
+        and data.get("lockout", True) is not False
+    ):
         user = replace(user, failures=user.failures + 1)
     by_id[user.user_id] = user

@@ -33,12 +33,20 @@ from sqlalchemy import func, insert, literal, select, text
 
 from ebr.record.checks import VerifyResult
 from ebr.record.errors import EbrError
-from ebr.record.schema import TABLE_NAMES, VERSION_TABLE, batches, journal, sample_blocks
+from ebr.record.schema import (
+    INITIAL_TABLE_NAMES,
+    TABLE_NAMES,
+    VERSION_TABLE,
+    batches,
+    checkpoints,
+    journal,
+    sample_blocks,
+)
 from ebr.record.store import Store, resolve_url
 from ebr.record.verify import verify_all
 
 _CHUNK = 1000
-_TABLES = (batches, journal, sample_blocks)  # foreign keys: batches first
+_TABLES = (batches, journal, sample_blocks, checkpoints)  # foreign keys: batches first
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SQLITE_INTERNAL = {"sqlite_sequence", VERSION_TABLE}
 
@@ -176,7 +184,7 @@ def _check_backup_file(path: Path) -> None:
             names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     except sqlite3.Error as exc:
         raise BackupError(f"{path} is not a readable eBR backup: {exc}") from exc
-    if not names >= TABLE_NAMES:
+    if not names >= INITIAL_TABLE_NAMES:
         raise BackupError(f"{path} is not an eBR backup (no eBR tables)")
 
 
@@ -247,7 +255,7 @@ def _copy_rows(source: Store, target: Store) -> None:
         for name, rows in chunks:
             conn.execute(insert(tables[name]), rows)
         if target.engine.dialect.name == "postgresql":
-            for table in (journal, sample_blocks):
+            for table in (journal, sample_blocks, checkpoints):
                 top = conn.execute(select(func.max(table.c.id))).scalar()
                 if top is not None:
                     conn.execute(

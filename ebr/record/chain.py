@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ebr.record.clock import ONE_MICROSECOND, format_ts, next_stamp
+from ebr.record.clock import ONE_MICROSECOND, format_ts
 
 GENESIS_HASH = "0" * 64
 """prev_hash of the first entry (seq 1) of every batch."""
@@ -22,41 +21,29 @@ def entry_hash(prev_hash: str, batch_id: str, seq: int, ts: str, kind: str, data
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
-    """One chained entry's place: what the next entry is chained to."""
+def step(
+    batch_id: str,
+    prev_seq: int,
+    prev_hash: str,
+    prev_stamp: datetime | None,
+    now: datetime,
+    now_text: str,
+    kind: str,
+    data: str,
+) -> tuple[int, datetime, str, str]:
+    """Chain one entry after (prev_seq, prev_hash, prev_stamp): return (seq, stamp, ts, hash).
 
-    seq: int
-    hash: str
-    stamp: datetime
-    """The entry's timestamp (``ts``); stamps of one chain strictly increase."""
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One entry stamped and hashed onto a chain: the stored columns and the new link."""
-
-    seq: int
-    ts: str
-    prev_hash: str
-    hash: str
-    link: Link
-
-
-def chain_step(batch_id: str, previous: Link | None, now: datetime, kind: str, text: str) -> Step:
-    """Stamp and hash one entry after ``previous`` (``None``: the chain's first entry).
-
-    The one chain step of the record, used by the batch journal and the site ledger
-    alike: seq is one more than the previous, the stamp is ``max(now, previous + 1 µs)``
-    (``next_stamp``), and the hash is ``entry_hash`` over exactly the stored text.
+    The one step every writer takes (the journal and the ledger): seq + 1, the stamp
+    `max(now, previous + 1 µs)` so stamps strictly increase, and `entry_hash`.
+    `now_text` is `format_ts(now)` (callers have it already).
     """
-    if previous is None:
-        seq, prev_hash, stamp = 1, GENESIS_HASH, now
+    if prev_stamp is None or now > prev_stamp:
+        stamp, ts = now, now_text
     else:
-        seq, prev_hash, stamp = previous.seq + 1, previous.hash, next_stamp(now, previous.stamp)
-    ts = format_ts(stamp)
-    digest = entry_hash(prev_hash, batch_id, seq, ts, kind, text)
-    return Step(seq, ts, prev_hash, digest, Link(seq, digest, stamp))
+        stamp = prev_stamp + ONE_MICROSECOND
+        ts = format_ts(stamp)
+    seq = prev_seq + 1
+    return seq, stamp, ts, entry_hash(prev_hash, batch_id, seq, ts, kind, data)
 
 
 def clock_step_back(
@@ -64,9 +51,9 @@ def clock_step_back(
 ) -> dict[str, Any] | None:
     """The payload of a ``clock.stepped_back`` entry when the wall clock went backwards.
 
-    ``last_wall`` is the wall clock when the chain's last entry was written (a writer that
-    only knows the stored chain passes the last stamp, which is never earlier). ``None``
-    when the clock did not step back.
+    One rule for every writer: ``last_wall`` is the wall clock when the chain's last entry
+    was written (a writer that only knows the stored chain passes the last stamp, which is
+    never earlier). ``None`` when the clock did not step back.
     """
     if now >= last_wall:
         return None

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,7 +26,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ebr.record.canonical import canonical_object
-from ebr.record.chain import GENESIS_HASH, Link, chain_step, clock_step_back
+from ebr.record.chain import GENESIS_HASH, clock_step_back, step
 from ebr.record.clock import Clock, format_ts, parse_ts, utc_now
 from ebr.record.errors import (
     DuplicateBatchError,
@@ -35,6 +36,7 @@ from ebr.record.errors import (
     JournalStateError,
     UnknownBatchError,
 )
+from ebr.record.ledger import register_batch, seal_batch
 from ebr.record.model import (
     BATCH_CREATED,
     CLOCK_STEPPED_BACK,
@@ -47,6 +49,7 @@ from ebr.record.model import (
 )
 from ebr.record.persist import EntryRow, Group, GroupWriter, HeadMove, batch_exists, load_tip
 from ebr.record.samples import EncodedBlock, encode_block
+from ebr.record.signing import Signer, configured_signer
 from ebr.record.store import Store
 from ebr.record.validation import check_batch_id, check_kind, check_label
 
@@ -156,6 +159,8 @@ class Journal:
         max_group: int = 500,
         max_delay: float = 0.0,
         max_pending: int = 100_000,
+        signer: Signer | None = None,
+        max_outage_s: float = 3600.0,
     ) -> None:
         """Prepare a journal on `store`; nothing runs until `start()`.
 
@@ -165,11 +170,16 @@ class Journal:
         default) the group is whatever queued while the previous commit was under way,
         which groups well under load and adds no latency when idle. At most
         `max_pending` entries may wait: `append` then waits for room, `append_nowait`
-        refuses.
+        refuses. With a `signer` (default: the key `$CELLBATCH_SIGNING_KEY` names, if
+        set) every commit signs the heads it moves, new batches are registered on the
+        site chain and `seal_batch` records a batch's final head there.
         """
         if max_group < 1 or max_pending < 1 or max_delay < 0:
             raise ValueError("max_group and max_pending must be ≥ 1 and max_delay ≥ 0")
         self._store = store
+        self._signer = signer or configured_signer()
+        self._max_outage_s = max_outage_s
+        self._storage_problem: str | None = None
         self._clock = clock
         self._max_group = max_group
         self._max_delay = max_delay
@@ -179,6 +189,7 @@ class Journal:
         self._queue: deque[_Pending] = deque()
         self._in_flight: set[str] = set()
         self._kinds: set[str] = set()  # entry kinds already checked and accepted
+        self._fences: dict[str, tuple[tuple[str, int], ...]] = {}
         self._writer: GroupWriter | None = None
         self._stats = JournalStats()
         self._task: asyncio.Task[None] | None = None
@@ -200,7 +211,7 @@ class Journal:
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
         self._room = asyncio.Event()
-        self._writer = GroupWriter(self._store)
+        self._writer = GroupWriter(self._store, self._signer)
         self._worker = _Worker(self._loop)
         self._closing = False
         self._stats = JournalStats()
@@ -252,6 +263,14 @@ class Journal:
     def pending(self) -> int:
         """Entries queued and not yet committed."""
         return len(self._queue)
+
+    def fence(self, batch_id: str, leases: Sequence[tuple[str, int]]) -> None:
+        """Commit entries of `batch_id` only while these (unit, token) leases are current
+        (ebr.record.leases); an empty sequence removes the fence."""
+        if leases:
+            self._fences[batch_id] = tuple(leases)
+        else:
+            self._fences.pop(batch_id, None)
 
     def is_open(self, batch_id: str) -> bool:
         """Whether `batch_id` can be appended to through this journal."""
@@ -309,7 +328,35 @@ class Journal:
         self._refuse_duplicate(batch_id)
         future = self._loop_future()
         self._stage(batch_id, BATCH_CREATED, text, parsed, future, header=header)
-        return await future
+        entry = await future
+        if self._signer is not None:
+            await self._in_thread(register_batch, self._store, entry, self._signer)
+        return entry
+
+    async def seal_batch(self, batch_id: str) -> Entry | None:
+        """Record the batch's signed final head on the site chain (`batch.sealed`).
+
+        Waits until every queued entry of the batch is committed; returns the sealed
+        head entry's identity (None without a signer: nothing to seal with).
+        """
+        self._check_running()
+        self._check_open(batch_id)
+        for _ in range(100_000):  # bounded: commits finish or fail
+            if batch_id not in self._in_flight and not any(
+                pending.entry.batch_id == batch_id for pending in self._queue
+            ):
+                break
+            await asyncio.sleep(0.001)
+        else:
+            raise JournalStateError(f"batch {batch_id}: entries still waiting to be committed")
+        signer = self._signer
+        if signer is None:
+            return None
+        head = self._committed[batch_id]
+        checkpoint = signer.checkpoint(batch_id, head.seq, head.hash)
+        await self._in_thread(seal_batch, self._store, checkpoint, signer)
+        last, _block = await self._in_thread(load_tip, self._store, batch_id)
+        return last
 
     async def resume_batch(self, batch_id: str) -> Entry:
         """Continue an existing batch (e.g. after a restart); return its last entry.
@@ -414,11 +461,11 @@ class Journal:
         head = self._heads.get(batch_id)
         now = self._clock()
         now_text = format_ts(now)  # validates the clock's value before anything is queued
-        stepped_back = None if head is None else clock_step_back(now, head.wall, head.ts)
-        if head is not None and stepped_back is not None:
+        stepped = None if head is None else clock_step_back(now, head.wall, head.ts)
+        if head is not None and stepped is not None:
             # The wall clock went backwards since this batch's last entry: say so in the
             # record, because the stamps now run ahead of the wall clock for a while.
-            step_text, step_data = canonical_object(stepped_back)
+            step_text, step_data = canonical_object(stepped)
             head = self._push(
                 batch_id, head, CLOCK_STEPPED_BACK, step_text, step_data, now, now_text
             )
@@ -458,12 +505,16 @@ class Journal:
         block_row: dict[str, Any] | None = None,
     ) -> _Head:
         """Stamp and chain one entry (seq, ts, prev_hash, hash), queue it, move the head."""
-        previous = None if head is None else Link(head.seq, head.hash, head.ts)
-        step = chain_step(batch_id, previous, now, kind, text)
-        seq, ts, prev_hash, digest = step.seq, step.ts, step.prev_hash, step.hash
+        if head is None:
+            prev_seq, prev_hash, prev_stamp, block_no = 0, GENESIS_HASH, None, 0
+        else:
+            prev_seq, prev_hash, prev_stamp, block_no = head.seq, head.hash, head.ts, head.block_no
+        seq, stamp, ts, digest = step(
+            batch_id, prev_seq, prev_hash, prev_stamp, now, now_text, kind, text
+        )
         if batch_row is not None:
             batch_row["created_at"] = ts
-        new_head = _Head(seq, digest, step.link.stamp, now, 0 if head is None else head.block_no)
+        new_head = _Head(seq, digest, stamp, now, block_no)
         self._queue.append(
             _Pending(
                 Entry(batch_id, seq, ts, kind, data, prev_hash, digest),
@@ -569,7 +620,8 @@ class Journal:
                     tip.hash,
                 )
             )
-        return Group(new_batches, [pending.row for pending in group], blocks, moves)
+        fences = [fence for batch_id in tips for fence in self._fences.get(batch_id, ())]
+        return Group(new_batches, [pending.row for pending in group], blocks, moves, fences)
 
     def _settle(self, group: list[_Pending], error: BaseException | None) -> None:
         """Resolve the group's futures after a commit, or fail them and roll heads back."""
@@ -610,9 +662,36 @@ class Journal:
                 pending.future.set_exception(failure)
 
     def _write(self, group: Group) -> None:
-        """Commit one group (runs on the worker thread)."""
+        """Commit one group (runs on the worker thread).
+
+        While the store cannot commit for a reason that passes (disk full, I/O error,
+        read-only, locked, connection lost: `storage_outage`) the same group is retried,
+        backing off up to 5 s, for at most `max_outage_s`: its callers (and every later
+        entry) wait, so nothing acknowledged is lost and no action whose intent is not
+        recorded goes ahead; `storage_problem` says why meanwhile. Stopping the journal
+        ends the wait (the group then fails as any failed commit does).
+        """
         assert self._writer is not None
-        self._writer.write(group)
+        started = time.monotonic()
+        delay = 0.05
+        while True:
+            try:
+                self._writer.write(group)
+            except Exception as exc:
+                why = storage_outage(exc)
+                if why is None or self._closing or time.monotonic() - started > self._max_outage_s:
+                    raise
+                self._storage_problem = why
+                time.sleep(delay)
+                delay = min(5.0, delay * 2)
+                continue
+            self._storage_problem = None
+            return
+
+    @property
+    def storage_problem(self) -> str | None:
+        """Why the store cannot commit right now (entries wait), or None."""
+        return self._storage_problem
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -652,3 +731,26 @@ class Journal:
     def _refuse_duplicate(self, batch_id: str) -> None:
         if batch_id in self._heads:
             raise DuplicateBatchError(f"batch {batch_id} already exists")
+
+
+_OUTAGES = (
+    "database or disk is full",
+    "disk i/o error",
+    "readonly database",
+    "database is locked",
+    "unable to open database file",
+)
+
+
+def storage_outage(error: BaseException) -> str | None:
+    """Why a failed commit may succeed later (disk full, I/O error, read-only store,
+    lost connection), or None for an error that retrying cannot cure."""
+    for exc in (error, getattr(error, "orig", None), error.__cause__):
+        if exc is None or type(exc).__name__ != "OperationalError":
+            continue
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if type(exc).__module__.startswith("psycopg") or any(
+            marker in text.lower() for marker in _OUTAGES
+        ):
+            return f"the store cannot commit: {text}"
+    return None

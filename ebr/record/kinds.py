@@ -113,6 +113,15 @@ class Kind(StrEnum):
     """Repeated failed logins or signatures for one username within the alert window."""
     USER_REFUSED = "user.refused"
     """A user-administration request refused by a separation-of-duties rule (named)."""
+    # -- the site chain: signing keys and the batch index (issue 16) --------------
+    KEY_TRUSTED = "key.trusted"
+    """A checkpoint signing key is trusted from here on (public key, endorsement)."""
+    KEY_RETIRED = "key.retired"
+    """A signing key signs nothing recorded after this entry's time."""
+    BATCH_REGISTERED = "batch.registered"
+    """A batch was created (its id and first entry hash): the site's batch index."""
+    BATCH_SEALED = "batch.sealed"
+    """A batch's signed head after it ended (or after QA appended to it)."""
 
 
 def failed_kind(state: str) -> Kind:
@@ -167,5 +176,11 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
         {"coi", "from_batch", "to_batch", "volume_ml", "viable_cells", "containers", "user"}
     ),
     Kind.LOT_DECISION: frozenset({"coi", "decision", "package_sha256", "signature_id"}),
+    Kind.KEY_TRUSTED: frozenset(
+        {"key_id", "algorithm", "public_key", "endorsed_by", "endorsement"}
+    ),
+    Kind.KEY_RETIRED: frozenset({"key_id"}),
+    Kind.BATCH_REGISTERED: frozenset({"batch_id", "first_hash"}),
+    Kind.BATCH_SEALED: frozenset({"batch_id", "head_seq", "head_hash"}),
 }
 """Payload fields every entry of a kind carries (a subset check; entries may add more)."""

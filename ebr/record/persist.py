@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -20,7 +20,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from ebr.record.canonical import parse_json
 from ebr.record.errors import JournalStateError, StoreError, UnknownBatchError
 from ebr.record.model import Entry
-from ebr.record.schema import batches, journal, sample_blocks
+from ebr.record.schema import batches, checkpoints, journal, sample_blocks, unit_leases
+from ebr.record.signing import Signer
 from ebr.record.store import Store
 
 ENTRY_COLUMNS = ("batch_id", "seq", "ts", "kind", "data", "prev_hash", "hash")
@@ -31,6 +32,7 @@ EntryRow = tuple[str, int, str, str, str, str, str]
 
 _BATCH_COLUMNS = tuple(column.name for column in batches.columns)
 _BLOCK_COLUMNS = tuple(column.name for column in sample_blocks.columns if column.name != "id")
+_CHECKPOINT_COLUMNS = ("batch_id", "seq", "hash", "key_id", "signature")
 
 _ADVANCE_HEAD = (
     update(batches)
@@ -62,6 +64,8 @@ class Group:
     entries: list[EntryRow]
     blocks: list[dict[str, Any]]
     moves: list[HeadMove]
+    fences: list[tuple[str, int]] = field(default_factory=list)
+    """(unit, token) of the leases the group's batches hold: checked before commit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +110,13 @@ class GroupWriter:
     The hot path runs Core statements compiled once for the database's driver on the
     DBAPI connection of a pooled SQLAlchemy connection the writer keeps: BEGIN
     (`BEGIN IMMEDIATE` on SQLite, as `Store.transaction` does), one executemany for the
-    group's entries, one conditional update per batch head, COMMIT.
+    group's entries, one conditional update per batch head, with a `signer` one signed
+    checkpoint per batch head (ebr.record.signing), COMMIT.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, signer: Signer | None = None) -> None:
         """Compile the statements for `store`'s database; connect on the first write."""
+        self._signer = signer
         self._engine = store.engine
         self._sqlite = self._engine.dialect.name == "sqlite"
         dialect = self._engine.dialect
@@ -120,6 +126,12 @@ class GroupWriter:
         self._insert_batches = Statement.compile(insert(batches), dialect, _BATCH_COLUMNS)
         self._insert_blocks = Statement.compile(insert(sample_blocks), dialect, _BLOCK_COLUMNS)
         self._advance_head = Statement.compile(_ADVANCE_HEAD, dialect)
+        self._lease_token = Statement.compile(
+            select(unit_leases.c.token).where(unit_leases.c.unit == bindparam("unit")), dialect
+        )
+        self._insert_checkpoints = Statement.compile(
+            insert(checkpoints), dialect, _CHECKPOINT_COLUMNS
+        )
         self._conn: PoolProxiedConnection | None = None
 
     def write(self, group: Group) -> None:
@@ -163,6 +175,22 @@ class GroupWriter:
                             f"batch {move.batch_id}: the stored head is no longer seq "
                             f"{move.old_seq}; another writer changed this batch"
                         )
+                for unit, token in group.fences:
+                    cursor.execute(self._lease_token.sql, self._lease_token.values({"unit": unit}))
+                    found = cursor.fetchone()
+                    if found is None or int(found[0]) != token:
+                        raise JournalStateError(
+                            f"unit {unit}: this process's lease (token {token}) was taken over; "
+                            "it no longer controls the unit and records nothing for it"
+                        )
+                if self._signer is not None:
+                    sign = self._signer.checkpoint
+                    signed = [
+                        sign(m.batch_id, m.new_seq, m.new_hash).to_dict() for m in group.moves
+                    ]
+                    cursor.executemany(
+                        self._insert_checkpoints.sql, _ordered(self._insert_checkpoints, signed)
+                    )
             finally:
                 cursor.close()
             conn.commit()

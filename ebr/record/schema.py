@@ -72,7 +72,37 @@ sample_blocks = Table(
 )
 """Blocks of process-data samples; each block's digest is journaled as `samples.block`."""
 
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("batch_id", String(MAX_BATCH_ID), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Index("ix_checkpoints_batch_seq", "batch_id", "seq"),
+)
+"""Signed chain heads (ebr.record.signing): append-only; no foreign key, so the
+signatures of a deleted batch outlive its rows."""
+
+unit_leases = Table(
+    "unit_leases",
+    metadata,
+    Column("unit", String(MAX_LABEL), primary_key=True),
+    Column("holder", String(MAX_LABEL), nullable=False),
+    Column("batch_id", String(MAX_BATCH_ID), nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("acquired_at", String(32), nullable=False),
+    Column("expires_at", String(32), nullable=False),
+)
+"""Which process controls which unit (ebr.record.leases); `token` only grows. Not part
+of the record: runtime state, never verified."""
+
 TABLE_NAMES = frozenset(metadata.tables)
+
+INITIAL_TABLE_NAMES = frozenset({"batches", "journal", "sample_blocks"})
+"""The tables of revision 0001 (what a store made before migrations holds)."""
 
 VERSION_TABLE = "ebr_alembic_version"
 """Alembic's version table of the eBR schema (named so it cannot clash with another

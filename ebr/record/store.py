@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ebr.record.errors import StoreError
-from ebr.record.schema import TABLE_NAMES, VERSION_TABLE
+from ebr.record.schema import INITIAL_TABLE_NAMES, TABLE_NAMES, VERSION_TABLE
 
 _WRITE = "ebr_write"
 _BUSY_TIMEOUT_MS = 5000
@@ -173,7 +173,7 @@ def _plan(conn: Connection, where: str, create: bool) -> str | None:
             )
         return None if revision == head_revision() else "upgrade"
     present = TABLE_NAMES & set(inspect(conn).get_table_names())
-    if present == TABLE_NAMES:
+    if present == INITIAL_TABLE_NAMES:
         return "adopt"  # made by create_all before migrations existed
     if present or not create:
         missing = ", ".join(sorted(TABLE_NAMES - present))

@@ -7,7 +7,7 @@ import functools
 import gc
 import multiprocessing
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, union
 from sqlalchemy.engine import Dialect
 
+from ebr.record.anchors import SiteIndex, check_anchors, check_signed_head, load_index
 from ebr.record.canonical import as_json_numbers, canonical_json
 from ebr.record.checks import (
     BlockRow,
@@ -31,6 +32,7 @@ from ebr.record.checks import (
     check_header,
 )
 from ebr.record.errors import UnknownBatchError
+from ebr.record.model import SITE_CHAIN
 from ebr.record.persist import Statement
 from ebr.record.schema import batches, journal, sample_blocks
 from ebr.record.store import Store
@@ -145,7 +147,7 @@ def verify_store(
     no other thread (a fork copies locks held by other threads).
     """
     with store.snapshot() as conn:
-        ids = sorted(
+        found = set(
             conn.execute(
                 union(
                     select(batches.c.batch_id),
@@ -154,6 +156,7 @@ def verify_store(
                 )
             ).scalars()
         )
+        ids = sorted(found | set(load_index(conn).registered))  # deleted batches too
         sizes = {
             row.batch_id: int(row.head_seq)
             for row in conn.execute(select(batches.c.batch_id, batches.c.head_seq))
@@ -209,8 +212,14 @@ def _verify_in_worker(batch_id: str) -> VerifyResult:
     return verify_batch(_worker_store, batch_id)
 
 
-def verify_connection(conn: Connection, batch_id: str) -> VerifyResult:
-    """Verify one batch inside an open read transaction (see `verify_batch`)."""
+def verify_connection(
+    conn: Connection, batch_id: str, index: SiteIndex | None = None
+) -> VerifyResult:
+    """Verify one batch inside an open read transaction (see `verify_batch`).
+
+    `index` is the site chain's keys and batch index (read here when not given).
+    """
+    index = load_index(conn) if index is None else index
     batch = conn.execute(select(batches).where(batches.c.batch_id == batch_id)).first()
     with _gc_paused():
         report = _check_journal(conn, batch_id)
@@ -220,9 +229,22 @@ def verify_connection(conn: Connection, batch_id: str) -> VerifyResult:
         )
     )
     blocks_checked, block_problems = check_blocks(blocks, report)
+    registered = index.registered.get(batch_id)
     if batch is None:
         if report.entries == 0 and report.problem is None and blocks_checked == 0:
-            raise UnknownBatchError(f"unknown batch {batch_id}")
+            if registered is None:
+                raise UnknownBatchError(f"unknown batch {batch_id}")
+            return VerifyResult(
+                batch_id,
+                0,
+                0,
+                (
+                    Problem(
+                        f"batch {batch_id}: deleted — the site chain records its creation at "
+                        f"site seq {registered[0]}, the store holds none of it"
+                    ),
+                ),
+            )
         missing = Problem("batch record: missing — the batches row was deleted")
         return assemble(batch_id, report, blocks_checked, missing, block_problems)
     record = {name: getattr(batch, name) for name in batch._fields}
@@ -233,6 +255,8 @@ def verify_connection(conn: Connection, batch_id: str) -> VerifyResult:
         blocks_checked,
         check_header(report, record),
         check_head(report, int(batch.head_seq), batch.head_hash),
+        check_anchors(conn, batch_id, report, index),
+        index.problems if batch_id == SITE_CHAIN else None,
         block_problems,
     )
 
@@ -245,9 +269,10 @@ class _MalformedExport(ValueError):
         self.problem = problem
 
 
-def verify_export(doc: Mapping[str, Any]) -> VerifyResult:
+def verify_export(doc: Mapping[str, Any], trusted: Collection[str] | None = None) -> VerifyResult:
     """Verify a JSON export offline: re-canonicalise every data object with RFC 8785 and
-    recompute the hash chain, the head, the batch header and the sample block digests.
+    recompute the hash chain, the head, the batch header and the sample block digests,
+    and check the signed head (by one of the `trusted` public keys, hex, when given).
 
     The export's own "verification" section is ignored: it is a claim, not evidence.
     """
@@ -289,6 +314,7 @@ def verify_export(doc: Mapping[str, Any]) -> VerifyResult:
         head,
         block_problems,
         _check_flat_samples(doc.get("samples"), blocks_doc),
+        check_signed_head(doc.get("signed_head"), head_seq, head_hash, trusted),
     )
 
 

@@ -11,7 +11,7 @@ problem is named: `journal entry seq 57 …`, `sample block 3 …` or
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,12 +65,14 @@ class ExportVerdict:
         return None
 
 
-def verify_export_file(doc: Mapping[str, Any], rules: Rules | None = None) -> ExportVerdict:
+def verify_export_file(
+    doc: Mapping[str, Any], rules: Rules | None = None, trusted: Collection[str] | None = None
+) -> ExportVerdict:
     """Verify a `cellbatch-ebr/1` export document offline (see the module docstring).
 
     Signatures are checked only once the chain and samples are intact (after a broken
     entry nothing is trusted, and the chain problem is the one to report)."""
-    result = verify_export(doc)
+    result = verify_export(doc, trusted)
     if not result.ok:
         return ExportVerdict(result)
     try:

@@ -18,6 +18,8 @@ SERVED_VESSELS = [
     "GMP-02",
     "SVC-01",
     "MQTT-01",
+    "LEASE-01",
+    "LEASE-02",
     *(f"K-{i:02d}" for i in range(1, 25)),
 ]
 

@@ -16,6 +16,7 @@ from cellbatch.hmi import BatchHmi
 from cellbatch.hmi_forms import CommandScreen, PromptForm
 from cellbatch.service_client import call
 from ebr import Store, read_journal
+from recipes import load_recipe
 from tests.e2e.test_service import (  # noqa: F401 (fixtures below)
     PROMPTS,
     Serve,
@@ -40,7 +41,8 @@ async def test_hmi_commands_and_answers(setup: tuple[Path, Path, str]) -> None:
     plant, db, endpoint = setup
     serve = Serve(plant, db, endpoint)
     try:
-        started = await call(endpoint, "Start", str(PROMPTS), "{}", "COI-HMI", "olga", "")
+        prompts = load_recipe(PROMPTS).content_hash  # Start names a library recipe
+        started = await call(endpoint, "Start", prompts, "{}", "COI-HMI", "olga", "")
         batch_id = started["batch_id"]
         app = BatchHmi(endpoint, "olga")
         async with app.run_test(size=(140, 40)) as pilot:
@@ -95,9 +97,9 @@ async def test_hmi_commands_and_answers(setup: tuple[Path, Path, str]) -> None:
 
 async def test_hmi_acknowledges_an_alarm(setup: tuple[Path, Path, str], tmp_path: Path) -> None:
     plant, db, endpoint = setup
-    serve = Serve(plant, db, endpoint, "--simulated-operator")
+    recipe = load_recipe(alarming_recipe(tmp_path)).content_hash  # in the library below
+    serve = Serve(plant, db, endpoint, "--simulated-operator", recipes=(tmp_path,))
     try:
-        recipe = str(alarming_recipe(tmp_path))
         params = '{"culture_time": 2880}'
         started = await call(endpoint, "Start", recipe, params, "COI-ALM", "olga", "")
         batch_id = started["batch_id"]

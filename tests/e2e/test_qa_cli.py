@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from cellbatch.cli import cli
 from ebr import Store
+from recipes import load_recipe
 from tests.e2e.conftest import plant_for_unit
 from tests.ebr.review_batches import TRIGGERS, write
 
@@ -252,12 +253,13 @@ async def test_gmp_hmi_asks_for_each_signature_and_signs_out_when_idle(
                  password="q-secret-54"))  # fmt: skip
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
     olga, quinn = "o-secret-44", "q-secret-54"
-    serve = Serve(plant, qa_db, endpoint)
+    serve = Serve(plant, qa_db, endpoint, recipes=(tmp_path,))
     try:
         wrong = await call(endpoint, "SignIn", "olga", "not-her-password")
         assert not wrong["ok"] and "password" in wrong["message"]
         assert (await call(endpoint, "SignIn", "olga", olga))["name"] == "Olga"
-        started = await call(endpoint, "Start", str(recipe), "{}", "COI-GMP-HMI", "olga", olga)
+        named = load_recipe(recipe).content_hash  # Start names a recipe of the library
+        started = await call(endpoint, "Start", named, "{}", "COI-GMP-HMI", "olga", olga)
         assert started["ok"], started
         batch_id = started["batch_id"]
         app = BatchHmi(endpoint, "olga", olga)

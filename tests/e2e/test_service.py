@@ -50,10 +50,13 @@ def cellbatch(*args: str) -> subprocess.CompletedProcess[str]:
 class Serve:
     """A `controller serve` process and the lines it printed before `ready`."""
 
-    def __init__(self, plant: Path, db: Path, endpoint: str, *extra: str) -> None:
+    def __init__(
+        self, plant: Path, db: Path, endpoint: str, *extra: str, recipes: tuple[Path, ...] = ()
+    ) -> None:
+        library = [arg for folder in (SHORT.parent, *recipes) for arg in ("--recipes", str(folder))]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cellbatch", "controller", "serve", "--plant", str(plant),
-             "--db", f"sqlite:///{db}", "--listen", endpoint, *extra],
+             "--db", f"sqlite:///{db}", "--listen", endpoint, *library, *extra],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
@@ -195,7 +198,7 @@ def test_alarms_are_acknowledged_through_the_interface(
     plant, db, endpoint = setup
     recipe = alarming_recipe(tmp_path)
     at = ("--endpoint", endpoint, "--user", "olga")
-    serve = Serve(plant, db, endpoint, "--simulated-operator")
+    serve = Serve(plant, db, endpoint, "--simulated-operator", recipes=(tmp_path,))
     try:
         started = cellbatch(
             "batch", "start", str(recipe), "--param", "culture_time=2880", "--coi", "C-3", *at
@@ -207,7 +210,7 @@ def test_alarms_are_acknowledged_through_the_interface(
     finally:
         serve.end(signal.SIGKILL)
     # A controller that died still owes the acknowledgement: recovery reads it back.
-    serve = Serve(plant, db, endpoint, "--simulated-operator")
+    serve = Serve(plant, db, endpoint, "--simulated-operator", recipes=(tmp_path,))
     try:
         assert f"recovered {batch_id}: Held, waiting for restart" in serve.lines
         assert alarm in wait_shown(endpoint, batch_id, lambda shown: shown)["open_alarms"]

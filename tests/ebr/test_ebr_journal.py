@@ -486,3 +486,33 @@ async def test_back_pressure(store: Store, open_batch: OpenBatch) -> None:
             journal.append_nowait("B-001", "tick", {"n": 5})
         waited = await journal.append("B-001", "tick", {"n": 5})  # waits for room instead
         assert waited.seq == 7 and all(f.done() for f in futures)
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.slow
+async def test_a_store_that_cannot_commit_makes_entries_wait_not_fail(
+    store: Store, db_path: Path, open_batch: OpenBatch
+) -> None:
+    """A store that cannot commit for a passing reason (here: another process holds the
+    write lock past the busy timeout, as a full disk or an I/O error also passes): the
+    entry waits, `storage_problem` says why, and it is committed once the store is back."""
+    async with Journal(store) as journal:
+        await open_batch(journal, "B-001")
+        blocker = sqlite3.connect(db_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            waiting = asyncio.ensure_future(journal.append("B-001", "tick", {"n": 1}))
+            for _ in range(600):  # until the journal reports the outage (≥ the busy timeout)
+                if journal.storage_problem is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert journal.storage_problem is not None
+            assert "database is locked" in journal.storage_problem
+            assert not waiting.done()
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        entry = await waiting
+        assert entry.seq == 2 and journal.storage_problem is None
+        assert journal.stats.failed_commits == 0
+    assert verify_batch(store, "B-001").ok

@@ -47,9 +47,14 @@ def test_guards_are_created_by_the_migration(store: Store) -> None:
         "sample_blocks_no_delete",
         "batches_no_delete",
         "batches_head_only",
+        "checkpoints_no_update",
+        "checkpoints_no_delete",
+        "journal_extends_chain",
+        "batches_head_exists",
     }
     if store.engine.dialect.name == "postgresql":
         expected |= {"journal_no_truncate", "sample_blocks_no_truncate", "batches_no_truncate"}
+        expected |= {"checkpoints_no_truncate"}
     assert names == expected
 
 
@@ -72,6 +77,11 @@ def test_store_made_before_migrations_is_adopted(tmp_path: Path) -> None:
     path = tmp_path / "legacy.sqlite"
     with Store.open(path) as store, store.engine.begin() as conn:
         conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+        # revision 0001's schema: no checkpoints table, none of the later guards
+        conn.execute(text("DROP TABLE checkpoints"))
+        conn.execute(text("DROP TABLE unit_leases"))
+        conn.execute(text("DROP TRIGGER journal_extends_chain"))
+        conn.execute(text("DROP TRIGGER batches_head_exists"))
     with Store.open(path, create=False) as store, store.engine.connect() as conn:
         assert schema_revision(conn) == head_revision()
         assert INITIAL_REVISION == "0001"
@@ -129,13 +139,13 @@ def test_cli_refuses_a_newer_store_with_a_plain_error(tmp_path: Path) -> None:
     assert "store schema rev f00d is newer than this cellbatch; upgrade cellbatch" in result.stderr
 
 
-REVISION_0002 = '''"""Test-only revision: a nullable column on batches."""
+REVISION_0099 = '''"""Test-only revision: a nullable column on batches."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0099"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -156,22 +166,22 @@ def test_an_older_store_is_upgraded_on_first_use(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A newer cellbatch (here: the migrations plus a revision 0002) upgrades the store
+    """A newer cellbatch (here: the migrations plus a revision 0099) upgrades the store
     when it first opens it, keeping the data and the guards."""
     populated[0].close()
     newer = tmp_path / "migrations"
     shutil.copytree(ebr_store.MIGRATIONS, newer, ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "versions" / "0002_site.py").write_text(REVISION_0002)
+    (newer / "versions" / "0099_site.py").write_text(REVISION_0099)
     monkeypatch.setattr(ebr_store, "MIGRATIONS", newer)
     ebr_store._scripts.cache_clear()
     try:
         with Store.open(store_url, create=False) as upgraded, upgraded.engine.connect() as conn:
-            assert schema_revision(conn) == "0002" == head_revision()
+            assert schema_revision(conn) == "0099" == head_revision()
             columns = {c["name"] for c in inspect(conn).get_columns("batches")}
             assert "site" in columns
             assert verify_batch(upgraded, "B-001").ok
     finally:
         monkeypatch.undo()
         ebr_store._scripts.cache_clear()
-    with pytest.raises(StoreError, match="store schema rev 0002 is newer than this cellbatch"):
+    with pytest.raises(StoreError, match="store schema rev 0099 is newer than this cellbatch"):
         Store.open(store_url)

@@ -138,6 +138,7 @@ def test_schema_is_draft_2020_12() -> None:
         "sample_blocks",
         "samples",
         "verification",
+        "signed_head",
     }
     json.dumps(schema)  # JSON-ready
 
