@@ -70,7 +70,7 @@ async def test_a_client_browses_a_running_batch(
     setup: tuple[Path, Path, str], tmp_path: Path
 ) -> None:
     plant, db, endpoint = setup
-    serve = Serve(plant, db, endpoint)
+    serve = Serve(plant, db, endpoint, recipes=(tmp_path,))
     try:
         recipe = str(browsed_recipe(tmp_path))
         started = await call(endpoint, "Start", recipe, "{}", "COI-UA-1", "olga", "")

@@ -41,7 +41,7 @@ def holding_recipe(folder: Path) -> Path:
 def test_show_list_and_watch_say_why(setup: tuple[Path, Path, str], tmp_path: Path) -> None:
     plant, db, endpoint = setup
     at = ("--endpoint", endpoint, "--user", "olga")
-    serve = Serve(plant, db, endpoint, "--simulated-operator")
+    serve = Serve(plant, db, endpoint, "--simulated-operator", recipes=(tmp_path,))
     watcher = None
     try:
         started = cellbatch("batch", "start", str(holding_recipe(tmp_path)), "--coi", "C-W", *at)

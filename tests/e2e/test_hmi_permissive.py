@@ -91,7 +91,7 @@ def test_restart_is_refused_until_the_action_alarm_is_acknowledged(
     db = tmp_path / "permit.sqlite"
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
     at = ("--endpoint", endpoint, "--user", "olga")
-    serve = Serve(plant, db, endpoint)
+    serve = Serve(plant, db, endpoint, recipes=(tmp_path,))
     pane: Pane | None = None
     try:
         started = cellbatch("batch", "start", str(spike_recipe(tmp_path)), *at)

@@ -106,7 +106,7 @@ def test_an_operator_at_an_80x24_terminal(
 ) -> None:
     plant, db, endpoint = setup
     at = ("--endpoint", endpoint, "--user", "olga")
-    serve = Serve(plant, db, endpoint)
+    serve = Serve(plant, db, endpoint, recipes=(tmp_path,))
     try:
         started = cellbatch("batch", "start", str(alarm_and_prompt_recipe(tmp_path)), *at)
         assert started.returncode == 0, started.stderr
@@ -150,7 +150,7 @@ def test_an_operator_at_an_80x24_terminal(
         # The controller goes away: UNREACHABLE, values STALE; back: cleared.
         serve.end(signal.SIGKILL)
         pane.wait("UNREACHABLE", "CONTROLLER UNREACHABLE", "values are STALE")
-        serve = Serve(plant, db, endpoint)
+        serve = Serve(plant, db, endpoint, recipes=(tmp_path,))
         screen = pane.wait("ONLINE", "HELD", limit_s=60)
         assert "CONTROLLER UNREACHABLE" not in screen and "STALE" not in screen
         for line in screen.splitlines():
