@@ -36,7 +36,7 @@ __all__ = ["make_controller"]  # the fixture, imported for pytest
 async def test_restart_into_an_active_alarm_is_refused_until_overridden(
     bioreactors: BioreactorServer, make_controller: Callable[..., Any]
 ) -> None:
-    controller = await make_controller(plant_for(bioreactors, "SV-03"))
+    controller = await make_controller(plant_for(bioreactors, "SV-12"))
     run = await controller.create_batch(load_recipe(RECIPE))
     batch_id = run.control.batch_id
     task = asyncio.create_task(controller.run(run))
@@ -44,7 +44,7 @@ async def test_restart_into_an_active_alarm_is_refused_until_overridden(
     assert not await run.command(Command.HOLD, user="op1", reason="  ")
     assert run.last_refusal is not None and "REASON-REQUIRED" in run.last_refusal
     assert run.state is State.RUNNING
-    vessel = bioreactors.vessel("SV-03")
+    vessel = bioreactors.vessel("SV-12")
     vessel.force("Temperature.PV", 39.0)
     try:
         await wait_phase(run, batch_id, State.HELD)
