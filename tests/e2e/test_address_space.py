@@ -15,6 +15,7 @@ from asyncua import Client, Node, ua
 
 from cellbatch.service_client import call
 from controller.service import NAMESPACE
+from recipes import load_recipe
 from tests.e2e.test_service import PROMPTS, Serve
 from tests.e2e.test_service import setup as setup  # the fixture
 
@@ -70,9 +71,9 @@ async def test_a_client_browses_a_running_batch(
     setup: tuple[Path, Path, str], tmp_path: Path
 ) -> None:
     plant, db, endpoint = setup
+    recipe = load_recipe(browsed_recipe(tmp_path)).content_hash  # Start names a library recipe
     serve = Serve(plant, db, endpoint, recipes=(tmp_path,))
     try:
-        recipe = str(browsed_recipe(tmp_path))
         started = await call(endpoint, "Start", recipe, "{}", "COI-UA-1", "olga", "")
         assert started["ok"], started
         batch_id = started["batch_id"]

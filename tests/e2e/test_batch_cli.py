@@ -41,10 +41,11 @@ def holding_recipe(folder: Path) -> Path:
 def test_show_list_and_watch_say_why(setup: tuple[Path, Path, str], tmp_path: Path) -> None:
     plant, db, endpoint = setup
     at = ("--endpoint", endpoint, "--user", "olga")
+    recipe = holding_recipe(tmp_path)  # in the controller's library before it starts
     serve = Serve(plant, db, endpoint, "--simulated-operator", recipes=(tmp_path,))
     watcher = None
     try:
-        started = cellbatch("batch", "start", str(holding_recipe(tmp_path)), "--coi", "C-W", *at)
+        started = cellbatch("batch", "start", str(recipe), "--coi", "C-W", *at)
         assert started.returncode == 0, started.stderr
         batch_id = started.stdout.split()[-1]
         watcher = subprocess.Popen(

@@ -91,10 +91,11 @@ def test_restart_is_refused_until_the_action_alarm_is_acknowledged(
     db = tmp_path / "permit.sqlite"
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
     at = ("--endpoint", endpoint, "--user", "olga")
+    recipe = spike_recipe(tmp_path)  # in the controller's library before it starts
     serve = Serve(plant, db, endpoint, recipes=(tmp_path,))
     pane: Pane | None = None
     try:
-        started = cellbatch("batch", "start", str(spike_recipe(tmp_path)), *at)
+        started = cellbatch("batch", "start", str(recipe), *at)
         assert started.returncode == 0, started.stderr
         batch_id = started.stdout.split()[-1]
         pane = Pane(["env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "cellbatch", "hmi", *at])

@@ -106,9 +106,10 @@ def test_an_operator_at_an_80x24_terminal(
 ) -> None:
     plant, db, endpoint = setup
     at = ("--endpoint", endpoint, "--user", "olga")
+    recipe = alarm_and_prompt_recipe(tmp_path)  # in the controller's library before it starts
     serve = Serve(plant, db, endpoint, recipes=(tmp_path,))
     try:
-        started = cellbatch("batch", "start", str(alarm_and_prompt_recipe(tmp_path)), *at)
+        started = cellbatch("batch", "start", str(recipe), *at)
         assert started.returncode == 0, started.stderr
         batch_id = started.stdout.split()[-1]
         hmi = [sys.executable, "-m", "cellbatch", "hmi", *at]
