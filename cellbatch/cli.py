@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from cellbatch.cli_common import default_plant, password_of, plain_errors
+from cellbatch.console import echo_events
 from cellbatch.ebr_cli import ebr as ebr_group
 from cellbatch.service_cli import batch_group, controller_group
 from cellbatch.service_cli import hmi as hmi_command
@@ -508,6 +509,7 @@ async def _run(
             click.echo(f"{batch.clock.now():%Y-%m-%dT%H:%M:%SZ} {el.level} {el.path} {dst.value}")
 
         batch.watchers.append(watch)
+        batch.recorder.listeners.append(echo_events())
         task = asyncio.create_task(controller.run(batch))
         if resume_id is not None:
             await asyncio.wait(

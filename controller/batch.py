@@ -32,8 +32,8 @@ from controller.phases import (
 from controller.prompts import PromptBoard
 from controller.recorder import BatchRecorder, iso
 from controller.resume import ResumePoint
-from controller.sampler import RecordedTag, Sampler
-from drivers import Device, DriverError
+from controller.sampler import LinkEvent, RecordedTag, Sampler, declared_period
+from drivers import ConnectionStatus, Device, DriverError
 from ebr import Entry
 from ebr.record.kinds import Kind, failed_kind
 from recipes import Flow, Operation, Phase, Recipe, UnitProcedure, tags_of
@@ -75,14 +75,11 @@ class BatchRun:
         self.batch = Element(control.batch_id, "batch", self._on_state, initial)
         self.chain: list[Element] = [self.batch]
         self.sampler = Sampler(
-            recorder.journal,
-            control.batch_id,
-            self._recorded_tags(),
-            # silent for 5 process minutes (2 s of wall time at least, for fast clocks)
-            silence_s=max(2.0, 300.0 / clock.scale),
-            on_silence=self._on_silence,
+            recorder.journal, control.batch_id, self._recorded_tags(), clock, on_link=self._on_link
         )
         self.alarms: list[AlarmEvent] = []
+        #: link outages of the units: unit, since, last_good, back, duration_s (process s)
+        self.outages: list[dict[str, Any]] = []
         #: alarms raised and not yet acknowledged, by the seq of their `alarm.raised` entry
         self.open_alarms: dict[int, OpenAlarm] = dict(resume.alarms) if resume else {}
         recorder.listeners.append(self._follow_alarms)
@@ -97,6 +94,8 @@ class BatchRun:
         self._decisions: dict[str, asyncio.Future[Command]] = {}
         self._contexts: dict[str, PhaseContext] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._deadlines: set[str] = set()  # monitors whose delay is being timed
         self.state_changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once the batch waits for or runs its first step
         self.watchers: list[Callable[[Element, State, State], None]] = []
@@ -112,9 +111,13 @@ class BatchRun:
             if phase.type == "transfer":
                 wanted.append((str(phase.args["balance"]), "balance.weight"))
                 wanted.append((str(phase.args["pump"]), "pump.speed_pv"))
+        cpps = {(m.unit, m.tag) for m in self.recipe.monitors}
         seen: dict[tuple[str, str], RecordedTag] = {}
         for alias, cap in wanted:
-            seen.setdefault((alias, cap), RecordedTag(alias, self.control.units[alias], cap))
+            device = self.control.units[alias]
+            # CPPs are recorded at their declared period, whatever the server notifies.
+            period, confirm = declared_period(device, cap) if (alias, cap) in cpps else (None, None)
+            seen.setdefault((alias, cap), RecordedTag(alias, device, cap, period, confirm))
         return list(seen.values())
 
     async def _on_state(self, el: Element, src: State, dst: State, trigger: str) -> None:
@@ -142,30 +145,85 @@ class BatchRun:
         event = monitor.update(reading, at)
         if event is not None:
             self._spawn(self._alarm(event))
+        elif monitor.deadline is not None and tag not in self._deadlines:
+            self._deadlines.add(tag)
+            self._spawn(self._at_deadline(tag, monitor), waits=True)
 
-    def _on_silence(self, device: str, silent_s: float, lost: bool) -> None:
-        self._spawn(self._instrument(device, silent_s, lost))
+    async def _at_deadline(self, tag: str, monitor: MonitorState) -> None:
+        """Raise a pending breach when its delay runs out on the clock, even if the
+        instrument sends no further value; re-armed while a breach stays pending."""
+        try:
+            while (deadline := monitor.deadline) is not None:
+                await self.clock.sleep((deadline - self.clock.now()).total_seconds())
+                event = monitor.check(self.clock.now())
+                if event is not None:
+                    await self._alarm(event)
+                    return
+        finally:
+            self._deadlines.discard(tag)
 
-    async def _instrument(self, device: str, silent_s: float, lost: bool) -> None:
-        """A lost instrument holds the batch; its return is journaled (restart is manual)."""
-        if not lost:
-            await self.recorder.record(Kind.INSTRUMENT_RESTORED, unit=device)
+    def _on_link(self, event: LinkEvent) -> None:
+        self._spawn(self._instrument(event), waits=event.lost)
+
+    async def _instrument(self, event: LinkEvent) -> None:
+        """Journal a unit's link lost / regained (when, last good values, duration); a
+        link that stays down until it is judged failed holds the batch."""
+        device = event.device
+        if not event.lost:
+            outage = next((o for o in reversed(self.outages) if o["unit"] == device), None)
+            if outage is not None:
+                outage.update(back=iso(event.at), duration_s=round(event.duration_s or 0.0, 3))
+            await self.recorder.record(
+                Kind.INSTRUMENT_RESTORED,
+                unit=device,
+                since=iso(event.since),
+                down_process_s=round(event.duration_s or 0.0, 3),
+            )
             return
+        self.outages.append(
+            {
+                "unit": device,
+                "since": iso(event.since),
+                "last_good": event.last_good,
+                "back": None,
+                "duration_s": None,
+            }
+        )
         await self.recorder.record(
             Kind.INSTRUMENT_LOST,
             unit=device,
-            silent_wall_s=round(silent_s, 3),
-            silent_process_s=round(silent_s * self.clock.scale, 1),
+            since=iso(event.since),
+            silent_process_s=round((event.at - event.since).total_seconds(), 3),
+            last_good=event.last_good,
         )
-        if self.batch.allows(Command.HOLD):
+        unit = next((d for d in self.control.units.values() if d.name == device), None)
+        if unit is None:
+            return
+        while unit.connection_status is ConnectionStatus.RECONNECTING:
+            await self._link_change(unit)
+        if unit.connection_status is ConnectionStatus.FAILED and self.batch.allows(Command.HOLD):
             await self.command(
-                Command.HOLD, user=f"{ENGINE}:instrument {device}", reason=f"no data from {device}"
+                Command.HOLD,
+                user=f"{ENGINE}:instrument {device}",
+                reason=f"link to {device} failed",
             )
 
-    def _spawn(self, coro: Any) -> None:
+    async def _link_change(self, unit: Device) -> None:
+        """Wait for the next change of a unit's connection status."""
+        changed = asyncio.Event()
+        unwatch = unit.watch_status(lambda _status: changed.set())
+        try:
+            await changed.wait()
+        finally:
+            unwatch()
+
+    def _spawn(self, coro: Any, *, waits: bool = False) -> None:
+        """Run ``coro`` beside the batch; one that ``waits`` (for a deadline or a link)
+        is cancelled when the batch ends, the others are awaited."""
         task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        pool = self._waiting if waits else self._background
+        pool.add(task)
+        task.add_done_callback(pool.discard)
 
     async def _alarm(self, event: AlarmEvent) -> None:
         self.alarms.append(event)
@@ -390,6 +448,11 @@ class BatchRun:
                     reason="instruments did not deliver values up to the end of the batch",
                 )
             await self.sampler.stop()
+            for task in list(self._waiting):
+                task.cancel()
+            for task in list(self._waiting):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             for task in list(self._background):
                 with contextlib.suppress(Exception):
                     await task

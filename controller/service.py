@@ -176,6 +176,7 @@ class ControllerService:
                 ],
                 "alarms": len(run.alarms),
                 "open_alarms": [alarm.to_dict() for alarm in run.open_alarms.values()],
+                "outages": run.outages,
             }
         )
 

@@ -350,6 +350,9 @@ def comm_losses(view: BatchView, rule: RuleConfig) -> list[Finding]:
         )
         after = seconds_between(view.time(entry), view.time(back)) if back else None
         total = silent + (after or 0.0)
+        down = number(back.data.get("down_process_s")) if back else None
+        if down is not None:  # the link's own account: from going down to coming back
+            total = down
         if total < rule["min_duration_s"]:
             continue
         found.append(
@@ -358,7 +361,8 @@ def comm_losses(view: BatchView, rule: RuleConfig) -> list[Finding]:
                 severity=rule.severity,
                 title=f"instrument {unit} lost" + (f" for {fmt_s(total)}" if back else ""),
                 detail=(
-                    f"no data from {unit} for {fmt_s(silent)} of process time when detected; "
+                    (f"link down since {entry.data['since']}; " if entry.data.get("since") else "")
+                    + f"no data from {unit} for {fmt_s(silent)} of process time when detected; "
                     + (
                         f"restored at {view.time(back)} (seq {back.seq})"
                         if back

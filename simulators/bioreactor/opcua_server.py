@@ -14,7 +14,9 @@ refuse, drop, silence, slow, garble or truncate connections; the server itself
 shows sensor faults (stuck, drift, noise, spike) and ``bad_status`` on the
 variable named by ``target`` (its node id string, e.g. ``BR-01.Temperature.PV``):
 a measurement is published with that Bad status code, a setpoint refuses writes
-with it. With a :class:`~simulators.bioreactor.security.ServerSecurity` it offers
+with it. In report-by-exception mode (``report_by_exception`` = a deadband) a
+measurement is written only when it moved beyond the deadband. With a
+:class:`~simulators.bioreactor.security.ServerSecurity` it offers
 Basic256Sha256 Sign and SignAndEncrypt endpoints with a trust list.
 """
 
@@ -163,8 +165,15 @@ class BioreactorServer:
         step_s: float = 60.0,
         seed: int = 0,
         security: ServerSecurity | None = None,
+        report_by_exception: float | None = None,
     ) -> None:
-        """Validate the configuration; nothing is built or bound yet."""
+        """Validate the configuration; nothing is built or bound yet.
+
+        ``report_by_exception`` (a deadband, ≥ 0) makes the server behave like many
+        vendor servers: a measurement is written (so notified, with a new
+        SourceTimestamp) only when it moved more than the deadband since it was last
+        published, or its status changed; a steady value sends nothing.
+        """
         if not vessels:
             raise ValueError("at least one vessel is required")
         for name in vessels:
@@ -178,6 +187,14 @@ class BioreactorServer:
             raise ValueError(f"step_s must be a positive number, got {step_s!r}")
         if urlsplit(url).scheme != "opc.tcp":
             raise ValueError(f"not an opc.tcp URL: {url!r}")
+        if report_by_exception is not None and not (
+            math.isfinite(report_by_exception) and report_by_exception >= 0.0
+        ):
+            raise ValueError(
+                f"report_by_exception must be a deadband >= 0, got {report_by_exception!r}"
+            )
+        self._deadband = report_by_exception
+        self._published: dict[ua.NodeId, tuple[float, int]] = {}
         self._url = url
         self._time_scale = float(time_scale)
         self._step_s = float(step_s)
@@ -412,6 +429,8 @@ class BioreactorServer:
                     bad = faults.first("bad_status", target)
                     if bad is not None:
                         code = _bad_status(bad.params)
+                if self._deadband is not None and self._unchanged(nid, value, code):
+                    continue
                 await write(
                     nid,
                     ua.DataValue(
@@ -429,6 +448,16 @@ class BioreactorServer:
                 ServerTimestamp=server_time,
             ),
         )
+
+    def _unchanged(self, nid: ua.NodeId, value: float, code: ua.StatusCode) -> bool:
+        """Report by exception: True when ``value`` is within the deadband of the value
+        last published on ``nid`` with the same status (then it is not written)."""
+        last = self._published.get(nid)
+        deadband = self._deadband or 0.0
+        if last is not None and last[1] == code.value and abs(value - last[0]) <= deadband:
+            return True
+        self._published[nid] = (value, code.value)
+        return False
 
     def _inoculate_callback(self, name: str) -> MethodCallback:
         model = self._models[name]
