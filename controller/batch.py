@@ -26,6 +26,7 @@ from controller.phases import (
     PhaseContext,
     PhaseFailed,
     hold_equipment,
+    journaled,
     restore_equipment,
     stop_equipment,
 )
@@ -33,7 +34,7 @@ from controller.prompts import PromptBoard
 from controller.recorder import BatchRecorder, iso
 from controller.resume import ResumePoint
 from controller.sampler import LinkEvent, RecordedTag, Sampler, declared_period
-from drivers import ConnectionStatus, Device, DriverError
+from drivers import ConnectionStatus, Device, DriverError, same_value
 from ebr import Entry
 from ebr.record.kinds import Kind, failed_kind
 from recipes import Flow, Operation, Phase, Recipe, UnitProcedure, tags_of
@@ -52,6 +53,21 @@ class ControlRecipe:
     coi: str
     simulation: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    #: per unit name: ``reassert`` (default) or ``hold`` when its instrument restarted
+    on_restart: dict[str, str] = field(default_factory=dict)
+
+
+def _writer(unit: Device, capability: str, value: Any) -> Callable[[], Awaitable[Any]]:
+    """The write of one value, for :func:`journaled`."""
+    return lambda: unit.write(capability, value)
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchScope:
+    """Journaled actions of the batch itself (not of a phase), e.g. re-asserted writes."""
+
+    path: str
+    recorder: BatchRecorder
 
 
 class BatchRun:
@@ -83,6 +99,10 @@ class BatchRun:
         #: alarms raised and not yet acknowledged, by the seq of their `alarm.raised` entry
         self.open_alarms: dict[int, OpenAlarm] = dict(resume.alarms) if resume else {}
         recorder.listeners.append(self._follow_alarms)
+        #: the last value written and read back, by (unit name, capability)
+        self.written: dict[tuple[str, str], Any] = {}
+        self._intents: dict[int, tuple[str, str]] = {}
+        recorder.listeners.append(self._follow_writes)
         #: wall seconds from a CPP value's instrument time to its monitor evaluation
         self.monitor_lateness: deque[float] = deque(maxlen=20_000)
         self._monitors = {
@@ -179,6 +199,9 @@ class BatchRun:
                 since=iso(event.since),
                 down_process_s=round(event.duration_s or 0.0, 3),
             )
+            back = next((d for d in self.control.units.values() if d.name == device), None)
+            if back is not None:
+                await self._check_restart(back)
             return
         self.outages.append(
             {
@@ -239,6 +262,69 @@ class BatchRun:
         )
         if event.raised and event.level == "action" and event.action in ("hold", "abort"):
             await self.command(Command(event.action), user=f"{ENGINE}:monitor {event.monitor}")
+
+    def _follow_writes(self, entry: Entry) -> None:
+        if entry.kind == Kind.WRITE_INTENT:
+            self._intents[entry.seq] = (str(entry.data["unit"]), str(entry.data["capability"]))
+        elif entry.kind == Kind.WRITE_RESULT:
+            target = self._intents.pop(int(entry.data["intent"]), None)
+            if target is not None and entry.data.get("ok"):
+                self.written[target] = entry.data.get("readback")
+
+    async def _check_restart(self, unit: Device) -> None:
+        """After a unit's link came back: read back the setpoints last written to it; if
+        any differs the instrument restarted (lost its state). Journal that, then per
+        the unit's policy re-assert them (journaled writes with the reason) or hold."""
+        caps = sorted(c for (u, c) in self.written if u == unit.name)
+        if not caps:
+            return
+        async with self._critical:
+            try:
+                found = await unit.read(caps)
+            except DriverError:
+                return  # down again: the next return is checked
+            differs = {
+                r.capability: {"written": self.written[(unit.name, r.capability)], "found": r.value}
+                for r in found
+                if not same_value(r.value, self.written[(unit.name, r.capability)])
+            }
+            if not differs:
+                return
+            policy = self.control.on_restart.get(unit.name, "reassert")
+            await self.recorder.record(
+                Kind.INSTRUMENT_RESTARTED, unit=unit.name, differs=differs, policy=policy
+            )
+            failed = None
+            if policy == "reassert":
+                scope = _BatchScope(self.batch.path, self.recorder)
+                units = {r.capability: r.unit for r in found}
+                for cap, values in differs.items():
+                    intent = {
+                        "unit": unit.name,
+                        "capability": cap,
+                        "old": values["found"],
+                        "new": values["written"],
+                        "eu": units[cap],
+                        "reason": f"{unit.name} restarted: re-asserting the last written setpoint",
+                    }
+                    try:
+                        await journaled(
+                            scope,
+                            "write",
+                            intent,
+                            _writer(unit, cap, values["written"]),
+                            "readback",
+                            f"re-asserting {cap} failed",
+                        )
+                    except PhaseFailed as exc:
+                        failed = str(exc)
+                        break
+        if (policy == "hold" or failed is not None) and self.batch.allows(Command.HOLD):
+            await self.command(
+                Command.HOLD,
+                user=f"{ENGINE}:instrument {unit.name}",
+                reason=failed or f"{unit.name} restarted and lost its setpoints",
+            )
 
     def _follow_alarms(self, entry: Entry) -> None:
         if entry.kind in ALARM_KINDS:

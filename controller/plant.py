@@ -7,6 +7,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+ON_RESTART = ("reassert", "hold")
+"""A unit's policies for an instrument that restarted (lost its setpoints)."""
+
 
 class PlantError(Exception):
     """A plant file is missing, malformed or inconsistent (message names file and field)."""
@@ -23,6 +26,10 @@ class UnitConfig:
     address: dict[str, str] = field(default_factory=dict)
     #: Connection settings (OPC UA security and identity), paths made absolute.
     connection: dict[str, object] = field(default_factory=dict)
+    #: What the batch does when the instrument comes back without the setpoints last
+    #: written (it restarted): ``reassert`` them (journaled writes; an exception for
+    #: review) or ``hold`` the batch.
+    on_restart: str = "reassert"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +130,11 @@ def _parse(doc: dict[str, Any], src: str) -> Plant:
         connection = raw.get("connection", {})
         if not isinstance(connection, dict):
             raise PlantError(f"{where}: 'connection' must be a table")
+        on_restart = raw.get("on_restart", "reassert")
+        if on_restart not in ON_RESTART:
+            raise PlantError(
+                f"{where}: 'on_restart' must be one of {', '.join(ON_RESTART)}, got {on_restart!r}"
+            )
         units.append(
             UnitConfig(
                 name=name,
@@ -131,6 +143,7 @@ def _parse(doc: dict[str, Any], src: str) -> Plant:
                 endpoint=_need(raw, "endpoint", str, where),
                 address={str(k): str(v) for k, v in address.items()},
                 connection=_paths(connection, _CONNECTION_PATHS, src),
+                on_restart=on_restart,
             )
         )
     if not units:

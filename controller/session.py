@@ -214,6 +214,7 @@ class Controller:
             units=devices,
             coi=coi,
             simulation=self.plant.simulation,
+            on_restart={u.name: u.on_restart for u in self.plant.units},
         )
         await self.journal.open_batch(
             batch_id,
@@ -318,6 +319,7 @@ class Controller:
             units=devices,
             coi=point.coi,
             simulation=self.plant.simulation,
+            on_restart={u.name: u.on_restart for u in self.plant.units},
         )
         recorder = BatchRecorder(self.journal, batch_id, clock)
         now = clock.now()

@@ -3,7 +3,7 @@
 The engine sees capabilities (``temperature.sp``), never a node id or register.
 """
 
-from drivers.device import Device, DevicePool
+from drivers.device import Device, DevicePool, same_value
 from drivers.errors import (
     Disconnected,
     DriverError,
@@ -34,4 +34,5 @@ __all__ = [
     "Value",
     "WriteRejected",
     "load_profile",
+    "same_value",
 ]

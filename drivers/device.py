@@ -82,7 +82,7 @@ class Device:
         if not spec.verify:
             return value
         (reading,) = await self.backend.read([spec])
-        if reading.quality is Quality.BAD or not _same(reading.value, value):
+        if reading.quality is Quality.BAD or not same_value(reading.value, value):
             raise ReadBackMismatch(
                 f"{self.name}: {capability} wrote {value!r}, read back {reading.value!r}"
             )
@@ -123,8 +123,9 @@ class Device:
         return cancel
 
 
-def _same(a: Value, b: Value) -> bool:
-    if isinstance(a, float) and isinstance(b, int | float):
+def same_value(a: Value, b: Value) -> bool:
+    """True when two values are the same (floats within a relative 1e-6)."""
+    if isinstance(a, int | float) and isinstance(b, int | float) and float in (type(a), type(b)):
         return math.isclose(a, float(b), rel_tol=1e-6, abs_tol=1e-9)
     return a == b
 

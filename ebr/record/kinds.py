@@ -47,7 +47,12 @@ class Kind(StrEnum):
     METHOD_INTENT = "method.intent"
     METHOD_RESULT = "method.result"
     INSTRUMENT_LOST = "instrument.lost"
+    """A unit's link went down: since when, the last good value of each recorded tag."""
     INSTRUMENT_RESTORED = "instrument.restored"
+    """A unit's link came back: since when it was down, for how long (process s)."""
+    INSTRUMENT_RESTARTED = "instrument.restarted"
+    """A unit came back without the setpoints last written (it restarted): what differs,
+    and the unit's ``on_restart`` policy (re-assert them, or hold the batch)."""
     # -- people at the batch -------------------------------------------------------
     PROMPT_OPENED = "prompt.opened"
     PROMPT_ANSWERED = "prompt.answered"
@@ -119,6 +124,9 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.PROMPT_ANSWERED: frozenset({_T, "element", "prompt", "user", "values"}),
     Kind.ALARM_RAISED: frozenset({_T}),
     Kind.ALARM_CLEARED: frozenset({_T}),
+    Kind.INSTRUMENT_LOST: frozenset({_T, "unit", "since", "last_good"}),
+    Kind.INSTRUMENT_RESTORED: frozenset({_T, "unit", "since", "down_process_s"}),
+    Kind.INSTRUMENT_RESTARTED: frozenset({_T, "unit", "differs", "policy"}),
     Kind.SAMPLES_BLOCK: frozenset({"block_no", "count", "first", "last", "sha256", "tags"}),
 }
 """Payload fields every entry of a kind carries (a subset check; entries may add more)."""

@@ -380,6 +380,32 @@ def comm_losses(view: BatchView, rule: RuleConfig) -> list[Finding]:
                 time=view.time(entry),
             )
         )
+    for entry in view.kind(Kind.INSTRUMENT_RESTARTED):
+        data = entry.data
+        differs = data.get("differs") or {}
+        lost = ", ".join(
+            f"{cap} {fmt(v.get('found'))} (written {fmt(v.get('written'))})"
+            for cap, v in sorted(differs.items())
+            if isinstance(v, dict)
+        )
+        policy = data.get("policy")
+        found.append(
+            Finding(
+                anchor=entry.seq,
+                severity=rule.severity,
+                title=f"instrument {data.get('unit')} restarted and lost its setpoints",
+                detail=(
+                    f"found {lost}; "
+                    + (
+                        "the setpoints were re-asserted (journaled writes)"
+                        if policy == "reassert"
+                        else "the batch was held"
+                    )
+                ),
+                evidence=Evidence((entry.seq,), facts={"unit": data.get("unit"), "policy": policy}),
+                time=view.time(entry),
+            )
+        )
     return found
 
 

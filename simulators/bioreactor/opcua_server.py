@@ -45,13 +45,13 @@ from simulators.bioreactor.address_space import (
     add_vessel,
     add_vessels_folder,
 )
-from simulators.bioreactor.physics import BioreactorModel, VesselStateError
+from simulators.bioreactor.physics import BioreactorModel, Setpoints, VesselStateError
 from simulators.bioreactor.security import ServerSecurity, apply_security
 from simulators.bioreactor.tags import TAGS
 from simulators.bioreactor.uatyping import status, ua_time
 from simulators.bioreactor.write_guard import install_range_guard
 from simulators.clock import ScaledClock
-from simulators.faults import FaultBoard, FaultError
+from simulators.faults import Fault, FaultBoard, FaultError
 from simulators.gate import CONNECTION_KINDS, TcpGate
 
 __all__ = ["DEFAULT_URL", "BioreactorServer", "LoopStats", "quiet_asyncua_logging"]
@@ -212,10 +212,14 @@ class BioreactorServer:
         self._variables = {f"{v}.{t.path}" for v in vessels for t in TAGS}
         self.faults = FaultBoard(
             "bioreactor",
-            (*CONNECTION_KINDS, "bad_status", "stuck", "drift", "noise", "spike"),
+            (*CONNECTION_KINDS, "bad_status", "stuck", "drift", "noise", "spike", "restart"),
             targets=lambda: self._variables,
             check=_check_fault,
         )
+        self.faults.on_inject = self._fault_injected
+        self._restarting: asyncio.Task[None] | None = None
+        #: times the server restarted (``restart`` fault or :meth:`restart`)
+        self.restarts = 0
 
     # -- public API -----------------------------------------------------------------
 
@@ -335,8 +339,50 @@ class BioreactorServer:
         )
         self._task.add_done_callback(_report_crash)
 
+    async def restart(self, downtime_s: float = 1.0) -> None:
+        """Restart like a power-cycled instrument: the server goes away (sessions and
+        subscriptions die), stays away ``downtime_s`` wall seconds and comes back on
+        the same port, with a new start time and every setpoint at its default; the
+        vessels' process state (temperature, volume, cells) is kept and the models go
+        on from the clock's present (the down time is not simulated)."""
+        clock, endpoint = self.clock, self.endpoint
+        await self._shutdown()
+        await asyncio.sleep(max(0.0, downtime_s))
+        for model in self._models.values():
+            model.setpoints = Setpoints()
+        self._url = endpoint
+        self._vessel_nodes = []
+        self._sim_nodes = None
+        self._published.clear()
+        self._steps = int(clock.elapsed() // self._step_s)
+        await self.start(clock)
+        self.restarts += 1
+        _log.warning("%s restarted after %.1f s with default setpoints", endpoint, downtime_s)
+
+    def _fault_injected(self, fault: Fault) -> None:
+        """A ``restart`` fault restarts the server once, then clears itself."""
+        if fault.kind != "restart" or self._restarting is not None:
+            return
+
+        async def run() -> None:
+            try:
+                await self.restart(float(fault.params.get("downtime_s", 1.0)))
+            finally:
+                self._restarting = None
+                self.faults.clear(fault)
+
+        self._restarting = asyncio.get_running_loop().create_task(run(), name="restart")
+
     async def stop(self) -> None:
-        """Stop the update loop and close the server (idempotent)."""
+        """Stop the update loop and close the server (idempotent); ends a restart."""
+        restarting, self._restarting = self._restarting, None
+        if restarting is not None and restarting is not asyncio.current_task():
+            restarting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await restarting
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
