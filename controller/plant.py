@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from drivers.profile_schema import Key, Problems
+from drivers.tomlpos import Located, TomlSyntaxError, load_located
 
 ON_RESTART = ("reassert", "hold")
 """A unit's policies for an instrument that restarted (lost its setpoints)."""
@@ -63,26 +65,47 @@ class Plant:
 
 
 def load_plant(path: str | Path) -> Plant:
-    """Parse and check a plant file."""
+    """Parse and check a plant file; every problem is listed in one PlantError, one
+    ``FILE:LINE:COL: message`` per line (unknown keys with a "did you mean")."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PlantError(f"plant file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PlantError(f"{path}: {exc}") from None
-    return _parse(doc, str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlantError(f"{path}: cannot read: {exc}") from None
+    try:
+        located = load_located(text, str(path))
+    except TomlSyntaxError as exc:
+        raise PlantError(str(exc)) from None
+    return _parse(located, str(path))
 
 
-def _need(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in table:
-        raise PlantError(f"{where}: missing {key!r}")
-    value = table[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind):
-        raise PlantError(f"{where}: {key!r} must be {kind.__name__}, got {value!r}")
-    return value
+TOP_KEYS = {
+    "plant": Key("table"),
+    "simulation": Key("table"),
+    "simulators": Key("list"),
+    "units": Key("list"),
+}
+PLANT_KEYS = {
+    "name": Key("str"),
+    "site": Key("str"),
+    "mode": Key("str", False, ("simulation", "gmp")),
+    "description": Key("str"),
+}
+SIMULATION_KEYS = {"time_scale": Key("number")}
+UNIT_KEYS = {
+    "name": Key("str", True),
+    "class": Key("str", True),
+    "profile": Key("str", True),
+    "endpoint": Key("str", True),
+    "address": Key("table"),
+    "connection": Key("table"),
+    "on_restart": Key("str", False, ON_RESTART),
+    "description": Key("str"),
+}
+"""The keys of a plant file, by table (``[[simulators]]`` keys are checked by kind
+when the simulators start)."""
 
 
 _CONNECTION_PATHS = ("certificate", "private_key", "server_certificate")
@@ -107,56 +130,71 @@ def _simulator(spec: dict[str, Any], src: str) -> dict[str, Any]:
     return spec
 
 
-def _parse(doc: dict[str, Any], src: str) -> Plant:
-    head = doc.get("plant", {})
+def _parse(located: Located, src: str) -> Plant:
+    p = Problems(located)
+    doc = p.table((), located.doc, TOP_KEYS, "the plant file")
+    head = p.table(("plant",), doc.get("plant", {}), PLANT_KEYS, "[plant]")
     mode = str(head.get("mode", "gmp"))
-    if mode not in ("simulation", "gmp"):
-        raise PlantError(f"{src}: [plant] mode must be 'simulation' or 'gmp', got {mode!r}")
-    sim = doc.get("simulation", {})
-    time_scale = float(sim.get("time_scale", 1.0))
-    if time_scale <= 0:
-        raise PlantError(f"{src}: [simulation] time_scale must be positive")
+    sim = p.table(("simulation",), doc.get("simulation", {}), SIMULATION_KEYS, "[simulation]")
+    time_scale = sim.get("time_scale", 1.0)
+    if not isinstance(time_scale, int | float) or not time_scale > 0:
+        p.add(("simulation", "time_scale"), "[simulation] time_scale must be positive")
+        time_scale = 1.0
     units = []
     seen: set[str] = set()
-    for i, raw in enumerate(doc.get("units", [])):
-        where = f"{src}: [[units]] #{i + 1}"
-        name = _need(raw, "name", str, where)
+    raw_units = doc.get("units", [])
+    for i, raw in enumerate(raw_units if isinstance(raw_units, list) else []):
+        where = ("units", i)
+        raw = p.table(where, raw, UNIT_KEYS, f"[[units]] #{i + 1}")
+        if not all(isinstance(raw.get(k), str) for k in ("name", "class", "profile", "endpoint")):
+            continue
+        name = str(raw["name"])
         if name in seen:
-            raise PlantError(f"{where}: duplicate unit name {name!r}")
+            p.add((*where, "name"), f"duplicate unit name {name!r}")
         seen.add(name)
         address = raw.get("address", {})
-        if not isinstance(address, dict):
-            raise PlantError(f"{where}: 'address' must be a table")
+        for key, value in address.items() if isinstance(address, dict) else ():
+            if not isinstance(value, str | int) or isinstance(value, bool):
+                p.add((*where, "address", key), f"address {key!r} must be a string or integer")
         connection = raw.get("connection", {})
-        if not isinstance(connection, dict):
-            raise PlantError(f"{where}: 'connection' must be a table")
-        on_restart = raw.get("on_restart", "reassert")
-        if on_restart not in ON_RESTART:
-            raise PlantError(
-                f"{where}: 'on_restart' must be one of {', '.join(ON_RESTART)}, got {on_restart!r}"
-            )
         units.append(
             UnitConfig(
                 name=name,
-                equipment_class=_need(raw, "class", str, where),
-                profile=_need(raw, "profile", str, where),
-                endpoint=_need(raw, "endpoint", str, where),
+                equipment_class=raw["class"],
+                profile=_profile_ref(raw["profile"], src),
+                endpoint=raw["endpoint"],
                 address={str(k): str(v) for k, v in address.items()},
                 connection=_paths(connection, _CONNECTION_PATHS, src),
-                on_restart=on_restart,
+                on_restart=str(raw.get("on_restart", "reassert")),
             )
         )
-    if not units:
-        raise PlantError(f"{src}: no [[units]] defined")
-    simulators = tuple(_simulator(dict(s), src) for s in doc.get("simulators", []))
+    if not raw_units:
+        p.add(("units",), "no [[units]] defined")
+    simulators = []
+    raw_sims = doc.get("simulators", [])
+    for i, spec in enumerate(raw_sims if isinstance(raw_sims, list) else []):
+        if not isinstance(spec, dict):
+            p.add(("simulators", i), "[[simulators]] entries must be tables")
+            continue
+        simulators.append(_simulator(dict(spec), src))
     if simulators and mode != "simulation":
-        raise PlantError(f"{src}: [[simulators]] are only allowed when mode = 'simulation'")
+        p.add(("simulators",), "[[simulators]] are only allowed when [plant] mode = 'simulation'")
+    if p.found:
+        raise PlantError("\n".join(p.found))
     return Plant(
         name=str(head.get("name", Path(src).stem)),
         site=str(head.get("site", "")),
         mode=mode,
-        time_scale=time_scale,
+        time_scale=float(time_scale),
         units=tuple(units),
-        simulators=simulators,
+        simulators=tuple(simulators),
         source=src,
     )
+
+
+def _profile_ref(profile: str, src: str) -> str:
+    """A profile named by file (``….toml``) is found relative to the plant file."""
+    if not profile.endswith(".toml"):
+        return profile
+    path = Path(profile).expanduser()
+    return str(path if path.is_absolute() else Path(src).resolve().parent / path)

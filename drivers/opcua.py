@@ -300,7 +300,11 @@ class _Subscription:
         handles = await conn._bounded(
             "monitor", sub.create_monitored_items(_monitor_requests(nodes, self._queue_size))
         )
-        failed = [str(h) for h in handles if isinstance(h, ua.StatusCode)]
+        failed = [
+            f"{node.to_string()} ({h.name})"
+            for node, h in zip(self._node_ids, handles, strict=False)
+            if isinstance(h, ua.StatusCode)
+        ]
         if failed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sub.delete(), conn.timeout)
