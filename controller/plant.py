@@ -153,10 +153,12 @@ def _parse(located: Located, src: str) -> Plant:
             p.add((*where, "name"), f"duplicate unit name {name!r}")
         seen.add(name)
         address = raw.get("address", {})
-        for key, value in address.items() if isinstance(address, dict) else ():
+        address = address if isinstance(address, dict) else {}
+        connection = raw.get("connection", {})
+        connection = connection if isinstance(connection, dict) else {}
+        for key, value in address.items():
             if not isinstance(value, str | int) or isinstance(value, bool):
                 p.add((*where, "address", key), f"address {key!r} must be a string or integer")
-        connection = raw.get("connection", {})
         units.append(
             UnitConfig(
                 name=name,

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import hashlib
 import platform
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from controller import __version__
 from controller.batch import BatchRun, ControlRecipe
 from controller.clock import ScaledClock, real_clock
+from controller.contracts import check_devices, recipe_needs
 from controller.isa88 import Command, State
 from controller.plant import Plant, UnitConfig
 from controller.prompts import PromptBoard
@@ -27,7 +30,16 @@ from drivers import Device, DevicePool
 from ebr import Journal, Store
 from ebr.people.lifecycle import RecipeId, recipe_status
 from ebr.record.kinds import Kind
-from recipes import Recipe, tags_of
+from recipes import Recipe
+
+
+def pinned_file(path: str) -> dict[str, Any]:
+    """A configuration file's SHA-256 and content (empty when it is not a readable file)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "content": text}
 
 
 class BatchSetupError(Exception):
@@ -197,12 +209,11 @@ class Controller:
         units = self._allocate(recipe, batch_id)
         try:
             devices = {alias: await self.device(u) for alias, u in units.items()}
-            for alias, device in devices.items():
-                missing = self._missing_capabilities(recipe, alias, device)
-                if missing:
-                    raise BatchSetupError(
-                        f"unit {device.name} lacks {', '.join(missing)} needed by {alias!r}"
-                    )
+            # Preflight: every capability and method the recipe needs exists, reads and
+            # is writable where it must be, before anything reaches an instrument.
+            problems = await check_devices(devices, recipe_needs(recipe))
+            if problems:
+                raise BatchSetupError("preflight failed:\n  " + "\n  ".join(problems))
             clock = await self._clock_from(list(devices.values()))
         except Exception:
             self.release(batch_id)
@@ -240,18 +251,6 @@ class Controller:
                 "approved with `cellbatch recipe approve`"
             )
 
-    @staticmethod
-    def _missing_capabilities(recipe: Recipe, alias: str, device: Device) -> list[str]:
-        needed = {m.tag for m in recipe.monitors if m.unit == alias}
-        for _path, up, _op, phase in recipe.procedure.walk():
-            if up.unit != alias:
-                continue
-            needed.update(phase.args.get("set", {}))  # type: ignore[arg-type]
-            cond = phase.args.get("until")
-            if cond is not None:
-                needed.update(tags_of(cond))  # type: ignore[arg-type]
-        return sorted(c for c in needed if not device.has(c))
-
     def _created_data(
         self,
         recipe: Recipe,
@@ -283,10 +282,16 @@ class Controller:
                     "class": u.equipment_class,
                     "profile": u.profile,
                     "endpoint": u.endpoint,
+                    **self._pinned_profile(u),
                 }
                 for alias, u in units.items()
             },
-            "plant": {"name": self.plant.name, "site": self.plant.site, "mode": self.plant.mode},
+            "plant": {
+                "name": self.plant.name,
+                "site": self.plant.site,
+                "mode": self.plant.mode,
+                **pinned_file(self.plant.source),
+            },
             "simulation": self.plant.simulation,
             "clock": {"epoch": iso(clock.epoch), "time_scale": clock.scale},
             "user": self.user,
@@ -294,6 +299,13 @@ class Controller:
             "software": {"name": "cellbatch", "version": __version__},
             **extra,
         }
+
+    def _pinned_profile(self, unit: UnitConfig) -> dict[str, Any]:
+        """The bound profile's SHA-256 and content, as the batch record pins them."""
+        device = self._devices.get(unit.name)
+        if device is None or not device.profile.sha256:
+            return {}
+        return {"profile_sha256": device.profile.sha256, "profile_content": device.profile.source}
 
     async def resume_batch(self, batch_id: str) -> BatchRun:
         """Reopen an interrupted batch Held at its last journaled point, on its own units."""

@@ -121,6 +121,15 @@ class Device:
             )
         return reading.value
 
+    async def not_writable(self, capabilities: Sequence[str]) -> list[str]:
+        """Of ``capabilities``, those the instrument itself says cannot be written (OPC UA
+        AccessLevel); protocols without access metadata answer from the profile only."""
+        check = getattr(self.backend, "not_writable", None)
+        if check is None:
+            return []
+        refused: list[str] = await check([self.profile.tag(c) for c in capabilities])
+        return refused
+
     async def call(self, method: str, args: dict[str, Value]) -> Value:
         """Run a device method; arguments by name, checked against the profile."""
         spec = self.profile.method(method)

@@ -170,6 +170,19 @@ class OpcUaBackend:
             for (capability, unit), dv in zip(plan.labels, dvs, strict=True)
         ]
 
+    async def not_writable(self, specs: Sequence[TagSpec]) -> list[str]:
+        """The capabilities whose node's AccessLevel does not allow the current write
+        (or that the server does not know)."""
+        dvs = await self.connection.read_attribute(
+            [self.node_id(s.address, s) for s in specs], ua.AttributeIds.AccessLevel
+        )
+        refused = []
+        for spec, dv in zip(specs, dvs, strict=True):
+            level = None if dv.Value is None else dv.Value.Value
+            if not isinstance(level, int) or not level & ua.AccessLevel.CurrentWrite.mask:
+                refused.append(spec.capability)
+        return refused
+
     async def write(self, spec: TagSpec, value: Value) -> None:
         await self.connection.write(
             self.node_id(spec.address, spec), value, variant_type(spec.data_type)
