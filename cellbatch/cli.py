@@ -20,7 +20,7 @@ import click
 from cellbatch.cli_common import default_plant, password_of, plain_errors
 from cellbatch.console import echo_events
 from cellbatch.ebr_cli import ebr as ebr_group
-from cellbatch.plant_cli import plant_group
+from cellbatch.plant_cli import plant_group, profile_group
 from cellbatch.service_cli import batch_group, controller_group
 from cellbatch.service_cli import hmi as hmi_command
 from cellbatch.terminal import terminal_operator
@@ -90,6 +90,7 @@ cli.add_command(controller_group, "controller")
 cli.add_command(batch_group, "batch")
 cli.add_command(hmi_command, "hmi")
 cli.add_command(plant_group, "plant")
+cli.add_command(profile_group, "profile")
 
 
 # -- recipe ------------------------------------------------------------------------------

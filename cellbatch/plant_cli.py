@@ -26,6 +26,7 @@ import click
 from controller.contracts import Need, check_devices, recipe_needs
 from controller.plant import Plant, PlantError, UnitConfig, load_plant
 from drivers import Device, DevicePool, DriverError, ProfileError, load_profile
+from drivers.discover import discover, draft_profile
 from drivers.tomlpos import load_located
 from recipes import Recipe, RecipeError, load_recipe
 
@@ -147,3 +148,36 @@ def _position(plant: Plant, path: tuple[str | int, ...]) -> str:
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+@click.group("profile")
+def profile_group() -> None:
+    """Device profiles: draft one from an instrument."""
+
+
+@profile_group.command("discover")
+@click.argument("url")
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Write the draft here.")
+@click.option("--name", default="draft", show_default=True, help="The draft profile's name.")
+def profile_discover(url: str, out: str | None, name: str) -> None:
+    """Browse the OPC UA server at URL and write a draft device profile (node ids, data
+    types, access, engineering units) to map to an equipment class's capabilities."""
+    try:
+        found = asyncio.run(discover(url))
+    except DriverError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    text = draft_profile(found, name)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        click.echo(f"error: {out}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"{out}: {len(found.variables)} variable(s), {len(found.methods)} method(s); "
+        "map them to capabilities, then `cellbatch plant check`"
+    )
