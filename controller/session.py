@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import getpass
 import hashlib
 import platform
@@ -346,7 +347,46 @@ class Controller:
             user=self.user,
             terminal=platform.node(),
         )
+        await self._journal_changed_config(recorder, point.pinned, units, devices)
         return BatchRun(control, recorder, clock, resume=point, prompts=self.prompts)
+
+    async def _journal_changed_config(
+        self,
+        recorder: BatchRecorder,
+        pinned: dict[str, dict[str, str]],
+        units: dict[str, UnitConfig],
+        devices: dict[str, Device],
+    ) -> None:
+        """A resumed batch whose plant file or bound profiles changed since it started:
+        journal each difference (flagged for review)."""
+        now: dict[str, tuple[str, str, str]] = {}
+        plant = pinned_file(self.plant.source)
+        if plant:
+            now["plant"] = (f"plant file {self.plant.source}", plant["sha256"], plant["content"])
+        for alias, device in devices.items():
+            profile = device.profile
+            what = f"profile {profile.name} of unit {units[alias].name} ({alias})"
+            now[alias] = (what, profile.sha256, profile.source)
+        for key, (what, sha, content) in now.items():
+            was = pinned.get(key)
+            if was is None or was["sha256"] == sha:
+                continue
+            diff = "".join(
+                difflib.unified_diff(
+                    was["content"].splitlines(keepends=True),
+                    content.splitlines(keepends=True),
+                    "at start",
+                    "at resume",
+                )
+            )
+            await recorder.record(
+                Kind.CONFIG_CHANGED,
+                file=what,
+                was_sha256=was["sha256"],
+                sha256=sha,
+                content=content,
+                diff=diff,
+            )
 
     async def run(self, run: BatchRun) -> State:
         """Run a batch to its end and free its units."""

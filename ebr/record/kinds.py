@@ -50,6 +50,9 @@ class Kind(StrEnum):
     """A unit's link went down: since when, the last good value of each recorded tag."""
     INSTRUMENT_RESTORED = "instrument.restored"
     """A unit's link came back: since when it was down, for how long (process s)."""
+    CONFIG_CHANGED = "config.changed"
+    """A batch resumed with a plant file or bound profile whose content differs from the
+    one it started with: which file, both SHA-256, the new content and the difference."""
     INSTRUMENT_RESTARTED = "instrument.restarted"
     """A unit came back without the setpoints last written (it restarted): what differs,
     and the unit's ``on_restart`` policy (re-assert them, or hold the batch)."""
@@ -127,6 +130,7 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.INSTRUMENT_LOST: frozenset({_T, "unit", "since", "last_good"}),
     Kind.INSTRUMENT_RESTORED: frozenset({_T, "unit", "since", "down_process_s"}),
     Kind.INSTRUMENT_RESTARTED: frozenset({_T, "unit", "differs", "policy"}),
+    Kind.CONFIG_CHANGED: frozenset({_T, "file", "was_sha256", "sha256", "diff"}),
     Kind.SAMPLES_BLOCK: frozenset({"block_no", "count", "first", "last", "sha256", "tags"}),
 }
 """Payload fields every entry of a kind carries (a subset check; entries may add more)."""

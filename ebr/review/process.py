@@ -335,6 +335,28 @@ def interruptions(view: BatchView, rule: RuleConfig) -> list[Finding]:
                 time=view.time(entry),
             )
         )
+    for entry in view.kind(Kind.CONFIG_CHANGED):
+        data = entry.data
+        changed = [
+            line
+            for line in str(data.get("diff", "")).splitlines()
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        ]
+        found.append(
+            Finding(
+                anchor=entry.seq,
+                severity=rule["interrupted_severity"],
+                title=f"{data.get('file')} changed between start and resume",
+                detail=(
+                    f"SHA-256 {str(data.get('was_sha256'))[:12]}… at start, "
+                    f"{str(data.get('sha256'))[:12]}… at resume; "
+                    + "; ".join(changed[:6])
+                    + (f"; and {len(changed) - 6} more line(s)" if len(changed) > 6 else "")
+                ),
+                evidence=Evidence((entry.seq,), facts={"file": data.get("file")}),
+                time=view.time(entry),
+            )
+        )
     return found
 
 
