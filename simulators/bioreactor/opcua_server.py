@@ -295,6 +295,7 @@ class BioreactorServer:
                     model.setpoints,
                     self._inoculate_callback(name),
                     self._harvest_callback(name),
+                    self._install_bag_callback(name),
                 )
             )
         self._sim_nodes = await add_simulation(server, idx, self._time_scale, self._step_s)
@@ -524,6 +525,27 @@ class BioreactorServer:
             return []
 
         return inoculate
+
+    def _install_bag_callback(self, name: str) -> MethodCallback:
+        model = self._models[name]
+
+        async def install_bag(
+            _parent: ua.NodeId, *args: ua.Variant
+        ) -> list[ua.Variant] | ua.StatusCode:
+            if args:
+                return status(ua.StatusCodes.BadTooManyArguments)
+            server = self._server
+            if server is None:
+                return status(ua.StatusCodes.BadServerHalted)
+            model.install_bag()
+            nodes = next(v for v in self._vessel_nodes if v.name == name)
+            await server.write_attribute_value(
+                nodes.volume_sp, ua.DataValue(ua.Variant(0.0, ua.VariantType.Double))
+            )
+            _log.info("%s: new bag installed", name)
+            return []
+
+        return install_bag
 
     def _harvest_callback(self, name: str) -> MethodCallback:
         model = self._models[name]
