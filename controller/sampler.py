@@ -44,6 +44,12 @@ DEFAULT_PERIOD_S = 60.0
 _MIN_TICK_WALL_S = 0.005
 """The confirmation loop never wakes more often than this (wall seconds)."""
 
+_MIN_SILENCE_WALL_S = 0.1
+"""A tag is confirmed only after this much wall time of silence too (two OPC UA
+publishing intervals): on a fast simulated clock a confirmation period can be shorter
+than the way of a notification from the server, and reading then would only duplicate
+what is under way (and load instrument and controller for nothing)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RecordedTag:
@@ -212,7 +218,8 @@ class Sampler:
 
     async def _confirm(self, device: Device, tags: list[RecordedTag]) -> None:
         """Every tag silent for its period is read (or, link down, marked as a gap)."""
-        limits = {t.name: t.silent_limit_s or DEFAULT_PERIOD_S for t in tags}
+        floor = _MIN_SILENCE_WALL_S * self.clock.scale
+        limits = {t.name: max(t.silent_limit_s or DEFAULT_PERIOD_S, floor) for t in tags}
         tick_wall = max(_MIN_TICK_WALL_S, min(limits.values()) / 4 / self.clock.scale)
         for tag in tags:
             self._last_at.setdefault(tag.name, self.clock.now())
