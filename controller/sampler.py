@@ -7,9 +7,12 @@ with a declared period (the CPPs) is therefore *confirmed*: when nothing was rec
 for it during its confirmation period (half its sampling period unless the profile says
 otherwise), the sampler reads it and records what the
 instrument answered — at the instrument's own timestamp when that is newer than the
-last recorded sample, else at the time of the read (the instrument confirmed that
-the value still holds). A value is never invented: while the link is down the
-period's sample is a gap marker (no value, quality ``bad``).
+last recorded sample, else at the time of the read on the instrument's clock (the
+instrument confirmed that the value still holds). The answer is held back for two
+publishing intervals and dropped if a notification of the tag arrives meanwhile, so
+that a merely slow subscription keeps the record in the instrument's order. A value
+is never invented: while the link is down the period's sample is a gap marker (no
+value, quality ``bad``).
 
 Loss of an instrument is decided by its link (session, keep-alive, failed reads;
 see :mod:`drivers.link`), never by the silence of a healthy server: the sampler
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -142,6 +146,10 @@ class Sampler:
         self._rows: list[tuple[str, datetime, Any, str, str]] = []
         self._last_at: dict[str, datetime] = {}
         self._last_good: dict[str, Value] = {}
+        #: per device: process seconds its latest notification's timestamp was behind ours
+        self._lag: dict[str, float] = {}
+        #: confirmations held back: tag name → (stamped reading, monotonic time read)
+        self._pending: dict[str, tuple[Reading, float]] = {}
         self._listeners: list[ReadingListener] = []
         self._cancels: list[Callable[[], Awaitable[None]]] = []
         self._unwatch: list[Callable[[], None]] = []
@@ -164,8 +172,15 @@ class Sampler:
         for device, tags in self._by_device():
             names = {t.capability: t.name for t in tags}
 
-            def sink(reading: Reading, names: dict[str, str] = names) -> None:
-                self._on_reading(names[reading.capability], reading, notified=True)
+            def sink(
+                reading: Reading, names: dict[str, str] = names, device: str = device.name
+            ) -> None:
+                when = _aware(reading.source_time)
+                if when is not None:  # how far the instrument's time runs behind ours
+                    self._lag[device] = (self.clock.now() - when).total_seconds()
+                name = names[reading.capability]
+                self._pending.pop(name, None)  # the subscription delivers: no need
+                self._on_reading(name, reading, notified=True)
 
             cancel = await device.subscribe([t.capability for t in tags], sink)
             self._cancels.append(cancel)
@@ -225,16 +240,35 @@ class Sampler:
             self._last_at.setdefault(tag.name, self.clock.now())
         while True:
             await asyncio.sleep(tick_wall)
+            self._commit([t.name for t in tags], _MIN_SILENCE_WALL_S)
             now = self.clock.now()
             due = [
-                t for t in tags if (now - self._last_at[t.name]).total_seconds() >= limits[t.name]
+                t
+                for t in tags
+                if t.name not in self._pending
+                and (now - self._last_at[t.name]).total_seconds() >= limits[t.name]
             ]
             if due:
                 await self.confirm(device, due)
 
-    async def confirm(self, device: Device, tags: list[RecordedTag]) -> bool:
-        """Read ``tags`` now and record the answer; a gap marker if the link is down or
-        the read fails. True when the instrument answered."""
+    def _commit(self, names: list[str], held_wall_s: float) -> None:
+        """Record the confirmations held back at least ``held_wall_s`` (wall) during which
+        no notification of their tag arrived (a notification drops its tag's)."""
+        now = time.monotonic()
+        for name in names:
+            pending = self._pending.get(name)
+            if pending is not None and now - pending[1] >= held_wall_s:
+                del self._pending[name]
+                self._on_reading(name, pending[0])
+
+    async def confirm(self, device: Device, tags: list[RecordedTag], *, hold: bool = True) -> bool:
+        """Read ``tags`` now; a gap marker if the link is down or the read fails. True
+        when the instrument answered.
+
+        The answer is held back (``hold``) for two publishing intervals and recorded
+        only if no notification of the tag arrives meanwhile: a subscription that is
+        merely slow then keeps the record in the instrument's own order and times.
+        """
         if device.name not in self.lost and device.connection_status is ConnectionStatus.CONNECTED:
             try:
                 readings = await device.read([t.capability for t in tags])
@@ -242,9 +276,12 @@ class Sampler:
                 _log.debug("%s: confirmation read failed: %s", device.name, exc)
             else:
                 self.confirmations += 1
-                now = self.clock.now()
+                at = self.clock.now() - timedelta(seconds=self._lag.get(device.name, 0.0))
+                taken = time.monotonic()
                 for tag, reading in zip(tags, readings, strict=True):
-                    self._on_reading(tag.name, self._stamped(tag.name, reading, now))
+                    self._pending[tag.name] = (self._stamped(tag.name, reading, at), taken)
+                if not hold:
+                    self._commit([t.name for t in tags], 0.0)
                 return True
         now = self.clock.now()
         for tag in tags:
@@ -252,10 +289,12 @@ class Sampler:
         return False
 
     def _stamped(self, name: str, reading: Reading, now: datetime) -> Reading:
-        """A read value at its own time when that is new, else at the time of the read."""
+        """A read value at its own time when that is new, else at the time of the read
+        on the instrument's clock (``now``: ours less the lag its notifications show, so
+        that a confirmation never runs ahead of values the instrument has yet to send)."""
         when = _aware(reading.source_time)
         last = self._last_at.get(name)
-        if when is not None and (last is None or when > last) and when <= now:
+        if when is not None and (last is None or when > last):
             return reading
         return Reading(reading.capability, reading.value, reading.unit, now, reading.quality)
 
@@ -303,14 +342,19 @@ class Sampler:
             for device, tags in self._by_device():
                 missing = [t for t in self._uncovered(until) if t in tags]
                 if missing:
-                    ok = await self.confirm(device, missing) and ok
+                    ok = await self.confirm(device, missing, hold=False) and ok
             return ok
 
+        # Notifications under way first (bounded), then reads for what stays uncovered.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wait_for(lambda: not self._uncovered(until)), timeout_s / 2)
+        if not self._uncovered(until):
+            return True
         try:
-            ok = await asyncio.wait_for(confirm_all(), timeout_s)
+            await asyncio.wait_for(confirm_all(), timeout_s / 2)
         except TimeoutError:
             return False
-        return ok and not self._uncovered(until)
+        return not self._uncovered(until)
 
     async def _flush_periodically(self) -> None:
         while True:
