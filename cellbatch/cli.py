@@ -20,10 +20,12 @@ from typing import Any
 import click
 
 from cellbatch.cli_common import default_plant, password_of, plain_errors
+from cellbatch.console import echo_events
 from cellbatch.deviation_cli import deviation as deviation_group
 from cellbatch.ebr_cli import ebr as ebr_group
 from cellbatch.keys_cli import keys as keys_group
 from cellbatch.lot_cli import lot as lot_group
+from cellbatch.plant_cli import plant_group, profile_group
 from cellbatch.ports import on_free_ports
 from cellbatch.service_cli import batch_group, controller_group
 from cellbatch.service_cli import hmi as hmi_command
@@ -101,6 +103,8 @@ cli.add_command(hmi_command, "hmi")
 cli.add_command(deviation_group, "deviation")
 cli.add_command(lot_group, "lot")
 cli.add_command(trend_command, "trend")
+cli.add_command(plant_group, "plant")
+cli.add_command(profile_group, "profile")
 
 
 # -- recipe ------------------------------------------------------------------------------
@@ -605,6 +609,7 @@ async def _run(
         batch.watchers.append(watch)
         signed_in = operator.signing.user if operator.signing is not None else None
         who = Who.of(controller.user, local_terminal(), signed_in)
+        batch.recorder.listeners.append(echo_events())
         task = asyncio.create_task(controller.run(batch))
         if resume_id is not None:
             await asyncio.wait(

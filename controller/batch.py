@@ -26,15 +26,16 @@ from controller.phases import (
     PhaseContext,
     PhaseFailed,
     hold_equipment,
+    journaled,
     restore_equipment,
     stop_equipment,
 )
 from controller.prompts import PromptBoard
 from controller.recorder import BatchRecorder, iso
 from controller.resume import ResumePoint
-from controller.sampler import RecordedTag, Sampler
+from controller.sampler import LinkEvent, RecordedTag, Sampler, declared_period
 from controller.who import Who, local_terminal
-from drivers import Device, DriverError
+from drivers import ConnectionStatus, Device, DriverError, same_value
 from ebr import Entry
 from ebr.people.duties import RULES
 from ebr.people.signatures import SIGNATURE, entry_content, signature_data
@@ -58,6 +59,21 @@ class ControlRecipe:
     coi: str
     simulation: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    #: per unit name: ``reassert`` (default) or ``hold`` when its instrument restarted
+    on_restart: dict[str, str] = field(default_factory=dict)
+
+
+def _writer(unit: Device, capability: str, value: Any) -> Callable[[], Awaitable[Any]]:
+    """The write of one value, for :func:`journaled`."""
+    return lambda: unit.write(capability, value)
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchScope:
+    """Journaled actions of the batch itself (not of a phase), e.g. re-asserted writes."""
+
+    path: str
+    recorder: BatchRecorder
 
 
 class BatchRun:
@@ -81,17 +97,18 @@ class BatchRun:
         self.batch = Element(control.batch_id, "batch", self._on_state, initial)
         self.chain: list[Element] = [self.batch]
         self.sampler = Sampler(
-            recorder.journal,
-            control.batch_id,
-            self._recorded_tags(),
-            # silent for 5 process minutes (2 s of wall time at least, for fast clocks)
-            silence_s=max(2.0, 300.0 / clock.scale),
-            on_silence=self._on_silence,
+            recorder.journal, control.batch_id, self._recorded_tags(), clock, on_link=self._on_link
         )
         self.alarms: list[AlarmEvent] = []
+        #: link outages of the units: unit, since, last_good, back, duration_s (process s)
+        self.outages: list[dict[str, Any]] = []
         #: alarms raised and not yet acknowledged, by the seq of their `alarm.raised` entry
         self.open_alarms: dict[int, OpenAlarm] = dict(resume.alarms) if resume else {}
         recorder.listeners.append(self._follow_alarms)
+        #: the last value written and read back, by (unit name, capability)
+        self.written: dict[tuple[str, str], Any] = {}
+        self._intents: dict[int, tuple[str, str]] = {}
+        recorder.listeners.append(self._follow_writes)
         #: wall seconds from a CPP value's instrument time to its monitor evaluation
         self.monitor_lateness: deque[float] = deque(maxlen=20_000)
         self._monitors = {
@@ -109,6 +126,8 @@ class BatchRun:
         self._entered: set[str] = set()  # phases this run has started
         #: the terminal of commands given without one (the engine, a local process)
         self.terminal = f"{local_terminal()} controller"
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._deadlines: set[str] = set()  # monitors whose delay is being timed
         self.state_changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once the batch waits for or runs its first step
         self.watchers: list[Callable[[Element, State, State], None]] = []
@@ -124,9 +143,13 @@ class BatchRun:
             if phase.type == "transfer":
                 wanted.append((str(phase.args["balance"]), "balance.weight"))
                 wanted.append((str(phase.args["pump"]), "pump.speed_pv"))
+        cpps = {(m.unit, m.tag) for m in self.recipe.monitors}
         seen: dict[tuple[str, str], RecordedTag] = {}
         for alias, cap in wanted:
-            seen.setdefault((alias, cap), RecordedTag(alias, self.control.units[alias], cap))
+            device = self.control.units[alias]
+            # CPPs are recorded at their declared period, whatever the server notifies.
+            period, confirm = declared_period(device, cap) if (alias, cap) in cpps else (None, None)
+            seen.setdefault((alias, cap), RecordedTag(alias, device, cap, period, confirm))
         return list(seen.values())
 
     async def _on_state(self, el: Element, src: State, dst: State, trigger: str) -> None:
@@ -154,30 +177,88 @@ class BatchRun:
         event = monitor.update(reading, at)
         if event is not None:
             self._spawn(self._alarm(event))
+        elif monitor.deadline is not None and tag not in self._deadlines:
+            self._deadlines.add(tag)
+            self._spawn(self._at_deadline(tag, monitor), waits=True)
 
-    def _on_silence(self, device: str, silent_s: float, lost: bool) -> None:
-        self._spawn(self._instrument(device, silent_s, lost))
+    async def _at_deadline(self, tag: str, monitor: MonitorState) -> None:
+        """Raise a pending breach when its delay runs out on the clock, even if the
+        instrument sends no further value; re-armed while a breach stays pending."""
+        try:
+            while (deadline := monitor.deadline) is not None:
+                await self.clock.sleep((deadline - self.clock.now()).total_seconds())
+                event = monitor.check(self.clock.now())
+                if event is not None:
+                    await self._alarm(event)
+                    return
+        finally:
+            self._deadlines.discard(tag)
 
-    async def _instrument(self, device: str, silent_s: float, lost: bool) -> None:
-        """A lost instrument holds the batch; its return is journaled (restart is manual)."""
-        if not lost:
-            await self.recorder.record(Kind.INSTRUMENT_RESTORED, unit=device)
+    def _on_link(self, event: LinkEvent) -> None:
+        self._spawn(self._instrument(event), waits=event.lost)
+
+    async def _instrument(self, event: LinkEvent) -> None:
+        """Journal a unit's link lost / regained (when, last good values, duration); a
+        link that stays down until it is judged failed holds the batch."""
+        device = event.device
+        if not event.lost:
+            outage = next((o for o in reversed(self.outages) if o["unit"] == device), None)
+            if outage is not None:
+                outage.update(back=iso(event.at), duration_s=round(event.duration_s or 0.0, 3))
+            await self.recorder.record(
+                Kind.INSTRUMENT_RESTORED,
+                unit=device,
+                since=iso(event.since),
+                down_process_s=round(event.duration_s or 0.0, 3),
+            )
+            back = next((d for d in self.control.units.values() if d.name == device), None)
+            if back is not None:
+                await self._check_restart(back)
             return
+        self.outages.append(
+            {
+                "unit": device,
+                "since": iso(event.since),
+                "last_good": event.last_good,
+                "back": None,
+                "duration_s": None,
+            }
+        )
         await self.recorder.record(
             Kind.INSTRUMENT_LOST,
             unit=device,
-            silent_wall_s=round(silent_s, 3),
-            silent_process_s=round(silent_s * self.clock.scale, 1),
+            since=iso(event.since),
+            silent_process_s=round((event.at - event.since).total_seconds(), 3),
+            last_good=event.last_good,
         )
-        if self.batch.allows(Command.HOLD):
+        unit = next((d for d in self.control.units.values() if d.name == device), None)
+        if unit is None:
+            return
+        while unit.connection_status is ConnectionStatus.RECONNECTING:
+            await self._link_change(unit)
+        if unit.connection_status is ConnectionStatus.FAILED and self.batch.allows(Command.HOLD):
             await self.command(
-                Command.HOLD, user=f"{ENGINE}:instrument {device}", reason=f"no data from {device}"
+                Command.HOLD,
+                user=f"{ENGINE}:instrument {device}",
+                reason=f"link to {device} failed",
             )
 
-    def _spawn(self, coro: Any) -> None:
+    async def _link_change(self, unit: Device) -> None:
+        """Wait for the next change of a unit's connection status."""
+        changed = asyncio.Event()
+        unwatch = unit.watch_status(lambda _status: changed.set())
+        try:
+            await changed.wait()
+        finally:
+            unwatch()
+
+    def _spawn(self, coro: Any, *, waits: bool = False) -> None:
+        """Run ``coro`` beside the batch; one that ``waits`` (for a deadline or a link)
+        is cancelled when the batch ends, the others are awaited."""
         task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        pool = self._waiting if waits else self._background
+        pool.add(task)
+        task.add_done_callback(pool.discard)
 
     async def _alarm(self, event: AlarmEvent) -> None:
         self.alarms.append(event)
@@ -201,6 +282,69 @@ class BatchRun:
                     if event.value is not None and event.limit is not None
                     else f"monitor {event.monitor}: {event.tag} at action level"
                 ),
+            )
+
+    def _follow_writes(self, entry: Entry) -> None:
+        if entry.kind == Kind.WRITE_INTENT:
+            self._intents[entry.seq] = (str(entry.data["unit"]), str(entry.data["capability"]))
+        elif entry.kind == Kind.WRITE_RESULT:
+            target = self._intents.pop(int(entry.data["intent"]), None)
+            if target is not None and entry.data.get("ok"):
+                self.written[target] = entry.data.get("readback")
+
+    async def _check_restart(self, unit: Device) -> None:
+        """After a unit's link came back: read back the setpoints last written to it; if
+        any differs the instrument restarted (lost its state). Journal that, then per
+        the unit's policy re-assert them (journaled writes with the reason) or hold."""
+        caps = sorted(c for (u, c) in self.written if u == unit.name)
+        if not caps:
+            return
+        async with self._critical:
+            try:
+                found = await unit.read(caps)
+            except DriverError:
+                return  # down again: the next return is checked
+            differs = {
+                r.capability: {"written": self.written[(unit.name, r.capability)], "found": r.value}
+                for r in found
+                if not same_value(r.value, self.written[(unit.name, r.capability)])
+            }
+            if not differs:
+                return
+            policy = self.control.on_restart.get(unit.name, "reassert")
+            await self.recorder.record(
+                Kind.INSTRUMENT_RESTARTED, unit=unit.name, differs=differs, policy=policy
+            )
+            failed = None
+            if policy == "reassert":
+                scope = _BatchScope(self.batch.path, self.recorder)
+                units = {r.capability: r.unit for r in found}
+                for cap, values in differs.items():
+                    intent = {
+                        "unit": unit.name,
+                        "capability": cap,
+                        "old": values["found"],
+                        "new": values["written"],
+                        "eu": units[cap],
+                        "reason": f"{unit.name} restarted: re-asserting the last written setpoint",
+                    }
+                    try:
+                        await journaled(
+                            scope,
+                            "write",
+                            intent,
+                            _writer(unit, cap, values["written"]),
+                            "readback",
+                            f"re-asserting {cap} failed",
+                        )
+                    except PhaseFailed as exc:
+                        failed = str(exc)
+                        break
+        if (policy == "hold" or failed is not None) and self.batch.allows(Command.HOLD):
+            await self.command(
+                Command.HOLD,
+                user=f"{ENGINE}:instrument {unit.name}",
+                reason=failed or f"{unit.name} restarted and lost its setpoints",
             )
 
     def _follow_alarms(self, entry: Entry) -> None:
@@ -563,6 +707,11 @@ class BatchRun:
                     reason="instruments did not deliver values up to the end of the batch",
                 )
             await self.sampler.stop()
+            for task in list(self._waiting):
+                task.cancel()
+            for task in list(self._waiting):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             for task in list(self._background):
                 with contextlib.suppress(Exception):
                     await task

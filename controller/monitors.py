@@ -1,10 +1,15 @@
-"""CPP monitors: alert and action limits with a delay, raising and clearing alarms."""
+"""CPP monitors: alert and action limits with a delay, raising and clearing alarms.
+
+A breach is judged on the clock: :meth:`MonitorState.update` takes each new value,
+and :meth:`MonitorState.check` raises a breach once its delay has run out even when
+no further value arrives (the batch schedules it at :attr:`MonitorState.deadline`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from drivers import Quality, Reading
 from ebr.review.bands import Band
@@ -39,6 +44,7 @@ class MonitorState:
         self.level = "normal"
         self.active_since: datetime | None = None
         self._pending: tuple[str, datetime, float] | None = None
+        self._last: tuple[float, float | None] = (0.0, None)
 
     def _classify(self, value: float, margin: float = 0.0) -> tuple[str, float | None]:
         """The level of ``value``; with ``margin`` the bands are narrowed (hysteresis).
@@ -77,11 +83,33 @@ class MonitorState:
             )
         if self._pending is None or self._pending[0] != level:
             self._pending = (level, at, value)
+        self._last = (value, limit)
         if (at - self._pending[1]).total_seconds() < self.monitor.delay_s:
             return None
         self.level, self._pending = level, None
         return AlarmEvent(
             self.monitor.name, self.tag, level, True, value, limit, self.monitor.action, at
+        )
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When a pending breach has lasted the monitor's delay (None: nothing pending)."""
+        if self._pending is None:
+            return None
+        return self._pending[1] + timedelta(seconds=self.monitor.delay_s)
+
+    def check(self, now: datetime) -> AlarmEvent | None:
+        """Raise a breach that has lasted the delay by ``now`` on the clock, even if no
+        further value arrived (a steady out-of-limit value sends none). The event is
+        stamped when the delay ran out, with the last value seen."""
+        deadline = self.deadline
+        if self._pending is None or deadline is None or now < deadline:
+            return None
+        level = self._pending[0]
+        value, limit = self._last
+        self.level, self._pending = level, None
+        return AlarmEvent(
+            self.monitor.name, self.tag, level, True, value, limit, self.monitor.action, deadline
         )
 
 

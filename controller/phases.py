@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from controller.clock import ScaledClock
 from controller.prompts import SCAN, PromptBoard
@@ -60,8 +60,20 @@ class PhaseContext:
 PhaseLogic = Callable[[PhaseContext], Coroutine[Any, Any, None]]
 
 
+class JournalScope(Protocol):
+    """Where a journaled action belongs: the element's path and the batch's recorder."""
+
+    @property
+    def path(self) -> str:
+        """The element the action belongs to."""
+
+    @property
+    def recorder(self) -> BatchRecorder:
+        """The batch's recorder."""
+
+
 async def journaled(
-    ctx: PhaseContext,
+    ctx: JournalScope,
     kind: str,
     intent: dict[str, Any],
     act: Callable[[], Awaitable[Any]],

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from controller.mqtt_config import MqttConfig, MqttConfigError, parse_mqtt
+from drivers.profile_schema import Key, Problems
+from drivers.tomlpos import Located, TomlSyntaxError, load_located
+
+ON_RESTART = ("reassert", "hold")
+"""A unit's policies for an instrument that restarted (lost its setpoints)."""
 
 
 class PlantError(Exception):
@@ -62,6 +66,10 @@ class UnitConfig:
     connection: dict[str, object] = field(default_factory=dict)
     #: Asset ID, serial, calibration due date and qualification (`asset = {…}`), if declared.
     asset: AssetStatus | None = None
+    #: What the batch does when the instrument comes back without the setpoints last
+    #: written (it restarted): ``reassert`` them (journaled writes; an exception for
+    #: review) or ``hold`` the batch.
+    on_restart: str = "reassert"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +109,8 @@ MAX_TIME_SCALE = 1e7
 
 
 def load_plant(path: str | Path) -> Plant:
-    """Parse and check a plant file; every error is `FILE:LINE:COL: message`."""
+    """Parse and check a plant file; every problem is listed in one PlantError, one
+    ``FILE:LINE:COL: message`` per line (unknown keys with a "did you mean")."""
     path = Path(path)
     try:
         with path.open("rb") as handle:
@@ -118,53 +127,47 @@ def load_plant(path: str | Path) -> Plant:
         line = data[: exc.start].count(b"\n") + 1
         raise PlantError(f"{path}:{line}:1: not UTF-8 text") from None
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PlantError(f"{path}: {exc}") from None
+        located = load_located(text, str(path))
+    except TomlSyntaxError as exc:
+        raise PlantError(str(exc)) from None
     except RecursionError:
         raise PlantError(f"{path}:1:1: nested too deeply") from None
-    plant = _parse(doc, str(path), text)
+    plant = _parse(located, str(path))
+    raw_mqtt = located.doc.get("mqtt")
     try:
-        mqtt = parse_mqtt(doc.get("mqtt"), text, str(path), site=plant.site, plant=plant.name)
+        mqtt = parse_mqtt(raw_mqtt, text, str(path), site=plant.site, plant=plant.name)
     except MqttConfigError as exc:
         raise PlantError(str(exc)) from None
     return replace(plant, mqtt=mqtt)
 
 
-def _at(text: str, src: str, key: str) -> str:
-    """`FILE:LINE:COL` of where `key` is set or its table starts (1:1 if not found)."""
-    pattern = re.compile(
-        rf'^[ \t]*(?:\[\[?[ \t]*"?{re.escape(key)}"?[ \t]*\]|"?{re.escape(key)}"?[ \t]*=)',
-        re.MULTILINE,
-    )
-    found = pattern.search(text)
-    if found is None:
-        return f"{src}:1:1"
-    line = text.count("\n", 0, found.start()) + 1
-    column = found.start() - (text.rfind("\n", 0, found.start()) + 1) + 1
-    indent = len(found.group()) - len(found.group().lstrip())
-    return f"{src}:{line}:{column + indent}"
-
-
-def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise PlantError(f"{where}: [{key}] must be a table, got {type(value).__name__}")
-    return value
-
-
-def _tables(doc: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
-    value = doc.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise PlantError(f"{where}: [[{key}]] must be a list of tables")
-    return value
-
-
-def _text(table: dict[str, Any], key: str, default: str, where: str) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str) or len(value) > 1000 or UNSAFE.search(value):
-        raise PlantError(f"{where}: {key!r} must be printable text (at most 1000 characters)")
-    return value
+TOP_KEYS = {
+    "plant": Key("table"),
+    "simulation": Key("table"),
+    "simulators": Key("list"),
+    "units": Key("list"),
+    "mqtt": Key("table"),
+}
+PLANT_KEYS = {
+    "name": Key("str"),
+    "site": Key("str"),
+    "mode": Key("str", False, ("simulation", "gmp")),
+    "description": Key("str"),
+}
+SIMULATION_KEYS = {"time_scale": Key("number")}
+UNIT_KEYS = {
+    "name": Key("str", True),
+    "class": Key("str", True),
+    "profile": Key("str", True),
+    "endpoint": Key("str", True),
+    "address": Key("table"),
+    "connection": Key("table"),
+    "on_restart": Key("str", False, ON_RESTART),
+    "asset": Key("table"),
+    "description": Key("str"),
+}
+"""The keys of a plant file, by table (``[[simulators]]`` keys are checked by kind
+when the simulators start)."""
 
 
 UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
@@ -226,66 +229,93 @@ def _asset(raw: Any, where: str) -> AssetStatus | None:
     )
 
 
-def _parse(doc: dict[str, Any], src: str, text: str = "") -> Plant:
-    head = _table(doc, "plant", _at(text, src, "plant"))
-    mode = _text(head, "mode", "gmp", _at(text, src, "mode"))
-    if mode not in ("simulation", "gmp"):
-        raise PlantError(
-            f"{_at(text, src, 'mode')}: [plant] mode must be 'simulation' or 'gmp', got {mode!r}"
-        )
-    sim = _table(doc, "simulation", _at(text, src, "simulation"))
-    scale = sim.get("time_scale", 1.0)
+def _parse(located: Located, src: str) -> Plant:
+    p = Problems(located)
+    doc = p.table((), located.doc, TOP_KEYS, "the plant file")
+    head = p.table(("plant",), doc.get("plant", {}), PLANT_KEYS, "[plant]")
+    mode = str(head.get("mode", "gmp"))
+    sim = p.table(("simulation",), doc.get("simulation", {}), SIMULATION_KEYS, "[simulation]")
+    time_scale = sim.get("time_scale", 1.0)
     if (
-        isinstance(scale, bool)
-        or not isinstance(scale, int | float)
-        or not math.isfinite(scale)
-        or not 0 < scale <= MAX_TIME_SCALE
+        isinstance(time_scale, bool)
+        or not isinstance(time_scale, int | float)
+        or not math.isfinite(time_scale)
+        or not 0 < time_scale <= MAX_TIME_SCALE
     ):
-        raise PlantError(
-            f"{_at(text, src, 'time_scale')}: [simulation] time_scale must be a number "
-            f"above 0 and at most {MAX_TIME_SCALE:g}"
+        p.add(
+            ("simulation", "time_scale"),
+            f"[simulation] time_scale must be a number above 0 and at most {MAX_TIME_SCALE:g}",
         )
-    time_scale = float(scale)
+        time_scale = 1.0
     units = []
     seen: set[str] = set()
-    for i, raw in enumerate(_tables(doc, "units", _at(text, src, "units"))):
-        where = f"{_at(text, src, 'units')}: [[units]] #{i + 1}"
-        name = _need(raw, "name", str, where)
+    raw_units = doc.get("units", [])
+    for i, raw in enumerate(raw_units if isinstance(raw_units, list) else []):
+        where = ("units", i)
+        raw = p.table(where, raw, UNIT_KEYS, f"[[units]] #{i + 1}")
+        if not all(isinstance(raw.get(k), str) for k in ("name", "class", "profile", "endpoint")):
+            continue
+        name = str(raw["name"])
+        if len(name) > 1000 or UNSAFE.search(name):
+            p.add((*where, "name"), "unit names must be printable text (at most 1000 characters)")
         if name in seen:
-            raise PlantError(f"{where}: duplicate unit name {name!r}")
+            p.add((*where, "name"), f"duplicate unit name {name!r}")
         seen.add(name)
         address = raw.get("address", {})
-        if not isinstance(address, dict):
-            raise PlantError(f"{where}: 'address' must be a table")
+        address = address if isinstance(address, dict) else {}
         connection = raw.get("connection", {})
-        if not isinstance(connection, dict):
-            raise PlantError(f"{where}: 'connection' must be a table")
+        connection = connection if isinstance(connection, dict) else {}
+        for key, value in address.items():
+            if not isinstance(value, str | int) or isinstance(value, bool):
+                p.add((*where, "address", key), f"address {key!r} must be a string or integer")
+        asset = None
+        try:
+            asset = _asset(raw.get("asset"), f"{src}: [[units]] #{i + 1} asset")
+        except PlantError as exc:
+            p.add((*where, "asset"), str(exc).removeprefix(f"{src}: "))
         units.append(
             UnitConfig(
                 name=name,
-                equipment_class=_need(raw, "class", str, where),
-                profile=_need(raw, "profile", str, where),
-                endpoint=_need(raw, "endpoint", str, where),
+                equipment_class=raw["class"],
+                profile=_profile_ref(raw["profile"], src),
+                endpoint=raw["endpoint"],
                 address={str(k): str(v) for k, v in address.items()},
                 connection=_paths(connection, _CONNECTION_PATHS, src),
-                asset=_asset(raw.get("asset"), f"{where} asset"),
+                on_restart=str(raw.get("on_restart", "reassert")),
+                asset=asset,
             )
         )
-    if not units:
-        raise PlantError(f"{src}:1:1: no [[units]] defined")
-    where = _at(text, src, "simulators")
-    simulators = tuple(_simulator(dict(s), src) for s in _tables(doc, "simulators", where))
+    if not raw_units:
+        p.add(("units",), "no [[units]] defined")
+    simulators = []
+    raw_sims = doc.get("simulators", [])
+    for i, spec in enumerate(raw_sims if isinstance(raw_sims, list) else []):
+        if not isinstance(spec, dict):
+            p.add(("simulators", i), "[[simulators]] entries must be tables")
+            continue
+        simulators.append(_simulator(dict(spec), src))
     if simulators and mode != "simulation":
-        raise PlantError(f"{where}: [[simulators]] are only allowed when mode = 'simulation'")
-    for spec in simulators:
-        _need(spec, "name", str, f"{where}: [[simulators]]")
-        _need(spec, "kind", str, f"{where}: [[simulators]]")
+        p.add(("simulators",), "[[simulators]] are only allowed when [plant] mode = 'simulation'")
+    for key in ("name", "site"):
+        value = head.get(key)
+        if isinstance(value, str) and (len(value) > 1000 or UNSAFE.search(value)):
+            p.add(("plant", key), f"[plant] {key} must be printable text (at most 1000 characters)")
+    if p.found:
+        raise PlantError("\n".join(p.found))
     return Plant(
-        name=_text(head, "name", Path(src).stem, _at(text, src, "name")),
-        site=_text(head, "site", "", _at(text, src, "site")),
+        name=str(head.get("name", Path(src).stem)),
+        site=str(head.get("site", "")),
         mode=mode,
-        time_scale=time_scale,
+        time_scale=float(time_scale),
         units=tuple(units),
-        simulators=simulators,
+        simulators=tuple(simulators),
         source=src,
     )
+
+
+def _profile_ref(profile: str, src: str) -> str:
+    """A profile named by file (``….toml``) is found relative to the plant file."""
+    if not profile.endswith(".toml"):
+        return profile
+    path = Path(profile).expanduser()
+    return str(path if path.is_absolute() else Path(src).resolve().parent / path)

@@ -47,6 +47,9 @@ class ResumePoint:
     last_state: State = State.IDLE
     alarms: dict[int, OpenAlarm] = field(default_factory=dict)
     """Alarms raised and not acknowledged, by the seq of their `alarm.raised` entry."""
+    pinned: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The configuration files the batch started with: ``plant`` and each alias's
+    profile, as ``{"sha256", "content"}``."""
 
 
 def _last_process_time(entries: list[Entry]) -> datetime | None:
@@ -56,6 +59,20 @@ def _last_process_time(entries: list[Entry]) -> datetime | None:
         if e.data.get("t") or e.data.get("last")
     ]
     return max(times) if times else None
+
+
+def _pinned(created: dict[str, Any]) -> dict[str, dict[str, str]]:
+    pinned: dict[str, dict[str, str]] = {}
+    plant = created.get("plant") or {}
+    if plant.get("sha256"):
+        pinned["plant"] = {"sha256": plant["sha256"], "content": str(plant.get("content", ""))}
+    for alias, e in (created.get("equipment") or {}).items():
+        if e.get("profile_sha256"):
+            pinned[alias] = {
+                "sha256": e["profile_sha256"],
+                "content": str(e.get("profile_content", "")),
+            }
+    return pinned
 
 
 def load_resume_point(store: Store, batch_id: str) -> ResumePoint:
@@ -75,6 +92,7 @@ def load_resume_point(store: Store, batch_id: str) -> ResumePoint:
         equipment={alias: str(e["unit"]) for alias, e in created["equipment"].items()},
         coi=str(created.get("header", {}).get("coi") or created.get("coi", "")),
         last_t=_last_process_time(entries),
+        pinned=_pinned(created),
     )
     states: dict[str, State] = {}
     order: list[str] = []

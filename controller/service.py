@@ -295,6 +295,7 @@ class ControllerService:
                 ],
                 "alarms": len(self.views[batch_id].alarms),  # raised, this batch's record
                 "open_alarms": [alarm.to_dict() for alarm in run.open_alarms.values()],
+                "outages": run.outages,
             }
         )
 

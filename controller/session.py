@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import getpass
+import hashlib
 import logging
 import math
 import platform
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from controller import __version__
 from controller.batch import ENGINE, BatchRun, ControlRecipe
 from controller.clock import ScaledClock, real_clock
+from controller.contracts import check_devices, recipe_needs
 from controller.isa88 import Command, State
 from controller.plant import Plant, UnitConfig
 from controller.prompts import PromptBoard
@@ -42,7 +46,17 @@ from ebr.record.leases import (
     this_process,
 )
 from ebr.record.leases import release as release_leases
-from recipes import Recipe, tags_of
+from recipes import Recipe
+
+
+def pinned_file(path: str) -> dict[str, Any]:
+    """A configuration file's SHA-256 and content (empty when it is not a readable file)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "content": text}
+
 
 UNIT_ALARM = "alarm.active"
 UNIT_ALARM_CODE = "alarm.code"
@@ -315,12 +329,11 @@ class Controller:
         units = await self._allocate(recipe, batch_id)
         try:  # a refused start holds nothing: its units are released whatever failed
             devices = {alias: await self.device(u) for alias, u in units.items()}
-            for alias, device in devices.items():
-                missing = self._missing_capabilities(recipe, alias, device)
-                if missing:
-                    raise BatchSetupError(
-                        f"unit {device.name} lacks {', '.join(missing)} needed by {alias!r}"
-                    )
+            # Preflight: every capability and method the recipe needs exists, reads and
+            # is writable where it must be, before anything reaches an instrument.
+            problems = await check_devices(devices, recipe_needs(recipe))
+            if problems:
+                raise BatchSetupError("preflight failed:\n  " + "\n  ".join(problems))
             await self._check_unit_alarms(devices)
             bypassed = self._check_assets(units, asset_override)
             clock = await self._clock_from(list(devices.values()))
@@ -331,6 +344,7 @@ class Controller:
                 units=devices,
                 coi=coi,
                 simulation=self.plant.simulation,
+                on_restart={u.name: u.on_restart for u in self.plant.units},
             )
             await self.journal.open_batch(
                 batch_id,
@@ -416,18 +430,6 @@ class Controller:
                 "approved with `cellbatch recipe approve`"
             )
 
-    @staticmethod
-    def _missing_capabilities(recipe: Recipe, alias: str, device: Device) -> list[str]:
-        needed = {m.tag for m in recipe.monitors if m.unit == alias}
-        for _path, up, _op, phase in recipe.procedure.walk():
-            if up.unit != alias:
-                continue
-            needed.update(phase.args.get("set", {}))  # type: ignore[arg-type]
-            cond = phase.args.get("until")
-            if cond is not None:
-                needed.update(tags_of(cond))  # type: ignore[arg-type]
-        return sorted(c for c in needed if not device.has(c))
-
     def _created_data(
         self,
         recipe: Recipe,
@@ -460,10 +462,16 @@ class Controller:
                     "profile": u.profile,
                     "endpoint": u.endpoint,
                     "asset": None if u.asset is None else u.asset.to_dict(datetime.now(UTC).date()),
+                    **self._pinned_profile(u),
                 }
                 for alias, u in units.items()
             },
-            "plant": {"name": self.plant.name, "site": self.plant.site, "mode": self.plant.mode},
+            "plant": {
+                "name": self.plant.name,
+                "site": self.plant.site,
+                "mode": self.plant.mode,
+                **pinned_file(self.plant.source),
+            },
             "simulation": self.plant.simulation,
             "clock": {"epoch": iso(clock.epoch), "time_scale": clock.scale},
             "user": self.user,
@@ -471,6 +479,13 @@ class Controller:
             "software": {"name": "cellbatch", "version": __version__},
             **extra,
         }
+
+    def _pinned_profile(self, unit: UnitConfig) -> dict[str, Any]:
+        """The bound profile's SHA-256 and content, as the batch record pins them."""
+        device = self._devices.get(unit.name)
+        if device is None or not device.profile.sha256:
+            return {}
+        return {"profile_sha256": device.profile.sha256, "profile_content": device.profile.source}
 
     async def resume_batch(self, batch_id: str) -> BatchRun:
         """Reopen an interrupted batch Held at its last journaled point, on its own units."""
@@ -501,6 +516,7 @@ class Controller:
             units=devices,
             coi=point.coi,
             simulation=self.plant.simulation,
+            on_restart={u.name: u.on_restart for u in self.plant.units},
         )
         recorder = BatchRecorder(self.journal, batch_id, clock)
         now = clock.now()
@@ -515,7 +531,46 @@ class Controller:
             user=self.user,
             terminal=platform.node(),
         )
+        await self._journal_changed_config(recorder, point.pinned, units, devices)
         return BatchRun(control, recorder, clock, resume=point, prompts=self.prompts)
+
+    async def _journal_changed_config(
+        self,
+        recorder: BatchRecorder,
+        pinned: dict[str, dict[str, str]],
+        units: dict[str, UnitConfig],
+        devices: dict[str, Device],
+    ) -> None:
+        """A resumed batch whose plant file or bound profiles changed since it started:
+        journal each difference (flagged for review)."""
+        now: dict[str, tuple[str, str, str]] = {}
+        plant = pinned_file(self.plant.source)
+        if plant:
+            now["plant"] = (f"plant file {self.plant.source}", plant["sha256"], plant["content"])
+        for alias, device in devices.items():
+            profile = device.profile
+            what = f"profile {profile.name} of unit {units[alias].name} ({alias})"
+            now[alias] = (what, profile.sha256, profile.source)
+        for key, (what, sha, content) in now.items():
+            was = pinned.get(key)
+            if was is None or was["sha256"] == sha:
+                continue
+            diff = "".join(
+                difflib.unified_diff(
+                    was["content"].splitlines(keepends=True),
+                    content.splitlines(keepends=True),
+                    "at start",
+                    "at resume",
+                )
+            )
+            await recorder.record(
+                Kind.CONFIG_CHANGED,
+                file=what,
+                was_sha256=was["sha256"],
+                sha256=sha,
+                content=content,
+                diff=diff,
+            )
 
     async def run(self, run: BatchRun) -> State:
         """Run a batch to its end and free its units."""

@@ -3,7 +3,7 @@
 The engine sees capabilities (``temperature.sp``), never a node id or register.
 """
 
-from drivers.device import Device, DevicePool
+from drivers.device import Device, DevicePool, same_value
 from drivers.errors import (
     Disconnected,
     DriverError,
@@ -13,10 +13,12 @@ from drivers.errors import (
     ReadBackMismatch,
     WriteRejected,
 )
+from drivers.link import ConnectionStatus
 from drivers.profile import DeviceProfile, load_profile
-from drivers.tags import Quality, Reading, Tag
+from drivers.tags import Quality, Reading, Tag, Value
 
 __all__ = [
+    "ConnectionStatus",
     "Device",
     "DevicePool",
     "DeviceProfile",
@@ -29,6 +31,8 @@ __all__ = [
     "ReadBackMismatch",
     "Reading",
     "Tag",
+    "Value",
     "WriteRejected",
     "load_profile",
+    "same_value",
 ]

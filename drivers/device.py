@@ -15,7 +15,7 @@ from drivers.modbus_backend import ModbusBackend
 from drivers.opcua import OpcUaConnection
 from drivers.opcua_backend import OpcUaBackend
 from drivers.opcua_security import OpcUaSecurity
-from drivers.profile import DeviceProfile, load_profile
+from drivers.profile import DeviceProfile, TagSpec, load_profile
 from drivers.serial_backend import SerialBackend, line_for
 from drivers.serial_line import SerialLine
 from drivers.serial_line import parse_endpoint as serial_port
@@ -29,6 +29,8 @@ class Device:
         self.name = name
         self.profile = profile
         self.backend = backend
+        #: derived capabilities (computed from another tag), by name
+        self._derived = {c: s for c, s in profile.tags.items() if s.derived_from is not None}
 
     @property
     def equipment_class(self) -> str:
@@ -64,14 +66,45 @@ class Device:
         """Connect (shared sessions are opened once)."""
         await self.backend.connect()
 
+    def _wire(self, capabilities: Sequence[str]) -> list[str]:
+        """The capabilities read on the wire for ``capabilities``: derived ones replaced
+        by their source, ``connection.status`` left out, each once."""
+        wire: dict[str, None] = {}
+        for c in capabilities:
+            if c == STATUS_CAPABILITY:
+                continue
+            spec = self._derived.get(c)
+            wire[spec.derived_from if spec is not None and spec.derived_from else c] = None
+        return list(wire)
+
+    def _derive(self, spec: TagSpec, source: Reading) -> Reading:
+        return Reading(
+            spec.capability,
+            spec.derive(source.value),
+            spec.unit,
+            source.source_time,
+            source.quality,
+        )
+
     async def read(self, capabilities: Sequence[str]) -> list[Reading]:
-        """Read several capabilities in one round trip (``connection.status`` needs none)."""
-        if STATUS_CAPABILITY not in capabilities:
+        """Read several capabilities in one round trip (``connection.status`` needs none;
+        a derived capability is computed from its source tag)."""
+        if STATUS_CAPABILITY not in capabilities and not (
+            self._derived and any(c in self._derived for c in capabilities)
+        ):
             return await self.backend.read([self.profile.tag(c) for c in capabilities])
-        wire = [c for c in capabilities if c != STATUS_CAPABILITY]
-        got = iter(await self.backend.read([self.profile.tag(c) for c in wire]) if wire else [])
-        status = self.status_reading()
-        return [status if c == STATUS_CAPABILITY else next(got) for c in capabilities]
+        wire = self._wire(capabilities)
+        readings = await self.backend.read([self.profile.tag(c) for c in wire]) if wire else []
+        got = dict(zip(wire, readings, strict=True))
+        out = []
+        for c in capabilities:
+            if c == STATUS_CAPABILITY:
+                out.append(self.status_reading())
+            elif c in self._derived:
+                out.append(self._derive(self._derived[c], got[self._wire([c])[0]]))
+            else:
+                out.append(got[c])
+        return out
 
     async def write(self, capability: str, value: Value) -> Value:
         """Write a capability; critical ones are read back and must match."""
@@ -82,11 +115,20 @@ class Device:
         if not spec.verify:
             return value
         (reading,) = await self.backend.read([spec])
-        if reading.quality is Quality.BAD or not _same(reading.value, value):
+        if reading.quality is Quality.BAD or not same_value(reading.value, value):
             raise ReadBackMismatch(
                 f"{self.name}: {capability} wrote {value!r}, read back {reading.value!r}"
             )
         return reading.value
+
+    async def not_writable(self, capabilities: Sequence[str]) -> list[str]:
+        """Of ``capabilities``, those the instrument itself says cannot be written (OPC UA
+        AccessLevel); protocols without access metadata answer from the profile only."""
+        check = getattr(self.backend, "not_writable", None)
+        if check is None:
+            return []
+        refused: list[str] = await check([self.profile.tag(c) for c in capabilities])
+        return refused
 
     async def call(self, method: str, args: dict[str, Value]) -> Value:
         """Run a device method; arguments by name, checked against the profile."""
@@ -101,17 +143,44 @@ class Device:
     ) -> Awaitable[Callable[[], Awaitable[None]]]:
         """Push every change of the capabilities to ``sink``; await it for an async cancel.
 
-        ``connection.status`` delivers its current value at once, then every change.
+        ``connection.status`` delivers its current value at once, then every change; a
+        derived capability is delivered with every value of its source tag.
         """
-        if STATUS_CAPABILITY not in capabilities:
+        derived = [c for c in capabilities if c in self._derived]
+        if STATUS_CAPABILITY not in capabilities and not derived:
             return self.backend.subscribe([self.profile.tag(c) for c in capabilities], sink)
         return self._subscribe_with_status(capabilities, sink)
+
+    def _deriving_sink(self, capabilities: Sequence[str], sink: ReadingSink) -> ReadingSink:
+        """A sink for the wire tags that passes on the asked ones and derives the rest."""
+        asked = set(capabilities)
+        by_source: dict[str, list[TagSpec]] = {}
+        for c in capabilities:
+            spec = self._derived.get(c)
+            if spec is not None and spec.derived_from is not None:
+                by_source.setdefault(spec.derived_from, []).append(spec)
+
+        def deliver(reading: Reading) -> None:
+            if reading.capability in asked:
+                sink(reading)
+            for spec in by_source.get(reading.capability, ()):
+                sink(self._derive(spec, reading))
+
+        return deliver
 
     async def _subscribe_with_status(
         self, capabilities: Sequence[str], sink: ReadingSink
     ) -> Callable[[], Awaitable[None]]:
-        wire = [self.profile.tag(c) for c in capabilities if c != STATUS_CAPABILITY]
-        cancel_wire = await self.backend.subscribe(wire, sink) if wire else None
+        wire = [self.profile.tag(c) for c in self._wire(capabilities)]
+        deliver = self._deriving_sink(capabilities, sink)
+        cancel_wire = await self.backend.subscribe(wire, deliver) if wire else None
+        if STATUS_CAPABILITY not in capabilities:
+
+            async def cancel_only() -> None:
+                if cancel_wire is not None:
+                    await cancel_wire()
+
+            return cancel_only
         unwatch = self.watch_status(lambda _status: sink(self.status_reading()))
         sink(self.status_reading())
 
@@ -123,8 +192,9 @@ class Device:
         return cancel
 
 
-def _same(a: Value, b: Value) -> bool:
-    if isinstance(a, float) and isinstance(b, int | float):
+def same_value(a: Value, b: Value) -> bool:
+    """True when two values are the same (floats within a relative 1e-6)."""
+    if isinstance(a, int | float) and isinstance(b, int | float) and float in (type(a), type(b)):
         return math.isclose(a, float(b), rel_tol=1e-6, abs_tol=1e-9)
     return a == b
 

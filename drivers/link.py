@@ -123,6 +123,13 @@ class Link:
         return self._ever_up and self._down_since is None
 
     @property
+    def down_s(self) -> float | None:
+        """Wall seconds since the connection went down; None while it is up."""
+        if self._down_since is None:
+            return None
+        return time.monotonic() - self._down_since
+
+    @property
     def status(self) -> ConnectionStatus:
         """The status with the blip mask and failure timeout applied."""
         if self._down_since is None:

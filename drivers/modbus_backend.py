@@ -3,7 +3,9 @@
 Tag addresses are ``co:N`` / ``di:N`` (bits) and ``hr:N`` / ``ir:N`` (registers),
 zero-based as on the wire. Keys of a tag besides the common ones: ``scale`` and
 ``offset`` (engineering value = raw × scale + offset), ``enum`` (a list naming the
-raw values 0, 1, 2…). Profile options: ``device_id`` (the plant's address
+raw values 0, 1, 2…), ``states`` (a table naming sparse raw values: ``{ 0 = "idle",
+9 = "alarm" }``; others read ``unknown(N)``), ``bit`` (the value is that bit of the
+register, a bool). Profile options: ``device_id`` (the plant's address
 ``device_id`` overrides it), ``byte_order`` and ``word_order`` (``big``/``little``),
 ``poll_interval_s`` (subscriptions), ``read_gap`` (unrequested registers a batched
 read may span to join two runs; 0 = only strictly contiguous ones, the default,
@@ -147,6 +149,12 @@ class ModbusBackend:
         if point.data_type == "bool":
             return bool(raw[0])
         number = decode(raw, point.data_type, self.byte_order, self.word_order)
+        bit = spec.extra.get("bit")
+        if bit is not None:
+            return bool((int(number) >> int(bit)) & 1)
+        states = spec.extra.get("states")
+        if states is not None:
+            return str(states.get(int(number), f"unknown({number})"))
         names = spec.extra.get("enum")
         if names is not None:
             return str(names[number]) if 0 <= number < len(names) else f"unknown({number})"
@@ -160,6 +168,14 @@ class ModbusBackend:
             if not isinstance(value, bool | int):
                 raise WriteRejected(f"{spec.capability}: {value!r} is not a bool")
             return [int(bool(value))]
+        if spec.extra.get("bit") is not None:
+            raise WriteRejected(f"{spec.capability}: one bit of a register cannot be written")
+        states = spec.extra.get("states")
+        if states is not None and isinstance(value, str):
+            codes = {name: code for code, name in states.items()}
+            if value not in codes:
+                raise WriteRejected(f"{spec.capability}: {value!r} not one of {sorted(codes)}")
+            value = codes[value]
         names = spec.extra.get("enum")
         if names is not None and isinstance(value, str):
             if value not in names:
@@ -222,6 +238,8 @@ class ModbusBackend:
         data_type = point.data_type
         if data_type == "bool":
             return lambda words: bool(words[offset])
+        if "states" in spec.extra or "bit" in spec.extra:
+            return generic
         if self.byte_order != "big":
             return generic
         number = _number_reader(data_type, offset, self.word_order)

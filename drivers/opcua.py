@@ -190,6 +190,16 @@ class OpcUaConnection:
         plan = nodes if isinstance(nodes, ReadPlan) else ReadPlan(nodes)
         return await self._bounded("read", client.uaclient.read(plan.parameters))
 
+    async def read_attribute(
+        self, nodes: Sequence[ua.NodeId], attribute: ua.AttributeIds
+    ) -> list[ua.DataValue]:
+        """Read one attribute (e.g. AccessLevel) of many nodes in one round trip."""
+        client = self._require()
+        params = ua.ReadParameters(
+            NodesToRead=[ua.ReadValueId(NodeId=n, AttributeId=attribute) for n in nodes]
+        )
+        return await self._bounded("read attribute", client.uaclient.read(params))
+
     async def write(self, node_id: ua.NodeId, value: Any, vtype: ua.VariantType) -> None:
         """Write one value with an explicit variant type; a refusal raises WriteRejected."""
         client = self._require()
@@ -300,7 +310,11 @@ class _Subscription:
         handles = await conn._bounded(
             "monitor", sub.create_monitored_items(_monitor_requests(nodes, self._queue_size))
         )
-        failed = [str(h) for h in handles if isinstance(h, ua.StatusCode)]
+        failed = [
+            f"{node.to_string()} ({h.name})"
+            for node, h in zip(self._node_ids, handles, strict=False)
+            if isinstance(h, ua.StatusCode)
+        ]
         if failed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sub.delete(), conn.timeout)

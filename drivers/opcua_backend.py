@@ -1,4 +1,11 @@
-"""Device backend for OPC UA: resolves profile node templates into node ids."""
+"""Device backend for OPC UA: resolves profile node templates into node ids.
+
+A node template (``{vessel}`` filled from the plant's address) is one of: a plain
+string identifier (``BR-01.Temperature.PV``, in the tag's or the profile's namespace),
+``i=NUMBER``, ``s=STRING``, ``g=GUID`` or ``b=BASE64`` (same namespace), or a full
+``ns=INDEX;i=…`` / ``nsu=URI;s=…``. The namespace of a tag is its own
+``namespace_uri`` / ``namespace_index`` if given, else the profile's.
+"""
 
 from __future__ import annotations
 
@@ -61,7 +68,9 @@ class OpcUaBackend:
         self.profile = profile
         self.address = address
         self._ns: int | None = None
-        self._ids: dict[str, ua.NodeId] = {}
+        self._uris: dict[str, int] = {}
+        self._connected = False
+        self._ids: dict[tuple[str, str, int | None], ua.NodeId] = {}
         self._plans = PlanCache(self._plan)
 
     @property
@@ -69,33 +78,89 @@ class OpcUaBackend:
         """The health of the shared session."""
         return self.connection.link
 
+    def _namespace_uris(self) -> set[str]:
+        """Every namespace URI the profile names (profile, tags, ``nsu=`` templates)."""
+        uris = set()
+        options = self.profile.options
+        if "namespace_uri" in options:
+            uris.add(str(options["namespace_uri"]))
+        templates = [s.address for s in self.profile.tags.values() if s.address]
+        templates += [
+            a for m in self.profile.methods.values() for a in (m.address, m.object_address)
+        ]
+        for spec in self.profile.tags.values():
+            if "namespace_uri" in spec.extra:
+                uris.add(str(spec.extra["namespace_uri"]))
+        for template in templates:
+            if template.startswith("nsu="):
+                uris.add(template[4:].partition(";")[0])
+        return uris
+
     async def connect(self) -> None:
         await self.connection.connect()
-        if self._ns is None:
-            self._ns = await self.connection.namespace_index(
-                str(self.profile.options["namespace_uri"])
-            )
+        if self._connected:
+            return
+        for uri in sorted(self._namespace_uris()):
+            self._uris[uri] = await self.connection.namespace_index(uri)
+        options = self.profile.options
+        if "namespace_uri" in options:
+            self._ns = self._uris[str(options["namespace_uri"])]
+        elif "namespace_index" in options:
+            self._ns = int(options["namespace_index"])
+        self._connected = True
 
-    def node_id(self, template: str) -> ua.NodeId:
-        """The node id of an address template, with the device's address filled in."""
-        node_id = self._ids.get(template)
+    def _namespace(self, spec: TagSpec | None) -> int | None:
+        extra = spec.extra if spec is not None else {}
+        if "namespace_index" in extra:
+            return int(extra["namespace_index"])
+        if "namespace_uri" in extra:
+            return self._uris.get(str(extra["namespace_uri"]))
+        return self._ns
+
+    def node_id(self, template: str, spec: TagSpec | None = None) -> ua.NodeId:
+        """The node id of an address template, with the device's address filled in
+        (in ``spec``'s namespace when the template names none)."""
+        if not self._connected:
+            raise ProfileError(f"profile {self.profile.name!r}: device not connected")
+        ns = self._namespace(spec)
+        key = (template, "" if spec is None else spec.capability, ns)
+        node_id = self._ids.get(key)
         if node_id is None:
-            if self._ns is None:
-                raise ProfileError(f"profile {self.profile.name!r}: device not connected")
             try:
                 ident = template.format(**self.address)
             except KeyError as exc:
                 raise ProfileError(f"address template {template!r} needs {exc}") from None
-            node_id = ua.NodeId(ua.String(ident), ua.Int16(self._ns))
-            self._ids[template] = node_id
+            node_id = self._parse(ident, ns)
+            self._ids[key] = node_id
         return node_id
+
+    def _parse(self, ident: str, ns: int | None) -> ua.NodeId:
+        where = f"profile {self.profile.name!r}: node {ident!r}"
+        if ident.startswith("nsu="):
+            uri, _, body = ident[4:].partition(";")
+            ns, ident = self._uris.get(uri), body
+            if ns is None:
+                raise ProfileError(f"{where}: namespace {uri!r} not resolved")
+        elif ident.startswith("ns="):
+            try:
+                return ua.NodeId.from_string(ident)
+            except (ValueError, ua.UaError) as exc:
+                raise ProfileError(f"{where}: {exc}") from None
+        if ns is None:
+            raise ProfileError(f"{where}: no namespace (namespace_uri or namespace_index)")
+        if ident[:2] in ("i=", "s=", "g=", "b="):
+            try:
+                return ua.NodeId.from_string(f"ns={ns};{ident}")
+            except (ValueError, ua.UaError) as exc:
+                raise ProfileError(f"{where}: {exc}") from None
+        return ua.NodeId(ua.String(ident), ua.Int16(ns))
 
     def _reading(self, spec: TagSpec, dv: ua.DataValue) -> Reading:
         return _reading(spec.capability, spec.unit, dv)
 
     def _plan(self, specs: tuple[TagSpec, ...]) -> _SpecsPlan:
         """The read of this list of specs: its prebuilt request and labels."""
-        return _SpecsPlan(specs, ReadPlan([self.node_id(s.address) for s in specs]))
+        return _SpecsPlan(specs, ReadPlan([self.node_id(s.address, s) for s in specs]))
 
     async def read(self, specs: Sequence[TagSpec]) -> list[Reading]:
         plan = self._plans.get(specs)
@@ -105,8 +170,23 @@ class OpcUaBackend:
             for (capability, unit), dv in zip(plan.labels, dvs, strict=True)
         ]
 
+    async def not_writable(self, specs: Sequence[TagSpec]) -> list[str]:
+        """The capabilities whose node's AccessLevel does not allow the current write
+        (or that the server does not know)."""
+        dvs = await self.connection.read_attribute(
+            [self.node_id(s.address, s) for s in specs], ua.AttributeIds.AccessLevel
+        )
+        refused = []
+        for spec, dv in zip(specs, dvs, strict=True):
+            level = None if dv.Value is None else dv.Value.Value
+            if not isinstance(level, int) or not level & ua.AccessLevel.CurrentWrite.mask:
+                refused.append(spec.capability)
+        return refused
+
     async def write(self, spec: TagSpec, value: Value) -> None:
-        await self.connection.write(self.node_id(spec.address), value, variant_type(spec.data_type))
+        await self.connection.write(
+            self.node_id(spec.address, spec), value, variant_type(spec.data_type)
+        )
 
     async def call(self, spec: MethodSpec, args: Sequence[Value]) -> Value:
         variants = [
@@ -125,4 +205,6 @@ class OpcUaBackend:
         def on_change(index: int, dv: ua.DataValue) -> None:
             sink(self._reading(specs[index], dv))
 
-        return await self.connection.subscribe([self.node_id(s.address) for s in specs], on_change)
+        return await self.connection.subscribe(
+            [self.node_id(s.address, s) for s in specs], on_change
+        )

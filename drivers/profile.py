@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from drivers.errors import ProfileError
+from drivers.profile_schema import check_profile
+from drivers.tomlpos import TomlSyntaxError, load_located
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -26,6 +28,18 @@ class TagSpec:
     verify: bool
     #: Protocol-specific keys of the tag (e.g. Modbus ``scale``, ``offset``, ``enum``).
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def derived_from(self) -> str | None:
+        """The tag a derived boolean capability is computed from (None: a real tag)."""
+        source = self.extra.get("from")
+        return None if source is None else str(source)
+
+    def derive(self, value: Any) -> bool:
+        """A derived capability's value from its source tag's value."""
+        if "equals" in self.extra:
+            return bool(value == self.extra["equals"])
+        return bool(value in self.extra.get("in", ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +73,9 @@ class DeviceProfile:
     options: dict[str, Any]
     tags: dict[str, TagSpec]
     methods: dict[str, MethodSpec]
+    #: The profile file's text and its SHA-256 (pinned in the batch record).
+    source: str = ""
+    sha256: str = ""
 
     def tag(self, capability: str) -> TagSpec:
         """The spec of a capability, or ProfileError naming it and the profile."""
@@ -75,31 +92,39 @@ class DeviceProfile:
             raise ProfileError(f"profile {self.name!r} has no method {name!r}") from None
 
 
-def load_profile(name_or_path: str | Path) -> DeviceProfile:
-    """Load a profile by name (from ``drivers/profiles/``) or by file path."""
+def profile_path(name_or_path: str | Path) -> Path:
+    """The file of a profile given by name (from ``drivers/profiles/``) or path."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = PROFILE_DIR / f"{name_or_path}.toml"
+    return path
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """Load a profile by name (from ``drivers/profiles/``) or by file path.
+
+    Every problem (syntax, unknown keys with a "did you mean", missing keys, wrong
+    types or values; see :mod:`drivers.profile_schema`) is listed in one ProfileError,
+    one ``FILE:LINE:COL: message`` per line.
+    """
+    path = profile_path(name_or_path)
     try:
         text = path.read_text(encoding="utf-8")
-        doc = tomllib.loads(text)
     except FileNotFoundError:
         raise ProfileError(f"device profile not found: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: {exc}") from None
-    except RecursionError:
-        raise ProfileError(f"{path}: nested too deeply") from None
-    bad = _non_finite(doc)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot read: {exc}") from None
+    try:
+        located = load_located(text, str(path))
+    except TomlSyntaxError as exc:
+        raise ProfileError(str(exc)) from None
+    bad = _non_finite(located.doc)
     if bad is not None:
         raise ProfileError(f"{_where(path, text, bad)}: {bad!r} must be a finite number")
-    try:
-        return _build(doc)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ProfileError(f"{path}: malformed profile ({type(exc).__name__}: {exc})") from None
+    problems = check_profile(located)
+    if problems:
+        raise ProfileError("\n".join(problems))
+    return _build(located.doc, text)
 
 
 def _non_finite(value: Any, key: str = "") -> str | None:
@@ -136,23 +161,31 @@ _TAG_KEYS = frozenset({"node", "address", "type", "unit", "writable", "verify"})
 _METHOD_KEYS = frozenset({"object", "node", "address", "args"})
 
 
-def _build(doc: dict[str, Any]) -> DeviceProfile:
+def _tag(cap: str, spec: dict[str, Any]) -> TagSpec:
+    if "from" in spec:
+        keys = ("from", "equals", "in", "period_s", "confirm_s")
+        derived: dict[str, Any] = {k: spec[k] for k in keys if k in spec}
+        return TagSpec(cap, "", "bool", str(spec.get("unit", "")), False, False, derived)
+    extra: dict[str, Any] = {k: v for k, v in spec.items() if k not in _TAG_KEYS}
+    if "states" in extra:
+        extra["states"] = {int(code): str(name) for code, name in extra["states"].items()}
+    return TagSpec(
+        capability=cap,
+        address=str(spec["node"] if "node" in spec else spec["address"]),
+        data_type=str(spec["type"]),
+        unit=str(spec.get("unit", "")),
+        writable=bool(spec.get("writable", False)),
+        verify=bool(spec.get("verify", False)),
+        extra=extra,
+    )
+
+
+def _build(doc: dict[str, Any], text: str = "") -> DeviceProfile:
     head = dict(doc["profile"])
     name = str(head.pop("name"))
     equipment_class = str(head.pop("equipment_class"))
     protocol = str(head.pop("protocol"))
-    tags = {
-        cap: TagSpec(
-            capability=cap,
-            address=str(spec["node"] if "node" in spec else spec["address"]),
-            data_type=str(spec["type"]),
-            unit=str(spec.get("unit", "")),
-            writable=bool(spec.get("writable", False)),
-            verify=bool(spec.get("verify", False)),
-            extra={k: v for k, v in spec.items() if k not in _TAG_KEYS},
-        )
-        for cap, spec in doc.get("tags", {}).items()
-    }
+    tags = {cap: _tag(cap, spec) for cap, spec in doc.get("tags", {}).items()}
     methods = {
         mname: MethodSpec(
             name=mname,
@@ -166,4 +199,5 @@ def _build(doc: dict[str, Any]) -> DeviceProfile:
         )
         for mname, spec in doc.get("methods", {}).items()
     }
-    return DeviceProfile(name, equipment_class, protocol, head, tags, methods)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return DeviceProfile(name, equipment_class, protocol, head, tags, methods, text, digest)

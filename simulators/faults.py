@@ -27,6 +27,9 @@ kind            effect                                      parameters
 ``noise``       a sensor gets Gaussian noise                ``target``, ``sigma``
 ``spike``       a sensor reads a fixed (out-of-range) value ``target``, ``value``
 ``alarm``       the instrument raises an alarm              ``code``
+``restart``     the instrument restarts: gone for           ``downtime_s``
+                ``downtime_s`` (wall), back with its
+                default setpoints (process state kept)
 ==============  ==========================================  =====================
 
 Times are wall-clock seconds: ``drift`` ``rate`` is units per wall second and
@@ -60,6 +63,7 @@ PARAMETERS: Final[dict[str, dict[str, tuple[type, bool]]]] = {
     "noise": {"target": (str, True), "sigma": (float, True)},
     "spike": {"target": (str, True), "value": (float, True)},
     "alarm": {"code": (int, False)},
+    "restart": {"downtime_s": (float, False)},
 }
 KINDS: Final = tuple(PARAMETERS)
 SENSOR_KINDS: Final = frozenset({"stuck", "drift", "noise", "spike"})
@@ -165,6 +169,8 @@ class FaultBoard:
                 raise FaultError(f"{kind}: {name} must be {kind_type.__name__}, got {value!r}")
         if kind == "slow" and params["delay_s"] <= 0:
             raise FaultError("slow: delay_s must be positive")
+        if kind == "restart" and params.get("downtime_s", 0.0) < 0:
+            raise FaultError("restart: downtime_s must not be negative")
         if kind == "noise" and params["sigma"] <= 0:
             raise FaultError("noise: sigma must be positive")
         target = params.get("target")

@@ -8,9 +8,11 @@ Each spec is the plain dict of one ``[[simulators]]`` table, for example::
 
 Keys of kind ``opcua-bioreactor``: ``name``, ``kind``, ``listen``, ``vessels``
 (required); ``seed`` (int, default 0), ``step_s`` (simulated seconds per
-model step, default 60) and ``security`` (a table: ``certificate``,
-``private_key``, ``trusted`` folder, optional ``policies``, ``users``,
-``allow_anonymous``; see :mod:`simulators.bioreactor.security`) are optional.
+model step, default 60), ``report_by_exception`` (a deadband: notify a
+measurement only when it moved more than this since it was last published) and
+``security`` (a table: ``certificate``, ``private_key``, ``trusted`` folder,
+optional ``policies``, ``users``, ``allow_anonymous``; see
+:mod:`simulators.bioreactor.security`) are optional.
 
 Every simulator has a fault board (``server.faults``, :mod:`simulators.faults`);
 :attr:`RunningSimulators.boards` lists them by name.
@@ -122,7 +124,17 @@ def _bioreactor(
 ) -> BioreactorServer:
     _check_keys(
         spec,
-        {"name", "kind", "listen", "vessels", "seed", "step_s", "security", "biology"},
+        {
+            "name",
+            "kind",
+            "listen",
+            "vessels",
+            "seed",
+            "step_s",
+            "security",
+            "biology",
+            "report_by_exception",
+        },
         where,
     )
     listen = _require(spec, "listen", str, where)
@@ -133,6 +145,9 @@ def _bioreactor(
     step_s = float(_require(spec, "step_s", (int, float), where)) if "step_s" in spec else 60.0
     if not (math.isfinite(step_s) and step_s > 0.0):
         raise ValueError(f"{where}: 'step_s' must be positive, got {step_s!r}")
+    deadband = None
+    if "report_by_exception" in spec:
+        deadband = float(_require(spec, "report_by_exception", (int, float), where))
     security = None
     if "security" in spec:
         table = _require(spec, "security", dict, where)
@@ -146,6 +161,7 @@ def _bioreactor(
             seed=seed,
             security=security,
             biology=str(spec.get("biology", "fixed")),
+            report_by_exception=deadband,
         )
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None

@@ -57,7 +57,15 @@ class Kind(StrEnum):
     METHOD_INTENT = "method.intent"
     METHOD_RESULT = "method.result"
     INSTRUMENT_LOST = "instrument.lost"
+    """A unit's link went down: since when, the last good value of each recorded tag."""
     INSTRUMENT_RESTORED = "instrument.restored"
+    """A unit's link came back: since when it was down, for how long (process s)."""
+    CONFIG_CHANGED = "config.changed"
+    """A batch resumed with a plant file or bound profile whose content differs from the
+    one it started with: which file, both SHA-256, the new content and the difference."""
+    INSTRUMENT_RESTARTED = "instrument.restarted"
+    """A unit came back without the setpoints last written (it restarted): what differs,
+    and the unit's ``on_restart`` policy (re-assert them, or hold the batch)."""
     # -- people at the batch -------------------------------------------------------
     PROMPT_OPENED = "prompt.opened"
     PROMPT_ANSWERED = "prompt.answered"
@@ -164,6 +172,10 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.ALARM_RAISED: frozenset({_T}),
     Kind.ALARM_CLEARED: frozenset({_T}),
     Kind.USER_REFUSED: frozenset({"user_id", "by", "action", "rule", "message"}),
+    Kind.INSTRUMENT_LOST: frozenset({_T, "unit", "since", "last_good"}),
+    Kind.INSTRUMENT_RESTORED: frozenset({_T, "unit", "since", "down_process_s"}),
+    Kind.INSTRUMENT_RESTARTED: frozenset({_T, "unit", "differs", "policy"}),
+    Kind.CONFIG_CHANGED: frozenset({_T, "file", "was_sha256", "sha256", "diff"}),
     Kind.SAMPLES_BLOCK: frozenset({"block_no", "count", "first", "last", "sha256", "tags"}),
     Kind.DEVIATION_OPENED: frozenset(
         {"deviation_id", "classification", "title", "description", "links", "source", "user"}

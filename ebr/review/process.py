@@ -335,6 +335,28 @@ def interruptions(view: BatchView, rule: RuleConfig) -> list[Finding]:
                 time=view.time(entry),
             )
         )
+    for entry in view.kind(Kind.CONFIG_CHANGED):
+        data = entry.data
+        changed = [
+            line
+            for line in str(data.get("diff", "")).splitlines()
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        ]
+        found.append(
+            Finding(
+                anchor=entry.seq,
+                severity=rule["interrupted_severity"],
+                title=f"{data.get('file')} changed between start and resume",
+                detail=(
+                    f"SHA-256 {str(data.get('was_sha256'))[:12]}… at start, "
+                    f"{str(data.get('sha256'))[:12]}… at resume; "
+                    + "; ".join(changed[:6])
+                    + (f"; and {len(changed) - 6} more line(s)" if len(changed) > 6 else "")
+                ),
+                evidence=Evidence((entry.seq,), facts={"file": data.get("file")}),
+                time=view.time(entry),
+            )
+        )
     return found
 
 
@@ -350,6 +372,9 @@ def comm_losses(view: BatchView, rule: RuleConfig) -> list[Finding]:
         )
         after = seconds_between(view.time(entry), view.time(back)) if back else None
         total = silent + (after or 0.0)
+        down = number(back.data.get("down_process_s")) if back else None
+        if down is not None:  # the link's own account: from going down to coming back
+            total = down
         if total < rule["min_duration_s"]:
             continue
         found.append(
@@ -358,7 +383,8 @@ def comm_losses(view: BatchView, rule: RuleConfig) -> list[Finding]:
                 severity=rule.severity,
                 title=f"instrument {unit} lost" + (f" for {fmt_s(total)}" if back else ""),
                 detail=(
-                    f"no data from {unit} for {fmt_s(silent)} of process time when detected; "
+                    (f"link down since {entry.data['since']}; " if entry.data.get("since") else "")
+                    + f"no data from {unit} for {fmt_s(silent)} of process time when detected; "
                     + (
                         f"restored at {view.time(back)} (seq {back.seq})"
                         if back
@@ -373,6 +399,32 @@ def comm_losses(view: BatchView, rule: RuleConfig) -> list[Finding]:
                         "lost_s": total if back else None,
                     },
                 ),
+                time=view.time(entry),
+            )
+        )
+    for entry in view.kind(Kind.INSTRUMENT_RESTARTED):
+        data = entry.data
+        differs = data.get("differs") or {}
+        lost = ", ".join(
+            f"{cap} {fmt(v.get('found'))} (written {fmt(v.get('written'))})"
+            for cap, v in sorted(differs.items())
+            if isinstance(v, dict)
+        )
+        policy = data.get("policy")
+        found.append(
+            Finding(
+                anchor=entry.seq,
+                severity=rule.severity,
+                title=f"instrument {data.get('unit')} restarted and lost its setpoints",
+                detail=(
+                    f"found {lost}; "
+                    + (
+                        "the setpoints were re-asserted (journaled writes)"
+                        if policy == "reassert"
+                        else "the batch was held"
+                    )
+                ),
+                evidence=Evidence((entry.seq,), facts={"unit": data.get("unit"), "policy": policy}),
                 time=view.time(entry),
             )
         )

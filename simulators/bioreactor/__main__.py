@@ -28,6 +28,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--time-scale", type=float, default=1.0, help="simulated s per wall s")
     parser.add_argument("--step-s", type=float, default=60.0, help="simulated s per model step")
     parser.add_argument("--seed", type=int, default=0, help="sensor-noise seed")
+    parser.add_argument(
+        "--report-by-exception",
+        type=float,
+        default=None,
+        metavar="DEADBAND",
+        help="notify a measurement only when it moved more than DEADBAND",
+    )
     return parser.parse_args(argv)
 
 
@@ -40,6 +47,7 @@ async def serve(args: argparse.Namespace) -> None:
         time_scale=args.time_scale,
         step_s=args.step_s,
         seed=args.seed,
+        report_by_exception=args.report_by_exception,
     )
     done = asyncio.Event()
     loop = asyncio.get_running_loop()

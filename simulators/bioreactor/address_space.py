@@ -11,6 +11,7 @@ Layout (namespace :data:`NAMESPACE_URI`, string node ids)::
             EURange (setpoints only)           ns=i;s=<vessel>.<Group>.<Name>.EURange
         Inoculate(Volume, ViableCells)         ns=i;s=<vessel>.Inoculate
         Harvest(Volume) -> HarvestedViableCells ns=i;s=<vessel>.Harvest
+        InstallBag()                        ns=i;s=<vessel>.InstallBag
     Objects/Simulation                         ns=i;s=Simulation
       TimeScale, StepSeconds, Epoch, Time      ns=i;s=Simulation.<Name>
 """
@@ -124,6 +125,7 @@ async def add_vessel(
     setpoints: Setpoints,
     inoculate: MethodCallback,
     harvest: MethodCallback,
+    install_bag: MethodCallback | None = None,
 ) -> VesselNodes:
     """Create the object tree, variables and methods of vessel ``name``."""
     vessel = await folder.add_object(node_id(name, idx), ua.QualifiedName(name, idx))
@@ -175,6 +177,14 @@ async def add_vessel(
         [_argument("Volume", "Broth volume to pump out [mL]")],
         [_argument("HarvestedViableCells", "Viable cells removed [cells]")],
     )
+    if install_bag is not None:
+        await vessel.add_method(
+            node_id(f"{name}.InstallBag", idx),
+            ua.QualifiedName("InstallBag", idx),
+            install_bag,
+            [],
+            [],
+        )
     return VesselNodes(
         name=name,
         measurements=tuple(measurements),

@@ -14,7 +14,9 @@ refuse, drop, silence, slow, garble or truncate connections; the server itself
 shows sensor faults (stuck, drift, noise, spike) and ``bad_status`` on the
 variable named by ``target`` (its node id string, e.g. ``BR-01.Temperature.PV``):
 a measurement is published with that Bad status code, a setpoint refuses writes
-with it. With a :class:`~simulators.bioreactor.security.ServerSecurity` it offers
+with it. In report-by-exception mode (``report_by_exception`` = a deadband) a
+measurement is written only when it moved beyond the deadband. With a
+:class:`~simulators.bioreactor.security.ServerSecurity` it offers
 Basic256Sha256 Sign and SignAndEncrypt endpoints with a trust list.
 """
 
@@ -45,13 +47,13 @@ from simulators.bioreactor.address_space import (
     add_vessels_folder,
 )
 from simulators.bioreactor.kinetics import draw_growth
-from simulators.bioreactor.physics import BioreactorModel, VesselStateError
+from simulators.bioreactor.physics import BioreactorModel, Setpoints, VesselStateError
 from simulators.bioreactor.security import ServerSecurity, apply_security
 from simulators.bioreactor.tags import TAGS
 from simulators.bioreactor.uatyping import status, ua_time
 from simulators.bioreactor.write_guard import install_range_guard
 from simulators.clock import ScaledClock
-from simulators.faults import FaultBoard, FaultError
+from simulators.faults import Fault, FaultBoard, FaultError
 from simulators.gate import CONNECTION_KINDS, TcpGate
 
 __all__ = ["DEFAULT_URL", "BioreactorServer", "LoopStats", "quiet_asyncua_logging"]
@@ -169,11 +171,16 @@ class BioreactorServer:
         seed: int = 0,
         security: ServerSecurity | None = None,
         biology: str = "fixed",
+        report_by_exception: float | None = None,
     ) -> None:
         """Validate the configuration; nothing is built or bound yet.
 
         ``biology``: ``fixed`` (every vessel the default kinetics) or ``seeded`` (each
         vessel draws its lag, growth and death rates from ``seed`` and its name).
+        ``report_by_exception`` (a deadband, ≥ 0) makes the server behave like many
+        vendor servers: a measurement is written (so notified, with a new
+        SourceTimestamp) only when it moved more than the deadband since it was last
+        published, or its status changed; a steady value sends nothing.
         """
         if biology not in BIOLOGIES:
             raise ValueError(f"biology must be one of {', '.join(BIOLOGIES)}, got {biology!r}")
@@ -190,6 +197,14 @@ class BioreactorServer:
             raise ValueError(f"step_s must be a positive number, got {step_s!r}")
         if urlsplit(url).scheme != "opc.tcp":
             raise ValueError(f"not an opc.tcp URL: {url!r}")
+        if report_by_exception is not None and not (
+            math.isfinite(report_by_exception) and report_by_exception >= 0.0
+        ):
+            raise ValueError(
+                f"report_by_exception must be a deadband >= 0, got {report_by_exception!r}"
+            )
+        self._deadband = report_by_exception
+        self._published: dict[ua.NodeId, tuple[float, int]] = {}
         self._url = url
         self._time_scale = float(time_scale)
         self._step_s = float(step_s)
@@ -217,10 +232,14 @@ class BioreactorServer:
         self._variables = {f"{v}.{t.path}" for v in vessels for t in TAGS}
         self.faults = FaultBoard(
             "bioreactor",
-            (*CONNECTION_KINDS, "bad_status", "stuck", "drift", "noise", "spike"),
+            (*CONNECTION_KINDS, "bad_status", "stuck", "drift", "noise", "spike", "restart"),
             targets=lambda: self._variables,
             check=_check_fault,
         )
+        self.faults.on_inject = self._fault_injected
+        self._restarting: asyncio.Task[None] | None = None
+        #: times the server restarted (``restart`` fault or :meth:`restart`)
+        self.restarts = 0
 
     # -- public API -----------------------------------------------------------------
 
@@ -296,6 +315,7 @@ class BioreactorServer:
                     model.setpoints,
                     self._inoculate_callback(name),
                     self._harvest_callback(name),
+                    self._install_bag_callback(name),
                 )
             )
         self._sim_nodes = await add_simulation(server, idx, self._time_scale, self._step_s)
@@ -340,8 +360,50 @@ class BioreactorServer:
         )
         self._task.add_done_callback(_report_crash)
 
+    async def restart(self, downtime_s: float = 1.0) -> None:
+        """Restart like a power-cycled instrument: the server goes away (sessions and
+        subscriptions die), stays away ``downtime_s`` wall seconds and comes back on
+        the same port, with a new start time and every setpoint at its default; the
+        vessels' process state (temperature, volume, cells) is kept and the models go
+        on from the clock's present (the down time is not simulated)."""
+        clock, endpoint = self.clock, self.endpoint
+        await self._shutdown()
+        await asyncio.sleep(max(0.0, downtime_s))
+        for model in self._models.values():
+            model.setpoints = Setpoints()
+        self._url = endpoint
+        self._vessel_nodes = []
+        self._sim_nodes = None
+        self._published.clear()
+        self._steps = int(clock.elapsed() // self._step_s)
+        await self.start(clock)
+        self.restarts += 1
+        _log.warning("%s restarted after %.1f s with default setpoints", endpoint, downtime_s)
+
+    def _fault_injected(self, fault: Fault) -> None:
+        """A ``restart`` fault restarts the server once, then clears itself."""
+        if fault.kind != "restart" or self._restarting is not None:
+            return
+
+        async def run() -> None:
+            try:
+                await self.restart(float(fault.params.get("downtime_s", 1.0)))
+            finally:
+                self._restarting = None
+                self.faults.clear(fault)
+
+        self._restarting = asyncio.get_running_loop().create_task(run(), name="restart")
+
     async def stop(self) -> None:
-        """Stop the update loop and close the server (idempotent)."""
+        """Stop the update loop and close the server (idempotent); ends a restart."""
+        restarting, self._restarting = self._restarting, None
+        if restarting is not None and restarting is not asyncio.current_task():
+            restarting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await restarting
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -434,6 +496,8 @@ class BioreactorServer:
                     bad = faults.first("bad_status", target)
                     if bad is not None:
                         code = _bad_status(bad.params)
+                if self._deadband is not None and self._unchanged(nid, value, code):
+                    continue
                 await write(
                     nid,
                     ua.DataValue(
@@ -451,6 +515,16 @@ class BioreactorServer:
                 ServerTimestamp=server_time,
             ),
         )
+
+    def _unchanged(self, nid: ua.NodeId, value: float, code: ua.StatusCode) -> bool:
+        """Report by exception: True when ``value`` is within the deadband of the value
+        last published on ``nid`` with the same status (then it is not written)."""
+        last = self._published.get(nid)
+        deadband = self._deadband or 0.0
+        if last is not None and last[1] == code.value and abs(value - last[0]) <= deadband:
+            return True
+        self._published[nid] = (value, code.value)
+        return False
 
     def _inoculate_callback(self, name: str) -> MethodCallback:
         model = self._models[name]
@@ -471,6 +545,27 @@ class BioreactorServer:
             return []
 
         return inoculate
+
+    def _install_bag_callback(self, name: str) -> MethodCallback:
+        model = self._models[name]
+
+        async def install_bag(
+            _parent: ua.NodeId, *args: ua.Variant
+        ) -> list[ua.Variant] | ua.StatusCode:
+            if args:
+                return status(ua.StatusCodes.BadTooManyArguments)
+            server = self._server
+            if server is None:
+                return status(ua.StatusCodes.BadServerHalted)
+            model.install_bag()
+            nodes = next(v for v in self._vessel_nodes if v.name == name)
+            await server.write_attribute_value(
+                nodes.volume_sp, ua.DataValue(ua.Variant(0.0, ua.VariantType.Double))
+            )
+            _log.info("%s: new bag installed", name)
+            return []
+
+        return install_bag
 
     def _harvest_callback(self, name: str) -> MethodCallback:
         model = self._models[name]

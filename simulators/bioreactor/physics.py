@@ -280,6 +280,18 @@ class BioreactorModel:
         self._sample()
         return cells
 
+    def install_bag(self) -> None:
+        """Replace the bag by a new, empty one (the operator's bag change between two
+        batches): no culture, no broth, fresh medium chemistry; the volume setpoint goes
+        to 0. The equipment (heater, rocker) and its other setpoints are unchanged."""
+        self._inoculated_at_s = None
+        self._volume_ml = 0.0
+        self.setpoints.volume_ml = 0.0
+        self._culture = Culture(glucose_mm=self._v.medium_glucose_mm)
+        self._ph = self._v.ph_fresh
+        self._do_pct = 100.0
+        self._sample()
+
     def force(self, name: str, value: float | None) -> None:
         """Override a measurement (stuck sensor, spike); ``None`` releases it.
 

@@ -175,5 +175,16 @@ async def test_cryopreserve_runs_the_freezer_profile(
         ]
         # polled every 0.5 s of wall time: about every 8 simulated minutes at 1000x
         assert len(samples) >= 5 and min(s.value or 0.0 for s in samples) < -50
+        # the sample probe is recorded and checked (≤ −80 °C) before the move to LN2
+        (met,) = [
+            e.data
+            for e in entries
+            if e.kind == "condition.met" and e.data["element"].endswith("sample_at_minus_80")
+        ]
+        assert met["values"]["sample_temperature.pv"] <= -80
+        assert any(
+            s.tag == "freezer.sample_temperature.pv"
+            for s in read_samples(controller.store, run.control.batch_id)
+        )
     finally:
         await controller.stop()

@@ -47,3 +47,21 @@ def test_bad_quality_and_values_before_activation_are_ignored() -> None:
     assert feed(state, [6.0] * 30) == []
     bad = Reading("ph.pv", 6.0, "pH", None, Quality.BAD)
     assert state.update(bad, T0 + timedelta(hours=2)) is None
+
+
+def test_a_held_breach_raises_on_the_clock_without_another_value() -> None:
+    state = active()
+    assert feed(state, [7.2, 6.7]) == [], "one value beyond the action limit starts the delay"
+    assert state.deadline == T0 + timedelta(seconds=60 + 600)
+    assert state.check(T0 + timedelta(seconds=60 + 599)) is None
+    event = state.check(T0 + timedelta(seconds=60 + 600))
+    assert event is not None and (event.level, event.raised, event.value) == ("action", True, 6.7)
+    assert event.at == T0 + timedelta(seconds=660), "stamped when the delay ran out"
+    assert state.deadline is None and state.check(T0 + timedelta(hours=1)) is None
+
+
+def test_a_breach_that_ended_before_its_delay_raises_nothing_on_the_clock() -> None:
+    state = active()
+    assert feed(state, [6.7, 7.2]) == []
+    assert state.deadline is None
+    assert state.check(T0 + timedelta(hours=1)) is None

@@ -30,20 +30,23 @@ def test_endpoints_can_be_moved() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[plant\nname='x'", "plant.toml"),
-        ("[plant]\nmode='test'\n[[units]]\nname='a'", "mode must be"),
+        ("[plant\nname='x'", "plant.toml:1:7: "),
+        ("[plant]\nmode='test'\n[[units]]\nname='a'", ":2:1: 'mode' must be one of"),
         ("[plant]\nmode='gmp'", "no [[units]]"),
-        ("[[units]]\nname='a'\nclass='c'\nprofile='p'", "missing 'endpoint'"),
-        ("[[units]]\nname=3\nclass='c'\nprofile='p'\nendpoint='e'", "'name' must be str"),
+        ("[[units]]\nname='a'\nclass='c'\nprofile='p'", ":1:3: [[units]] #1 is missing 'endpoint'"),
+        (
+            "[[units]]\nname=3\nclass='c'\nprofile='p'\nendpoint='e'",
+            ":2:1: 'name' must be a string",
+        ),
         (
             "[[units]]\nname='a'\nclass='c'\nprofile='p'\nendpoint='e'\n"
             "[[units]]\nname='a'\nclass='c'\nprofile='p'\nendpoint='e'",
-            "duplicate unit name",
+            ":7:1: duplicate unit name",
         ),
         (
             "[plant]\nmode='gmp'\n[[simulators]]\nname='s'\n"
             "[[units]]\nname='a'\nclass='c'\nprofile='p'\nendpoint='e'",
-            "only allowed when mode = 'simulation'",
+            ":3:3: [[simulators]] are only allowed when [plant] mode = 'simulation'",
         ),
     ],
 )

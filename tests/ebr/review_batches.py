@@ -282,8 +282,9 @@ def _override(s: Script) -> None:
 
 
 def _comm(s: Script) -> None:
-    s.add("instrument.lost", minutes=600, unit="BR-01", silent_wall_s=2.0, silent_process_s=120.0)
-    s.add("instrument.restored", minutes=630, unit="BR-01")
+    s.add("instrument.lost", minutes=600, unit="BR-01", since=iso(598), silent_process_s=120.0)
+    # the link's own account of the outage (down 32.5 min) is what review reports
+    s.add("instrument.restored", minutes=630, unit="BR-01", since=iso(598), down_process_s=1950.0)
     s.samples(TEMP, 600, [37.0, (None, "bad"), (None, "bad"), (37.1, "uncertain"), 37.0])
 
 

@@ -159,6 +159,12 @@ def test_excursion_evidence_names_the_window(reviewed: Store, rules: Rules) -> N
     assert "action limit 7.6" in ph.title
 
 
+def test_comm_loss_reports_the_links_duration(reviewed: Store, rules: Rules) -> None:
+    (lost,) = [f for f in review(reviewed, "TRIG-comm_loss", rules) if f.rule == "comm_loss"][:1]
+    assert lost.title == "instrument BR-01 lost for 32.5 min"
+    assert "link down since" in lost.detail
+
+
 def test_thresholds_come_from_the_site_file(reviewed: Store) -> None:
     longer = parse_rules("site.toml", "[excursion]\nmin_duration_s = 3600\n")
     assert _ids(review(reviewed, "TRIG-excursion", longer)) == ["excursion-19.2"]  # action

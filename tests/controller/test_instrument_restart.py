@@ -1,0 +1,127 @@
+"""An instrument that restarts mid-batch: the outage is journaled with its duration, the
+setpoints it lost are re-asserted (or the batch holds, per the unit's policy), review
+lists the loss and the restart, and the record verifies."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from controller.isa88 import Command, State
+from controller.plant import Plant, UnitConfig
+from controller.session import Controller
+from drivers.profile import PROFILE_DIR
+from ebr import read_journal, verify_batch
+from ebr.review import load_rules, review
+from recipes import load_recipe
+from simulators.bioreactor.opcua_server import BioreactorServer
+
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.slow]
+RECIPE = Path(__file__).parent / "recipes" / "short-culture.yaml"
+SCALE = 300.0
+
+
+def patient_profile(tmp_path: Path) -> Path:
+    """The bioreactor profile with a link judged failed only after 60 wall s (the
+    restart takes a few), so the outage alone does not hold the batch."""
+    text = (PROFILE_DIR / "rocking_bioreactor_opcua.toml").read_text(encoding="utf-8")
+    path = tmp_path / "patient_bioreactor.toml"
+    path.write_text(
+        text.replace('protocol = "opcua"\n', 'protocol = "opcua"\nstatus_fail_after_s = 60\n'),
+        encoding="utf-8",
+    )
+    return path
+
+
+async def restarted_batch(
+    tmp_path: Path, policy: str
+) -> tuple[BioreactorServer, Controller, object]:
+    server = BioreactorServer(["LV-01"], url="opc.tcp://127.0.0.1:0/cellbatch/rs", time_scale=SCALE)
+    await server.start()
+    unit = UnitConfig(
+        "LV-01",
+        "rocking_bioreactor",
+        str(patient_profile(tmp_path)),
+        server.endpoint,
+        {"vessel": "LV-01"},
+        on_restart=policy,
+    )
+    plant = Plant("rs", "", "simulation", SCALE, (unit,), (), "rs-plant")
+    controller = Controller(plant, f"sqlite:///{tmp_path / 'rs.sqlite'}", user="tester")
+    await controller.start()
+    return server, controller, unit
+
+
+async def test_restart_is_journaled_and_setpoints_reasserted(tmp_path: Path) -> None:
+    server, controller, _unit = await restarted_batch(tmp_path, "reassert")
+    try:
+        run = await controller.create_batch(load_recipe(RECIPE), parameters={"culture_time": 120})
+        task = asyncio.create_task(controller.run(run))
+        while not any(el.path == "culture/grow/culture" for el in run.chain):
+            run.state_changed.clear()
+            await asyncio.wait_for(run.state_changed.wait(), 60)
+        server.faults.inject("restart", downtime_s=1.0)
+        assert await asyncio.wait_for(task, 120) is State.COMPLETE
+        assert server.restarts == 1
+        assert controller.store is not None
+        batch = run.control.batch_id
+        entries = read_journal(controller.store, batch)
+        lost = [e for e in entries if e.kind == "instrument.lost"]
+        restored = [e for e in entries if e.kind == "instrument.restored"]
+        assert len(lost) == 1 and len(restored) == 1
+        assert restored[0].data["since"] == lost[0].data["since"]
+        down = restored[0].data["down_process_s"]
+        assert down > 0
+        (restarted,) = [e.data for e in entries if e.kind == "instrument.restarted"]
+        assert restarted["policy"] == "reassert"
+        assert restarted["differs"]["rocking.rate_sp"] == {"written": 8.0, "found": 0.0}
+        reasserted = [
+            e
+            for e in entries
+            if e.kind == "write.intent" and "restarted" in e.data.get("reason", "")
+        ]
+        assert {e.data["capability"] for e in reasserted} == set(restarted["differs"])
+        results = {e.data["intent"]: e.data for e in entries if e.kind == "write.result"}
+        assert all(results[e.seq]["ok"] for e in reasserted)
+        assert not [
+            e for e in entries if e.kind == "command.accepted" and e.data["command"] == "hold"
+        ]
+        found = [f for f in review(controller.store, batch, load_rules()) if f.rule == "comm_loss"]
+        titles = [f.title for f in found]
+        assert "instrument LV-01 restarted and lost its setpoints" in titles
+        assert any(t.startswith("instrument LV-01 lost for ") for t in titles), titles
+        assert verify_batch(controller.store, batch).ok
+    finally:
+        await controller.stop()
+        await server.stop()
+
+
+async def test_hold_policy_holds_the_batch(tmp_path: Path) -> None:
+    server, controller, _unit = await restarted_batch(tmp_path, "hold")
+    try:
+        run = await controller.create_batch(load_recipe(RECIPE), parameters={"culture_time": 600})
+        task = asyncio.create_task(controller.run(run))
+        while not any(el.path == "culture/grow/culture" for el in run.chain):
+            run.state_changed.clear()
+            await asyncio.wait_for(run.state_changed.wait(), 60)
+        server.faults.inject("restart", downtime_s=0.5)
+        while run.state is not State.HELD:
+            run.state_changed.clear()
+            await asyncio.wait_for(run.state_changed.wait(), 60)
+        assert await run.command(Command.ABORT, user="sup1")
+        assert await asyncio.wait_for(task, 30) is State.ABORTED
+        assert controller.store is not None
+        entries = read_journal(controller.store, run.control.batch_id)
+        (restarted,) = [e.data for e in entries if e.kind == "instrument.restarted"]
+        assert restarted["policy"] == "hold"
+        holds = [
+            e.data for e in entries if e.kind == "command.accepted" and e.data["command"] == "hold"
+        ]
+        assert holds[0]["reason"] == "LV-01 restarted and lost its setpoints"
+        assert not [e for e in entries if e.kind == "write.intent" and "reason" in e.data]
+        assert verify_batch(controller.store, run.control.batch_id).ok
+    finally:
+        await controller.stop()
+        await server.stop()
