@@ -124,6 +124,7 @@ class Script:
     ops: list[tuple[str, Any]] = field(default_factory=list)
     minute: float = 0.0
     sampled: dict[str, float] = field(default_factory=dict)  # tag → last sample minute
+    content: dict[str, Any] = field(default_factory=lambda: CONTENT)  # the recipe journaled
 
     @property
     def next_seq(self) -> int:
@@ -187,7 +188,7 @@ class Script:
             "user": "a.smith",
             "terminal": "HMI-2",
             "parameters": params,
-            "recipe": {"name": "expansion", "version": "1", "content": CONTENT},
+            "recipe": {"name": "expansion", "version": "1", "content": self.content},
         }
 
 
@@ -437,6 +438,19 @@ def _typed_count(online: float) -> Callable[[Script], Any]:
     return add
 
 
+def _hold_limit(max_: str) -> Callable[[str], Script]:
+    """A clean batch whose recipe limits equilibrate-end → culture-start (22 min) to `max_`."""
+
+    def build(batch_id: str) -> Script:
+        s = clean(batch_id)
+        limit = {"name": "equilibrated_to_culture", "from": "expansion/setup/equilibrate",
+                 "to": "expansion/day_0/culture", "max": max_}  # fmt: skip
+        s.content = {**CONTENT, "hold_times": [limit]}
+        return finish(s)
+
+    return build
+
+
 def _with(extra: Callable[[Script], Any], **kw: Any) -> Callable[[str], Script]:
     def build(batch_id: str) -> Script:
         s = clean(batch_id, **kw)
@@ -464,6 +478,7 @@ TRIGGERS: dict[str, Callable[[str], Script]] = {
     "qc_result": lambda b: _qc_oos(finish(clean(b))),
     "acceptance": _with(_harvest(4.2e6)),
     "cross_check": _with(_typed_count(1.1e6)),
+    "hold_time": _hold_limit("15 min"),
     "correction": lambda b: _corrected(
         _with(lambda s: _manual(s, verify=True, verifier="b.jones"))(b)
     ),
@@ -492,6 +507,7 @@ EXTRA: dict[str, Callable[[str], Script]] = {
     "RESUMED-PROMPTS": _with(_resumed_prompts),
     "HARVEST-MET": _with(_harvest(1.1e7)),
     "COUNT-AGREES": _with(_typed_count(2.0e6)),
+    "HOLD-WITHIN": _hold_limit("0.5 h"),
 }
 """Other batches: the clean one, and cases that must (not) trigger a rule."""
 
