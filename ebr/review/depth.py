@@ -1,7 +1,8 @@
 """Review depth: what a QA reviewer looks for first beyond the journal's own events.
 
 - `acceptance`: an `until:` condition of the form ``CRITERION or FALLBACK`` (the fallback
-  being a comparison on one of the rule's `fallback_tags`, by default ``elapsed``) that
+  being a comparison on a tag the recipe's phase names in ``fallback:``, else on one of
+  the rule's `fallback_tags`, by default ``elapsed``) that
   was met with the criterion false at that moment — e.g. a harvest whose
   ``viable_density >= $harvest_density or elapsed >= 1 d`` ended on the day's end with
   the density never reached. The criterion is judged with the values `condition.met`
@@ -42,10 +43,14 @@ _COMPARE = {
 
 def acceptance(view: BatchView, rule: RuleConfig) -> list[Finding]:
     """Acceptance criteria that ended on their fallback branch (see the module docstring)."""
-    fallback_tags = set(rule["fallback_tags"])
+    default_tags = set(rule["fallback_tags"])
     found = []
     for entry in view.kind(Kind.CONDITION_MET):
         text = str(entry.data.get("condition") or "")
+        declared = view.phases.get(str(entry.data.get("element") or ""), {}).get("fallback")
+        if isinstance(declared, str):
+            declared = [declared]
+        fallback_tags = set(map(str, declared)) if isinstance(declared, list) else default_tags
         if "(" in text or " and " in text or " not " in f" {text}":
             continue  # only a plain `a or b or …` is judged
         terms = [_TERM.match(part) for part in text.split(" or ")]

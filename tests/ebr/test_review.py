@@ -140,6 +140,28 @@ def test_a_hold_time_limit_exceeded_between_named_steps_is_an_exception(
     assert not _ids(review(reviewed, "TRIG-hold_time", site), "hold_time")
 
 
+def test_the_recipe_names_the_fallback_branch_of_an_acceptance_criterion(
+    reviewed: Store, rules: Rules
+) -> None:
+    # `until: density >= 1e7 or volume.pv >= 2000` with `fallback: volume.pv` in the recipe:
+    # ended by the volume with the density short is an exception, by the density it is not.
+    (ended,) = [
+        e for e in review(reviewed, "HARVEST-DECLARED-FALLBACK", rules) if e.rule == "acceptance"
+    ]
+    assert ended.title == (
+        "qc/count/wait: ended by its fallback (volume.pv >= 2000), criterion not met"
+    )
+    assert "culture.viable_density = 4200000 (criterion culture.viable_density >= 1e+07)" in (
+        ended.detail
+    )
+    assert not _ids(review(reviewed, "HARVEST-DECLARED-MET", rules), "acceptance")
+    # Without the declaration the rules file's fallback_tags (elapsed) apply: no fallback.
+    assert not _ids(review(reviewed, "HARVEST-UNDECLARED", rules), "acceptance")
+    # The recipe's declaration wins over a site's fallback_tags.
+    site = parse_rules("site.toml", '[acceptance]\nfallback_tags = ["culture.viable_density"]\n')
+    assert _ids(review(reviewed, "HARVEST-DECLARED-FALLBACK", site), "acceptance")
+
+
 def test_a_clean_batch_has_no_exceptions(reviewed: Store, rules: Rules) -> None:
     # Its warm-up samples lie below the limits before the monitors were active.
     assert review(reviewed, "CLEAN", rules) == []
