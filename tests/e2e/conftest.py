@@ -18,6 +18,7 @@ SERVED_VESSELS = [
     "GMP-02",
     "SVC-01",
     "MQTT-01",
+    "ASSET-01",
     *(f"K-{i:02d}" for i in range(1, 25)),
 ]
 
