@@ -19,6 +19,7 @@ SERVED_VESSELS = [
     "SVC-01",
     "MQTT-01",
     "ASSET-01",
+    "ASSET-02",
     *(f"K-{i:02d}" for i in range(1, 25)),
 ]
 
