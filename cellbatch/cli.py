@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from cellbatch.cli_common import default_plant, password_of, plain_errors
+from cellbatch.cli_common import default_plant, password_of, plain_errors, second_password
 from cellbatch.console import echo_events
 from cellbatch.deviation_cli import deviation as deviation_group
 from cellbatch.ebr_cli import ebr as ebr_group
@@ -44,7 +44,7 @@ from ebr import EbrError, Store
 from ebr.people.duties import DutyRefused, check_may_act
 from ebr.people.lifecycle import RecipeId, approve, recipe_status, retire
 from ebr.people.signatures import SigningSession
-from ebr.people.users import Directory
+from ebr.people.users import Directory, User
 from recipes import Recipe, RecipeError, load_recipe, parse_recipe, recipe_json_schema
 from recipes.transfer import transfer
 
@@ -464,6 +464,15 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
     is_flag=True,
     help="Simulation plants only: answer every prompt with the recipe's example answer.",
 )
+@click.option(
+    "--asset-override",
+    "asset_qa",
+    default=None,
+    metavar="QA_USER",
+    help="Start although a bound unit is out of calibration or unqualified: QA_USER (role "
+    "qa) signs it with --reason (password asked, else CELLBATCH_VERIFIER_PASSWORD).",
+)
+@click.option("--reason", default=None, help="Why the asset override is justified.")
 @scale_option
 def run(
     recipe_file: str | None,
@@ -475,6 +484,8 @@ def run(
     resume_id: str | None,
     answers_path: str | None,
     simulated_operator: bool,
+    asset_qa: str | None,
+    reason: str | None,
     time_scale: float | None,
 ) -> None:
     """Run one batch headless in the foreground; Ctrl-C holds it and exits.
@@ -484,6 +495,10 @@ def run(
     """
     if (recipe_file is None) == (resume_id is None):
         raise click.UsageError("give either RECIPE_FILE or --resume BATCH_ID")
+    if (asset_qa is None) != (reason is None or not reason.strip()):
+        raise click.UsageError("--asset-override QA_USER and a non-empty --reason go together")
+    if asset_qa is not None and resume_id is not None:
+        raise click.UsageError("--asset-override belongs to a new batch, not to --resume")
     plant = load_plant(plant_path)
     if simulated_operator and not plant.simulation:
         raise click.UsageError("--simulated-operator is only allowed on a simulation plant")
@@ -499,8 +514,31 @@ def run(
         recipe_ = load_recipe(recipe_file)
         operator.check_recipe(recipe_)
         overrides = _parse_params(params)
-        state = asyncio.run(_run(plant, db_url, user, operator, recipe_, overrides, coi))
+        asset = None
+        if asset_qa is not None and reason is not None:
+            asset = (_asset_approver(db_url, asset_qa), reason.strip())
+        state = asyncio.run(
+            _run(plant, db_url, user, operator, recipe_, overrides, coi, asset_override=asset)
+        )
     sys.exit(0 if state is State.COMPLETE else 1)
+
+
+def _asset_approver(db_url: str, username: str) -> User:
+    """The QA account approving an asset override, authenticated; anyone without the
+    `asset_override` role is refused (SOD-ROLE) and the refusal journaled."""
+    store = Store.open(db_url)
+    try:
+        signing = SigningSession(Directory(store))
+        account = signing.authenticate(
+            second_password(username), "cellbatch run --asset-override", username=username
+        )
+        try:
+            check_may_act(account.username, account.roles, "asset_override")
+        except DutyRefused as refusal:
+            signing.directory.refuse(account, "cellbatch run --asset-override", refusal)
+        return account
+    finally:
+        store.close()
 
 
 PROMPT_PHASES = ("operator_prompt", "manual_sample", "identity_check")
@@ -586,6 +624,7 @@ async def _run(
     coi: str | None = None,
     *,
     resume_id: str | None = None,
+    asset_override: tuple[User, str] | None = None,
 ) -> State:
     board = PromptBoard(require_signatures=not plant.simulation)
     board.answerer = operator.answerer(board)
@@ -596,7 +635,9 @@ async def _run(
             batch = await controller.resume_batch(resume_id)
         else:
             assert recipe_ is not None
-            batch = await controller.create_batch(recipe_, parameters=overrides, coi=coi)
+            batch = await controller.create_batch(
+                recipe_, parameters=overrides, coi=coi, asset_override=asset_override
+            )
         batch_id = batch.control.batch_id
         # Ctrl-C holds the batch from the moment its ID is out (before anything runs).
         interrupted = asyncio.Event()

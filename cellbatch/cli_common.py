@@ -92,6 +92,17 @@ def password_of(username: str) -> str:
     return value
 
 
+def second_password(username: str) -> str:
+    """The password of a second person (a verifier, the QA approving an override): asked
+    on the terminal, else CELLBATCH_VERIFIER_PASSWORD."""
+    if _interactive():
+        return str(click.prompt(f"password for {username}", hide_input=True))
+    value = os.environ.get("CELLBATCH_VERIFIER_PASSWORD")
+    if value is None:
+        fail(f"no terminal to ask the password of {username}: set CELLBATCH_VERIFIER_PASSWORD")
+    return value
+
+
 def new_password(username: str, *, generate: bool) -> tuple[str, bool]:
     """A password being set for `username`, and whether it was generated here.
 

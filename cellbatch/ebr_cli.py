@@ -24,6 +24,7 @@ from cellbatch.cli_common import (
     open_store,
     password_of,
     plain_errors,
+    second_password,
     table,
     user_option,
 )
@@ -644,12 +645,7 @@ def correct_command(
         values[name.strip()] = _typed(value.strip())
     checker = None
     if verifier:
-        secret = os.environ.get("CELLBATCH_VERIFIER_PASSWORD")
-        if sys.stdin.isatty():
-            secret = str(click.prompt(f"password for {verifier}", hide_input=True))
-        if secret is None:
-            fail(f"no terminal to ask the password of {verifier}: set CELLBATCH_VERIFIER_PASSWORD")
-        checker = (verifier, secret)
+        checker = (verifier, second_password(verifier))
     with open_store(db_url) as store:
         entry = correct(
             _desk(store, rules_path),

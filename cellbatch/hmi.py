@@ -44,7 +44,7 @@ from cellbatch.batch_text import (
     sparkline,
 )
 from cellbatch.hmi_forms import CommandScreen, HelpScreen, PromptForm
-from cellbatch.service_client import Connection, ServiceError, call
+from cellbatch.service_client import Connection, ServiceError, alert_line, call
 from controller.interface_security import Endpoint
 from ebr.people.signatures import IDLE_TIMEOUT
 
@@ -62,6 +62,8 @@ class BatchHmi(App[None]):
     #status.unreachable { background: $error; }
     #banner { display: none; height: auto; background: $error; color: $text; padding: 0 1; }
     #banner.shown { display: block; }
+    #alerts { display: none; height: auto; background: $warning; color: $text; padding: 0 1; }
+    #alerts.shown { display: block; }
     #batches { height: auto; max-height: 5; }
     #batchline { height: auto; padding: 0 1; }
     #path { height: auto; padding: 0 1; color: $text-muted; }
@@ -114,6 +116,7 @@ class BatchHmi(App[None]):
         self.refresh_s = refresh_s
         self.clock = clock
         self.batches: list[dict[str, Any]] = []
+        self.alerts: list[dict[str, Any]] = []  # account alerts (R12), `Alerts` answer
         self.detail: dict[str, Any] = {}
         self.unreachable: str | None = None  # why, while the controller cannot be reached
         self.updated_at: float | None = None  # clock() of the last good update
@@ -130,6 +133,7 @@ class BatchHmi(App[None]):
         w = self._w
         yield w["status"]
         yield w["banner"]
+        yield w["alerts"]
         yield self._table
         yield w["batchline"]
         yield w["path"]
@@ -189,11 +193,12 @@ class BatchHmi(App[None]):
             ids = [str(b["id"]) for b in batches]
             selected = self.selected if self.selected in ids else (ids[0] if ids else None)
             detail = await self._session.call("Show", selected) if selected else {}
+            alerts = await self._session.call("Alerts")
         except (ServiceError, OSError, TimeoutError) as exc:
             await self._close_session()
             self.lost(str(exc) or type(exc).__name__)
             return
-        self.show(batches, detail)
+        self.show(batches, detail, alerts)
 
     async def _close_session(self) -> None:
         session, self._session = self._session, None
@@ -205,9 +210,17 @@ class BatchHmi(App[None]):
         self.workers.cancel_group(self, "refresh")
         await self._close_session()
 
-    def show(self, batches: list[dict[str, Any]], detail: dict[str, Any]) -> None:
-        """Show a `List` and a `Show` answer of the controller (it is reachable)."""
+    def show(
+        self,
+        batches: list[dict[str, Any]],
+        detail: dict[str, Any],
+        alerts: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Show a `List` and a `Show` answer of the controller (it is reachable), and
+        its `Alerts` answer when given (None: keep the last one)."""
         self.batches, self.detail = batches, detail
+        if alerts is not None:
+            self.alerts = alerts
         self.unreachable = None
         self.updated_at = self.clock()
         table = self._table
@@ -243,6 +256,9 @@ class BatchHmi(App[None]):
         banner.set_class(stale, "shown")
         if stale:
             banner.update(Text(self._banner_text()))
+        alerts = self._w["alerts"]
+        alerts.set_class(bool(self.alerts), "shown")
+        alerts.update(Text("\n".join(alert_line(a) for a in self.alerts)))
         self._table.set_class(stale, "stale")
         for name in ("batchline", "path", "cpps", "alarmlist", "promptlist"):
             self._w[name].set_class(stale, "stale")
@@ -520,7 +536,7 @@ class BatchHmi(App[None]):
         return answer, f"signed in: {answer.get('name', user)}"
 
 
-_STATICS = ("status", "banner", "batchline", "path", "cpps", "alarmlist", "promptlist",
+_STATICS = ("status", "banner", "alerts", "batchline", "path", "cpps", "alarmlist", "promptlist",
             "message", "keys")  # fmt: skip
 """The HMI's text areas, by id."""
 

@@ -18,7 +18,7 @@ import click
 from cellbatch.batch_text import show_lines
 from cellbatch.batch_watch import watch
 from cellbatch.cli_common import default_plant, password_of
-from cellbatch.service_client import ServiceError, call
+from cellbatch.service_client import ServiceError, alert_line, call
 from controller.interface_security import Endpoint, InterfaceSecurityError
 from controller.library import DEFAULT_LIBRARY
 from controller.plant import load_plant
@@ -182,10 +182,7 @@ def batch_list(endpoint: Endpoint, as_json: bool) -> None:
         click.echo(json.dumps(batches, indent=2))
         return
     for alert in _run(endpoint, "Alerts"):  # R12: shown to whoever looks at the batches
-        click.echo(
-            f"ALERT {alert['ts']}  {alert['username']}: {alert['failures']} failed login or "
-            "signature attempts (cellbatch users audit)"
-        )
+        click.echo(alert_line(alert))
     if not batches:
         click.echo("no batches")
     for b in batches:

@@ -16,6 +16,14 @@ from drivers import DriverError
 TIMEOUT_S = 10.0
 
 
+def alert_line(alert: dict[str, Any]) -> str:
+    """One line for an account alert of the controller's `Alerts` method (R12)."""
+    return (
+        f"ALERT {alert.get('ts')}  {alert.get('username')}: {alert.get('failures')} failed "
+        "login or signature attempts (cellbatch users audit)"
+    )
+
+
 class ServiceError(Exception):
     """No controller answered at the endpoint, or it answered something unreadable."""
 

@@ -207,6 +207,7 @@ class ControllerService:
             ("Alerts", self._alerts, 0),
             ("Show", self._show, 1),
             ("Start", self._start, 5),
+            ("StartOverride", self._start_override, 8),
             ("Command", self._command, 5),
             ("Override", self._override, 6),
             ("Answer", self._answer, 7),
@@ -302,6 +303,45 @@ class ControllerService:
     async def _start(
         self, _parent: Any, recipe_ref: str, parameters: str, coi: str, user: str, password: str
     ) -> str:
+        return await self._start_batch(recipe_path, parameters, coi, user, password)
+
+    async def _start_override(
+        self,
+        _parent: Any,
+        recipe_path: str,
+        parameters: str,
+        coi: str,
+        user: str,
+        password: str,
+        qa_user: str,
+        qa_password: str,
+        reason: str,
+    ) -> str:
+        """`Start` past a unit out of calibration or unqualified (ASSET-STATUS): the QA
+        account `qa_user` authenticates (on every plant: the override is signed) and
+        must hold the asset_override role (a refusal is journaled)."""
+        try:
+            assert self.controller.store is not None
+            directory = Directory(self.controller.store)
+            purpose = f"asset override for {recipe_path}"
+            qa = directory.authenticate(qa_user, qa_password, purpose)
+            try:
+                check_may_act(qa.username, qa.roles, "asset_override")
+            except DutyRefused as refusal:
+                directory.refuse(qa, purpose, refusal)
+        except (EbrError, SignatureError) as exc:
+            return _refused(str(exc))
+        return await self._start_batch(recipe_path, parameters, coi, user, password, (qa, reason))
+
+    async def _start_batch(
+        self,
+        recipe_path: str,
+        parameters: str,
+        coi: str,
+        user: str,
+        password: str,
+        asset_override: tuple[User, str] | None = None,
+    ) -> str:
         try:
             terminal = opcua_caller(self.server)
             account = await self._authenticate(user, password, "start a batch", "start")
@@ -321,6 +361,7 @@ class ControllerService:
                 # who started it and where (requests are concurrent); the software
                 # version is the session's own `software` field
                 extra={k: v for k, v in who.fields().items() if k != "software"},
+                asset_override=asset_override,
             )
         except RecipeError as exc:
             return refused("; ".join(str(d) for d in exc.diagnostics) or str(exc))

@@ -37,6 +37,10 @@ ARG_SCHEMAS: dict[str, dict[str, object]] = {
         "description": "e.g. 'culture.viable_density >= 1e7 cells/mL or elapsed >= 12 d'",
     },
     "on_timeout": {"enum": ["fail", "continue"]},
+    "fallback": {
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+        "description": "e.g. 'elapsed': that branch of an 'A or B' until is the fallback",
+    },
     "method": TEXT,
     "capability": TEXT,
     "to": NUMBER_OR_PARAM,

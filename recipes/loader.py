@@ -11,6 +11,7 @@ import rfc8785
 from recipes.cqas import read_cqas
 from recipes.diagnostics import FILE_START, Diagnostic, DiagnosticSink, RecipeError
 from recipes.fields import FieldReader, describe
+from recipes.holdtimes import read_hold_times
 from recipes.model import Recipe
 from recipes.monitors import active_from_positions, check_active_from, read_monitors
 from recipes.procedure import read_procedure
@@ -19,7 +20,7 @@ from recipes.symbols import Symbols
 from recipes.yamltree import BadNode, MapNode, parse_yaml, to_plain
 
 SECTIONS_REQUIRED = ("recipe", "equipment", "procedure")
-SECTIONS_OPTIONAL = ("formula", "monitors", "cqas")
+SECTIONS_OPTIONAL = ("formula", "monitors", "cqas", "hold_times")
 
 
 MAX_RECIPE_CHARS = 1_000_000
@@ -77,6 +78,8 @@ def parse_recipe(text: str, filename: str) -> Recipe:
     cqas = read_cqas(cqas_node, sink) if cqas_node else []
     procedure_node = top.mapping("procedure")
     procedure = read_procedure(procedure_node, symbols, sink) if procedure_node else None
+    hold_node = top.sequence("hold_times")
+    hold_times = read_hold_times(hold_node, procedure, sink) if hold_node else []
     if monitors_node and procedure is not None:
         check_active_from(monitors, active_from_positions(monitors_node), procedure, sink)
     if sink.count:
@@ -95,6 +98,7 @@ def parse_recipe(text: str, filename: str) -> Recipe:
         source=filename,
         _document=document,
         cqas=cqas,
+        hold_times=hold_times,
     )
 
 

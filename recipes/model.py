@@ -148,6 +148,18 @@ class Range:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldTime:
+    """A limit on the process time from the end of element ``start`` to the start of
+    element ``end`` (a hold-time or exposure limit, ``hold_times:`` section)."""
+
+    name: str
+    start: str
+    end: str
+    max_s: float
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Cqa:
     """A critical quality attribute: what QC measures and the specification it must meet.
 
@@ -323,6 +335,8 @@ class Recipe:
     _document: dict[str, Any] = field(repr=False, compare=False)
     cqas: list[Cqa] = field(default_factory=list)
     """Critical quality attributes that QC results fill."""
+    hold_times: list[HoldTime] = field(default_factory=list)
+    """Hold-time / exposure limits between named steps."""
 
     def document(self) -> dict[str, Any]:
         """The parsed YAML as plain dicts, lists and scalars (a fresh copy)."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from recipes.argschemas import ARG_SCHEMAS
-from recipes.fields import as_choice, as_map, as_number, as_str, suggest
-from recipes.model import ParamRef
+from recipes.conditions import AnyOf
+from recipes.fields import as_choice, as_map, as_number, as_seq, as_str, suggest
+from recipes.model import Condition, ParamRef
 from recipes.phaseargs import condition, duration, number_or_param, setpoint_map
 from recipes.phasespec import PHASE_TYPES, ArgSpec, PhaseContext, PhaseSpec, register_phase
-from recipes.yamltree import Node
+from recipes.yamltree import Node, ScalarNode
 
 __all__ = ["PHASE_TYPES"]
 
@@ -35,12 +36,53 @@ def _on_timeout(node: Node, ctx: PhaseContext) -> str | None:
     return as_choice(node, ctx.sink, f"phase '{ctx.phase}': field 'on_timeout'", ON_TIMEOUT)
 
 
+def _fallback(node: Node, ctx: PhaseContext) -> list[str] | None:
+    """``fallback: TAG`` or ``[TAG, …]``: the branches of an ``until: A or B`` that are the
+    fallback (e.g. ``elapsed``); the others are the acceptance criterion. Review reports a
+    condition met on its fallback while the criterion was false."""
+    what = f"phase '{ctx.phase}': field 'fallback'"
+    if isinstance(node, ScalarNode) and isinstance(node.value, str):
+        text = as_str(node, ctx.sink, what)
+        return None if text is None else [text]
+    seq = as_seq(node, ctx.sink, what, non_empty=True)
+    if seq is None:
+        return None
+    names = [as_str(item, ctx.sink, what) for item in seq.items]
+    return None if any(n is None for n in names) else [n for n in names if n is not None]
+
+
+def _check_fallback(ctx: PhaseContext) -> None:
+    """Each fallback names a comparison of the top-level ``or``; one branch stays the
+    criterion."""
+    fallback, until = ctx.args.get("fallback"), ctx.args.get("until")
+    if not isinstance(fallback, list) or until is None:
+        return  # absent or already reported
+    pos = ctx.node.entries["fallback"].value.pos
+    what = f"phase '{ctx.phase}': fallback"
+    branches = (
+        [t.tag for t in until.terms if isinstance(t, Condition)] if isinstance(until, AnyOf) else []
+    )
+    if not branches:
+        ctx.sink.error(pos, f"{what} needs an 'until' of the form 'CRITERION or FALLBACK'")
+        return
+    for name in fallback:
+        if name not in branches:
+            ctx.sink.error(
+                pos,
+                f"{what} '{name}' is not a branch of until{suggest(name, branches)} "
+                f"(branches: {', '.join(branches)})",
+            )
+    if set(branches) <= set(fallback):
+        ctx.sink.error(pos, f"{what}: every branch is a fallback; one must be the criterion")
+
+
 def _wait_until_rules(ctx: PhaseContext) -> None:
     if ctx.present("on_timeout") and not ctx.present("timeout"):
         ctx.sink.error(
             ctx.node.entries["on_timeout"].key_pos,
             f"phase '{ctx.phase}': 'on_timeout' has no effect without 'timeout'",
         )
+    _check_fallback(ctx)
 
 
 def _method(node: Node, ctx: PhaseContext) -> str | None:
@@ -148,6 +190,13 @@ register_phase(
                 required=False,
                 default="fail",
                 description="fail | continue (default fail)",
+            ),
+            ArgSpec(
+                "fallback",
+                _fallback,
+                schema=ARG_SCHEMAS["fallback"],
+                required=False,
+                description="the until branch(es) that are the fallback, e.g. elapsed",
             ),
         ),
         finish=_wait_until_rules,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from recipes.argschemas import NUMBER_OR_PARAM, SETPOINTS
+from recipes.argschemas import DURATION, NUMBER_OR_PARAM, SETPOINTS
 from recipes.catalog import EQUIPMENT_CLASSES
 from recipes.phases import PHASE_TYPES
 
@@ -85,6 +85,21 @@ def recipe_json_schema() -> dict[str, Any]:
                     "master_sha256": {"type": "string"},
                 },
                 "additionalProperties": False,
+            },
+            "hold_times": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "from", "to", "max"],
+                    "properties": {
+                        "name": NAME,
+                        "from": {"type": "string"},
+                        "to": {"type": "string"},
+                        "max": DURATION,
+                        "description": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                },
             },
             "cqas": {
                 "type": "array",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ebr.review.depth import acceptance
+from ebr.review.depth import acceptance, hold_times
 from ebr.review.model import Finding
 from ebr.review.people import (
     comments,
@@ -48,5 +48,6 @@ JOURNAL_RULES: dict[str, JournalRule] = {
     "qc_result": qc_results,
     "correction": corrections,
     "acceptance": acceptance,
+    "hold_time": hold_times,
 }
 """The rules that read only the journal (excursion and bad-quality runs need samples)."""

@@ -1,7 +1,8 @@
 """Review depth: what a QA reviewer looks for first beyond the journal's own events.
 
 - `acceptance`: an `until:` condition of the form ``CRITERION or FALLBACK`` (the fallback
-  being a comparison on one of the rule's `fallback_tags`, by default ``elapsed``) that
+  being a comparison on a tag the recipe's phase names in ``fallback:``, else on one of
+  the rule's `fallback_tags`, by default ``elapsed``) that
   was met with the criterion false at that moment — e.g. a harvest whose
   ``viable_density >= $harvest_density or elapsed >= 1 d`` ended on the day's end with
   the density never reached. The criterion is judged with the values `condition.met`
@@ -11,6 +12,10 @@
   answer, no older than `max_age_s`): beyond `tolerance_pct` of the online value it is
   an exception. Pairs are ``entry=capability`` in the rules file; a later correction
   (`entry.corrected`) is what is checked.
+- `hold_time`: the recipe's ``hold_times:`` limits (harvest to freeze, DMSO exposure):
+  the process time from an end (``Complete``) of element `from` to the next start
+  (``Running``) of element `to`, from their `element.state` entries; above `max` (plus
+  the rule's `margin_s`) it is an exception. A `to` that never started is not judged here.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from ebr.record.kinds import Kind
 from ebr.review.model import Evidence, Finding
 from ebr.review.rules import RuleConfig
 from ebr.review.samples import Block, UnreadableBlock
-from ebr.review.view import BatchView, as_dict, fmt, number, parse_time
+from ebr.review.view import BatchView, as_dict, fmt, fmt_s, number, parse_time
 
 _TERM = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|>|<)\s*(\S+)(?:\s+\S+)?\s*$")
 _COMPARE = {
@@ -38,10 +43,14 @@ _COMPARE = {
 
 def acceptance(view: BatchView, rule: RuleConfig) -> list[Finding]:
     """Acceptance criteria that ended on their fallback branch (see the module docstring)."""
-    fallback_tags = set(rule["fallback_tags"])
+    default_tags = set(rule["fallback_tags"])
     found = []
     for entry in view.kind(Kind.CONDITION_MET):
         text = str(entry.data.get("condition") or "")
+        declared = view.phases.get(str(entry.data.get("element") or ""), {}).get("fallback")
+        if isinstance(declared, str):
+            declared = [declared]
+        fallback_tags = set(map(str, declared)) if isinstance(declared, list) else default_tags
         if "(" in text or " and " in text or " not " in f" {text}":
             continue  # only a plain `a or b or …` is judged
         terms = [_TERM.match(part) for part in text.split(" or ")]
@@ -202,3 +211,48 @@ def _online(
         if (at - when).total_seconds() <= max_age_s and (best is None or when >= best[0]):
             best = (when, tag, time, value)
     return None if best is None else (best[1], best[2], best[3])
+
+
+def hold_times(view: BatchView, rule: RuleConfig) -> list[Finding]:
+    """Hold-time / exposure limits between named steps exceeded (see the module docstring)."""
+    limits = view.content.get("hold_times")
+    margin = float(rule["margin_s"])
+    found = []
+    for limit in limits if isinstance(limits, list) else []:
+        spec = as_dict(limit)
+        name, start, end = (str(spec.get(k) or "") for k in ("name", "from", "to"))
+        max_s = view.duration_s(spec.get("max"))
+        if not (name and start and end) or max_s is None:
+            continue
+        ends = [c for c in view.states.get(start, []) if c.to == "Complete"]
+        starts = [c for c in view.states.get(end, []) if c.to == "Running"]
+        for done in ends:
+            after = parse_time(done.time)
+            nxt = next(
+                (c for c in starts if (t := parse_time(c.time)) and after and t >= after), None
+            )
+            began = parse_time(nxt.time) if nxt is not None else None
+            if nxt is None or began is None or after is None:
+                continue
+            elapsed = (began - after).total_seconds()
+            if elapsed <= max_s + margin:
+                continue
+            found.append(
+                Finding(
+                    anchor=nxt.seq,
+                    severity=rule.severity,
+                    title=(
+                        f"hold time {name}: {fmt_s(elapsed)} from the end of {start} to the "
+                        f"start of {end} (limit {fmt_s(max_s)})"
+                    ),
+                    detail=f"{start} ended {done.time}; {end} started {nxt.time}",
+                    evidence=Evidence(
+                        (nxt.seq, done.seq),
+                        facts={"limit": name, "elapsed_s": elapsed, "max_s": max_s},
+                    ),
+                    time=nxt.time,
+                    element=end,
+                    key=name,
+                )
+            )
+    return found

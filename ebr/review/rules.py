@@ -113,6 +113,7 @@ SETTINGS: dict[str, dict[str, Check]] = {
     "correction": {},
     "acceptance": {"fallback_tags": _names},
     "cross_check": {"pairs": _names, "tolerance_pct": _number(0), "max_age_s": _number(0)},
+    "hold_time": {"margin_s": _number(0)},
 }
 """Every rule and its own settings, in the order exceptions of one seq are listed."""
 

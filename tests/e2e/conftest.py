@@ -20,6 +20,8 @@ SERVED_VESSELS = [
     "MQTT-01",
     "LEASE-01",
     "LEASE-02",
+    "ASSET-01",
+    "ASSET-02",
     *(f"K-{i:02d}" for i in range(1, 25)),
 ]
 

@@ -122,3 +122,26 @@ async def test_hmi_acknowledges_an_alarm(setup: tuple[Path, Path, str], tmp_path
     with Store.open(f"sqlite:///{db}") as store:
         acks = [e.data for e in read_journal(store, batch_id) if e.kind == "alarm.acknowledged"]
     assert acks and acks[0]["user"] == "olga" and acks[0]["comment"] == "probe ok"
+
+
+async def test_hmi_shows_the_controllers_account_alerts(setup: tuple[Path, Path, str]) -> None:
+    from ebr.people.users import AuthError, Directory
+
+    plant, db, endpoint = setup
+    serve = Serve(plant, db, endpoint)
+    try:
+        with Store.open(f"sqlite:///{db}") as store:  # three failed logins: an alert (R12)
+            people = Directory(store)
+            for _ in range(3):
+                with pytest.raises(AuthError):
+                    people.authenticate("mallory", "guess", "sign in at a terminal")
+        app = BatchHmi(endpoint, "olga")
+        async with app.run_test(size=(100, 30)) as pilot:
+
+            def shown() -> bool:
+                return "mallory: 3 failed login" in str(app.query_one("#alerts").render())
+
+            await _until(shown, pilot)
+            assert app.query_one("#alerts").has_class("shown")
+    finally:
+        assert serve.end(signal.SIGTERM) == 0

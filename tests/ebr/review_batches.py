@@ -5,6 +5,7 @@ batch per rule that triggers it."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -124,6 +125,7 @@ class Script:
     ops: list[tuple[str, Any]] = field(default_factory=list)
     minute: float = 0.0
     sampled: dict[str, float] = field(default_factory=dict)  # tag → last sample minute
+    content: dict[str, Any] = field(default_factory=lambda: CONTENT)  # the recipe journaled
 
     @property
     def next_seq(self) -> int:
@@ -187,7 +189,7 @@ class Script:
             "user": "a.smith",
             "terminal": "HMI-2",
             "parameters": params,
-            "recipe": {"name": "expansion", "version": "1", "content": CONTENT},
+            "recipe": {"name": "expansion", "version": "1", "content": self.content},
         }
 
 
@@ -438,6 +440,44 @@ def _typed_count(online: float) -> Callable[[Script], Any]:
     return add
 
 
+VOLUME_FALLBACK = "culture.viable_density >= 10000000 or volume.pv >= 2000"
+
+
+def _declared_harvest(density: float, fallback: str | None) -> Callable[[str], Script]:
+    """A harvest `qc/count/wait` until `VOLUME_FALLBACK` met with `density` recorded; the
+    recipe's phase names `fallback` as its fallback branch (None: names none, and the
+    rules file's `fallback_tags` (elapsed) find no fallback in it)."""
+
+    def build(batch_id: str) -> Script:
+        s = clean(batch_id)
+        content = copy.deepcopy(CONTENT)
+        branch = content["procedure"]["unit_procedures"][1]["parallel"]["sampling"][0]
+        phase = branch["operations"][0]["phases"][0]
+        phase["until"] = VOLUME_FALLBACK
+        if fallback is not None:
+            phase["fallback"] = fallback
+        s.content = content
+        s.run_phase("qc/count/wait", 200, 260)
+        s.add("condition.met", minutes=260, element="qc/count/wait", condition=VOLUME_FALLBACK,
+              values={"culture.viable_density": density, "volume.pv": 2010})  # fmt: skip
+        return finish(s)
+
+    return build
+
+
+def _hold_limit(max_: str) -> Callable[[str], Script]:
+    """A clean batch whose recipe limits equilibrate-end → culture-start (22 min) to `max_`."""
+
+    def build(batch_id: str) -> Script:
+        s = clean(batch_id)
+        limit = {"name": "equilibrated_to_culture", "from": "expansion/setup/equilibrate",
+                 "to": "expansion/day_0/culture", "max": max_}  # fmt: skip
+        s.content = {**CONTENT, "hold_times": [limit]}
+        return finish(s)
+
+    return build
+
+
 def _with(extra: Callable[[Script], Any], **kw: Any) -> Callable[[str], Script]:
     def build(batch_id: str) -> Script:
         s = clean(batch_id, **kw)
@@ -465,6 +505,7 @@ TRIGGERS: dict[str, Callable[[str], Script]] = {
     "qc_result": lambda b: _qc_oos(finish(clean(b))),
     "acceptance": _with(_harvest(4.2e6)),
     "cross_check": _with(_typed_count(1.1e6)),
+    "hold_time": _hold_limit("15 min"),
     "correction": lambda b: _corrected(
         _with(lambda s: _manual(s, verify=True, verifier="b.jones"))(b)
     ),
@@ -493,6 +534,10 @@ EXTRA: dict[str, Callable[[str], Script]] = {
     "RESUMED-PROMPTS": _with(_resumed_prompts),
     "HARVEST-MET": _with(_harvest(1.1e7)),
     "COUNT-AGREES": _with(_typed_count(2.0e6)),
+    "HOLD-WITHIN": _hold_limit("0.5 h"),
+    "HARVEST-DECLARED-FALLBACK": _declared_harvest(4.2e6, "volume.pv"),
+    "HARVEST-DECLARED-MET": _declared_harvest(1.1e7, "volume.pv"),
+    "HARVEST-UNDECLARED": _declared_harvest(4.2e6, None),
 }
 """Other batches: the clean one, and cases that must (not) trigger a rule."""
 

@@ -62,6 +62,7 @@ EXPECTED = {
     "correction": ["correction-26"],
     "acceptance": ["acceptance-18"],
     "cross_check": ["cross_check-20.viable_density"],
+    "hold_time": ["hold_time-17.equilibrated_to_culture"],
 }
 """The IDs each rule gives on its trigger batch (seqs as tests/ebr/review_batches writes)."""
 
@@ -123,6 +124,42 @@ def test_harvest_by_fallback_and_typed_count_off_online_are_exceptions(
     assert not _ids(review(reviewed, "COUNT-AGREES", rules), "cross_check")
     site = parse_rules("site.toml", "[cross_check]\ntolerance_pct = 100\n")
     assert not _ids(review(reviewed, "TRIG-cross_check", site), "cross_check")
+
+
+def test_a_hold_time_limit_exceeded_between_named_steps_is_an_exception(
+    reviewed: Store, rules: Rules
+) -> None:
+    (over,) = [e for e in review(reviewed, "TRIG-hold_time", rules) if e.rule == "hold_time"]
+    assert over.title == (
+        "hold time equilibrated_to_culture: 22 min from the end of expansion/setup/equilibrate"
+        " to the start of expansion/day_0/culture (limit 15 min)"
+    )
+    assert over.evidence.facts["elapsed_s"] == 22 * 60
+    assert not _ids(review(reviewed, "HOLD-WITHIN", rules), "hold_time")
+    site = parse_rules("site.toml", "[hold_time]\nmargin_s = 600\n")
+    assert not _ids(review(reviewed, "TRIG-hold_time", site), "hold_time")
+
+
+def test_the_recipe_names_the_fallback_branch_of_an_acceptance_criterion(
+    reviewed: Store, rules: Rules
+) -> None:
+    # `until: density >= 1e7 or volume.pv >= 2000` with `fallback: volume.pv` in the recipe:
+    # ended by the volume with the density short is an exception, by the density it is not.
+    (ended,) = [
+        e for e in review(reviewed, "HARVEST-DECLARED-FALLBACK", rules) if e.rule == "acceptance"
+    ]
+    assert ended.title == (
+        "qc/count/wait: ended by its fallback (volume.pv >= 2000), criterion not met"
+    )
+    assert "culture.viable_density = 4200000 (criterion culture.viable_density >= 1e+07)" in (
+        ended.detail
+    )
+    assert not _ids(review(reviewed, "HARVEST-DECLARED-MET", rules), "acceptance")
+    # Without the declaration the rules file's fallback_tags (elapsed) apply: no fallback.
+    assert not _ids(review(reviewed, "HARVEST-UNDECLARED", rules), "acceptance")
+    # The recipe's declaration wins over a site's fallback_tags.
+    site = parse_rules("site.toml", '[acceptance]\nfallback_tags = ["culture.viable_density"]\n')
+    assert _ids(review(reviewed, "HARVEST-DECLARED-FALLBACK", site), "acceptance")
 
 
 def test_a_clean_batch_has_no_exceptions(reviewed: Store, rules: Rules) -> None:

@@ -227,3 +227,26 @@ async def test_stale_values_are_marked_and_cleared_on_reconnect() -> None:
         await showing("running")(pilot)
         assert not app.screen.query_one("#banner").has_class("shown")
         assert "ONLINE" in text_of(app, "#status") and "STALE" not in text_of(app, "#cpps")
+
+
+async def test_account_alerts_are_shown_in_a_banner() -> None:
+    # The shape of the controller's `Alerts` answer (R12: repeated failed logins/signatures).
+    alert = {"ts": "2026-12-03T10:15:00.000000Z", "username": "mallory", "failures": 3,
+             "user_id": None, "window_s": 86400.0, "last_purpose": "sign in"}  # fmt: skip
+    app = hmi()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await showing("running")(pilot)
+        assert not app.screen.query_one("#alerts").has_class("shown")
+        screen = SCREENS["running"]
+        app.show(screen["list"], screen["show"], [alert])
+        await pilot.pause()
+        assert app.screen.query_one("#alerts").has_class("shown")
+        assert "ALERT 2026-12-03T10:15:00.000000Z  mallory: 3 failed login or signature" in (
+            text_of(app, "#alerts")
+        )
+        app.show(screen["list"], screen["show"])  # a refresh without an answer keeps it
+        await pilot.pause()
+        assert "mallory" in text_of(app, "#alerts")
+        app.show(screen["list"], screen["show"], [])
+        await pilot.pause()
+        assert not app.screen.query_one("#alerts").has_class("shown")

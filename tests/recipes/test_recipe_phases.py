@@ -49,7 +49,7 @@ def phase_args(*phases: str) -> list[dict[str, object]]:
 def test_builtin_phase_types() -> None:
     assert set(PHASE_TYPES) >= {"setpoint", "hold_for", "wait_until", "invoke"}
     assert PHASE_TYPES["wait_until"].required == ("until",)
-    assert PHASE_TYPES["wait_until"].optional == ("timeout", "on_timeout")
+    assert PHASE_TYPES["wait_until"].optional == ("timeout", "on_timeout", "fallback")
     assert PHASE_TYPES["invoke"].required == ("method",)
 
 
