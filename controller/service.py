@@ -303,12 +303,12 @@ class ControllerService:
     async def _start(
         self, _parent: Any, recipe_ref: str, parameters: str, coi: str, user: str, password: str
     ) -> str:
-        return await self._start_batch(recipe_path, parameters, coi, user, password)
+        return await self._start_batch(recipe_ref, parameters, coi, user, password)
 
     async def _start_override(
         self,
         _parent: Any,
-        recipe_path: str,
+        recipe_ref: str,
         parameters: str,
         coi: str,
         user: str,
@@ -323,19 +323,19 @@ class ControllerService:
         try:
             assert self.controller.store is not None
             directory = Directory(self.controller.store)
-            purpose = f"asset override for {recipe_path}"
-            qa = directory.authenticate(qa_user, qa_password, purpose)
+            purpose = f"asset override for {recipe_ref}"
+            qa = await asyncio.to_thread(directory.authenticate, qa_user, qa_password, purpose)
             try:
                 check_may_act(qa.username, qa.roles, "asset_override")
             except DutyRefused as refusal:
                 directory.refuse(qa, purpose, refusal)
         except (EbrError, SignatureError) as exc:
             return _refused(str(exc))
-        return await self._start_batch(recipe_path, parameters, coi, user, password, (qa, reason))
+        return await self._start_batch(recipe_ref, parameters, coi, user, password, (qa, reason))
 
     async def _start_batch(
         self,
-        recipe_path: str,
+        recipe_ref: str,
         parameters: str,
         coi: str,
         user: str,
