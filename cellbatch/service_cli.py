@@ -18,7 +18,7 @@ import click
 from cellbatch.batch_text import show_lines
 from cellbatch.batch_watch import watch
 from cellbatch.cli_common import default_plant, password_of
-from cellbatch.service_client import ServiceError, alert_line, call
+from cellbatch.service_client import ServiceError, alert_line, call, opc_url_problem
 from controller.interface_security import Endpoint, InterfaceSecurityError
 from controller.library import DEFAULT_LIBRARY
 from controller.plant import load_plant
@@ -108,6 +108,9 @@ def serve(
 ) -> None:
     """Run the engine: recover interrupted batches (Held, waiting for restart), then take
     requests on the OPC UA interface until SIGINT/SIGTERM (running batches are held)."""
+    problem = opc_url_problem(listen)
+    if problem is not None:
+        raise click.UsageError(f"--listen {problem}")
     plant = load_plant(plant_path)
     if simulated_operator and not plant.simulation:
         raise click.UsageError("--simulated-operator is only allowed on a simulation plant")

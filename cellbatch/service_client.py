@@ -6,6 +6,7 @@ import contextlib
 import json
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from asyncua import Client, Node, ua
 
@@ -28,6 +29,18 @@ class ServiceError(Exception):
     """No controller answered at the endpoint, or it answered something unreadable."""
 
 
+def opc_url_problem(url: str) -> str | None:
+    """Why `url` is not an ``opc.tcp://HOST:PORT[/path]`` endpoint (None when it is)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"{url!r} is not an OPC UA endpoint URL ({exc})"
+    if parts.scheme != "opc.tcp" or not parts.hostname or port is None:
+        return f"{url!r} is not an OPC UA endpoint URL: want opc.tcp://HOST:PORT"
+    return None
+
+
 class Connection:
     """One open session with a controller, for many calls (`batch watch`, the HMI):
     ``async with Connection(endpoint) as conn: await conn.call("List")``."""
@@ -41,6 +54,9 @@ class Connection:
 
     async def __aenter__(self) -> Connection:
         where = self.endpoint
+        problem = opc_url_problem(where.url)
+        if problem is not None:
+            raise ServiceError(problem)
         client = Client(where.url, timeout=TIMEOUT_S)
         try:
             await where.secure(client)

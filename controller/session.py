@@ -325,6 +325,8 @@ class Controller:
             self._check_approved(recipe)
         values = resolve_parameters(recipe, parameters or {})
         batch_id = batch_id or new_batch_id()
+        if coi is not None and not coi.strip():
+            raise BatchSetupError("the chain-of-identity ID (--coi) must not be blank")
         coi = coi or f"COI-SIM-{secrets.token_hex(3).upper()}"
         units = await self._allocate(recipe, batch_id)
         try:  # a refused start holds nothing: its units are released whatever failed

@@ -139,7 +139,8 @@ def restore(file: str | os.PathLike[str], target_url: str | os.PathLike[str]) ->
 
 
 def _sqlite_file(store: Store) -> Path:
-    return Path(store.engine.url.database or "")
+    # absolute: a relative store path (the default ./cellbatch.sqlite) has no file URI
+    return Path(store.engine.url.database or "").resolve()
 
 
 def _sqlite_backup(source: Path, target: Path) -> None:

@@ -17,6 +17,7 @@ from controller.isa88 import Command, State
 from controller.plant import Plant, UnitConfig
 from controller.session import BatchSetupError, Controller
 from ebr import read_journal, read_samples, verify_batch
+from ebr.record.query import list_batches
 from recipes import load_recipe
 from simulators.bioreactor.opcua_server import BioreactorServer
 
@@ -314,3 +315,13 @@ async def test_resume_after_the_last_phase_of_an_operation_completed(
     entries = journal_of(second, batch_id)
     assert states_of(entries, "culture/seed")[-1] == "Complete"
     assert [e.kind for e in entries].count("method.intent") == 1
+
+
+async def test_a_blank_chain_of_identity_is_refused_before_anything_binds(
+    make_controller: Callable[..., Any], bioreactors: BioreactorServer
+) -> None:
+    controller = await make_controller(plant_for(bioreactors, "SV-13"))
+    with pytest.raises(BatchSetupError, match="must not be blank"):
+        await controller.create_batch(load_recipe(RECIPE), coi="   ")
+    assert controller.store is not None
+    assert list_batches(controller.store) == []  # nothing was recorded

@@ -1,0 +1,44 @@
+"""What a user can get wrong at the command line gets one plain line, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cellbatch.cli import cli
+from ebr import Store
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["batch", "list", "--endpoint", "garbage"],
+        ["batch", "show", "CB-X", "--endpoint", "http://127.0.0.1:1"],
+        ["batch", "list", "--endpoint", "opc.tcp://127.0.0.1:notaport"],
+    ],
+)
+def test_a_malformed_endpoint_is_named(args: list[str]) -> None:
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 1
+    assert "not an OPC UA endpoint URL" in done.output
+    assert "Traceback" not in done.output and "internal error" not in done.output
+
+
+def test_controller_serve_refuses_a_malformed_listen_url(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    done = CliRunner().invoke(cli, ["controller", "serve", "--listen", "garbage", "--db", db])
+    assert done.exit_code == 2
+    assert "--listen 'garbage' is not an OPC UA endpoint URL" in done.output
+    assert "Traceback" not in done.output
+
+
+def test_backup_of_a_store_named_by_a_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Store.open("sqlite:///cellbatch.sqlite").close()  # the default store, a relative path
+    done = CliRunner().invoke(cli, ["ebr", "backup", "copy.sqlite"])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "copy.sqlite").is_file()
