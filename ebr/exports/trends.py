@@ -26,16 +26,22 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from ebr.record.clock import parse_ts
+from ebr.record.gcpause import gc_paused
 from ebr.record.kinds import Kind
-from ebr.record.model import Entry, Sample
-from ebr.record.query import journal_entries, list_batches, read_samples
+from ebr.record.model import Entry
+from ebr.record.query import journal_entries, list_batches
+from ebr.record.sample_columns import SampleColumns, read_sample_columns, short_tag
 from ebr.record.store import Store
+
+_EMPTY = np.zeros(0)
 
 DENSITY = "culture.viable_density"
 VIABILITY = "culture.viability"
@@ -83,19 +89,19 @@ def collect(
             continue
         if since is not None and summary.created_at < since:
             continue
-        with store.snapshot() as conn:
+        with store.snapshot() as conn, gc_paused():
             entries = journal_entries(conn, summary.batch_id)
-        batch_site = _site(entries)
-        if site is not None and batch_site != site:
-            continue
-        samples = read_samples(store, summary.batch_id)
+            batch_site = _site(entries)
+            if site is not None and batch_site != site:
+                continue
+            columns = read_sample_columns(conn, summary.batch_id, _tags_needed(entries))
         found.append(
             BatchFigures(
                 summary.batch_id,
                 recipe,
                 batch_site,
                 summary.created_at,
-                batch_figures(entries, samples),
+                batch_figures(entries, columns),
             )
         )
     return found
@@ -106,23 +112,24 @@ def _site(entries: Sequence[Entry]) -> str:
     return str(plant.get("site") or "") if isinstance(plant, dict) else ""
 
 
-def batch_figures(entries: Sequence[Entry], samples: Iterable[Sample]) -> dict[str, float | None]:
-    """The trend figures of one batch from its journal and samples."""
-    series: dict[str, list[tuple[float, float]]] = {}
-    epoch: datetime | None = None
-    parse = datetime.fromisoformat  # record times end in Z: Python 3.11 reads them directly
-    short_names: dict[str, list[tuple[float, float]]] = {}
-    for sample in samples:
-        if sample.value is None or sample.quality != "good":
-            continue
-        moment = parse(sample.time)
-        if epoch is None:
-            epoch = moment
-        points = short_names.get(sample.tag)
-        if points is None:
-            short = sample.tag.split(".", 1)[1] if "." in sample.tag else sample.tag
-            points = short_names[sample.tag] = series.setdefault(short, [])
-        points.append(((moment - epoch).total_seconds() / 3600, sample.value))
+def _tags_needed(entries: Sequence[Entry]) -> Callable[[str], bool]:
+    """Which stored tags the figures read: growth, viability and the recipe's monitor tags
+    (by name without the unit)."""
+    wanted = {DENSITY, VIABILITY} | {str(m.get("tag")) for m in _monitors(entries)}
+    return lambda tag: short_tag(tag) in wanted
+
+
+def batch_figures(entries: Sequence[Entry], columns: SampleColumns) -> dict[str, float | None]:
+    """The trend figures of one batch from its journal and sample columns.
+
+    A series is named by its tag without the unit (``culture.viable_density``); times are
+    hours from the first usable sample.
+    """
+    epoch = columns.first_usable()
+    series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if epoch is not None:
+        for short in {short_tag(name) for name in columns.names}:
+            series[short] = columns.series(short, epoch)
     figures: dict[str, float | None] = {}
     times = _times(entries, epoch)
     figures.update(_expansion(series, entries, times))
@@ -165,49 +172,47 @@ def _times(entries: Sequence[Entry], epoch: datetime | None) -> dict[str, float]
 
 
 def _expansion(
-    series: Mapping[str, list[tuple[float, float]]],
+    series: Mapping[str, tuple[np.ndarray, np.ndarray]],
     entries: Sequence[Entry],
     times: Mapping[str, float],
 ) -> dict[str, float | None]:
-    density = series.get(DENSITY)
-    if not density:
+    t_all, x_all = series.get(DENSITY, (_EMPTY, _EMPTY))
+    if not len(t_all):
         return {}
-    start = times.get("inoculated", density[0][0])
-    points = [(t, x) for t, x in density if t >= start and x > 0]
+    start = times.get("inoculated", float(t_all[0]))
+    keep = (t_all >= start) & (x_all > 0)
+    t, x = t_all[keep], x_all[keep]
     out: dict[str, float | None] = {
         "lag_h": None,
         "doubling_time_h": None,
         "fold_expansion": None,
         "final_viability_pct": None,
     }
-    viability = series.get(VIABILITY)
-    if viability:
-        out["final_viability_pct"] = viability[-1][1]
-    if len(points) < 3:
+    viability = series.get(VIABILITY, (_EMPTY, _EMPTY))[1]
+    if len(viability):
+        out["final_viability_pct"] = float(viability[-1])
+    if len(t) < 3:
         return out
-    mu, intercept = _steepest(points)
+    mu, intercept = _steepest(t, x)
     if mu is not None and mu > 0 and intercept is not None:
         out["doubling_time_h"] = math.log(2) / mu
-        x0 = math.log(points[0][1])
+        x0 = math.log(float(x[0]))
         out["lag_h"] = max(0.0, (x0 - intercept) / mu - start)
     inoculum, volume = _inoculum_and_volume(entries)
     if inoculum and volume:
-        out["fold_expansion"] = points[-1][1] * volume / inoculum
+        out["fold_expansion"] = float(x[-1]) * volume / inoculum
     else:
-        out["fold_expansion"] = points[-1][1] / points[0][1]
+        out["fold_expansion"] = float(x[-1] / x[0])
     return out
 
 
-def _steepest(points: Sequence[tuple[float, float]]) -> tuple[float | None, float | None]:
+def _steepest(t: np.ndarray, x: np.ndarray) -> tuple[float | None, float | None]:
     """The steepest least-squares slope of ln x over a sliding window, and its intercept.
 
     Windows start at every point and span at most ``GROWTH_WINDOW_H`` (at least half of it,
     and three points); sums over each window come from prefix sums, so this is O(n).
     """
-    import numpy as np
-
-    t = np.fromiter((p[0] for p in points), dtype=float, count=len(points))
-    y = np.log(np.fromiter((p[1] for p in points), dtype=float, count=len(points)))
+    y = np.log(x)
     shift = t[0]
     t = t - shift
     zero = np.zeros(1)
@@ -248,27 +253,37 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _excursions(
-    series: Mapping[str, list[tuple[float, float]]],
-    entries: Sequence[Entry],
-    times: Mapping[str, float],
-) -> dict[str, float | None]:
+def _monitors(entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """The monitors of the recipe content the batch recorded at creation."""
     created = entries[0].data if entries else {}
     recipe = created.get("recipe") if isinstance(created, dict) else None
     content = recipe.get("content") if isinstance(recipe, dict) else None
     monitors = content.get("monitors") if isinstance(content, dict) else None
+    return [m for m in monitors or [] if isinstance(m, dict)]
+
+
+def _excursions(
+    series: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    entries: Sequence[Entry],
+    times: Mapping[str, float],
+) -> dict[str, float | None]:
+    """Minutes outside each monitor's alert band (action band without one), from the
+    monitors' activation on: each sample counts until the next one."""
     out: dict[str, float | None] = {}
     since = times.get("monitors")
-    for monitor in monitors or []:
+    for monitor in _monitors(entries):
         tag, band = monitor.get("tag"), monitor.get("alert") or monitor.get("action") or {}
-        points = series.get(str(tag), [])
+        t, value = series.get(str(tag), (_EMPTY, _EMPTY))
         low, high = band.get("low"), band.get("high")
         minutes = 0.0
-        for (t, value), (t_next, _) in itertools.pairwise(points):
-            if since is None or t < since:
-                continue
-            if (low is not None and value < low) or (high is not None and value > high):
-                minutes += (t_next - t) * 60
+        if since is not None and len(t) > 1:
+            outside = np.zeros(len(t) - 1, dtype=bool)
+            if low is not None:
+                outside |= value[:-1] < low
+            if high is not None:
+                outside |= value[:-1] > high
+            counted = outside & (t[:-1] >= since)
+            minutes = float(np.diff(t)[counted].sum() * 60)
         out[f"excursion_min.{monitor.get('name')}"] = minutes
     return out
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import multiprocessing
 import threading
 from collections.abc import Iterator, Mapping
@@ -31,6 +30,7 @@ from ebr.record.checks import (
     check_header,
 )
 from ebr.record.errors import UnknownBatchError
+from ebr.record.gcpause import gc_paused
 from ebr.record.persist import Statement
 from ebr.record.schema import batches, journal, sample_blocks
 from ebr.record.store import Store
@@ -88,22 +88,6 @@ def _check_journal(conn: Connection, batch_id: str) -> ChainReport:
         return check_chain(batch_id, cursor.fetchall())
     finally:
         cursor.close()
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a journal is read and checked.
-
-    The walk makes a few hundred thousand short-lived tuples and strings, none in a
-    cycle; the collections they would trigger cost ~20 % of the walk and free nothing.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def verify_batch(store: Store, batch_id: str) -> VerifyResult:
@@ -212,7 +196,7 @@ def _verify_in_worker(batch_id: str) -> VerifyResult:
 def verify_connection(conn: Connection, batch_id: str) -> VerifyResult:
     """Verify one batch inside an open read transaction (see `verify_batch`)."""
     batch = conn.execute(select(batches).where(batches.c.batch_id == batch_id)).first()
-    with _gc_paused():
+    with gc_paused():
         report = _check_journal(conn, batch_id)
     blocks = conn.execute(
         _BLOCK_ROWS.where(sample_blocks.c.batch_id == batch_id).order_by(
