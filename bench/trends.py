@@ -64,7 +64,7 @@ def run(results: Results) -> None:
             samples = _read_all(store)
             read_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            figures = collect(store, "car-t-expansion")
+            figures = collect(store, "car-t-expansion", jobs=os.cpu_count() or 1)
             drawn = charts(figures, baseline=50)
             equivalence = compare_sites(figures)
             figures_s = time.perf_counter() - t0

@@ -143,13 +143,13 @@ def verify_store(
             for row in conn.execute(select(batches.c.batch_id, batches.c.head_seq))
         }
     processes = min(jobs, len(ids))
-    if processes > 1 and sum(sizes.values()) >= min_parallel_entries and _can_fork(store):
+    if processes > 1 and sum(sizes.values()) >= min_parallel_entries and can_fork(store):
         with contextlib.suppress(BrokenProcessPool):  # a worker died (killed, out of memory)
             return StoreVerification(_verify_in_processes(store, ids, sizes, processes), processes)
     return StoreVerification([verify_batch(store, batch_id) for batch_id in ids], 1)
 
 
-def _can_fork(store: Store) -> bool:
+def can_fork(store: Store) -> bool:
     """Whether worker processes can be forked safely and reach the same database."""
     database = store.engine.url.database
     in_memory = store.engine.dialect.name == "sqlite" and database in (None, "", ":memory:")

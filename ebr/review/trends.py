@@ -22,9 +22,14 @@ share one computation.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import math
+import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,6 +44,7 @@ from ebr.record.model import Entry
 from ebr.record.query import journal_entries, list_batches
 from ebr.record.sample_columns import SampleColumns, read_sample_columns, short_tag
 from ebr.record.store import Store
+from ebr.record.verify import can_fork
 
 _EMPTY = np.zeros(0)
 
@@ -70,25 +76,87 @@ class BatchFigures:
 
 
 def collect(
-    store: Store, recipe: str, *, since: str | None = None, site: str | None = None
+    store: Store,
+    recipe: str,
+    *,
+    since: str | None = None,
+    site: str | None = None,
+    jobs: int = 1,
+    min_parallel: int | None = None,
 ) -> list[BatchFigures]:
-    """Figures of every ended batch of `recipe` (created on or after `since`, at `site`)."""
-    found: list[BatchFigures] = []
-    for summary in list_batches(store):
-        if summary.recipe_name != recipe or summary.state not in FINAL_STATES:
-            continue
-        if since is not None and summary.created_at < since:
-            continue
-        with store.snapshot() as conn, gc_paused():
-            entries = journal_entries(conn, summary.batch_id)
-            batch_site = _site(entries)
-            if site is not None and batch_site != site:
-                continue
-            figures = figures_on(conn, summary.batch_id, entries)
-        found.append(
-            BatchFigures(summary.batch_id, recipe, batch_site, summary.created_at, figures)
-        )
-    return found
+    """Figures of every ended batch of `recipe` (created on or after `since`, at `site`).
+
+    With `jobs` > 1 and at least `min_parallel` (``PARALLEL_MIN_BATCHES``) batches, up to
+    `jobs` forked
+    worker processes read them, each with its own connection (as ``verify_store`` does,
+    and only where it may fork); each batch is read in its own snapshot either way.
+    """
+    summaries = [
+        s
+        for s in list_batches(store)
+        if s.recipe_name == recipe
+        and s.state in FINAL_STATES
+        and (since is None or s.created_at >= since)
+    ]
+    ids = [s.batch_id for s in summaries]
+    processes = min(jobs, len(ids))
+    read: list[tuple[str, dict[str, float | None]] | None] | None = None
+    least = PARALLEL_MIN_BATCHES if min_parallel is None else min_parallel
+    if processes > 1 and len(ids) >= least and can_fork(store):
+        with contextlib.suppress(BrokenProcessPool):  # a worker died: read them here
+            read = _in_processes(store, ids, site, processes)
+    if read is None:
+        read = [_read_one(store, batch_id, site) for batch_id in ids]
+    return [
+        BatchFigures(summary.batch_id, recipe, one[0], summary.created_at, one[1])
+        for summary, one in zip(summaries, read, strict=True)
+        if one is not None
+    ]
+
+
+PARALLEL_MIN_BATCHES = 50
+"""Fewer batches are read in the calling process (forking would cost more)."""
+
+
+def _read_one(
+    store: Store, batch_id: str, site: str | None
+) -> tuple[str, dict[str, float | None]] | None:
+    """(site, figures) of one batch, None when it is not at `site`."""
+    with store.snapshot() as conn, gc_paused():
+        entries = journal_entries(conn, batch_id)
+        batch_site = _site(entries)
+        if site is not None and batch_site != site:
+            return None
+        return batch_site, figures_on(conn, batch_id, entries)
+
+
+def _in_processes(
+    store: Store, ids: list[str], site: str | None, processes: int
+) -> list[tuple[str, dict[str, float | None]] | None]:
+    url = store.engine.url.render_as_string(hide_password=False)
+    store.engine.dispose()  # children must not inherit open connections
+    with ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_open_worker_store,
+        initargs=(url,),
+    ) as pool:
+        work = functools.partial(_read_in_worker, site=site)
+        return list(pool.map(work, ids, chunksize=max(1, len(ids) // (processes * 8))))
+
+
+_worker_store: Store | None = None
+"""The store of a trend worker process (see `_in_processes`)."""
+
+
+def _open_worker_store(url: str) -> None:
+    global _worker_store
+    _worker_store = Store.open(url, create=False)
+
+
+def _read_in_worker(batch_id: str, site: str | None) -> tuple[str, dict[str, float | None]] | None:
+    assert _worker_store is not None
+    return _read_one(_worker_store, batch_id, site)
 
 
 def figures_on(

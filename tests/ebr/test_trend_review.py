@@ -13,8 +13,10 @@ from click.testing import CliRunner
 
 from cellbatch.cli import cli
 from ebr import Store
+from ebr.record.verify import can_fork
 from ebr.review.exceptions import load_rules, review
 from ebr.review.rules import parse_rules
+from ebr.review.trends import collect
 from tests.ebr.trend_batches import Biology, write_expansions
 
 pytestmark = pytest.mark.slow
@@ -80,3 +82,15 @@ def test_ebr_review_lists_the_out_of_trend_exception(trend_db: Path) -> None:
     result = CliRunner().invoke(cli, ["ebr", "review", "NORMAL", "--db", db, "--json"])
     assert result.exit_code == 0, result.output
     assert "out_of_trend" not in {e["rule"] for e in json.loads(result.stdout)["exceptions"]}
+
+
+def test_worker_processes_read_the_same_figures(trend_db: Path) -> None:
+    store = Store.open(f"sqlite:///{trend_db}")
+    try:
+        assert can_fork(store)  # else the comparison below would not use workers
+        serial = collect(store, "car-t-expansion", site="hub-a")
+        forked = collect(store, "car-t-expansion", site="hub-a", jobs=2, min_parallel=2)
+    finally:
+        store.close()
+    assert len(serial) == BASELINE + 3
+    assert [b.to_dict() for b in forked] == [b.to_dict() for b in serial]
