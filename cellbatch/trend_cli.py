@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def trend(
     name = _recipe_name(recipe)
     margins = _margins(margin_items)
     with open_store(db_url) as store:
-        batches = collect(store, name, since=since, site=site)
+        batches = collect(store, name, since=since, site=site, jobs=os.cpu_count() or 1)
     drawn = charts(batches, baseline)
     out_of_trend: dict[str, dict[str, list[str]]] = {}
     for chart in drawn:

@@ -1,21 +1,5 @@
-"""Trends across batches: per-batch figures from the records, I-MR control charts with
-run rules, and equivalence of sites (two one-sided tests).
-
-Per batch (:func:`batch_figures`, all read-only from the journal and the samples):
-
-- expansion (batches with ``culture.viable_density`` samples): ``lag_h`` (where the
-  tangent of steepest growth meets the inoculation density), ``doubling_time_h``
-  (ln 2 / the steepest specific growth rate over a 24 h window of ln density),
-  ``fold_expansion`` (final viable cells / inoculated cells; density ratio when the
-  volumes are not recorded), ``final_viability_pct``;
-- every batch: ``excursion_min.<monitor>`` (minutes outside the monitor's alert band
-  once monitors are active), ``holds``, ``duration_h`` (start to end, process time);
-- wash: ``recovery_pct``; cryo: ``end_temperature_c`` (from ``program.complete``).
-
-:func:`control_chart` computes individuals / moving-range limits from a declared
-baseline (the first ``baseline`` batches; all when not given) and flags the usual run
-rules: (1) a point beyond 3 sigma; (2) 9 in a row on one side of the centre; (3) 6 in a
-row steadily rising or falling; (5) 2 of 3 beyond 2 sigma on one side; MR beyond its UCL.
+"""Trends across batches: the figures and I-MR control charts of :mod:`ebr.review.trends`
+(re-exported here), and equivalence of sites (two one-sided tests).
 
 :func:`compare_sites` summarises each figure per site and runs Welch's TOST against a
 reference site with a declared margin: equivalent when the 90 % confidence interval of
@@ -24,23 +8,42 @@ the difference lies within ±margin.
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ebr.record.clock import parse_ts
-from ebr.record.kinds import Kind
-from ebr.record.model import Entry, Sample
-from ebr.record.query import journal_entries, list_batches, read_samples
-from ebr.record.store import Store
+from ebr.review.trends import (
+    DENSITY,
+    FINAL_STATES,
+    VIABILITY,
+    BatchFigures,
+    Chart,
+    batch_figures,
+    charts,
+    collect,
+    control_chart,
+    run_rules,
+)
 
-DENSITY = "culture.viable_density"
-VIABILITY = "culture.viability"
-GROWTH_WINDOW_H = 24.0
-FINAL_STATES = frozenset({"Complete", "Stopped", "Aborted"})
+__all__ = [
+    "DEFAULT_MARGINS",
+    "DENSITY",
+    "FINAL_STATES",
+    "VIABILITY",
+    "BatchFigures",
+    "Chart",
+    "Equivalence",
+    "batch_figures",
+    "charts",
+    "collect",
+    "compare_sites",
+    "control_chart",
+    "run_rules",
+    "site_summary",
+    "tost",
+]
+
 DEFAULT_MARGINS: Mapping[str, float] = {
     "lag_h": 8.0,
     "doubling_time_h": 3.0,
@@ -50,351 +53,6 @@ DEFAULT_MARGINS: Mapping[str, float] = {
     "recovery_pct": 3.0,
 }
 """Equivalence margins (± in the figure's unit) unless the command declares others."""
-
-
-@dataclass
-class BatchFigures:
-    """One batch's trend figures."""
-
-    batch_id: str
-    recipe: str
-    site: str
-    created_at: str
-    figures: dict[str, float | None] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON view."""
-        return {
-            "batch_id": self.batch_id,
-            "recipe": self.recipe,
-            "site": self.site,
-            "created_at": self.created_at,
-            "figures": self.figures,
-        }
-
-
-def collect(
-    store: Store, recipe: str, *, since: str | None = None, site: str | None = None
-) -> list[BatchFigures]:
-    """Figures of every ended batch of `recipe` (created on or after `since`, at `site`)."""
-    found: list[BatchFigures] = []
-    for summary in list_batches(store):
-        if summary.recipe_name != recipe or summary.state not in FINAL_STATES:
-            continue
-        if since is not None and summary.created_at < since:
-            continue
-        with store.snapshot() as conn:
-            entries = journal_entries(conn, summary.batch_id)
-        batch_site = _site(entries)
-        if site is not None and batch_site != site:
-            continue
-        samples = read_samples(store, summary.batch_id)
-        found.append(
-            BatchFigures(
-                summary.batch_id,
-                recipe,
-                batch_site,
-                summary.created_at,
-                batch_figures(entries, samples),
-            )
-        )
-    return found
-
-
-def _site(entries: Sequence[Entry]) -> str:
-    plant = entries[0].data.get("plant") if entries else None
-    return str(plant.get("site") or "") if isinstance(plant, dict) else ""
-
-
-def batch_figures(entries: Sequence[Entry], samples: Iterable[Sample]) -> dict[str, float | None]:
-    """The trend figures of one batch from its journal and samples."""
-    series: dict[str, list[tuple[float, float]]] = {}
-    epoch: datetime | None = None
-    parse = datetime.fromisoformat  # record times end in Z: Python 3.11 reads them directly
-    short_names: dict[str, list[tuple[float, float]]] = {}
-    for sample in samples:
-        if sample.value is None or sample.quality != "good":
-            continue
-        moment = parse(sample.time)
-        if epoch is None:
-            epoch = moment
-        points = short_names.get(sample.tag)
-        if points is None:
-            short = sample.tag.split(".", 1)[1] if "." in sample.tag else sample.tag
-            points = short_names[sample.tag] = series.setdefault(short, [])
-        points.append(((moment - epoch).total_seconds() / 3600, sample.value))
-    figures: dict[str, float | None] = {}
-    times = _times(entries, epoch)
-    figures.update(_expansion(series, entries, times))
-    figures.update(_excursions(series, entries, times))
-    figures["holds"] = float(
-        sum(1 for e in entries if e.kind == Kind.BATCH_STATE and e.data.get("to") == "Held")
-    )
-    start, end = times.get("start"), times.get("end")
-    figures["duration_h"] = None if start is None or end is None else end - start
-    for entry in entries:
-        if entry.kind == Kind.PROGRAM_COMPLETE:
-            report = entry.data.get("report") or {}
-            if "cell_recovery.pv" in report:
-                figures["recovery_pct"] = float(report["cell_recovery.pv"])
-            if "chamber_temperature.pv" in report:
-                figures["end_temperature_c"] = float(report["chamber_temperature.pv"])
-    return figures
-
-
-def _times(entries: Sequence[Entry], epoch: datetime | None) -> dict[str, float]:
-    """Process times (h from the first sample) of the batch start, end and inoculation."""
-    found: dict[str, float] = {}
-    for entry in entries:
-        stamp = entry.data.get("t")
-        if not isinstance(stamp, str):
-            continue
-        moment = parse_ts(stamp)
-        epoch = epoch or moment
-        hours = (moment - epoch).total_seconds() / 3600
-        if entry.kind == Kind.BATCH_STATE:
-            if entry.data.get("to") == "Running" and "start" not in found:
-                found["start"] = hours
-            if entry.data.get("to") in FINAL_STATES:
-                found["end"] = hours
-        elif entry.kind == Kind.METHOD_INTENT and entry.data.get("method") == "inoculate":
-            found["inoculated"] = hours
-        elif entry.kind == Kind.MONITORS_ACTIVE:
-            found["monitors"] = hours
-    return found
-
-
-def _expansion(
-    series: Mapping[str, list[tuple[float, float]]],
-    entries: Sequence[Entry],
-    times: Mapping[str, float],
-) -> dict[str, float | None]:
-    density = series.get(DENSITY)
-    if not density:
-        return {}
-    start = times.get("inoculated", density[0][0])
-    points = [(t, x) for t, x in density if t >= start and x > 0]
-    out: dict[str, float | None] = {
-        "lag_h": None,
-        "doubling_time_h": None,
-        "fold_expansion": None,
-        "final_viability_pct": None,
-    }
-    viability = series.get(VIABILITY)
-    if viability:
-        out["final_viability_pct"] = viability[-1][1]
-    if len(points) < 3:
-        return out
-    mu, intercept = _steepest(points)
-    if mu is not None and mu > 0 and intercept is not None:
-        out["doubling_time_h"] = math.log(2) / mu
-        x0 = math.log(points[0][1])
-        out["lag_h"] = max(0.0, (x0 - intercept) / mu - start)
-    inoculum, volume = _inoculum_and_volume(entries)
-    if inoculum and volume:
-        out["fold_expansion"] = points[-1][1] * volume / inoculum
-    else:
-        out["fold_expansion"] = points[-1][1] / points[0][1]
-    return out
-
-
-def _steepest(points: Sequence[tuple[float, float]]) -> tuple[float | None, float | None]:
-    """The steepest least-squares slope of ln x over a sliding window, and its intercept.
-
-    Windows start at every point and span at most ``GROWTH_WINDOW_H`` (at least half of it,
-    and three points); sums over each window come from prefix sums, so this is O(n).
-    """
-    import numpy as np
-
-    t = np.fromiter((p[0] for p in points), dtype=float, count=len(points))
-    y = np.log(np.fromiter((p[1] for p in points), dtype=float, count=len(points)))
-    shift = t[0]
-    t = t - shift
-    zero = np.zeros(1)
-    st, sy = np.concatenate((zero, np.cumsum(t))), np.concatenate((zero, np.cumsum(y)))
-    stt, sty = np.concatenate((zero, np.cumsum(t * t))), np.concatenate((zero, np.cumsum(t * y)))
-    first = np.arange(len(t))
-    last = np.searchsorted(t, t + GROWTH_WINDOW_H, side="right")  # exclusive end
-    n = (last - first).astype(float)
-    span = t[np.maximum(last - 1, first)] - t
-    sum_t, sum_y = st[last] - st[first], sy[last] - sy[first]
-    sum_tt, sum_ty = stt[last] - stt[first], sty[last] - sty[first]
-    denominator = n * sum_tt - sum_t * sum_t
-    usable = (n >= 3) & (span >= GROWTH_WINDOW_H / 2) & (denominator > 0)
-    if not usable.any():
-        return None, None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slopes = np.where(usable, (n * sum_ty - sum_t * sum_y) / denominator, -np.inf)
-    best = int(np.argmax(slopes))
-    slope = float(slopes[best])
-    intercept = float((sum_y[best] - slope * sum_t[best]) / n[best]) - slope * shift
-    return slope, intercept
-
-
-def _inoculum_and_volume(entries: Sequence[Entry]) -> tuple[float | None, float | None]:
-    inoculum = volume = None
-    for entry in entries:
-        if entry.kind == Kind.METHOD_INTENT and entry.data.get("method") == "inoculate":
-            args = entry.data.get("args") or {}
-            inoculum = _number(args.get("viable_cells"))
-        elif entry.kind == Kind.WRITE_INTENT and entry.data.get("capability") == "volume.sp":
-            volume = _number(entry.data.get("new"))
-    return inoculum, volume
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _excursions(
-    series: Mapping[str, list[tuple[float, float]]],
-    entries: Sequence[Entry],
-    times: Mapping[str, float],
-) -> dict[str, float | None]:
-    created = entries[0].data if entries else {}
-    recipe = created.get("recipe") if isinstance(created, dict) else None
-    content = recipe.get("content") if isinstance(recipe, dict) else None
-    monitors = content.get("monitors") if isinstance(content, dict) else None
-    out: dict[str, float | None] = {}
-    since = times.get("monitors")
-    for monitor in monitors or []:
-        tag, band = monitor.get("tag"), monitor.get("alert") or monitor.get("action") or {}
-        points = series.get(str(tag), [])
-        low, high = band.get("low"), band.get("high")
-        minutes = 0.0
-        for (t, value), (t_next, _) in itertools.pairwise(points):
-            if since is None or t < since:
-                continue
-            if (low is not None and value < low) or (high is not None and value > high):
-                minutes += (t_next - t) * 60
-        out[f"excursion_min.{monitor.get('name')}"] = minutes
-    return out
-
-
-# -- control charts -------------------------------------------------------------------
-
-
-@dataclass
-class Chart:
-    """An individuals / moving-range chart of one figure across batches."""
-
-    figure: str
-    batch_ids: list[str]
-    values: list[float]
-    centre: float
-    sigma: float
-    mr_bar: float
-    baseline: int
-    violations: list[tuple[int, str]]
-
-    @property
-    def ucl(self) -> float:
-        """Upper control limit of the individuals."""
-        return self.centre + 3 * self.sigma
-
-    @property
-    def lcl(self) -> float:
-        """Lower control limit of the individuals."""
-        return self.centre - 3 * self.sigma
-
-    @property
-    def mr_ucl(self) -> float:
-        """Upper control limit of the moving ranges (D4 = 3.267)."""
-        return 3.267 * self.mr_bar
-
-    def flagged(self) -> dict[str, list[str]]:
-        """Batch → the rules it broke."""
-        out: dict[str, list[str]] = {}
-        for index, rule in self.violations:
-            out.setdefault(self.batch_ids[index], []).append(rule)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON view."""
-        return {
-            "figure": self.figure,
-            "centre": self.centre,
-            "ucl": self.ucl,
-            "lcl": self.lcl,
-            "sigma": self.sigma,
-            "mr_bar": self.mr_bar,
-            "mr_ucl": self.mr_ucl,
-            "baseline": self.baseline,
-            "points": [
-                {"batch_id": b, "value": v}
-                for b, v in zip(self.batch_ids, self.values, strict=True)
-            ],
-            "flagged": self.flagged(),
-        }
-
-
-def control_chart(
-    figure: str, batch_ids: Sequence[str], values: Sequence[float], baseline: int | None = None
-) -> Chart | None:
-    """I-MR chart with limits from the first `baseline` points (None: all); None if < 2."""
-    if len(values) < 2:
-        return None
-    base = list(values[: baseline or len(values)])
-    if len(base) < 2:
-        base = list(values[:2])
-    centre = sum(base) / len(base)
-    ranges = [abs(b - a) for a, b in itertools.pairwise(base)]
-    mr_bar = sum(ranges) / len(ranges)
-    sigma = mr_bar / 1.128
-    chart = Chart(figure, list(batch_ids), list(values), centre, sigma, mr_bar, len(base), [])
-    chart.violations = run_rules(list(values), centre, sigma, chart.mr_ucl)
-    return chart
-
-
-def run_rules(
-    values: Sequence[float], centre: float, sigma: float, mr_ucl: float
-) -> list[tuple[int, str]]:
-    """Indices breaking the usual run rules (Western Electric 1, 2, 3 (trend), 5; MR)."""
-    found: list[tuple[int, str]] = []
-    if sigma <= 0:
-        return found
-    z = [(v - centre) / sigma for v in values]
-    for i, score in enumerate(z):
-        if abs(score) > 3:
-            found.append((i, "1: beyond 3 sigma"))
-        if i >= 8 and (
-            all(s > 0 for s in z[i - 8 : i + 1]) or all(s < 0 for s in z[i - 8 : i + 1])
-        ):
-            found.append((i, "2: 9 in a row on one side"))
-        if i >= 5:
-            run = values[i - 5 : i + 1]
-            pairs = list(itertools.pairwise(run))
-            if all(b > a for a, b in pairs) or all(b < a for a, b in pairs):
-                found.append((i, "3: 6 in a row rising or falling"))
-        if i >= 2:
-            last = z[i - 2 : i + 1]
-            if (sum(s > 2 for s in last) >= 2 and score > 2) or (
-                sum(s < -2 for s in last) >= 2 and score < -2
-            ):
-                found.append((i, "5: 2 of 3 beyond 2 sigma"))
-        if i >= 1 and abs(values[i] - values[i - 1]) > mr_ucl > 0:
-            found.append((i, "MR: moving range beyond its UCL"))
-    return found
-
-
-def charts(batches: Sequence[BatchFigures], baseline: int | None = None) -> list[Chart]:
-    """One chart per figure that at least two batches have, in batch order."""
-    names: dict[str, None] = {}
-    for batch in batches:
-        for name, value in batch.figures.items():
-            if value is not None:
-                names.setdefault(name, None)
-    out = []
-    for name in names:
-        pairs = [(b.batch_id, b.figures[name]) for b in batches if b.figures.get(name) is not None]
-        chart = control_chart(
-            name, [p[0] for p in pairs], [float(p[1] or 0) for p in pairs], baseline
-        )
-        if chart is not None:
-            out.append(chart)
-    return out
 
 
 # -- sites and equivalence -----------------------------------------------------------

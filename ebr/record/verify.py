@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import multiprocessing
 import threading
 from collections.abc import Collection, Iterator, Mapping
@@ -32,6 +31,7 @@ from ebr.record.checks import (
     check_header,
 )
 from ebr.record.errors import UnknownBatchError
+from ebr.record.gcpause import gc_paused
 from ebr.record.model import SITE_CHAIN
 from ebr.record.persist import Statement
 from ebr.record.schema import batches, journal, sample_blocks
@@ -92,22 +92,6 @@ def _check_journal(conn: Connection, batch_id: str) -> ChainReport:
         cursor.close()
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a journal is read and checked.
-
-    The walk makes a few hundred thousand short-lived tuples and strings, none in a
-    cycle; the collections they would trigger cost ~20 % of the walk and free nothing.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def verify_batch(store: Store, batch_id: str) -> VerifyResult:
     """Verify one batch from its stored columns, in one consistent snapshot.
 
@@ -162,13 +146,13 @@ def verify_store(
             for row in conn.execute(select(batches.c.batch_id, batches.c.head_seq))
         }
     processes = min(jobs, len(ids))
-    if processes > 1 and sum(sizes.values()) >= min_parallel_entries and _can_fork(store):
+    if processes > 1 and sum(sizes.values()) >= min_parallel_entries and can_fork(store):
         with contextlib.suppress(BrokenProcessPool):  # a worker died (killed, out of memory)
             return StoreVerification(_verify_in_processes(store, ids, sizes, processes), processes)
     return StoreVerification([verify_batch(store, batch_id) for batch_id in ids], 1)
 
 
-def _can_fork(store: Store) -> bool:
+def can_fork(store: Store) -> bool:
     """Whether worker processes can be forked safely and reach the same database."""
     database = store.engine.url.database
     in_memory = store.engine.dialect.name == "sqlite" and database in (None, "", ":memory:")
@@ -221,7 +205,7 @@ def verify_connection(
     """
     index = load_index(conn) if index is None else index
     batch = conn.execute(select(batches).where(batches.c.batch_id == batch_id)).first()
-    with _gc_paused():
+    with gc_paused():
         report = _check_journal(conn, batch_id)
     blocks = conn.execute(
         _BLOCK_ROWS.where(sample_blocks.c.batch_id == batch_id).order_by(

@@ -14,7 +14,8 @@ give the same exceptions with the same IDs. It does not verify the hash chain: r
   batch, entries, rules=None)`` does the same inside a snapshot the caller holds.
 - ``review_batch(batch, entries, samples, rules)`` — the same from what ``ebr.record.query``
   gives: ``read_batch``, ``read_journal``, ``read_samples``. ``review_rows`` takes the
-  sample blocks as row lists or stored texts instead.
+  sample blocks as row lists or stored texts instead. These two lack the store, so they
+  skip rule ``out_of_trend`` (it compares the batch with earlier ones: ``trend_rule.py``).
 
 A ``ReviewException`` has ``id``, ``rule``, ``category``, ``severity`` (critical, major,
 minor), ``title`` (one line), ``detail``, ``evidence`` (``seqs``: journal entries, the
@@ -64,6 +65,7 @@ from ebr.review.rules import (
     load_rules,
 )
 from ebr.review.samples import Block, BlockIndex, UnreadableBlock, scan
+from ebr.review.trend_rule import out_of_trend
 from ebr.review.view import BatchView
 
 __all__ = [
@@ -114,8 +116,14 @@ def review_connection(
             .order_by(sample_blocks.c.block_no, sample_blocks.c.id)
         ).scalars()
     )
+    trend = rules.rule("out_of_trend")  # reads earlier batches: only where the store is
+    found = (
+        [("out_of_trend", f) for f in out_of_trend(conn, batch, entries, trend)]
+        if trend.enabled
+        else []
+    )
     try:
-        return review_rows(batch, entries, texts, rules)
+        return review_rows(batch, entries, texts, rules, found)
     except UnreadableBlock as exc:
         raise StoreError(
             f"sample block {exc.number} of batch {batch.batch_id} is unreadable; run verify"
@@ -123,12 +131,17 @@ def review_connection(
 
 
 def review_rows(
-    batch: BatchRecord, entries: Sequence[Entry], blocks: Sequence[Block], rules: Rules
+    batch: BatchRecord,
+    entries: Sequence[Entry],
+    blocks: Sequence[Block],
+    rules: Rules,
+    store_findings: Sequence[tuple[str, Finding]] = (),
 ) -> list[ReviewException]:
     """`review_batch` over sample blocks in recorded order, each its rows
-    ([tag, time, value, unit, quality] lists) or its stored text."""
+    ([tag, time, value, unit, quality] lists) or its stored text; `store_findings` are
+    those of rules that read other batches (``out_of_trend``, see review_connection)."""
     view = BatchView(batch, entries)
-    found: list[tuple[str, Finding]] = []
+    found: list[tuple[str, Finding]] = list(store_findings)
     for name, check in JOURNAL_RULES.items():
         rule = rules.rule(name)
         if rule.enabled:

@@ -114,6 +114,7 @@ SETTINGS: dict[str, dict[str, Check]] = {
     "acceptance": {"fallback_tags": _names},
     "cross_check": {"pairs": _names, "tolerance_pct": _number(0), "max_age_s": _number(0)},
     "hold_time": {"margin_s": _number(0)},
+    "out_of_trend": {"baseline": _count(3), "figures": _names, "run_rules": _names},
 }
 """Every rule and its own settings, in the order exceptions of one seq are listed."""
 

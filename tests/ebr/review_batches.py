@@ -509,6 +509,9 @@ TRIGGERS: dict[str, Callable[[str], Script]] = {
     "correction": lambda b: _corrected(
         _with(lambda s: _manual(s, verify=True, verifier="b.jones"))(b)
     ),
+    # judged only against a 25-batch baseline, which this store lacks: not flagged here
+    # (tests/ebr/test_trend_review.py builds one)
+    "out_of_trend": lambda b: finish(clean(b)),
 }
 """Rule → a batch that triggers it (batch id `TRIG-<rule>`)."""
 

@@ -63,6 +63,7 @@ EXPECTED = {
     "acceptance": ["acceptance-18"],
     "cross_check": ["cross_check-20.viable_density"],
     "hold_time": ["hold_time-17.equilibrated_to_culture"],
+    "out_of_trend": [],  # this store has no 25-batch baseline: tests/ebr/test_trend_review.py
 }
 """The IDs each rule gives on its trigger batch (seqs as tests/ebr/review_batches writes)."""
 
