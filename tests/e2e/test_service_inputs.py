@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 
 from cellbatch.cli import cli
 from controller.service import NAMESPACE
+from ebr import Store, read_samples
 from recipes import load_recipe
 from tests.e2e.test_service import SHORT, Serve, listed, wait_state
 from tests.e2e.test_service import setup as setup
@@ -164,6 +166,27 @@ def test_crafted_requests_get_typed_refusals_while_a_batch_runs(
         assert serve.proc.stderr is not None
         stderr = serve.proc.stderr.read()
     assert "Traceback" not in stderr, stderr[-3000:]
+    # Control never stalled: each CPP was recorded at its sampling period throughout.
+    assert sampling_gaps(db, batch_id) <= 1.5 * SAMPLE_PERIOD_S
+
+
+SAMPLE_PERIOD_S = 60.0
+"""The short culture's monitors sample once a minute of process time."""
+
+
+def sampling_gaps(db: Path, batch_id: str) -> float:
+    """The longest process-time gap between two recorded samples of one CPP, in seconds."""
+    with Store.open(f"sqlite:///{db}") as store:
+        samples = read_samples(store, batch_id)
+    last: dict[str, datetime] = {}
+    longest = 0.0
+    for sample in samples:
+        at = datetime.fromisoformat(sample.time.replace("Z", "+00:00"))
+        if sample.tag in last:
+            longest = max(longest, (at - last[sample.tag]).total_seconds())
+        last[sample.tag] = at
+    assert last, "no samples recorded"
+    return longest
 
 
 def test_gmp_controller_refuses_to_listen_beyond_loopback_in_the_clear(
