@@ -61,7 +61,7 @@ async def test_resume_with_a_changed_profile_is_journaled(tmp_path: Path) -> Non
             resumed = await second.resume_batch(batch)
             rtask = asyncio.create_task(second.run(resumed))
             await asyncio.wait_for(resumed.ready.wait(), 30)
-            assert await resumed.command(Command.ABORT, user="sup1")
+            assert await resumed.command(Command.ABORT, user="sup1", reason="end of test")
             assert await asyncio.wait_for(rtask, 30) is State.ABORTED
             assert second.store is not None
             entries = read_journal(second.store, batch)

@@ -110,7 +110,7 @@ async def test_hold_policy_holds_the_batch(tmp_path: Path) -> None:
         while run.state is not State.HELD:
             run.state_changed.clear()
             await asyncio.wait_for(run.state_changed.wait(), 60)
-        assert await run.command(Command.ABORT, user="sup1")
+        assert await run.command(Command.ABORT, user="sup1", reason="end of test")
         assert await asyncio.wait_for(task, 30) is State.ABORTED
         assert controller.store is not None
         entries = read_journal(controller.store, run.control.batch_id)
