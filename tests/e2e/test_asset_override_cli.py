@@ -16,6 +16,7 @@ import pytest
 from cellbatch.service_client import call
 from ebr import Store, read_journal
 from ebr.people.users import Directory
+from recipes import load_recipe
 from tests.e2e.conftest import plant_for_unit
 from tests.e2e.test_service import Serve, free_port
 from tests.ebr.test_users import ADMIN_PW, FAST_HASHER, PW, ready_user
@@ -110,7 +111,7 @@ async def test_opcua_start_override_is_qa_only_signed_and_journaled(
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
     serve = Serve(plant, tmp_path / "asset.sqlite", endpoint)
     try:
-        args = (str(SHORT), '{"culture_time": 30}', "COI-AO-2", "olga", "")
+        args = (load_recipe(SHORT).content_hash, '{"culture_time": 30}', "COI-AO-2", "olga", "")
         plain = await call(endpoint, "Start", *args)
         assert not plain["ok"] and "refused by ASSET-STATUS" in plain["message"]
         by_operator = await call(endpoint, "StartOverride", *args, "olga", PW, "urgent")
