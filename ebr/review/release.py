@@ -454,7 +454,7 @@ class QaDesk:
 
     def _specs_of(self, status: QaStatus) -> Specifications:
         """The release tests of a batch: its recipe's CQAs (pinned in ``batch.created``)
-        with the specifications file over them."""
+        and the specifications file's other tests of its product."""
         header = status.record.header
         with self.store.snapshot() as conn:
             created = journal_entries(conn, header.batch_id)[:1]

@@ -125,9 +125,10 @@ class Specifications:
 
     def for_recipe(self, product: str, cqas: Iterable[Cqa]) -> Specifications:
         """These specifications with the CQAs a batch's recipe declares as release tests of
-        `product` (a test of the same name in a specifications file takes precedence)."""
-        tests = {cqa.name: spec_of_cqa(product, cqa) for cqa in cqas}
-        tests.update(self.tests(product))
+        `product`: the approved recipe's CQA wins over a file's test of the same name; the
+        file adds the tests the recipe does not declare."""
+        tests = dict(self.tests(product))
+        tests.update({cqa.name: spec_of_cqa(product, cqa) for cqa in cqas})
         return Specifications({**self.products, product: tests})
 
     def test(self, product: str, name: str) -> TestSpec:
