@@ -16,7 +16,7 @@ SERVED_VESSELS = [
     "BR-02",
     "GMP-01",
     "GMP-02",
-    "SVC-01",
+    *(f"SVC-{i:02d}" for i in range(1, 25)),
     "MQTT-01",
     "LEASE-01",
     "LEASE-02",

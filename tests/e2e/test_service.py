@@ -82,9 +82,14 @@ class Serve:
                 self.proc.kill()
 
 
+_SVC_VESSELS = iter(f"SVC-{i:02d}" for i in range(1, 25))
+"""A fresh served vessel per test: a vessel takes one inoculation (one batch)."""
+
+
 @pytest.fixture
 def setup(served_url: str, tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
-    plant = plant_for_unit(tmp_path / "plant.toml", served_url, "SVC-01")
+    """A plant of one unit on a vessel no other test used, a store, a free endpoint."""
+    plant = plant_for_unit(tmp_path / "plant.toml", served_url, next(_SVC_VESSELS))
     yield plant, tmp_path / "svc.sqlite", f"opc.tcp://127.0.0.1:{free_port()}"
 
 
