@@ -13,18 +13,15 @@ duration (seconds, or ``"<number> <unit>"`` with s, min, h, d).
 from __future__ import annotations
 
 from recipes.diagnostics import DiagnosticSink
-from recipes.expressions import ExpressionError, looks_like_param, parse_duration
 from recipes.fields import (
     FieldReader,
     UniqueNames,
     as_map,
-    as_number,
-    describe,
-    is_number,
     peek_str,
 )
 from recipes.model import HoldTime, Procedure
-from recipes.yamltree import BadNode, MapNode, Node, ScalarNode, SeqNode
+from recipes.monitors import literal_seconds
+from recipes.yamltree import MapNode, Node, SeqNode
 
 
 def element_paths(procedure: Procedure) -> list[str]:
@@ -89,21 +86,8 @@ def _max(node: Node | None, what: str, sink: DiagnosticSink) -> float | None:
     if node is None:
         return None
     label = f"{what}: max"
-    seconds: float | None
-    if is_number(node):
-        seconds = as_number(node, sink, label)
-    elif isinstance(node, ScalarNode) and isinstance(node.value, str):
-        if looks_like_param(node.value):
-            sink.error(node.pos, f"{label} must be a literal duration, not a $parameter")
-            return None
-        try:
-            seconds = parse_duration(node.value)
-        except ExpressionError as exc:
-            sink.error(node.pos, f"{label}: {exc.message}")
-            return None
-    else:
-        if not isinstance(node, BadNode):
-            sink.error(node.pos, f"{label} must be a duration, got {describe(node)}")
+    seconds = literal_seconds(node, label, sink)
+    if seconds is None:
         return None
     if seconds is not None and seconds <= 0:
         sink.error(node.pos, f"{label} must be positive")

@@ -247,25 +247,32 @@ def _check_nested(alert: _Band, action: _Band, what: str, sink: DiagnosticSink) 
             )
 
 
+def literal_seconds(node: Node, label: str, sink: DiagnosticSink) -> float | None:
+    """A literal duration (a number of seconds or ``"<number> <unit>"``, never a
+    $parameter) in seconds; None, with the error reported at the node, otherwise."""
+    if is_number(node):
+        return as_number(node, sink, label)
+    if isinstance(node, ScalarNode) and isinstance(node.value, str):
+        if looks_like_param(node.value):
+            sink.error(node.pos, f"{label} must be a literal duration, not a $parameter")
+            return None
+        try:
+            return parse_duration(node.value)
+        except ExpressionError as exc:
+            sink.error(node.pos, f"{label}: {exc.message}")
+            return None
+    if not isinstance(node, BadNode):
+        sink.error(node.pos, f"{label} must be a duration, got {describe(node)}")
+    return None
+
+
 def _delay(node: Node | None, what: str, sink: DiagnosticSink) -> float | None:
     """Seconds as a number or ``"<number> <unit>"``; 0 when absent."""
     if node is None:
         return 0.0
     label = f"{what}: delay"
-    if is_number(node):
-        seconds = as_number(node, sink, label)
-    elif isinstance(node, ScalarNode) and isinstance(node.value, str):
-        if looks_like_param(node.value):
-            sink.error(node.pos, f"{label} must be a literal duration, not a $parameter")
-            return None
-        try:
-            seconds = parse_duration(node.value)
-        except ExpressionError as exc:
-            sink.error(node.pos, f"{label}: {exc.message}")
-            return None
-    else:
-        if not isinstance(node, BadNode):
-            sink.error(node.pos, f"{label} must be a duration, got {describe(node)}")
+    seconds = literal_seconds(node, label, sink)
+    if seconds is None:
         return None
     problem = None if seconds is None else duration_problem(seconds)
     if problem is not None:
