@@ -84,7 +84,7 @@ from controller.requests import (
 from controller.resume import ResumeError, load_resume_point
 from controller.session import BatchSetupError, Controller
 from controller.throttle import SignInThrottle
-from controller.who import Who, opcua_caller
+from controller.who import Who, opcua_caller, opcua_client_host
 from drivers import DriverError
 from ebr import EbrError
 from ebr.people.duties import DutyRefused, check_may_act
@@ -97,6 +97,8 @@ NAMESPACE = "urn:cellbatch:controller"
 DEFAULT_LISTEN = "opc.tcp://127.0.0.1:4840"
 COMMANDS = ("hold", "restart", "pause", "resume", "stop", "abort", "override")
 """`override`: a supervisor's signed restart past a permissive (R7)."""
+#: failed sign-ins from one client address (any accounts) before its attempts wait
+CLIENT_FREE_FAILURES = 10
 #: seconds between two updates of the batches' address space (and setpoint reads)
 UPDATE_S = 0.5
 _log = logging.getLogger(__name__)
@@ -132,7 +134,8 @@ class ControllerService:
                 "Sign&Encrypt: give the certificate folder"
             )
         self.recipe_folders = tuple(recipe_folders)
-        self.throttle = SignInThrottle()
+        self.throttle = SignInThrottle()  # per account
+        self.client_throttle = SignInThrottle(free=CLIENT_FREE_FAILURES, base_s=5.0)  # per address
         self.library = RecipeLibrary()
         self.controller = Controller(plant, db_url, prompts=board)
         self.batches: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
@@ -495,27 +498,37 @@ class ControllerService:
         journaled on the site chain); raises AuthError or DutyRefused.
 
         Off the event loop (password hashing and the site chain). Without `--pki` the
-        client is unauthenticated: its wrong passwords are throttled per account
-        (`controller.throttle`) and do not count towards lockout; with trusted terminals
+        client is unauthenticated: its wrong passwords are throttled per account and per
+        client address (`controller.throttle`; a client reaching its limit is an alert)
+        and do not count towards lockout; with trusted terminals
         (`--pki`) they do, as Part 11 requires."""
         if not user:
             raise AuthError("name the user (--user)")
         if self.plant.simulation:
             return None
         assert self.controller.store is not None
-        wait = self.throttle.wait_s(user)
+        client = opcua_client_host(self.server)
+        wait = max(self.throttle.wait_s(user), self.client_throttle.wait_s(client))
         if wait > 0:
-            _log.warning("sign-in of %r throttled after repeated failures", user[:64])
-            raise AuthError(
-                f"too many failed sign-ins for this account; try again in {math.ceil(wait)} s"
+            _log.warning(
+                "sign-in of %r from %s throttled after repeated failures", user[:64], client
             )
+            raise AuthError(f"too many failed sign-ins; try again in {math.ceil(wait)} s")
         directory = Directory(self.controller.store)
         try:
             account = await asyncio.to_thread(
-                directory.authenticate, user, password, purpose, lockout=self.pki is not None
+                directory.authenticate,
+                user,
+                password,
+                purpose,
+                lockout=self.pki is not None,
+                client=client,
             )
         except AuthError:
             self.throttle.failed(user)
+            failures = self.client_throttle.failed(client)
+            if failures == self.client_throttle.free:
+                await asyncio.to_thread(directory.record_client_alert, client, failures, user)
             raise
         self.throttle.succeeded(user)
         try:

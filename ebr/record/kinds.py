@@ -119,6 +119,9 @@ class Kind(StrEnum):
     USER_PASSWORD_SET = "user.password_set"
     USER_ALERT = "user.alert"
     """Repeated failed logins or signatures for one username within the alert window."""
+    CLIENT_ALERT = "client.alert"
+    """Repeated failed network sign-ins from one client address (across accounts): its
+    attempts are now throttled."""
     USER_REFUSED = "user.refused"
     """A user-administration request refused by a separation-of-duties rule (named)."""
     # -- the site chain: signing keys and the batch index (issue 16) --------------
