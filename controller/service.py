@@ -12,8 +12,9 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts, open_alarms, why}]``
 - ``Override(id, action, path, user, password, reason)`` → ``{ok, state, message}``: a
-  supervisor's signed override of one phase: ``force`` (complete the running phase) or
-  ``skip`` (a phase still to come)
+  supervisor's signed override of one phase: ``force`` (complete the running phase),
+  ``skip`` (a phase still to come) or ``repeat`` (a held phase runs again from its start
+  on the next restart)
 - ``Alerts()`` → ``[{ts, username, failures, …}]``: repeated failed logins or signatures
 - ``Show(id)`` → the batch with its active elements, open prompts and alarms, and
   (`controller.batch_view`) its hold/stop reason, CPP values, alarm list and prompt forms
@@ -413,7 +414,8 @@ class ControllerService:
         password: str,
         reason: str,
     ) -> str:
-        """A supervisor's signed phase override: `force` the running phase, `skip` one."""
+        """A supervisor's signed phase override: `force` the running phase, `skip` one to
+        come, `repeat` a held one (`BatchRun.override_step`)."""
         found = self.batches.get(batch_id)
         if found is None:
             return _refused(f"no batch {batch_id} in this controller")
