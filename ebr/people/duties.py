@@ -36,6 +36,8 @@ RULES: Mapping[str, str] = {
     "PERMISSIVE-UNIT-ALARM": "start is refused while a bound unit reports an alarm",
     "QC-OOS": "an out-of-specification QC result blocks release",
     "ASSET-STATUS": "a unit out of calibration or unqualified starts nothing without a QA override",
+    "ASSET-SERIAL": "an instrument reporting another serial number than the plant file's "
+    "asset starts nothing without a QA override",
     "RECORD-INVALID": "a record that fails verification is never reviewed, signed or released",
 }
 """Every rule a refusal can name, with what it says (also listed in ebr/README.md)."""

@@ -126,6 +126,9 @@ class Kind(StrEnum):
     USER_PASSWORD_SET = "user.password_set"
     USER_ALERT = "user.alert"
     """Repeated failed logins or signatures for one username within the alert window."""
+    BIND_REFUSED = "bind.refused"
+    """A batch start refused at bind for its units' asset status or identity (R8): the
+    would-be batch id, recipe, each unit's expected and reported serial, the message."""
     USER_REFUSED = "user.refused"
     """A user-administration request refused by a separation-of-duties rule (named)."""
     # -- the site chain: signing keys and the batch index (issue 16) --------------

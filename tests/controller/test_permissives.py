@@ -118,9 +118,15 @@ async def test_start_is_refused_while_a_bound_unit_reports_an_alarm(tmp_path: Pa
         await sims.stop()
 
 
-def _asset_plant(server: BioreactorServer, due: date, qualification: str = "qualified") -> Plant:
-    plant = plant_for(server, "SV-02")
-    asset = AssetStatus("EQ-0102", "SN-4711", due, qualification)
+def _asset_plant(
+    server: BioreactorServer,
+    due: date,
+    qualification: str = "qualified",
+    vessel: str = "SV-02",
+    serial: str = "SN-4711",
+) -> Plant:
+    plant = plant_for(server, vessel)
+    asset = AssetStatus("EQ-0102", serial, due, qualification)
     return replace(plant, units=(replace(plant.units[0], asset=asset),))
 
 
@@ -300,3 +306,54 @@ async def test_a_supervisor_repeats_a_held_phase_from_its_start(
             assert not outcomes
             (refused,) = [e.data for e in entries if e.kind == "command.refused"]
             assert refused["rule"] == "REPEAT-NOT-IDEMPOTENT"
+
+
+async def test_the_serial_an_instrument_reports_is_checked_at_bind(
+    bioreactors: BioreactorServer, make_controller: Callable[..., Any]
+) -> None:
+    from ebr.people.users import Directory
+    from ebr.record.query import list_batches
+    from ebr.review import review
+    from tests.ebr.test_users import ADMIN_PW, FAST_HASHER, ready_user
+
+    due = datetime.now(UTC).date() + timedelta(days=30)
+    recipe = load_recipe(RECIPE)
+    wrong = await make_controller(_asset_plant(bioreactors, due, vessel="SV-15", serial="SN-15"))
+    assert wrong.store is not None
+    before = len(list_batches(wrong.store))
+    with pytest.raises(
+        BatchSetupError, match=r"ASSET-SERIAL.*unit SV-15.*serial 'SN-15'.*reports 'SN-0015'"
+    ):
+        await wrong.create_batch(recipe)
+    assert len(list_batches(wrong.store)) == before, "a refused bind opens no record"
+    assert not wrong.allocations
+    refused = [e for e in journal_of(wrong, "@site") if e.kind == "bind.refused"]
+    assert refused[-1].data["units"]["bioreactor"] == {
+        "unit": "SV-15",
+        "serial_expected": "SN-15",
+        "serial_reported": "SN-0015",
+    }
+    assert "ASSET-SERIAL" in refused[-1].data["message"]
+    # QA may let it start (signed, an exception for review).
+    people = Directory(wrong.store, hasher=FAST_HASHER)
+    people.init("admin", "Site Admin", ADMIN_PW)
+    ready_user(people, "quinn", "qa")
+    quinn = people.get("quinn")
+    assert quinn is not None
+    run = await wrong.create_batch(recipe, asset_override=(quinn, "label swapped, CC-80"))
+    wrong.release(run.control.batch_id)
+    entries = journal_of(wrong, run.control.batch_id)
+    override = next(e for e in entries if e.kind == "asset.override")
+    assert override.data["rule"] == "ASSET-SERIAL" and "SN-0015" in override.data["bypassed"][0]
+    found = [x for x in review(wrong.store, run.control.batch_id) if x.rule == "override"]
+    assert [x.severity for x in found if "asset.override" in x.title] == ["critical"]
+
+    # The plant file says what the vessel reports: the batch starts, the record shows it.
+    right = await make_controller(_asset_plant(bioreactors, due, vessel="SV-15", serial="SN-0015"))
+    run = await right.create_batch(recipe)
+    task = asyncio.create_task(right.run(run))
+    await wait_phase(run, "culture/setup/conditions")
+    assert await run.command(Command.ABORT, user="sup1", reason="end of test")
+    assert await asyncio.wait_for(task, 20) is State.ABORTED
+    (unit,) = journal_of(right, run.control.batch_id)[0].data["equipment"].values()
+    assert unit["serial_reported"] == "SN-0015" and unit["asset"]["serial"] == "SN-0015"
