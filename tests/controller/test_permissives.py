@@ -245,6 +245,13 @@ async def test_a_supervisor_repeats_a_held_phase_from_its_start(
     assert not await run.override_step("repeat", culture, who=sup, reason=" ")
     assert "REASON-REQUIRED" in str(run.last_refusal)
     assert await run.override_step("repeat", culture, who=sup, reason="rocking lost, DEV-9")
+    # A controller that took the batch over now would also run the phase from its start
+    # (keeping only what its holding logic changed, for restart to undo).
+    from controller.resume import load_resume_point
+
+    assert controller.store is not None
+    point = load_resume_point(controller.store, batch_id)
+    assert set(point.progress[culture]) <= {"held_from"} and culture not in point.running_s
     assert await run.command(Command.RESTART, user="op1", reason="leak fixed")
     assert await asyncio.wait_for(task, 20) is State.COMPLETE
     entries = journal_of(controller, batch_id)
