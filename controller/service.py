@@ -318,9 +318,10 @@ class ControllerService:
         qa_password: str,
         reason: str,
     ) -> str:
-        """`Start` past a unit out of calibration or unqualified (ASSET-STATUS): the QA
-        account `qa_user` authenticates (on every plant: the override is signed) and
-        must hold the asset_override role (a refusal is journaled)."""
+        """`Start` past a unit out of calibration or unqualified (ASSET-STATUS) or whose
+        instrument reports another serial (ASSET-SERIAL): the QA account `qa_user`
+        authenticates (on every plant: the override is signed) and must hold the
+        asset_override role (a refusal is journaled)."""
         try:
             assert self.controller.store is not None
             directory = Directory(self.controller.store)
