@@ -625,6 +625,13 @@ class BatchRun:
                 return await self._refuse_step(
                     "repeat", path, who, "OVERRIDE", "not a held phase (hold the batch first)"
                 )
+            task = self._phase_tasks.get(path)
+            if task is not None and task.done() and not task.cancelled() and not task.exception():
+                # Its logic ended just as the hold came: restart completes it, it would
+                # not run again.
+                return await self._refuse_step(
+                    "repeat", path, who, "OVERRIDE", "its logic has already completed"
+                )
             if not PHASE_TYPES[phase.type].idempotent and not phase.args.get("repeatable"):
                 return await self._refuse_step(
                     "repeat",
