@@ -469,8 +469,9 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
     "asset_qa",
     default=None,
     metavar="QA_USER",
-    help="Start although a bound unit is out of calibration or unqualified: QA_USER (role "
-    "qa) signs it with --reason (password asked, else CELLBATCH_VERIFIER_PASSWORD).",
+    help="Start although a bound unit is out of calibration, unqualified or reports another "
+    "serial number than the plant file: QA_USER (role qa) signs it with --reason (password "
+    "asked, else CELLBATCH_VERIFIER_PASSWORD).",
 )
 @click.option("--reason", default=None, help="Why the asset override is justified.")
 @scale_option

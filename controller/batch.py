@@ -22,6 +22,7 @@ from controller.clock import ScaledClock
 from controller.isa88 import FINAL_STATES, Command, Element, State
 from controller.monitors import AlarmEvent, MonitorState
 from controller.phases import (
+    KEPT_ON_REPEAT,
     PHASE_LOGIC,
     PhaseContext,
     PhaseFailed,
@@ -41,7 +42,7 @@ from ebr.people.duties import RULES
 from ebr.people.signatures import SIGNATURE, entry_content, signature_data
 from ebr.people.users import User
 from ebr.record.kinds import Kind, failed_kind
-from recipes import Flow, Operation, Phase, Recipe, UnitProcedure, tags_of
+from recipes import PHASE_TYPES, Flow, Operation, Phase, Recipe, UnitProcedure, tags_of
 
 ENGINE = "engine"
 REASONED = frozenset({Command.HOLD, Command.STOP, Command.ABORT, Command.RESTART})
@@ -123,6 +124,8 @@ class BatchRun:
         self.last_refusal: str | None = None
         self._skips: set[str] = set()  # phases skipped by an override (R7)
         self._forced: set[str] = set()  # running phases force-completed by an override
+        #: held phases a supervisor repeats from their start: path → `step.repeated` seq
+        self._repeats: dict[str, int] = {}
         self._entered: set[str] = set()  # phases this run has started
         #: the terminal of commands given without one (the engine, a local process)
         self.terminal = f"{local_terminal()} controller"
@@ -560,16 +563,21 @@ class BatchRun:
         signer: User | None = None,
     ) -> bool:
         """A supervisor's privileged override of one phase (R7), journaled (`step.forced`
-        / `step.skipped` with the reason, and the signer's signature on a GMP plant);
-        review lists it. `force` completes the running phase `path` now (its logic is
-        cancelled at a safe point); `skip` completes a phase that has not started, without
-        running it, when the procedure reaches it. Refused (journaled, `last_refusal`)
-        without a reason or for a path that cannot be forced or skipped."""
+        / `step.skipped` / `step.repeated` with the reason, and the signer's signature on
+        a GMP plant); review lists it. `force` completes the running phase `path` now (its
+        logic is cancelled at a safe point); `skip` completes a phase that has not
+        started, without running it, when the procedure reaches it; `repeat` takes a held
+        phase back to its start: its journaled progress is discarded and the next restart
+        runs it again from the beginning with the same parameters (`step.repeat_ended`
+        records how that run ended). A phase type that is not idempotent (a method call,
+        a transfer, an instrument program) is repeated only where the recipe declares the
+        phase ``repeatable: true`` (REPEAT-NOT-IDEMPOTENT). Refused (journaled,
+        `last_refusal`) without a reason or for a path the action does not fit."""
         self.last_refusal = None
         if not reason.strip():
             return await self._refuse_step(action, path, who, "REASON-REQUIRED", "needs a reason")
         phases = {
-            f"{up.name}/{op.name}/{ph.name}" for _p, up, op, ph in self.recipe.procedure.walk()
+            f"{up.name}/{op.name}/{ph.name}": ph for _p, up, op, ph in self.recipe.procedure.walk()
         }
         if action == "force":
             task = self._phase_tasks.get(path)
@@ -582,14 +590,13 @@ class BatchRun:
                 return await self._refuse_step(
                     action, path, who, "OVERRIDE", "not a phase still to come"
                 )
+        elif action == "repeat":
+            return await self._repeat(path, phases.get(path), who, reason, signer)
         else:
-            return await self._refuse_step(action, path, who, "OVERRIDE", "force or skip")
+            return await self._refuse_step(action, path, who, "OVERRIDE", "force, skip or repeat")
         kind = Kind.STEP_FORCED if action == "force" else Kind.STEP_SKIPPED
         entry = await self.recorder.record(kind, element=path, **who.fields(), reason=reason)
-        if signer is not None:
-            subject = {"type": "entry", "seq": entry.seq}
-            data = signature_data(signer, "performed", subject, entry_content(entry), reason)
-            await self.recorder.record(SIGNATURE, **data)
+        await self._sign_override(entry, signer, reason)
         if action == "skip":
             self._skips.add(path)
             return True
@@ -599,6 +606,62 @@ class BatchRun:
             if task is not None and not task.done():
                 task.cancel()
         return True
+
+    async def _sign_override(self, entry: Entry, signer: User | None, reason: str) -> None:
+        if signer is not None:
+            subject = {"type": "entry", "seq": entry.seq}
+            data = signature_data(signer, "performed", subject, entry_content(entry), reason)
+            await self.recorder.record(SIGNATURE, **data)
+
+    async def _repeat(
+        self, path: str, phase: Phase | None, who: Who, reason: str, signer: User | None
+    ) -> bool:
+        """`override_step("repeat")`: the phase must be active and Held (the batch held
+        after it failed, or by a command); on restart it runs again from its start."""
+        async with self._lock:
+            el = next((e for e in self.chain if e.path == path), None)
+            ctx = self._contexts.get(path)
+            if phase is None or el is None or ctx is None or el.current is not State.HELD:
+                return await self._refuse_step(
+                    "repeat", path, who, "OVERRIDE", "not a held phase (hold the batch first)"
+                )
+            task = self._phase_tasks.get(path)
+            if task is not None and task.done() and not task.cancelled() and not task.exception():
+                # Its logic ended just as the hold came: restart completes it, it would
+                # not run again.
+                return await self._refuse_step(
+                    "repeat", path, who, "OVERRIDE", "its logic has already completed"
+                )
+            if not PHASE_TYPES[phase.type].idempotent and not phase.args.get("repeatable"):
+                return await self._refuse_step(
+                    "repeat",
+                    path,
+                    who,
+                    "REPEAT-NOT-IDEMPOTENT",
+                    f"a {phase.type} phase acts once; the recipe does not declare it repeatable",
+                )
+            # The holding logic's memory stays: restart still puts its setpoints back.
+            kept = {k: v for k, v in ctx.progress.items() if k in KEPT_ON_REPEAT}
+            entry = await self.recorder.record(
+                Kind.STEP_REPEATED,
+                element=path,
+                **who.fields(),
+                reason=reason,
+                discarded={k: v for k, v in ctx.progress.items() if k not in kept},
+            )
+            await self._sign_override(entry, signer, reason)
+            ctx.progress.clear()
+            ctx.progress.update(kept)
+            self._repeats[path] = entry.seq
+        return True
+
+    async def _repeat_ended(self, path: str, outcome: str) -> None:
+        """Journal how a repeated phase's run ended (the result of its `step.repeated`)."""
+        seq = self._repeats.pop(path, None)
+        if seq is not None:
+            await self.recorder.record(
+                Kind.STEP_REPEAT_ENDED, element=path, repeat=seq, outcome=outcome
+            )
 
     async def _refuse_step(self, action: str, path: str, who: Who, rule: str, why: str) -> bool:
         self.last_refusal = f"refused by {rule} ({RULES[rule]}): {action} {path}: {why}"
@@ -880,14 +943,19 @@ class BatchRun:
             await asyncio.wait({task})
             if task.cancelled() and path in self._forced:  # force-completed (override)
                 self._forced.discard(path)
+                await self._repeat_ended(path, "forced")
                 return await self._leave(el)
             if not task.cancelled() and task.exception() is None:
                 # Done; if a command arrived just as the logic ended, _leave waits for
                 # the operator's decision (the logic's progress makes it final).
+                await self._repeat_ended(path, "complete")
                 return await self._leave(el)
             if not task.cancelled():
-                await self._phase_failed(path, task.exception())
-            if await decision in (Command.STOP, Command.ABORT):
+                error = task.exception()
+                await self._repeat_ended(path, f"failed: {error}")
+                await self._phase_failed(path, error)
+            if (ended := await decision) in (Command.STOP, Command.ABORT):
+                await self._repeat_ended(path, f"ended by {ended.value}")
                 await self._leave(el)
                 return False
 

@@ -12,8 +12,9 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts, open_alarms, why}]``
 - ``Override(id, action, path, user, password, reason)`` → ``{ok, state, message}``: a
-  supervisor's signed override of one phase: ``force`` (complete the running phase) or
-  ``skip`` (a phase still to come)
+  supervisor's signed override of one phase: ``force`` (complete the running phase),
+  ``skip`` (a phase still to come) or ``repeat`` (a held phase runs again from its start
+  on the next restart)
 - ``Alerts()`` → ``[{ts, username, failures, …}]``: repeated failed logins or signatures
 - ``Show(id)`` → the batch with its active elements, open prompts and alarms, and
   (`controller.batch_view`) its hold/stop reason, CPP values, alarm list and prompt forms
@@ -320,9 +321,10 @@ class ControllerService:
         qa_password: str,
         reason: str,
     ) -> str:
-        """`Start` past a unit out of calibration or unqualified (ASSET-STATUS): the QA
-        account `qa_user` authenticates (on every plant: the override is signed) and
-        must hold the asset_override role (a refusal is journaled)."""
+        """`Start` past a unit out of calibration or unqualified (ASSET-STATUS) or whose
+        instrument reports another serial (ASSET-SERIAL): the QA account `qa_user`
+        authenticates (on every plant: the override is signed) and must hold the
+        asset_override role (a refusal is journaled)."""
         try:
             assert self.controller.store is not None
             directory = Directory(self.controller.store)
@@ -416,7 +418,8 @@ class ControllerService:
         password: str,
         reason: str,
     ) -> str:
-        """A supervisor's signed phase override: `force` the running phase, `skip` one."""
+        """A supervisor's signed phase override: `force` the running phase, `skip` one to
+        come, `repeat` a held one (`BatchRun.override_step`)."""
         found = self.batches.get(batch_id)
         if found is None:
             return _refused(f"no batch {batch_id} in this controller")

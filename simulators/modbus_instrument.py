@@ -58,6 +58,7 @@ __all__ = [
     "float_regs",
     "quiet_pymodbus_logging",
     "regs_float",
+    "serial_regs",
     "serve_main",
     "serve_until_signal",
     "uint32_regs",
@@ -74,6 +75,9 @@ _CLIENT_WRITES: Final = frozenset({5, 6, 15, 16, 22, 23})
 # Holding registers
 HR_PROGRAM, HR_COMMAND = 0, 1
 HR_MODEL, HR_FIRMWARE = 100, 101
+#: The serial number: ASCII, two characters per register (high byte first), NUL-padded;
+#: all NULs when the instrument has none configured (it reports no serial).
+HR_SERIAL, SERIAL_REGISTERS = 102, 8
 CMD_NONE, CMD_START, CMD_STOP, CMD_RESET = 0, 1, 2, 3
 # Input registers (elapsed and remaining seconds are uint32)
 IR_STATE, IR_PROGRAM, IR_ALARM = 0, 1, 2
@@ -128,6 +132,17 @@ class InstrumentModel(Protocol):
 ModelT = TypeVar("ModelT", bound=InstrumentModel)
 
 
+def serial_regs(serial: str) -> list[int]:
+    """A serial number as SERIAL_REGISTERS registers (ValueError if it does not fit)."""
+    raw = serial.encode("ascii", errors="strict") if serial.isascii() else None
+    if raw is None or len(raw) > 2 * SERIAL_REGISTERS:
+        raise ValueError(
+            f"serial {serial!r} must be ASCII of at most {2 * SERIAL_REGISTERS} characters"
+        )
+    raw = raw.ljust(2 * SERIAL_REGISTERS, b"\0")
+    return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+
+
 class ModbusInstrumentServer(ABC, Generic[ModelT]):
     """A real Modbus TCP (or RTU) server around one instrument model.
 
@@ -144,7 +159,9 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
     #: Input registers sensor faults may target: address → float32, int16 or uint16.
     sensor_registers: ClassVar[dict[int, str]] = {}
 
-    def __init__(self, *, url: str = DEFAULT_URL, time_scale: float = 1.0) -> None:
+    def __init__(
+        self, *, url: str = DEFAULT_URL, time_scale: float = 1.0, serial: str = ""
+    ) -> None:
         parts = urlsplit(url)
         self._rtu = parts.scheme == "modbus+rtu"
         if self._rtu:
@@ -156,6 +173,7 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
             raise ValueError(f"not a modbus+tcp or modbus+rtu URL: {url!r}")
         if not (math.isfinite(time_scale) and time_scale > 0.0):
             raise ValueError(f"time scale must be positive, got {time_scale!r}")
+        self.serial_registers = serial_regs(serial)
         self._host = parts.hostname or ""
         self._port = parts.port if parts.port is not None else 502
         self._link = parts.path if self._rtu and parts.path else None
@@ -350,7 +368,12 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
                 values=[self.model.program, CMD_NONE, *self._holding_values()],
                 datatype=regs,
             ),
-            SimData(HR_MODEL, values=list(self.identity), datatype=regs, readonly=True),
+            SimData(
+                HR_MODEL,
+                values=[*self.identity, *self.serial_registers],
+                datatype=regs,
+                readonly=True,
+            ),
         ]
         return SimDevice(
             id=DEVICE_ID,

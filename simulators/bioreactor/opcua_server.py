@@ -172,8 +172,12 @@ class BioreactorServer:
         security: ServerSecurity | None = None,
         biology: str = "fixed",
         report_by_exception: float | None = None,
+        serials: dict[str, str] | None = None,
     ) -> None:
         """Validate the configuration; nothing is built or bound yet.
+
+        ``serials``: vessel → the serial number it reports (node
+        ``<vessel>.Identification.SerialNumber``); a vessel not named reports none.
 
         ``biology``: ``fixed`` (every vessel the default kinetics) or ``seeded`` (each
         vessel draws its lag, growth and death rates from ``seed`` and its name).
@@ -203,6 +207,12 @@ class BioreactorServer:
             raise ValueError(
                 f"report_by_exception must be a deadband >= 0, got {report_by_exception!r}"
             )
+        unknown = sorted(set(serials or {}) - set(vessels))
+        if unknown:
+            raise ValueError(f"serials name vessels that are not served: {', '.join(unknown)}")
+        if not all(isinstance(v, str) for v in (serials or {}).values()):
+            raise ValueError(f"serials must be text, got {serials!r}")
+        self._serials = dict(serials or {})
         self._deadband = report_by_exception
         self._published: dict[ua.NodeId, tuple[float, int]] = {}
         self._url = url
@@ -316,6 +326,7 @@ class BioreactorServer:
                     self._inoculate_callback(name),
                     self._harvest_callback(name),
                     self._install_bag_callback(name),
+                    self._serials.get(name, ""),
                 )
             )
         self._sim_nodes = await add_simulation(server, idx, self._time_scale, self._step_s)
