@@ -53,6 +53,12 @@ class Device:
         """``connected`` / ``reconnecting`` / ``failed`` (short blips masked)."""
         return self.backend.link.status
 
+    @property
+    def instrument_started(self) -> datetime | None:
+        """When the instrument says it last started (OPC UA ``ServerStatus.StartTime``,
+        read at every connect); None where its protocol does not tell (Modbus, serial)."""
+        return self.backend.link.instrument_started
+
     def watch_status(self, listener: StatusListener) -> Callable[[], None]:
         """Call ``listener`` on every change of the connection status; returns an unwatch."""
         return self.backend.link.watch(listener)

@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -116,6 +117,10 @@ class Link:
         self.attempts = 0
         #: Times the connection came back after being down.
         self.recoveries = 0
+        #: When the instrument says it last started, read at every (re)connect where the
+        #: protocol tells (OPC UA ``ServerStatus.StartTime``); None where it does not.
+        #: A value that changed across a reconnection means the instrument restarted.
+        self.instrument_started: datetime | None = None
 
     @property
     def up(self) -> bool:
