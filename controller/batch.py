@@ -14,7 +14,7 @@ import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from controller.alarms import ACKNOWLEDGED, ALARM_KINDS, OpenAlarm, follow_alarms
@@ -109,6 +109,8 @@ class BatchRun:
         self.written: dict[tuple[str, str], Any] = {}
         self._intents: dict[int, tuple[str, str]] = {}
         recorder.listeners.append(self._follow_writes)
+        #: per unit whose link is down: when its instrument had started before (if it says)
+        self._started_before: dict[str, datetime] = {}
         #: wall seconds from a CPP value's instrument time to its monitor evaluation
         self.monitor_lateness: deque[float] = deque(maxlen=20_000)
         self._monitors = {
@@ -195,6 +197,10 @@ class BatchRun:
             self._deadlines.discard(tag)
 
     def _on_link(self, event: LinkEvent) -> None:
+        if event.lost:  # the instrument's start time before the outage, taken at once
+            unit = next((d for d in self.control.units.values() if d.name == event.device), None)
+            if unit is not None and unit.instrument_started is not None:
+                self._started_before.setdefault(event.device, unit.instrument_started)
         self._spawn(self._instrument(event), waits=event.lost)
 
     async def _instrument(self, event: LinkEvent) -> None:
@@ -213,7 +219,7 @@ class BatchRun:
             )
             back = next((d for d in self.control.units.values() if d.name == device), None)
             if back is not None:
-                await self._check_restart(back)
+                await self._check_restart(back, self._started_before.pop(device, None))
             return
         self.outages.append(
             {
@@ -292,40 +298,61 @@ class BatchRun:
             if target is not None and entry.data.get("ok"):
                 self.written[target] = entry.data.get("readback")
 
-    async def _check_restart(self, unit: Device) -> None:
-        """After a unit's link came back: read back the setpoints last written to it; if
-        any differs the instrument restarted (lost its state). Journal that, then per
-        the unit's policy re-assert them (journaled writes with the reason) or hold."""
+    async def _check_restart(self, unit: Device, started_before: datetime | None) -> None:
+        """After a unit's link came back: did the instrument restart (lose its state)?
+
+        Told by the instrument itself where it can (OPC UA ``ServerStatus.StartTime``
+        changed since before the outage), else by reading back the setpoints last
+        written to it (one that differs: it restarted). Journal that with the reason,
+        then per the unit's policy re-assert the setpoints (journaled writes with the
+        reason: every one after a new start time, the differing ones otherwise) or hold.
+        """
+        started = unit.instrument_started
+        new_start = started_before is not None and started is not None and started != started_before
         caps = sorted(c for (u, c) in self.written if u == unit.name)
-        if not caps:
+        if not caps and not new_start:
             return
         async with self._critical:
             try:
-                found = await unit.read(caps)
-            except DriverError:
-                return  # down again: the next return is checked
+                found = await unit.read(caps) if caps else []
+            except DriverError:  # down again: the next return is checked, against the same start
+                if started_before is not None:
+                    self._started_before[unit.name] = started_before
+                return
             differs = {
                 r.capability: {"written": self.written[(unit.name, r.capability)], "found": r.value}
                 for r in found
                 if not same_value(r.value, self.written[(unit.name, r.capability)])
             }
-            if not differs:
+            if not differs and not new_start:
                 return
+            if new_start and started_before is not None and started is not None:
+                reason = (
+                    f"server start time changed from {iso(_utc(started_before))} "
+                    f"to {iso(_utc(started))}"
+                )
+            else:
+                reason = "setpoint read back differs from the last written value"
             policy = self.control.on_restart.get(unit.name, "reassert")
             await self.recorder.record(
-                Kind.INSTRUMENT_RESTARTED, unit=unit.name, differs=differs, policy=policy
+                Kind.INSTRUMENT_RESTARTED,
+                unit=unit.name,
+                differs=differs,
+                policy=policy,
+                reason=reason,
             )
             failed = None
             if policy == "reassert":
                 scope = _BatchScope(self.batch.path, self.recorder)
-                units = {r.capability: r.unit for r in found}
-                for cap, values in differs.items():
+                readings = {r.capability: r for r in found}
+                for cap in caps if new_start else sorted(differs):
+                    written = self.written[(unit.name, cap)]
                     intent = {
                         "unit": unit.name,
                         "capability": cap,
-                        "old": values["found"],
-                        "new": values["written"],
-                        "eu": units[cap],
+                        "old": readings[cap].value,
+                        "new": written,
+                        "eu": readings[cap].unit,
                         "reason": f"{unit.name} restarted: re-asserting the last written setpoint",
                     }
                     try:
@@ -333,7 +360,7 @@ class BatchRun:
                             scope,
                             "write",
                             intent,
-                            _writer(unit, cap, values["written"]),
+                            _writer(unit, cap, written),
                             "readback",
                             f"re-asserting {cap} failed",
                         )
@@ -341,10 +368,11 @@ class BatchRun:
                         failed = str(exc)
                         break
         if (policy == "hold" or failed is not None) and self.batch.allows(Command.HOLD):
+            lost = " and lost its setpoints" if differs else f" ({reason})"
             await self.command(
                 Command.HOLD,
                 user=f"{ENGINE}:instrument {unit.name}",
-                reason=failed or f"{unit.name} restarted and lost its setpoints",
+                reason=failed or f"{unit.name} restarted{lost}",
             )
 
     def _follow_alarms(self, entry: Entry) -> None:
@@ -907,3 +935,8 @@ class BatchRun:
         # If the batch is already holding or stopping, the refusal is journaled and the
         # operator's next command decides.
         await self.command(Command.HOLD, user=ENGINE, reason=reason)
+
+
+def _utc(at: datetime) -> datetime:
+    """``at`` in UTC (an instrument may send naive UTC or an aware time)."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
