@@ -109,8 +109,9 @@ class BatchRun:
         self.written: dict[tuple[str, str], Any] = {}
         self._intents: dict[int, tuple[str, str]] = {}
         recorder.listeners.append(self._follow_writes)
-        #: per unit whose link is down: when its instrument had started before (if it says)
-        self._started_before: dict[str, datetime] = {}
+        #: per unit: when its instrument last started, as it said at the last check
+        self._known_start: dict[str, datetime | None] = {}
+        self._unwatch: list[Callable[[], None]] = []
         #: wall seconds from a CPP value's instrument time to its monitor evaluation
         self.monitor_lateness: deque[float] = deque(maxlen=20_000)
         self._monitors = {
@@ -197,11 +198,19 @@ class BatchRun:
             self._deadlines.discard(tag)
 
     def _on_link(self, event: LinkEvent) -> None:
-        if event.lost:  # the instrument's start time before the outage, taken at once
-            unit = next((d for d in self.control.units.values() if d.name == event.device), None)
-            if unit is not None and unit.instrument_started is not None:
-                self._started_before.setdefault(event.device, unit.instrument_started)
         self._spawn(self._instrument(event), waits=event.lost)
+
+    def _watch_restarts(self) -> None:
+        """Note each unit's start time now, and check for a restart after every
+        reconnection the status masked (an outage is checked when it is journaled)."""
+        for unit in {d.name: d for d in self.control.units.values()}.values():
+            self._known_start[unit.name] = unit.instrument_started
+
+            def recovered(masked: bool, unit: Device = unit) -> None:
+                if masked:
+                    self._spawn(self._check_restart(unit))
+
+            self._unwatch.append(unit.watch_recovery(recovered))
 
     async def _instrument(self, event: LinkEvent) -> None:
         """Journal a unit's link lost / regained (when, last good values, duration); a
@@ -219,7 +228,7 @@ class BatchRun:
             )
             back = next((d for d in self.control.units.values() if d.name == device), None)
             if back is not None:
-                await self._check_restart(back, self._started_before.pop(device, None))
+                await self._check_restart(back)
             return
         self.outages.append(
             {
@@ -298,27 +307,28 @@ class BatchRun:
             if target is not None and entry.data.get("ok"):
                 self.written[target] = entry.data.get("readback")
 
-    async def _check_restart(self, unit: Device, started_before: datetime | None) -> None:
+    async def _check_restart(self, unit: Device) -> None:
         """After a unit's link came back: did the instrument restart (lose its state)?
 
         Told by the instrument itself where it can (OPC UA ``ServerStatus.StartTime``
-        changed since before the outage), else by reading back the setpoints last
+        changed since the last check or the batch's start), else by reading back the setpoints last
         written to it (one that differs: it restarted). Journal that with the reason,
         then per the unit's policy re-assert the setpoints (journaled writes with the
         reason: every one after a new start time, the differing ones otherwise) or hold.
         """
-        started = unit.instrument_started
-        new_start = started_before is not None and started is not None and started != started_before
-        caps = sorted(c for (u, c) in self.written if u == unit.name)
-        if not caps and not new_start:
-            return
         async with self._critical:
+            started_before = self._known_start.get(unit.name)
+            started = unit.instrument_started
+            new_start = started_before is not None and started not in (None, started_before)
+            caps = sorted(c for (u, c) in self.written if u == unit.name)
+            if not caps and not new_start:
+                return
             try:
                 found = await unit.read(caps) if caps else []
-            except DriverError:  # down again: the next return is checked, against the same start
-                if started_before is not None:
-                    self._started_before[unit.name] = started_before
-                return
+            except DriverError:
+                return  # down again: the next return is checked, against the same start
+            if started is not None:
+                self._known_start[unit.name] = started
             differs = {
                 r.capability: {"written": self.written[(unit.name, r.capability)], "found": r.value}
                 for r in found
@@ -714,6 +724,7 @@ class BatchRun:
     async def run(self) -> State:
         """Run the procedure to its end; returns the batch's final state."""
         self.sampler.listen(self._on_reading)
+        self._watch_restarts()
         await self.sampler.start()
         try:
             if self.resume is None:
@@ -735,6 +746,8 @@ class BatchRun:
                     reason="instruments did not deliver values up to the end of the batch",
                 )
             await self.sampler.stop()
+            for unwatch in self._unwatch:
+                unwatch()
             for task in list(self._waiting):
                 task.cancel()
             for task in list(self._waiting):
