@@ -311,15 +311,18 @@ class BatchRun:
         """After a unit's link came back: did the instrument restart (lose its state)?
 
         Told by the instrument itself where it can (OPC UA ``ServerStatus.StartTime``
-        changed since the last check or the batch's start), else by reading back the setpoints last
-        written to it (one that differs: it restarted). Journal that with the reason,
-        then per the unit's policy re-assert the setpoints (journaled writes with the
-        reason: every one after a new start time, the differing ones otherwise) or hold.
+        changed since the last check or the batch's start), else by reading back the
+        setpoints last written to it (one that differs: it restarted). Journal that
+        with the reason, then per the unit's policy re-assert the setpoints (journaled
+        writes with the reason: every one after a new start time, the differing ones
+        otherwise) or hold.
         """
         async with self._critical:
             started_before = self._known_start.get(unit.name)
             started = unit.instrument_started
             new_start = started_before is not None and started not in (None, started_before)
+            if not new_start and started is not None:
+                self._known_start[unit.name] = started  # first known: the baseline from now
             caps = sorted(c for (u, c) in self.written if u == unit.name)
             if not caps and not new_start:
                 return

@@ -30,15 +30,21 @@ def test_simulator_restart_mid_batch(tmp_path: Path) -> None:
         'endpoint = "opc.tcp://127.0.0.1:0/cellbatch/rs"\naddress = { vessel = "RS-01" }\n'
     )
     faults = tmp_path / "faults.toml"
+    # 15 wall s after ready: past `cellbatch run`'s start and connect even on a loaded
+    # machine (a restart during the connect refuses the run), well inside the batch
+    # (set-up ≈ 13 s, culture 24 s at x300)
     faults.write_text(
-        '[[fault]]\nsimulator = "bioreactors"\nkind = "restart"\ndowntime_s = 1.0\nat = 6.0\n'
+        '[[fault]]\nsimulator = "bioreactors"\nkind = "restart"\ndowntime_s = 1.0\nat = 15.0\n'
     )
     # a link judged failed only after 60 s: the restart alone must not hold the batch
     profile = tmp_path / "br.toml"
     profile.write_text(
         (PROFILE_DIR / "rocking_bioreactor_opcua.toml")
         .read_text(encoding="utf-8")
-        .replace('protocol = "opcua"\n', 'protocol = "opcua"\nstatus_fail_after_s = 60\n'),
+        .replace(
+            'protocol = "opcua"\n',
+            'protocol = "opcua"\nstatus_fail_after_s = 60\nreconnect_backoff_max_s = 0.5\n',
+        ),
         encoding="utf-8",
     )
     server = subprocess.Popen(
