@@ -42,14 +42,16 @@ def serve_processor(port: int) -> tuple[subprocess.Popen[str], str]:
 def test_modbus_simulator_process_killed_and_restarted_mid_batch(tmp_path: Path) -> None:
     sim, endpoint = serve_processor(0)
     port = int(endpoint.rsplit(":", 1)[1])
-    # a link judged failed only after 60 s: the restart alone must not hold the batch
+    # an outage from 0.3 s (the process is away ≥ 1 s), judged failed only after 60 s:
+    # the restart alone must not hold the batch
     profile = tmp_path / "cp.toml"
     profile.write_text(
         (PROFILE_DIR / "cell_processor_modbus.toml")
         .read_text(encoding="utf-8")
         .replace(
             'protocol = "modbus"\n',
-            'protocol = "modbus"\nstatus_fail_after_s = 60\nreconnect_backoff_max_s = 0.5\n',
+            'protocol = "modbus"\nstatus_blip_s = 0.3\nstatus_fail_after_s = 60\n'
+            "reconnect_backoff_max_s = 0.5\n",
         ),
         encoding="utf-8",
     )
