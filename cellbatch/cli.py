@@ -7,6 +7,7 @@ the traceback of an unexpected one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import getpass
 import json
 import math
@@ -501,6 +502,8 @@ def run(
     if asset_qa is not None and resume_id is not None:
         raise click.UsageError("--asset-override belongs to a new batch, not to --resume")
     plant = load_plant(plant_path)
+    if time_scale is not None:  # the instruments' own clock still wins where they have one
+        plant = dataclasses.replace(plant, time_scale=time_scale)
     if simulated_operator and not plant.simulation:
         raise click.UsageError("--simulated-operator is only allowed on a simulation plant")
     operator = OperatorChoice(answers_path, simulated_operator, user)

@@ -14,7 +14,7 @@ import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from controller.alarms import ACKNOWLEDGED, ALARM_KINDS, OpenAlarm, follow_alarms
@@ -110,6 +110,9 @@ class BatchRun:
         self.written: dict[tuple[str, str], Any] = {}
         self._intents: dict[int, tuple[str, str]] = {}
         recorder.listeners.append(self._follow_writes)
+        #: per unit: when its instrument last started, as it said at the last check
+        self._known_start: dict[str, datetime | None] = {}
+        self._unwatch: list[Callable[[], None]] = []
         #: wall seconds from a CPP value's instrument time to its monitor evaluation
         self.monitor_lateness: deque[float] = deque(maxlen=20_000)
         self._monitors = {
@@ -199,6 +202,18 @@ class BatchRun:
 
     def _on_link(self, event: LinkEvent) -> None:
         self._spawn(self._instrument(event), waits=event.lost)
+
+    def _watch_restarts(self) -> None:
+        """Note each unit's start time now, and check for a restart after every
+        reconnection the status masked (an outage is checked when it is journaled)."""
+        for unit in {d.name: d for d in self.control.units.values()}.values():
+            self._known_start[unit.name] = unit.instrument_started
+
+            def recovered(masked: bool, unit: Device = unit) -> None:
+                if masked:
+                    self._spawn(self._check_restart(unit))
+
+            self._unwatch.append(unit.watch_recovery(recovered))
 
     async def _instrument(self, event: LinkEvent) -> None:
         """Journal a unit's link lost / regained (when, last good values, duration); a
@@ -296,39 +311,64 @@ class BatchRun:
                 self.written[target] = entry.data.get("readback")
 
     async def _check_restart(self, unit: Device) -> None:
-        """After a unit's link came back: read back the setpoints last written to it; if
-        any differs the instrument restarted (lost its state). Journal that, then per
-        the unit's policy re-assert them (journaled writes with the reason) or hold."""
-        caps = sorted(c for (u, c) in self.written if u == unit.name)
-        if not caps:
-            return
+        """After a unit's link came back: did the instrument restart (lose its state)?
+
+        Told by the instrument itself where it can (OPC UA ``ServerStatus.StartTime``
+        changed since the last check or the batch's start), else by reading back the
+        setpoints last written to it (one that differs: it restarted). Journal that
+        with the reason, then per the unit's policy re-assert the setpoints (journaled
+        writes with the reason: every one after a new start time, the differing ones
+        otherwise) or hold.
+        """
         async with self._critical:
+            started_before = self._known_start.get(unit.name)
+            started = unit.instrument_started
+            new_start = started_before is not None and started not in (None, started_before)
+            if not new_start and started is not None:
+                self._known_start[unit.name] = started  # first known: the baseline from now
+            caps = sorted(c for (u, c) in self.written if u == unit.name)
+            if not caps and not new_start:
+                return
             try:
-                found = await unit.read(caps)
+                found = await unit.read(caps) if caps else []
             except DriverError:
-                return  # down again: the next return is checked
+                return  # down again: the next return is checked, against the same start
+            if started is not None:
+                self._known_start[unit.name] = started
             differs = {
                 r.capability: {"written": self.written[(unit.name, r.capability)], "found": r.value}
                 for r in found
                 if not same_value(r.value, self.written[(unit.name, r.capability)])
             }
-            if not differs:
+            if not differs and not new_start:
                 return
+            if new_start and started_before is not None and started is not None:
+                reason = (
+                    f"server start time changed from {iso(_utc(started_before))} "
+                    f"to {iso(_utc(started))}"
+                )
+            else:
+                reason = "setpoint read back differs from the last written value"
             policy = self.control.on_restart.get(unit.name, "reassert")
             await self.recorder.record(
-                Kind.INSTRUMENT_RESTARTED, unit=unit.name, differs=differs, policy=policy
+                Kind.INSTRUMENT_RESTARTED,
+                unit=unit.name,
+                differs=differs,
+                policy=policy,
+                reason=reason,
             )
             failed = None
             if policy == "reassert":
                 scope = _BatchScope(self.batch.path, self.recorder)
-                units = {r.capability: r.unit for r in found}
-                for cap, values in differs.items():
+                readings = {r.capability: r for r in found}
+                for cap in caps if new_start else sorted(differs):
+                    written = self.written[(unit.name, cap)]
                     intent = {
                         "unit": unit.name,
                         "capability": cap,
-                        "old": values["found"],
-                        "new": values["written"],
-                        "eu": units[cap],
+                        "old": readings[cap].value,
+                        "new": written,
+                        "eu": readings[cap].unit,
                         "reason": f"{unit.name} restarted: re-asserting the last written setpoint",
                     }
                     try:
@@ -336,7 +376,7 @@ class BatchRun:
                             scope,
                             "write",
                             intent,
-                            _writer(unit, cap, values["written"]),
+                            _writer(unit, cap, written),
                             "readback",
                             f"re-asserting {cap} failed",
                         )
@@ -344,10 +384,11 @@ class BatchRun:
                         failed = str(exc)
                         break
         if (policy == "hold" or failed is not None) and self.batch.allows(Command.HOLD):
+            lost = " and lost its setpoints" if differs else f" ({reason})"
             await self.command(
                 Command.HOLD,
                 user=f"{ENGINE}:instrument {unit.name}",
-                reason=failed or f"{unit.name} restarted and lost its setpoints",
+                reason=failed or f"{unit.name} restarted{lost}",
             )
 
     def _follow_alarms(self, entry: Entry) -> None:
@@ -749,6 +790,7 @@ class BatchRun:
     async def run(self) -> State:
         """Run the procedure to its end; returns the batch's final state."""
         self.sampler.listen(self._on_reading)
+        self._watch_restarts()
         await self.sampler.start()
         try:
             if self.resume is None:
@@ -770,6 +812,8 @@ class BatchRun:
                     reason="instruments did not deliver values up to the end of the batch",
                 )
             await self.sampler.stop()
+            for unwatch in self._unwatch:
+                unwatch()
             for task in list(self._waiting):
                 task.cancel()
             for task in list(self._waiting):
@@ -975,3 +1019,8 @@ class BatchRun:
         # If the batch is already holding or stopping, the refusal is journaled and the
         # operator's next command decides.
         await self.command(Command.HOLD, user=ENGINE, reason=reason)
+
+
+def _utc(at: datetime) -> datetime:
+    """``at`` in UTC (an instrument may send naive UTC or an aware time)."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

@@ -19,7 +19,8 @@ slow, garbage and truncated; over RTU the pty bridge shows silent, slow, garbage
 truncated and bad_crc. Both show exception (any code, on reads, writes or both),
 alarm (the model's alarm with ``code``, cleared by the instrument's reset), and the
 sensor faults on the input registers a subclass lists in :attr:`sensor_registers`
-(target ``ir:N``).
+(target ``ir:N``). Over TCP, ``restart`` power-cycles the instrument (see
+:meth:`ModbusInstrumentServer.restart`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulators.clock import ScaledClock
-from simulators.faults import Fault, FaultBoard, FaultError
+from simulators.faults import Fault, FaultBoard, FaultError, Restarter
 from simulators.gate import CONNECTION_KINDS, TcpGate
 from simulators.serial_instruments.pty_port import PtyBridge, make_link, remove_link
 
@@ -190,12 +191,15 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
         line = ("silent", "slow", "garbage", "truncated", "bad_crc")
         self.faults = FaultBoard(
             self.task_name,
-            (*line, *common) if self._rtu else (*CONNECTION_KINDS, *common),
+            (*line, *common) if self._rtu else (*CONNECTION_KINDS, *common, "restart"),
             targets=lambda: [f"ir:{a}" for a in self.sensor_registers],
             check=_check_fault,
         )
         self.faults.on_inject = self._fault_injected
+        self._restarter = Restarter(self.faults, self.restart)
         self._gate: TcpGate | None = None
+        #: times the instrument restarted (``restart`` fault or :meth:`restart`)
+        self.restarts = 0
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -222,6 +226,11 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
 
     def _on_start(self, now: float) -> None:
         """Called once the clock is set, before the server binds (default: nothing)."""
+
+    def _power_cycled(self, old: ModelT) -> ModelT:
+        """The model after a power cycle of ``old`` (default: a fresh one, in its
+        power-on state); a subclass keeps what physics keeps (e.g. a temperature)."""
+        return self._make_model()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -296,8 +305,31 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
         if self._link:
             make_link(Path(self._link), bridge.client_path)
 
+    async def restart(self, downtime_s: float = 1.0) -> None:
+        """Restart like a power-cycled instrument (Modbus TCP): every connection is
+        dropped, the port stays closed ``downtime_s`` wall seconds, then the instrument
+        answers again on the same port in its power-on state: setpoints and program at
+        their defaults, idle, a run under way lost, an alarm gone (the model is
+        :meth:`_power_cycled`). The simulated clock runs on."""
+        if self._rtu:
+            raise RuntimeError("restart is simulated over Modbus TCP only")
+        clock = self.clock
+        self._port = self._bound_port or self._port  # back on the same port
+        await self._shutdown()
+        await asyncio.sleep(max(0.0, downtime_s))
+        self.model = self._power_cycled(self.model)
+        await self.start(clock)
+        self.restarts += 1
+        self._log.warning(
+            "%s restarted after %.1f s in its power-on state", self.endpoint, downtime_s
+        )
+
     async def stop(self) -> None:
-        """Stop the update loop and close the socket or pty (idempotent)."""
+        """Stop the update loop and close the socket or pty (idempotent); ends a restart."""
+        await self._restarter.cancel()
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -330,6 +362,7 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
     def _fault_injected(self, fault: Fault) -> None:
         if fault.kind == "alarm":
             self.raise_alarm(int(fault.params.get("code", 1)))
+        self._restarter.injected(fault)
 
     def _exception_fault(self, func_code: int) -> ExcCodes | None:
         fault = self.faults.first("exception")

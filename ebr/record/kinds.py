@@ -71,8 +71,9 @@ class Kind(StrEnum):
     """A batch resumed with a plant file or bound profile whose content differs from the
     one it started with: which file, both SHA-256, the new content and the difference."""
     INSTRUMENT_RESTARTED = "instrument.restarted"
-    """A unit came back without the setpoints last written (it restarted): what differs,
-    and the unit's ``on_restart`` policy (re-assert them, or hold the batch)."""
+    """A unit came back restarted: how that was told (``reason``: its OPC UA server start
+    time changed, or a setpoint read back differs from the last written), the setpoints
+    that differ, and the unit's ``on_restart`` policy (re-assert them, or hold)."""
     # -- people at the batch -------------------------------------------------------
     PROMPT_OPENED = "prompt.opened"
     PROMPT_ANSWERED = "prompt.answered"
@@ -189,7 +190,7 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.USER_REFUSED: frozenset({"user_id", "by", "action", "rule", "message"}),
     Kind.INSTRUMENT_LOST: frozenset({_T, "unit", "since", "last_good"}),
     Kind.INSTRUMENT_RESTORED: frozenset({_T, "unit", "since", "down_process_s"}),
-    Kind.INSTRUMENT_RESTARTED: frozenset({_T, "unit", "differs", "policy"}),
+    Kind.INSTRUMENT_RESTARTED: frozenset({_T, "unit", "differs", "policy", "reason"}),
     Kind.CONFIG_CHANGED: frozenset({_T, "file", "was_sha256", "sha256", "diff"}),
     Kind.SAMPLES_BLOCK: frozenset({"block_no", "count", "first", "last", "sha256", "tags"}),
     Kind.DEVIATION_OPENED: frozenset(

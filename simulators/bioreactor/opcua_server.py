@@ -53,7 +53,7 @@ from simulators.bioreactor.tags import TAGS
 from simulators.bioreactor.uatyping import status, ua_time
 from simulators.bioreactor.write_guard import install_range_guard
 from simulators.clock import ScaledClock
-from simulators.faults import Fault, FaultBoard, FaultError
+from simulators.faults import FaultBoard, FaultError, Restarter
 from simulators.gate import CONNECTION_KINDS, TcpGate
 
 __all__ = ["DEFAULT_URL", "BioreactorServer", "LoopStats", "quiet_asyncua_logging"]
@@ -246,8 +246,8 @@ class BioreactorServer:
             targets=lambda: self._variables,
             check=_check_fault,
         )
-        self.faults.on_inject = self._fault_injected
-        self._restarting: asyncio.Task[None] | None = None
+        self._restarter = Restarter(self.faults, self.restart)
+        self.faults.on_inject = self._restarter.injected
         #: times the server restarted (``restart`` fault or :meth:`restart`)
         self.restarts = 0
 
@@ -391,27 +391,9 @@ class BioreactorServer:
         self.restarts += 1
         _log.warning("%s restarted after %.1f s with default setpoints", endpoint, downtime_s)
 
-    def _fault_injected(self, fault: Fault) -> None:
-        """A ``restart`` fault restarts the server once, then clears itself."""
-        if fault.kind != "restart" or self._restarting is not None:
-            return
-
-        async def run() -> None:
-            try:
-                await self.restart(float(fault.params.get("downtime_s", 1.0)))
-            finally:
-                self._restarting = None
-                self.faults.clear(fault)
-
-        self._restarting = asyncio.get_running_loop().create_task(run(), name="restart")
-
     async def stop(self) -> None:
         """Stop the update loop and close the server (idempotent); ends a restart."""
-        restarting, self._restarting = self._restarting, None
-        if restarting is not None and restarting is not asyncio.current_task():
-            restarting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await restarting
+        await self._restarter.cancel()
         await self._shutdown()
 
     async def _shutdown(self) -> None:
