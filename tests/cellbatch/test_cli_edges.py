@@ -42,3 +42,20 @@ def test_backup_of_a_store_named_by_a_relative_path(
     done = CliRunner().invoke(cli, ["ebr", "backup", "copy.sqlite"])
     assert done.exit_code == 0, done.output
     assert (tmp_path / "copy.sqlite").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--since", "yesterday"], "'yesterday' is not a date; expected YYYY-MM-DD"),
+        (["--since", "2026-13-01"], "'2026-13-01' is not a date"),
+        (["--margin", "lagh=6"], "no figure 'lagh'; did you mean 'lag_h'?"),
+        (["--margin", "lag_h=nan"], "'lag_h=nan': expected FIGURE=POSITIVE_NUMBER"),
+        (["--margin", "lag_h"], "'lag_h': expected FIGURE=POSITIVE_NUMBER"),
+    ],
+)
+def test_trend_refuses_a_bad_since_or_margin(tmp_path: Path, args: list[str], said: str) -> None:
+    db = f"sqlite:///{tmp_path / 'none.sqlite'}"  # refused before any store is opened
+    done = CliRunner().invoke(cli, ["trend", "expansion", "--db", db, *args])
+    assert done.exit_code == 2, done.output
+    assert said in done.output and "Traceback" not in done.output
