@@ -35,7 +35,14 @@ from cellbatch.users_cli import users as users_group
 from controller import __version__
 from controller.isa88 import Command, Element, State
 from controller.plant import Plant, PlantError, load_plant
-from controller.prompts import Answerer, PromptBoard, answers_from, simulated_operator
+from controller.prompts import (
+    PROMPT_PHASES,
+    Answerer,
+    PromptBoard,
+    answers_from,
+    read_answers,
+    simulated_operator,
+)
 from controller.resume import ResumeError
 from controller.session import BatchSetupError, Controller
 from controller.who import Who, local_terminal
@@ -541,9 +548,6 @@ def _asset_approver(db_url: str, username: str) -> User:
         store.close()
 
 
-PROMPT_PHASES = ("operator_prompt", "manual_sample", "identity_check")
-
-
 class OperatorChoice:
     """Who answers operator prompts in `cellbatch run`."""
 
@@ -555,7 +559,7 @@ class OperatorChoice:
         self.named = user is not None
         self.user = user or getpass.getuser()
         self.signing: SigningSession | None = None
-        self.answers = _load_answers(answers_path) if answers_path else None
+        self.answers = _load_answers(answers_path, None) if answers_path else None
 
     def sign_in(self, db_url: str) -> None:
         """GMP plants: the person running the batch signs in; every answer will be signed."""
@@ -578,7 +582,10 @@ class OperatorChoice:
             self.signing.directory.refuse(account, "cellbatch run", refusal)
 
     def check_recipe(self, recipe_: Recipe) -> None:
-        """Refuse to start unattended a recipe whose prompts nobody could answer."""
+        """Refuse to start unattended a recipe whose prompts nobody could answer, and an
+        answers file that does not fit the recipe's prompts."""
+        if self.answers_path:
+            self.answers = _load_answers(self.answers_path, recipe_)
         asks = [
             p.name for _path, _up, _op, p in recipe_.procedure.walk() if p.type in PROMPT_PHASES
         ]
@@ -599,19 +606,14 @@ class OperatorChoice:
         return None
 
 
-def _load_answers(path: str) -> dict[str, dict[str, Any]]:
-    from ruamel.yaml import YAML, YAMLError
-
+def _load_answers(path: str, recipe_: Recipe | None) -> dict[str, dict[str, Any]]:
+    """The answers file, checked against the recipe's prompts when it is known (every
+    problem as FILE:LINE:COL: message, before the batch starts)."""
     try:
-        doc = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, YAMLError) as exc:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise click.BadParameter(f"{path}: {exc}", param_hint="--answers") from None
-    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
-        raise click.BadParameter(
-            f"{path}: expected a mapping of phase → {{entry: value, user: ID, ...}}",
-            param_hint="--answers",
-        )
-    return {str(k): dict(v) for k, v in doc.items()}
+    return read_answers(text, path, recipe_)
 
 
 async def _run(
