@@ -26,7 +26,13 @@ from cellbatch.ebr_cli import ebr as ebr_group
 from cellbatch.keys_cli import keys as keys_group
 from cellbatch.lot_cli import lot as lot_group
 from cellbatch.plant_cli import plant_group, profile_group
-from cellbatch.ports import on_free_ports
+from cellbatch.ports import (
+    at_endpoints,
+    endpoint_map,
+    on_free_ports,
+    remove_endpoints,
+    write_endpoints,
+)
 from cellbatch.service_cli import batch_group, controller_group
 from cellbatch.service_cli import hmi as hmi_command
 from cellbatch.terminal import terminal_operator
@@ -289,8 +295,20 @@ def sim() -> None:
     help="Bind every simulator on a free port (and make no pty symlinks) instead of the "
     "plant file's addresses; the lines printed name the URLs really bound.",
 )
+@click.option(
+    "--endpoints",
+    "endpoints_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the endpoints really bound to this file (JSON) for `run` and `controller "
+    "serve --endpoints FILE`; removed when the simulators stop.",
+)
 def sim_serve(
-    plant_path: str, time_scale: float | None, faults_path: str | None, free_ports: bool
+    plant_path: str,
+    time_scale: float | None,
+    faults_path: str | None,
+    free_ports: bool,
+    endpoints_path: Path | None,
 ) -> None:
     """Start every simulator of the plant file and serve until SIGINT/SIGTERM."""
     from simulators.fault_file import FaultFileError, load_fault_file
@@ -301,12 +319,18 @@ def sim_serve(
     try:
         schedule = load_fault_file(faults_path) if faults_path else []
         specs = on_free_ports(plant.simulators) if free_ports else list(plant.simulators)
-        asyncio.run(_serve(specs, time_scale or plant.time_scale, schedule))
+        asyncio.run(_serve(specs, time_scale or plant.time_scale, schedule, plant, endpoints_path))
     except FaultFileError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-async def _serve(specs: Sequence[Mapping[str, object]], scale: float, schedule: list[Any]) -> None:
+async def _serve(
+    specs: Sequence[Mapping[str, object]],
+    scale: float,
+    schedule: list[Any],
+    plant: Plant,
+    endpoints_path: Path | None,
+) -> None:
     from simulators.fault_file import check_schedule, run_schedule
     from simulators.launch import start_simulators
 
@@ -318,6 +342,8 @@ async def _serve(specs: Sequence[Mapping[str, object]], scale: float, schedule: 
     faults: asyncio.Task[None] | None = None
     try:
         check_schedule(schedule, sims.boards)
+        if endpoints_path is not None:
+            write_endpoints(endpoints_path, plant, endpoint_map(plant.simulators, sims.endpoints))
         for name, url in sims.endpoints.items():
             click.echo(f"{name} {url}")
         click.echo("ready")
@@ -329,6 +355,8 @@ async def _serve(specs: Sequence[Mapping[str, object]], scale: float, schedule: 
         if faults is not None:
             faults.cancel()
             await asyncio.wait({faults})
+        if endpoints_path is not None:
+            remove_endpoints(endpoints_path)  # the endpoints die with the simulators
         await sims.stop()
 
 
@@ -480,6 +508,14 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
     "qa) signs it with --reason (password asked, else CELLBATCH_VERIFIER_PASSWORD).",
 )
 @click.option("--reason", default=None, help="Why the asset override is justified.")
+@click.option(
+    "--endpoints",
+    "endpoints_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Endpoints file of `sim serve --free-ports --endpoints FILE`: the units talk to "
+    "the simulators really bound.",
+)
 @scale_option
 def run(
     recipe_file: str | None,
@@ -493,6 +529,7 @@ def run(
     simulated_operator: bool,
     asset_qa: str | None,
     reason: str | None,
+    endpoints_path: str | None,
     time_scale: float | None,
 ) -> None:
     """Run one batch headless in the foreground; Ctrl-C holds it and exits.
@@ -507,6 +544,8 @@ def run(
     if asset_qa is not None and resume_id is not None:
         raise click.UsageError("--asset-override belongs to a new batch, not to --resume")
     plant = load_plant(plant_path)
+    if endpoints_path is not None:
+        plant = at_endpoints(plant, endpoints_path)
     if simulated_operator and not plant.simulation:
         raise click.UsageError("--simulated-operator is only allowed on a simulation plant")
     operator = OperatorChoice(answers_path, simulated_operator, user)
