@@ -52,7 +52,7 @@ from controller.prompts import (
 from controller.resume import ResumeError
 from controller.session import BatchSetupError, Controller
 from controller.who import Who, local_terminal
-from drivers import DriverError
+from drivers import Disconnected, DriverError
 from ebr import EbrError, Store
 from ebr.people.duties import DutyRefused, check_may_act
 from ebr.people.lifecycle import RecipeId, approve, recipe_status, retire
@@ -554,7 +554,7 @@ def run(
     if resume_id is not None:
         if params or coi:
             raise click.UsageError("--param and --coi belong to a new batch, not to --resume")
-        state = asyncio.run(_run(plant, db_url, user, operator, resume_id=resume_id))
+        batch = _run(plant, db_url, user, operator, resume_id=resume_id)
     else:
         assert recipe_file is not None
         recipe_ = load_recipe(recipe_file)
@@ -563,9 +563,17 @@ def run(
         asset = None
         if asset_qa is not None and reason is not None:
             asset = (_asset_approver(db_url, asset_qa), reason.strip())
-        state = asyncio.run(
-            _run(plant, db_url, user, operator, recipe_, overrides, coi, asset_override=asset)
-        )
+        batch = _run(plant, db_url, user, operator, recipe_, overrides, coi, asset_override=asset)
+    try:
+        state = asyncio.run(batch)
+    except Disconnected as exc:
+        if not plant.simulators or endpoints_path is not None:
+            raise
+        raise Disconnected(
+            f"{exc}; are its simulators running (`cellbatch sim serve --plant {plant_path}`)? "
+            "Served on free ports, pass --endpoints FILE as written by `sim serve --free-ports "
+            "--endpoints FILE`"
+        ) from None
     sys.exit(0 if state is State.COMPLETE else 1)
 
 
