@@ -29,6 +29,7 @@ from cellbatch.plant_cli import plant_group, profile_group
 from cellbatch.ports import (
     at_endpoints,
     endpoint_map,
+    endpoints_option,
     on_free_ports,
     remove_endpoints,
     write_endpoints,
@@ -508,14 +509,7 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
     "qa) signs it with --reason (password asked, else CELLBATCH_VERIFIER_PASSWORD).",
 )
 @click.option("--reason", default=None, help="Why the asset override is justified.")
-@click.option(
-    "--endpoints",
-    "endpoints_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Endpoints file of `sim serve --free-ports --endpoints FILE`: the units talk to "
-    "the simulators really bound.",
-)
+@endpoints_option
 @scale_option
 def run(
     recipe_file: str | None,

@@ -21,7 +21,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import click
+
 from controller.plant import Plant, PlantError
+
+endpoints_option = click.option(
+    "--endpoints",
+    "endpoints_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Endpoints file of `sim serve --free-ports --endpoints FILE`: the units talk to "
+    "the simulators really bound.",
+)
+"""`run` and `controller serve`: where the plant's simulators really are."""
 
 _TCP_SCHEMES = {"opc.tcp", "modbus+tcp"}
 _PTY_SCHEMES = {"serial": None, "modbus+rtu": "modbus+rtu://"}

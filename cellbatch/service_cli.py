@@ -18,7 +18,7 @@ import click
 from cellbatch.batch_text import show_lines
 from cellbatch.batch_watch import watch
 from cellbatch.cli_common import default_plant, password_of
-from cellbatch.ports import at_endpoints
+from cellbatch.ports import at_endpoints, endpoints_option
 from cellbatch.service_client import ServiceError, alert_line, call, opc_url_problem
 from controller.interface_security import Endpoint, InterfaceSecurityError
 from controller.library import DEFAULT_LIBRARY
@@ -99,14 +99,7 @@ def controller_group() -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Folder of recipes `batch start` may name (repeatable; default the packaged library).",
 )
-@click.option(
-    "--endpoints",
-    "endpoints_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Endpoints file of `sim serve --free-ports --endpoints FILE`: the units talk to "
-    "the simulators really bound.",
-)
+@endpoints_option
 def serve(
     plant_path: str,
     db_url: str,
