@@ -18,6 +18,7 @@ import click
 from cellbatch.batch_text import show_lines
 from cellbatch.batch_watch import watch
 from cellbatch.cli_common import default_plant, password_of
+from cellbatch.ports import at_endpoints, endpoints_option
 from cellbatch.service_client import ServiceError, alert_line, call, opc_url_problem
 from controller.interface_security import Endpoint, InterfaceSecurityError
 from controller.library import DEFAULT_LIBRARY
@@ -98,6 +99,7 @@ def controller_group() -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Folder of recipes `batch start` may name (repeatable; default the packaged library).",
 )
+@endpoints_option
 def serve(
     plant_path: str,
     db_url: str,
@@ -105,6 +107,7 @@ def serve(
     pki: Path | None,
     simulated_operator: bool,
     recipe_folders: tuple[Path, ...],
+    endpoints_path: str | None,
 ) -> None:
     """Run the engine: recover interrupted batches (Held, waiting for restart), then take
     requests on the OPC UA interface until SIGINT/SIGTERM (running batches are held)."""
@@ -112,6 +115,8 @@ def serve(
     if problem is not None:
         raise click.UsageError(f"--listen {problem}")
     plant = load_plant(plant_path)
+    if endpoints_path is not None:
+        plant = at_endpoints(plant, endpoints_path)
     if simulated_operator and not plant.simulation:
         raise click.UsageError("--simulated-operator is only allowed on a simulation plant")
     board = PromptBoard(require_signatures=not plant.simulation)

@@ -271,7 +271,8 @@ class ControllerService:
     async def _list(self, _parent: Any) -> str:
         return json.dumps(
             [
-                {**self._summary(run), "why": self.views[batch_id].why}
+                # state and why from the view: one journal position
+                {**self._summary(run), **self.views[batch_id].heading()}
                 for batch_id, (run, _task) in self.batches.items()
             ]
         )
@@ -287,12 +288,13 @@ class ControllerService:
         if found is None:
             return refused(f"no batch {batch_id} in this controller", NOT_FOUND)
         run, _task = found
+        shown = self.views[batch_id].snapshot()  # state and why from one journal position
         return json.dumps(
             {
                 "ok": True,
                 **self._summary(run),
-                **self.views[batch_id].snapshot(),
-                "active": [f"{el.path} {el.state}" for el in run.chain],
+                **shown,
+                "active": [f"{e['path']} {e['state']}" for e in shown["elements"]],
                 "open_prompts": [
                     {"id": p.id, "element": p.element, "text": p.text}
                     for p in run.prompts.open.values()
