@@ -98,6 +98,8 @@ NAMESPACE = "urn:cellbatch:controller"
 DEFAULT_LISTEN = "opc.tcp://127.0.0.1:4840"
 COMMANDS = ("hold", "restart", "pause", "resume", "stop", "abort", "override")
 """`override`: a supervisor's signed restart past a permissive (R7)."""
+#: seconds `Start` waits for the new batch to leave Idle before it answers
+START_ANSWER_WITHIN_S = 5.0
 #: failed sign-ins from one client address (any accounts) before its attempts wait
 CLIENT_FREE_FAILURES = 10
 #: seconds between two updates of the batches' address space (and setpoint reads)
@@ -377,7 +379,18 @@ class ControllerService:
         except (TypeError, ValueError) as exc:
             return refused(str(exc), INVALID)
         self._track(run)
-        return json.dumps({"ok": True, "batch_id": run.control.batch_id})
+        # Answer once the batch has left Idle (a command sent right after the answer must
+        # find it started), bounded below the client's call timeout.
+        ready = asyncio.create_task(run.ready.wait())
+        try:
+            await asyncio.wait(
+                {self.batches[run.control.batch_id][1], ready},
+                timeout=START_ANSWER_WITHIN_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            ready.cancel()
+        return json.dumps({"ok": True, "batch_id": run.control.batch_id, "state": str(run.state)})
 
     async def _command(
         self, _parent: Any, batch_id: str, command: str, user: str, password: str, reason: str
