@@ -18,7 +18,13 @@ import click
 from cellbatch.batch_text import show_lines
 from cellbatch.batch_watch import watch
 from cellbatch.cli_common import default_plant, password_of
-from cellbatch.service_client import ServiceError, alert_line, call, opc_url_problem
+from cellbatch.service_client import (
+    ServiceError,
+    alert_line,
+    call,
+    opc_url_problem,
+    storage_banner,
+)
 from controller.interface_security import Endpoint, InterfaceSecurityError
 from controller.library import DEFAULT_LIBRARY
 from controller.plant import load_plant
@@ -175,6 +181,13 @@ def _done(answer: dict[str, Any], line: str) -> None:
     click.echo(line)
 
 
+def _say_storage(endpoint: Endpoint) -> None:
+    """First of all, that the controller's store cannot commit (while it cannot)."""
+    line = storage_banner(_run(endpoint, "Info"))
+    if line:
+        click.echo(line)
+
+
 @batch_group.command("list")
 @endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -184,6 +197,7 @@ def batch_list(endpoint: Endpoint, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(batches, indent=2))
         return
+    _say_storage(endpoint)
     for alert in _run(endpoint, "Alerts"):  # R12: shown to whoever looks at the batches
         click.echo(alert_line(alert))
     if not batches:
@@ -209,6 +223,7 @@ def batch_show(batch_id: str, endpoint: Endpoint, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2))
         return
+    _say_storage(endpoint)
     click.echo("\n".join(show_lines(answer)))
 
 

@@ -12,6 +12,7 @@ from asyncua import Client, Node, ua
 
 from controller.interface_security import Endpoint, InterfaceSecurityError
 from controller.service import NAMESPACE
+from controller.storage import storage_line
 from drivers import DriverError
 
 TIMEOUT_S = 10.0
@@ -23,6 +24,12 @@ def alert_line(alert: dict[str, Any]) -> str:
         f"ALERT {alert.get('ts')}  {alert.get('username')}: {alert.get('failures')} failed "
         "login or signature attempts (cellbatch users audit)"
     )
+
+
+def storage_banner(info: dict[str, Any]) -> str | None:
+    """The storage line of the controller's `Info` answer while its store cannot commit."""
+    problem = info.get("storage_problem")
+    return storage_line(str(problem), info.get("storage_since")) if problem else None
 
 
 class ServiceError(Exception):

@@ -6,8 +6,9 @@ own units, and waits for an operator's `restart` (crash recovery, ebr issue). It
 serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one object,
 ``Controller``, whose methods take and return JSON text:
 
-- ``Info()`` → ``{plant, mode, simulation, storage_problem}`` (why the store cannot
-  commit, while it cannot: running batches are then held)
+- ``Info()`` → ``{plant, mode, simulation, storage_problem, storage_since}`` (why the
+  store cannot commit and since when (UTC ISO), while it cannot: running batches are
+  then held, their instruments in the safe state; None otherwise)
 - ``SignIn(user, password)`` → ``{ok, name | message}``: checks a person's user ID and
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts, open_alarms, why}]``
@@ -245,12 +246,14 @@ class ControllerService:
     async def _info(self, _parent: Any) -> str:
         plant = self.plant
         journal = self.controller.journal
+        since = None if journal is None else journal.storage_problem_since
         return json.dumps(
             {
                 "plant": plant.name,
                 "mode": plant.mode,
                 "simulation": plant.simulation,
                 "storage_problem": None if journal is None else journal.storage_problem,
+                "storage_since": since and since.isoformat(),
             }
         )
 
