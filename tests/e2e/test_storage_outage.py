@@ -1,11 +1,14 @@
 """Fail-safe storage (issue 16): the store's file system is full during a batch (the
 `cellbatch run` process may not grow any file past a limit: RLIMIT_FSIZE, a real EFBIG
-from the kernel on SQLite's writes). The batch is held with the reason, nothing
-acknowledged is lost; once space is back the hold is recorded, and a resumed run
-completes with a record that verifies."""
+from the kernel on SQLite's writes). The batch is held with the reason and its holding
+logic drives the instrument to the safe state while the store is still down (read back
+from the simulator over OPC UA); nothing acknowledged is lost: once space is back the
+hold and the holding writes are recorded, in order, and a resumed run completes with a
+record that `ebr verify` accepts."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import signal
@@ -16,30 +19,58 @@ import time
 from pathlib import Path
 
 import pytest
+from asyncua import Client
 
-from ebr import Store, read_journal, verify_batch
+from ebr import Entry, Store, read_journal
 from tests.e2e.conftest import plant_for_unit
 from tests.e2e.test_service import SHORT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
+VESSEL = "LEASE-02"
+CULTURE = "culture/grow/culture"  # the phase whose holding logic stops the rocking
+BACK = "STORAGE: the store commits again"
 
 
-def _limited(limit: int) -> None:
-    """In the child: no file may grow past `limit` bytes (EFBIG, not SIGXFSZ)."""
+def _no_sigxfsz() -> None:
+    """In the child: a file past RLIMIT_FSIZE fails with EFBIG instead of killing it."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 
 
-def test_full_disk_holds_the_batch_and_a_resumed_run_completes(
+def _journal(db: Path, batch_id: str) -> list[Entry]:
+    with Store.open(db, create=False) as store:
+        return read_journal(store, batch_id)
+
+
+def _rocking_sp(url: str) -> float:
+    """The vessel's rocking setpoint, read from the simulator over OPC UA."""
+
+    async def read() -> float:
+        async with Client(url, timeout=10) as client:
+            node = client.get_node(f"ns=2;s={VESSEL}.Rocking.RateSP")
+            return float(await node.read_value())
+
+    return asyncio.run(read())
+
+
+def _until(check: object, what: str, tries: int = 600, pause: float = 0.2) -> None:
+    """Wait (bounded in count and time) until `check()` is true."""
+    assert callable(check)
+    for _ in range(tries):
+        if check():
+            return
+        time.sleep(pause)
+    pytest.fail(f"gave up waiting: {what}")
+
+
+def test_full_disk_holds_the_batch_in_its_safe_state_and_a_resumed_run_completes(
     served_url: str, tmp_path: Path
 ) -> None:
     if not hasattr(resource, "prlimit"):
         pytest.skip("resource.prlimit is Linux-only")
-    plant = plant_for_unit(tmp_path / "plant.toml", served_url, "LEASE-02")
+    plant = plant_for_unit(tmp_path / "plant.toml", served_url, VESSEL)
     db = tmp_path / "full.sqlite"
     Store.open(db).close()
-    limit = max(p.stat().st_size for p in tmp_path.glob("full.sqlite*")) + 48 * 1024
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBATCH_")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     run = [sys.executable, "-m", "cellbatch", "run", "--plant", str(plant),
@@ -47,7 +78,7 @@ def test_full_disk_holds_the_batch_and_a_resumed_run_completes(
     proc = subprocess.Popen(
         [*run, str(SHORT), "--param", "culture_time=600"],
         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: _limited(limit),
+        stderr=subprocess.PIPE, text=True, preexec_fn=_no_sigxfsz,
     )  # fmt: skip
     errors: list[str] = []
     assert proc.stderr is not None and proc.stdout is not None
@@ -57,25 +88,39 @@ def test_full_disk_holds_the_batch_and_a_resumed_run_completes(
         first = proc.stdout.readline().split()
         assert first[:1] == ["batch"], errors
         batch_id = first[1]
-        for _ in range(600):  # until the run reports the full store (bounded)
-            if any("cannot commit" in line for line in errors) or proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        assert any("cannot commit" in line for line in errors), "".join(errors)[-2000:]
+
+        def culturing() -> bool:
+            assert proc.poll() is None, "".join(errors)[-2000:]
+            return any(
+                e.kind == "element.state"
+                and e.data["element"] == CULTURE
+                and e.data["to"] == "Running"
+                for e in _journal(db, batch_id)
+            )
+
+        _until(culturing, "the culture phase running")
+        assert _rocking_sp(served_url) > 0
+        # The disk is full from now on: no write may reach past the first KiB of a file
+        # (not even a WAL that SQLite restarts takes a frame); the -shm index exists
+        # already and does not grow.
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY))
+        _until(lambda: any("cannot commit" in line for line in errors), "the full store reported")
         assert proc.poll() is None  # still in control, not ended
+        # While the store is still full, the holding logic has stopped the rocking.
+        _until(lambda: _rocking_sp(served_url) == 0.0, "the rocking stopped", tries=150)
+        assert any("cannot commit" in line for line in errors[-50:])
+        assert not any(BACK in line for line in errors), "".join(errors)[-3000:]
+        written = len(_journal(db, batch_id))
         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
-        held = []
-        for _ in range(600):  # space is back: the hold with its reason gets recorded
-            with Store.open(db, create=False) as store:
-                held = [
-                    e.data
-                    for e in read_journal(store, batch_id)
-                    if e.kind == "command.accepted" and "cannot commit" in str(e.data.get("reason"))
-                ]
-            if held:
-                break
-            time.sleep(0.2)
-        assert held and held[0]["command"] == "hold"
+
+        def hold_recorded() -> bool:
+            return any(
+                e.kind == "command.accepted" and "cannot commit" in str(e.data.get("reason"))
+                for e in _journal(db, batch_id)
+            )
+
+        _until(hold_recorded, "the hold recorded once space is back")
+        _until(lambda: any(BACK in line for line in errors), "the store back")
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -83,14 +128,29 @@ def test_full_disk_holds_the_batch_and_a_resumed_run_completes(
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    entries = _journal(db, batch_id)
+    hold = next(
+        i for i, e in enumerate(entries)
+        if e.kind == "command.accepted" and "cannot commit" in str(e.data.get("reason"))
+    )  # fmt: skip
+    assert entries[hold].data["command"] == "hold" and hold >= written
+    after = entries[hold:]
+    intent = next(
+        i for i, e in enumerate(after)
+        if e.kind == "write.intent" and e.data["capability"] == "rocking.rate_sp"
+    )  # fmt: skip
+    assert after[intent].data["new"] == 0 and after[intent].data["element"] == CULTURE
+    result = after[intent + 1 :]
+    assert any(e.kind == "write.result" and e.data["intent"] == after[intent].seq for e in result)
     resumed = subprocess.run(
         [*run, "--resume", batch_id], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
         capture_output=True, text=True, timeout=110,
     )  # fmt: skip
-    with Store.open(db, create=False) as store:
-        assert verify_batch(store, batch_id).ok
-        states = [
-            e.data.get("to") for e in read_journal(store, batch_id) if e.kind == "batch.state"
-        ]
+    verify = subprocess.run(
+        [sys.executable, "-m", "cellbatch", "ebr", "verify", "--db", f"sqlite:///{db}", batch_id],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    states = [e.data.get("to") for e in _journal(db, batch_id) if e.kind == "batch.state"]
     assert "Traceback" not in resumed.stderr and "Traceback" not in "".join(errors)
     assert resumed.returncode == 0 and states[-1] == "Complete", resumed.stderr[-2000:]
+    assert verify.returncode == 0, verify.stdout + verify.stderr
