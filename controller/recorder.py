@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -72,19 +74,22 @@ class BatchRecorder:
         if committed.done():
             entry = committed.result()  # raises when the commit failed
         else:
-            committed.add_done_callback(self._acknowledged)
+            committed.add_done_callback(functools.partial(self._acknowledged, entry))
         for listener in self.listeners:
             listener(entry)
         return entry
 
-    def _acknowledged(self, committed: asyncio.Future[Entry]) -> None:
-        """An entry acted on before its commit was committed, or failed (said loudly)."""
-        if committed.cancelled():
+    def _acknowledged(self, entry: Entry, committed: asyncio.Future[Entry]) -> None:
+        """An entry acted on before its commit: committed, or lost (said whole, so that a
+        person can see what the instruments were told)."""
+        if committed.cancelled() or committed.exception() is None:
             return
-        error = committed.exception()
-        if error is not None:
-            _log.error(
-                "batch %s: an entry acted on while the store could not commit was lost: %s",
-                self.batch_id,
-                error,
-            )
+        _log.error(
+            "batch %s: entry seq %d (%s %s) was acted on while the store could not commit "
+            "and is not in the record: %s",
+            self.batch_id,
+            entry.seq,
+            entry.kind,
+            json.dumps(entry.data, sort_keys=True, default=str),
+            committed.exception(),
+        )
