@@ -233,7 +233,7 @@ class BatchHmi(App[None]):
         """Show a `List` and a `Show` answer of the controller (it is reachable), and
         its `Alerts` and `Info` answers when given (None: keep the last one)."""
         self.batches, self.detail = batches, detail
-        if alerts is not None:
+        if isinstance(alerts, list):  # a refusal (the store unreadable) keeps the last ones
             self.alerts = alerts
         if info is not None:
             self.storage = storage_banner(info)

@@ -198,7 +198,10 @@ def batch_list(endpoint: Endpoint, as_json: bool) -> None:
         click.echo(json.dumps(batches, indent=2))
         return
     _say_storage(endpoint)
-    for alert in _run(endpoint, "Alerts"):  # R12: shown to whoever looks at the batches
+    alerts = _run(endpoint, "Alerts")  # R12: shown to whoever looks at the batches
+    if not isinstance(alerts, list):  # refused, e.g. while the store cannot be read
+        click.echo(f"cellbatch: account alerts unavailable: {alerts.get('message')}", err=True)
+    for alert in alerts if isinstance(alerts, list) else []:
         click.echo(alert_line(alert))
     if not batches:
         click.echo("no batches")

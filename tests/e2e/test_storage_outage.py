@@ -1,10 +1,12 @@
 """Fail-safe storage (issue 16): the store's file system is full during a batch (the
-`cellbatch run` process may not grow any file past a limit: RLIMIT_FSIZE, a real EFBIG
-from the kernel on SQLite's writes). The batch is held with the reason and its holding
-logic drives the instrument to the safe state while the store is still down (read back
-from the simulator over OPC UA); nothing acknowledged is lost: once space is back the
-hold and the holding writes are recorded, in order, and a resumed run completes with a
-record that `ebr verify` accepts."""
+`cellbatch run` or `controller serve` process may not grow any file past a limit:
+RLIMIT_FSIZE, a real EFBIG from the kernel on SQLite's writes). The batch is held with
+the reason and its holding logic drives the instrument to the safe state while the store
+is still down (read back from the simulator over OPC UA); nothing acknowledged is lost:
+once space is back the hold and the holding writes are recorded, in order, and a resumed
+run completes with a record that `ebr verify` accepts. A controller's HMI and `batch
+list` say that the store cannot commit, since when and why, and stop saying it once it
+commits again."""
 
 from __future__ import annotations
 
@@ -20,10 +22,15 @@ from pathlib import Path
 
 import pytest
 from asyncua import Client
+from textual.widgets import Static
 
+from cellbatch.hmi import BatchHmi
+from cellbatch.service_client import call
 from ebr import Entry, Store, read_journal
+from recipes import load_recipe
 from tests.e2e.conftest import plant_for_unit
-from tests.e2e.test_service import SHORT
+from tests.e2e.test_service import SHORT, free_port  # noqa: F401 (fixture)
+from tests.e2e.test_service import setup as setup
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,3 +161,63 @@ def test_full_disk_holds_the_batch_in_its_safe_state_and_a_resumed_run_completes
     assert "Traceback" not in resumed.stderr and "Traceback" not in "".join(errors)
     assert resumed.returncode == 0 and states[-1] == "Complete", resumed.stderr[-2000:]
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+async def test_the_hmi_and_batch_list_say_the_store_cannot_commit_until_it_does(
+    setup: tuple[Path, Path, str],
+) -> None:
+    if not hasattr(resource, "prlimit"):
+        pytest.skip("resource.prlimit is Linux-only")
+    plant, db, endpoint = setup
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBATCH_")}
+    out, err = db.with_name("serve.out"), db.with_name("serve.err")
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before anything awaits it)
+            [sys.executable, "-m", "cellbatch", "controller", "serve", "--plant", str(plant),
+             "--db", f"sqlite:///{db}", "--listen", endpoint, "--recipes", str(SHORT.parent)],
+            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+            preexec_fn=_no_sigxfsz,
+        )  # fmt: skip
+    try:
+        _until(lambda: "ready" in out.read_text().split(), "controller serve ready", tries=150)
+        recipe = load_recipe(SHORT).content_hash
+        started = await call(
+            endpoint, "Start", recipe, '{"culture_time": 600}', "COI-ST", "olga", ""
+        )
+        batch_id = started["batch_id"]
+        assert (await call(endpoint, "Info"))["storage_problem"] is None
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY))
+        app = BatchHmi(endpoint, "olga")
+        async with app.run_test(size=(100, 30)) as pilot:
+            storage = app.query_one("#storage", Static)
+
+            async def until(check: object, what: str) -> None:
+                assert callable(check)
+                for _ in range(150):  # bounded: 30 s
+                    if check():
+                        return
+                    await pilot.pause(0.2)
+                pytest.fail(f"gave up waiting: {what}\n{err.read_text()[-2000:]}")
+
+            await until(lambda: storage.has_class("shown"), "the STORAGE banner")
+            assert "STORAGE: cannot commit since" in str(storage.render())
+            info = await call(endpoint, "Info")
+            assert "cannot commit" in info["storage_problem"] and info["storage_since"]
+            listing = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "cellbatch", "batch", "list", "--endpoint", endpoint],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert listing.stdout.startswith("STORAGE: cannot commit since"), listing.stderr
+            assert f"{batch_id}  Held" in listing.stdout
+            resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+            await until(lambda: not storage.has_class("shown"), "the banner gone")
+            assert (await call(endpoint, "Info"))["storage_problem"] is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert "Traceback" not in err.read_text()
