@@ -29,7 +29,7 @@ from cellbatch.service_client import call
 from ebr import Entry, Store, read_journal
 from recipes import load_recipe
 from tests.e2e.conftest import plant_for_unit
-from tests.e2e.test_service import SHORT, free_port  # noqa: F401 (fixture)
+from tests.e2e.test_service import SHORT, cellbatch, free_port  # noqa: F401 (fixture)
 from tests.e2e.test_service import setup as setup
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -203,11 +203,9 @@ async def test_the_hmi_and_batch_list_say_the_store_cannot_commit_until_it_does(
             assert "STORAGE: cannot commit since" in str(storage.render())
             info = await call(endpoint, "Info")
             assert "cannot commit" in info["storage_problem"] and info["storage_since"]
-            listing = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "cellbatch", "batch", "list", "--endpoint", endpoint],
-                cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
+            listing = await asyncio.to_thread(  # in-process, on a thread of its own
+                cellbatch, "batch", "list", "--endpoint", endpoint
+            )
             assert listing.stdout.startswith("STORAGE: cannot commit since"), listing.stderr
             assert f"{batch_id}  Held" in listing.stdout
             resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
