@@ -30,7 +30,7 @@ class BatchRecorder:
     entry counts as recorded once it is chained in the journal's memory, in order, so
     the holding logic can drive the instruments to their safe state with its intents
     ahead of its actions; those entries are committed, in that order, when the store
-    commits again (`docs/storage-outage.md`).
+    commits again (`docs/engine.md`, *When the store cannot commit*).
     """
 
     def __init__(self, journal: Journal, batch_id: str, clock: Clock) -> None:
