@@ -50,6 +50,7 @@ unauthenticated, refused, internal — never a traceback, never a file's content
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -84,6 +85,7 @@ from controller.requests import (
 )
 from controller.resume import ResumeError, load_resume_point
 from controller.session import BatchSetupError, Controller
+from controller.storage import storage_line
 from controller.throttle import SignInThrottle
 from controller.who import Who, opcua_caller
 from drivers import DriverError
@@ -227,6 +229,12 @@ class ControllerService:
         """Keep every batch's object in the address space current (until stopped)."""
         assert self.space is not None
         while True:
+            journal = self.controller.journal
+            if journal is not None:
+                problem = journal.storage_problem
+                line = problem and storage_line(problem, journal.storage_problem_since)
+                with contextlib.suppress(ua.UaError):
+                    await self.space.storage_problem(line)
             for batch_id, (run, _task) in list(self.batches.items()):
                 try:
                     view = await self._view(run)

@@ -60,6 +60,14 @@ def _rocking_sp(url: str) -> float:
     return asyncio.run(read())
 
 
+async def _storage_variable(endpoint: str) -> str:
+    """The controller's ``Objects/StorageProblem``, read by a plain OPC UA client."""
+    async with Client(endpoint, timeout=10) as client:
+        idx = await client.get_namespace_index("urn:cellbatch:controller")
+        node = await client.nodes.objects.get_child([f"{idx}:StorageProblem"])
+        return str(await node.read_value())
+
+
 def _until(check: object, what: str, tries: int = 600, pause: float = 0.2) -> None:
     """Wait (bounded in count and time) until `check()` is true."""
     assert callable(check)
@@ -203,6 +211,7 @@ async def test_the_hmi_and_batch_list_say_the_store_cannot_commit_until_it_does(
             assert "STORAGE: cannot commit since" in str(storage.render())
             info = await call(endpoint, "Info")
             assert "cannot commit" in info["storage_problem"] and info["storage_since"]
+            assert (await _storage_variable(endpoint)).startswith("STORAGE: cannot commit")
             listing = await asyncio.to_thread(  # in-process, on a thread of its own
                 cellbatch, "batch", "list", "--endpoint", endpoint
             )
@@ -211,6 +220,11 @@ async def test_the_hmi_and_batch_list_say_the_store_cannot_commit_until_it_does(
             resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
             await until(lambda: not storage.has_class("shown"), "the banner gone")
             assert (await call(endpoint, "Info"))["storage_problem"] is None
+            for _ in range(20):  # bounded: the address space is written twice a second
+                if not await _storage_variable(endpoint):
+                    break
+                await asyncio.sleep(0.25)
+            assert await _storage_variable(endpoint) == ""
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
