@@ -19,7 +19,13 @@ from cellbatch.batch_text import show_lines
 from cellbatch.batch_watch import watch
 from cellbatch.cli_common import default_plant, password_of
 from cellbatch.ports import at_endpoints, endpoints_option
-from cellbatch.service_client import ServiceError, alert_line, call, opc_url_problem
+from cellbatch.service_client import (
+    ServiceError,
+    alert_line,
+    call,
+    opc_url_problem,
+    storage_banner,
+)
 from controller.interface_security import Endpoint, InterfaceSecurityError
 from controller.library import DEFAULT_LIBRARY
 from controller.plant import load_plant
@@ -180,6 +186,13 @@ def _done(answer: dict[str, Any], line: str) -> None:
     click.echo(line)
 
 
+def _say_storage(endpoint: Endpoint) -> None:
+    """First of all, that the controller's store cannot commit (while it cannot)."""
+    line = storage_banner(_run(endpoint, "Info"))
+    if line:
+        click.echo(line)
+
+
 @batch_group.command("list")
 @endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -189,7 +202,11 @@ def batch_list(endpoint: Endpoint, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(batches, indent=2))
         return
-    for alert in _run(endpoint, "Alerts"):  # R12: shown to whoever looks at the batches
+    _say_storage(endpoint)
+    alerts = _run(endpoint, "Alerts")  # R12: shown to whoever looks at the batches
+    if not isinstance(alerts, list):  # refused, e.g. while the store cannot be read
+        click.echo(f"cellbatch: account alerts unavailable: {alerts.get('message')}", err=True)
+    for alert in alerts if isinstance(alerts, list) else []:
         click.echo(alert_line(alert))
     if not batches:
         click.echo("no batches")
@@ -214,6 +231,7 @@ def batch_show(batch_id: str, endpoint: Endpoint, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2))
         return
+    _say_storage(endpoint)
     click.echo("\n".join(show_lines(answer)))
 
 

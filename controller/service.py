@@ -6,8 +6,9 @@ own units, and waits for an operator's `restart` (crash recovery, ebr issue). It
 serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one object,
 ``Controller``, whose methods take and return JSON text:
 
-- ``Info()`` → ``{plant, mode, simulation, storage_problem}`` (why the store cannot
-  commit, while it cannot: running batches are then held)
+- ``Info()`` → ``{plant, mode, simulation, storage_problem, storage_since}`` (why the
+  store cannot commit and since when (UTC ISO), while it cannot: running batches are
+  then held, their instruments in the safe state; None otherwise)
 - ``SignIn(user, password)`` → ``{ok, name | message}``: checks a person's user ID and
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts, open_alarms, why}]``
@@ -50,6 +51,7 @@ unauthenticated, refused, internal — never a traceback, never a file's content
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -84,6 +86,7 @@ from controller.requests import (
 )
 from controller.resume import ResumeError, load_resume_point
 from controller.session import BatchSetupError, Controller
+from controller.storage import storage_line
 from controller.throttle import SignInThrottle
 from controller.who import Who, opcua_caller, opcua_client_host
 from drivers import DriverError
@@ -232,6 +235,12 @@ class ControllerService:
         """Keep every batch's object in the address space current (until stopped)."""
         assert self.space is not None
         while True:
+            journal = self.controller.journal
+            if journal is not None:
+                problem = journal.storage_problem
+                line = problem and storage_line(problem, journal.storage_problem_since)
+                with contextlib.suppress(ua.UaError):
+                    await self.space.storage_problem(line)
             for batch_id, (run, _task) in list(self.batches.items()):
                 try:
                     view = await self._view(run)
@@ -251,12 +260,14 @@ class ControllerService:
     async def _info(self, _parent: Any) -> str:
         plant = self.plant
         journal = self.controller.journal
+        since = None if journal is None else journal.storage_problem_since
         return json.dumps(
             {
                 "plant": plant.name,
                 "mode": plant.mode,
                 "simulation": plant.simulation,
                 "storage_problem": None if journal is None else journal.storage_problem,
+                "storage_since": since and since.isoformat(),
             }
         )
 
