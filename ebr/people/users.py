@@ -547,10 +547,14 @@ def _apply(by_id: dict[str, User], entry: Entry, policy: PasswordPolicy) -> None
 def alert_text(alert: Mapping[str, Any]) -> str:
     """One line for an alert's fields (`alerts()` entry data with its `ts`) (R12)."""
     if alert.get("client") is not None and alert.get("username") is None:
-        who = f"network client {alert.get('client')}"
         last = alert.get("last_username")
+        who = f"network client {alert.get('client')}"
         what = f"{alert.get('failures')} failed sign-ins (last as {last!r}); throttled"
     else:
+        hours = int(alert.get("window_s") or 0) // 3600
         who = str(alert.get("username"))
-        what = f"{alert.get('failures')} failed login or signature attempts"
+        what = (
+            f"{alert.get('failures')} failed attempts (login or signature) within {hours} h"
+            f" (last: {alert.get('last_purpose')})"
+        )
     return f"ALERT {alert.get('ts')}  {who}: {what}"

@@ -241,8 +241,9 @@ async def test_account_alerts_are_shown_in_a_banner() -> None:
         app.show(screen["list"], screen["show"], [alert])
         await pilot.pause()
         assert app.screen.query_one("#alerts").has_class("shown")
-        assert "ALERT 2026-12-03T10:15:00.000000Z  mallory: 3 failed login or signature" in (
-            text_of(app, "#alerts")
+        assert (
+            "ALERT 2026-12-03T10:15:00.000000Z  mallory: 3 failed attempts (login or signature)"
+            in (text_of(app, "#alerts"))
         )
         app.show(screen["list"], screen["show"])  # a refresh without an answer keeps it
         await pilot.pause()
