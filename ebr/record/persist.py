@@ -126,9 +126,13 @@ class GroupWriter:
         self._insert_batches = Statement.compile(insert(batches), dialect, _BATCH_COLUMNS)
         self._insert_blocks = Statement.compile(insert(sample_blocks), dialect, _BLOCK_COLUMNS)
         self._advance_head = Statement.compile(_ADVANCE_HEAD, dialect)
-        self._lease_token = Statement.compile(
-            select(unit_leases.c.token).where(unit_leases.c.unit == bindparam("unit")), dialect
-        )
+        token = select(unit_leases.c.token).where(unit_leases.c.unit == bindparam("unit"))
+        if not self._sqlite:
+            # PostgreSQL: FOR SHARE holds the lease row until COMMIT, so a takeover (its
+            # SELECT … FOR UPDATE in `leases.acquire`) waits for this commit, or this
+            # check waits for the takeover and reads its new token: never both.
+            token = token.with_for_update(read=True)
+        self._lease_token = Statement.compile(token, dialect)
         self._insert_checkpoints = Statement.compile(
             insert(checkpoints), dialect, _CHECKPOINT_COLUMNS
         )

@@ -9,7 +9,15 @@ import sys
 import pytest
 
 from ebr import Journal, JournalCommitError, Store
-from ebr.record.leases import LeaseHeldError, acquire, holders, release, renew, this_process
+from ebr.record.leases import (
+    LeaseHeldError,
+    acquire,
+    holders,
+    orphaned,
+    release,
+    renew,
+    this_process,
+)
 from tests.ebr.conftest import OpenBatch
 
 
@@ -53,3 +61,14 @@ async def test_a_writer_whose_lease_was_taken_over_records_nothing(
         acquire(store, ["BR-01"], "elsewhere:1 failover", "B-001")
         with pytest.raises(JournalCommitError, match=r"BR-01: this process.s lease .* taken over"):
             await journal.append("B-001", "write.intent", {"n": 2})
+
+
+def test_orphaned_names_the_batches_of_dead_holders_only(store: Store) -> None:
+    me = this_process("A")
+    [ended] = acquire(store, ["BR-01"], me, "B-ENDED")
+    release(store, [ended], me)  # ended or stopped on purpose: released, not orphaned
+    acquire(store, ["BR-02"], me, "B-LIVE")
+    acquire(store, ["BR-03", "BR-04"], "elsewhere:1 C", "B-EXPIRED", ttl_s=-1)
+    assert orphaned(store) == {"B-EXPIRED": "elsewhere:1 C"}
+    acquire(store, ["BR-03"], "elsewhere:2 standby", "B-EXPIRED")  # taken over: half live
+    assert orphaned(store) == {}
