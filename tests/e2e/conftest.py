@@ -23,6 +23,8 @@ SERVED_VESSELS = [
     "ASSET-01",
     "ASSET-02",
     *(f"K-{i:02d}" for i in range(1, 25)),
+    "HA-01",
+    "HA-02",
 ]
 
 
