@@ -313,6 +313,8 @@ class ControllerService:
         assert self.space is not None
         while True:
             for batch_id, (run, _task) in list(self.batches.items()):
+                if batch_id in self.controller.lost:
+                    continue  # another controller's now: it serves the batch's object
                 try:
                     view = await self._view(run)
                     if batch_id in self.space:
