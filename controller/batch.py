@@ -699,23 +699,36 @@ class BatchRun:
                 async with self._lock:
                     await self.batch.apply("complete")
         finally:
-            ended = self.clock.now()
+            await self._wind_down()
+        return self.state
+
+    async def _wind_down(self) -> None:
+        """The last samples, then every task of the batch ended — even when the store
+        refuses those last entries (store down, or the unit lease lost to another
+        controller): the refusal is raised once everything has stopped."""
+        ended = self.clock.now()
+        try:
             if not await self.sampler.drain(ended):
                 await self.recorder.record(
                     Kind.SAMPLES_INCOMPLETE,
                     until=iso(ended),
                     reason="instruments did not deliver values up to the end of the batch",
                 )
-            await self.sampler.stop()
-            for task in list(self._waiting):
-                task.cancel()
-            for task in list(self._waiting):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            for task in list(self._background):
-                with contextlib.suppress(Exception):
-                    await task
-        return self.state
+        finally:
+            try:
+                await self.sampler.stop()
+            finally:
+                # Phase logic still running here was cut off (the run cancelled: its
+                # controller let go of the batch): it ends with the rest.
+                cut_off = [*self._waiting, *self._phase_tasks.values()]
+                for task in cut_off:
+                    task.cancel()
+                for task in cut_off:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                for task in list(self._background):
+                    with contextlib.suppress(Exception):
+                        await task
 
     async def _restore(self, point: ResumePoint) -> None:
         """Come back Held where the journal says the batch stood; restart continues."""

@@ -31,11 +31,12 @@ from controller.publish import Publisher
 from controller.recorder import BatchRecorder, iso
 from controller.resume import load_resume_point
 from drivers import Device, DevicePool
-from ebr import EbrError, Journal, Store
+from ebr import EbrError, Journal, JournalCommitError, Store
 from ebr.people.duties import RULES, DutyRefused, check_may_act
 from ebr.people.lifecycle import RecipeId, recipe_status
 from ebr.people.signatures import SIGNATURE, entry_content, signature_data
 from ebr.people.users import User
+from ebr.record.errors import FencedError
 from ebr.record.kinds import Kind
 from ebr.record.leases import (
     DEFAULT_TTL_S,
@@ -616,7 +617,15 @@ class Controller:
         task = asyncio.create_task(run.run())
         self._running[batch_id] = (run, task)
         try:
-            state = await task
+            try:
+                state = await task
+            except JournalCommitError as exc:
+                if not isinstance(exc.__cause__, FencedError):
+                    raise
+                if batch_id not in self.lost:  # taken over before our renewal noticed
+                    units = [lease.unit for lease in self.leases.get(batch_id, [])]
+                    self._let_go(batch_id, units)
+                return run.state
             if self.journal is not None:  # the batch ended: its signed final head on @site
                 try:
                     await self.journal.seal_batch(batch_id)

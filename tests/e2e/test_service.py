@@ -78,7 +78,8 @@ class Serve:
             if line == "ready":
                 return
         self.proc.kill()
-        raise AssertionError(f"controller serve did not get ready: {self.lines}")
+        _out, err = self.proc.communicate(timeout=10)
+        raise AssertionError(f"controller serve did not get ready: {self.lines}\n{err[-3000:]}")
 
     def end(self, sig: int) -> int:
         self.proc.send_signal(sig)
