@@ -7,6 +7,7 @@ the traceback of an unexpected one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import getpass
 import json
 import math
@@ -469,8 +470,9 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
     "asset_qa",
     default=None,
     metavar="QA_USER",
-    help="Start although a bound unit is out of calibration or unqualified: QA_USER (role "
-    "qa) signs it with --reason (password asked, else CELLBATCH_VERIFIER_PASSWORD).",
+    help="Start although a bound unit is out of calibration, unqualified or reports another "
+    "serial number than the plant file: QA_USER (role qa) signs it with --reason (password "
+    "asked, else CELLBATCH_VERIFIER_PASSWORD).",
 )
 @click.option("--reason", default=None, help="Why the asset override is justified.")
 @scale_option
@@ -500,6 +502,8 @@ def run(
     if asset_qa is not None and resume_id is not None:
         raise click.UsageError("--asset-override belongs to a new batch, not to --resume")
     plant = load_plant(plant_path)
+    if time_scale is not None:  # the instruments' own clock still wins where they have one
+        plant = dataclasses.replace(plant, time_scale=time_scale)
     if simulated_operator and not plant.simulation:
         raise click.UsageError("--simulated-operator is only allowed on a simulation plant")
     operator = OperatorChoice(answers_path, simulated_operator, user)

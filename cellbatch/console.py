@@ -1,5 +1,6 @@
-"""What ``cellbatch run`` prints besides state changes: why a batch held, alarms, and
-instrument links lost and regained (from the batch's journal entries as they are made)."""
+"""What ``cellbatch run`` prints besides state changes: why a batch held, alarms,
+instrument links lost and regained, instruments that restarted (from the batch's
+journal entries as they are made)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def describe(entry: Entry) -> str | None:
     if entry.kind == Kind.INSTRUMENT_RESTORED:
         down = _fmt_s(data.get("down_process_s"))
         return f"{t} instrument {data.get('unit')} link regained after {down}"
+    if entry.kind == Kind.INSTRUMENT_RESTARTED:
+        then = "re-asserting its setpoints" if data.get("policy") == "reassert" else "holding"
+        why = f" ({data['reason']})" if data.get("reason") else ""
+        return f"{t} instrument {data.get('unit')} restarted{why}: {then}"
     if entry.kind == Kind.COMMAND_ACCEPTED and data.get("command") in ("hold", "abort", "stop"):
         reason = f": {data['reason']}" if data.get("reason") else ""
         return f"{t} {data['command']} by {data.get('user')}{reason}"

@@ -335,16 +335,23 @@ for _command in COMMANDS:
 @click.argument("path")
 @click.option("--force", "action", flag_value="force", help="Complete the running phase now.")
 @click.option("--skip", "action", flag_value="skip", help="Skip a phase still to come.")
+@click.option(
+    "--repeat",
+    "action",
+    flag_value="repeat",
+    help="Run a held phase again from its start on the next restart.",
+)
 @click.option("--reason", required=True, help="Why (journaled with the signature).")
 @endpoint_option
 @user_option
 def batch_step(
     batch_id: str, path: str, action: str | None, reason: str, endpoint: Endpoint, user: str
 ) -> None:
-    """A supervisor's override of one phase (R7): --force or --skip PATH (signed on a GMP
-    plant, journaled, listed by review)."""
+    """A supervisor's override of one phase (R7): --force, --skip or --repeat PATH (signed
+    on a GMP plant, journaled, listed by review). --repeat needs the phase Held; `batch
+    restart` then runs it again from its start with the same parameters."""
     if action is None:
-        click.echo("error: give --force or --skip", err=True)
+        click.echo("error: give --force, --skip or --repeat", err=True)
         sys.exit(1)
     password = _password(endpoint, user)
     answer = _run(endpoint, "Override", batch_id, action, path, user, password, reason)

@@ -13,16 +13,14 @@ from asyncua import Client, Node, ua
 from controller.interface_security import Endpoint, InterfaceSecurityError
 from controller.service import NAMESPACE
 from drivers import DriverError
+from ebr.people.users import alert_text
 
 TIMEOUT_S = 10.0
 
 
 def alert_line(alert: dict[str, Any]) -> str:
-    """One line for an account alert of the controller's `Alerts` method (R12)."""
-    return (
-        f"ALERT {alert.get('ts')}  {alert.get('username')}: {alert.get('failures')} failed "
-        "login or signature attempts (cellbatch users audit)"
-    )
+    """One line for an alert of the controller's `Alerts` method (R12)."""
+    return f"{alert_text(alert)} (cellbatch users audit)"
 
 
 class ServiceError(Exception):

@@ -20,7 +20,7 @@ from cellbatch.cli_common import (
     user_option,
 )
 from ebr.people.duties import ADMIN, ROLES
-from ebr.people.users import Directory, User, site_entries
+from ebr.people.users import Directory, User, alert_text, site_entries
 from ebr.record.kinds import Kind
 from ebr.record.store import Store
 
@@ -226,11 +226,7 @@ def audit_command(db_url: str, as_json: bool, failures: int) -> None:
         )
         return
     for alert in alerts:
-        d = alert.data
-        click.echo(
-            f"ALERT {alert.ts}  {d.get('username')}: {d.get('failures')} failed attempts "
-            f"within {int(d.get('window_s', 0)) // 3600} h (last: {d.get('last_purpose')})"
-        )
+        click.echo(alert_text({"ts": alert.ts, **alert.data}))
     if not alerts:
         click.echo("no alerts")
     if failed:

@@ -14,7 +14,7 @@ import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from controller.alarms import ACKNOWLEDGED, ALARM_KINDS, OpenAlarm, follow_alarms
@@ -22,6 +22,7 @@ from controller.clock import ScaledClock
 from controller.isa88 import FINAL_STATES, Command, Element, State
 from controller.monitors import AlarmEvent, MonitorState
 from controller.phases import (
+    KEPT_ON_REPEAT,
     PHASE_LOGIC,
     PhaseContext,
     PhaseFailed,
@@ -41,7 +42,7 @@ from ebr.people.duties import RULES
 from ebr.people.signatures import SIGNATURE, entry_content, signature_data
 from ebr.people.users import User
 from ebr.record.kinds import Kind, failed_kind
-from recipes import Flow, Operation, Phase, Recipe, UnitProcedure, tags_of
+from recipes import PHASE_TYPES, Flow, Operation, Phase, Recipe, UnitProcedure, tags_of
 
 ENGINE = "engine"
 REASONED = frozenset({Command.HOLD, Command.STOP, Command.ABORT, Command.RESTART})
@@ -109,6 +110,9 @@ class BatchRun:
         self.written: dict[tuple[str, str], Any] = {}
         self._intents: dict[int, tuple[str, str]] = {}
         recorder.listeners.append(self._follow_writes)
+        #: per unit: when its instrument last started, as it said at the last check
+        self._known_start: dict[str, datetime | None] = {}
+        self._unwatch: list[Callable[[], None]] = []
         #: wall seconds from a CPP value's instrument time to its monitor evaluation
         self.monitor_lateness: deque[float] = deque(maxlen=20_000)
         self._monitors = {
@@ -123,6 +127,8 @@ class BatchRun:
         self.last_refusal: str | None = None
         self._skips: set[str] = set()  # phases skipped by an override (R7)
         self._forced: set[str] = set()  # running phases force-completed by an override
+        #: held phases a supervisor repeats from their start: path → `step.repeated` seq
+        self._repeats: dict[str, int] = {}
         self._entered: set[str] = set()  # phases this run has started
         #: the terminal of commands given without one (the engine, a local process)
         self.terminal = f"{local_terminal()} controller"
@@ -196,6 +202,18 @@ class BatchRun:
 
     def _on_link(self, event: LinkEvent) -> None:
         self._spawn(self._instrument(event), waits=event.lost)
+
+    def _watch_restarts(self) -> None:
+        """Note each unit's start time now, and check for a restart after every
+        reconnection the status masked (an outage is checked when it is journaled)."""
+        for unit in {d.name: d for d in self.control.units.values()}.values():
+            self._known_start[unit.name] = unit.instrument_started
+
+            def recovered(masked: bool, unit: Device = unit) -> None:
+                if masked:
+                    self._spawn(self._check_restart(unit))
+
+            self._unwatch.append(unit.watch_recovery(recovered))
 
     async def _instrument(self, event: LinkEvent) -> None:
         """Journal a unit's link lost / regained (when, last good values, duration); a
@@ -293,39 +311,64 @@ class BatchRun:
                 self.written[target] = entry.data.get("readback")
 
     async def _check_restart(self, unit: Device) -> None:
-        """After a unit's link came back: read back the setpoints last written to it; if
-        any differs the instrument restarted (lost its state). Journal that, then per
-        the unit's policy re-assert them (journaled writes with the reason) or hold."""
-        caps = sorted(c for (u, c) in self.written if u == unit.name)
-        if not caps:
-            return
+        """After a unit's link came back: did the instrument restart (lose its state)?
+
+        Told by the instrument itself where it can (OPC UA ``ServerStatus.StartTime``
+        changed since the last check or the batch's start), else by reading back the
+        setpoints last written to it (one that differs: it restarted). Journal that
+        with the reason, then per the unit's policy re-assert the setpoints (journaled
+        writes with the reason: every one after a new start time, the differing ones
+        otherwise) or hold.
+        """
         async with self._critical:
+            started_before = self._known_start.get(unit.name)
+            started = unit.instrument_started
+            new_start = started_before is not None and started not in (None, started_before)
+            if not new_start and started is not None:
+                self._known_start[unit.name] = started  # first known: the baseline from now
+            caps = sorted(c for (u, c) in self.written if u == unit.name)
+            if not caps and not new_start:
+                return
             try:
-                found = await unit.read(caps)
+                found = await unit.read(caps) if caps else []
             except DriverError:
-                return  # down again: the next return is checked
+                return  # down again: the next return is checked, against the same start
+            if started is not None:
+                self._known_start[unit.name] = started
             differs = {
                 r.capability: {"written": self.written[(unit.name, r.capability)], "found": r.value}
                 for r in found
                 if not same_value(r.value, self.written[(unit.name, r.capability)])
             }
-            if not differs:
+            if not differs and not new_start:
                 return
+            if new_start and started_before is not None and started is not None:
+                reason = (
+                    f"server start time changed from {iso(_utc(started_before))} "
+                    f"to {iso(_utc(started))}"
+                )
+            else:
+                reason = "setpoint read back differs from the last written value"
             policy = self.control.on_restart.get(unit.name, "reassert")
             await self.recorder.record(
-                Kind.INSTRUMENT_RESTARTED, unit=unit.name, differs=differs, policy=policy
+                Kind.INSTRUMENT_RESTARTED,
+                unit=unit.name,
+                differs=differs,
+                policy=policy,
+                reason=reason,
             )
             failed = None
             if policy == "reassert":
                 scope = _BatchScope(self.batch.path, self.recorder)
-                units = {r.capability: r.unit for r in found}
-                for cap, values in differs.items():
+                readings = {r.capability: r for r in found}
+                for cap in caps if new_start else sorted(differs):
+                    written = self.written[(unit.name, cap)]
                     intent = {
                         "unit": unit.name,
                         "capability": cap,
-                        "old": values["found"],
-                        "new": values["written"],
-                        "eu": units[cap],
+                        "old": readings[cap].value,
+                        "new": written,
+                        "eu": readings[cap].unit,
                         "reason": f"{unit.name} restarted: re-asserting the last written setpoint",
                     }
                     try:
@@ -333,7 +376,7 @@ class BatchRun:
                             scope,
                             "write",
                             intent,
-                            _writer(unit, cap, values["written"]),
+                            _writer(unit, cap, written),
                             "readback",
                             f"re-asserting {cap} failed",
                         )
@@ -341,10 +384,11 @@ class BatchRun:
                         failed = str(exc)
                         break
         if (policy == "hold" or failed is not None) and self.batch.allows(Command.HOLD):
+            lost = " and lost its setpoints" if differs else f" ({reason})"
             await self.command(
                 Command.HOLD,
                 user=f"{ENGINE}:instrument {unit.name}",
-                reason=failed or f"{unit.name} restarted and lost its setpoints",
+                reason=failed or f"{unit.name} restarted{lost}",
             )
 
     def _follow_alarms(self, entry: Entry) -> None:
@@ -560,16 +604,21 @@ class BatchRun:
         signer: User | None = None,
     ) -> bool:
         """A supervisor's privileged override of one phase (R7), journaled (`step.forced`
-        / `step.skipped` with the reason, and the signer's signature on a GMP plant);
-        review lists it. `force` completes the running phase `path` now (its logic is
-        cancelled at a safe point); `skip` completes a phase that has not started, without
-        running it, when the procedure reaches it. Refused (journaled, `last_refusal`)
-        without a reason or for a path that cannot be forced or skipped."""
+        / `step.skipped` / `step.repeated` with the reason, and the signer's signature on
+        a GMP plant); review lists it. `force` completes the running phase `path` now (its
+        logic is cancelled at a safe point); `skip` completes a phase that has not
+        started, without running it, when the procedure reaches it; `repeat` takes a held
+        phase back to its start: its journaled progress is discarded and the next restart
+        runs it again from the beginning with the same parameters (`step.repeat_ended`
+        records how that run ended). A phase type that is not idempotent (a method call,
+        a transfer, an instrument program) is repeated only where the recipe declares the
+        phase ``repeatable: true`` (REPEAT-NOT-IDEMPOTENT). Refused (journaled,
+        `last_refusal`) without a reason or for a path the action does not fit."""
         self.last_refusal = None
         if not reason.strip():
             return await self._refuse_step(action, path, who, "REASON-REQUIRED", "needs a reason")
         phases = {
-            f"{up.name}/{op.name}/{ph.name}" for _p, up, op, ph in self.recipe.procedure.walk()
+            f"{up.name}/{op.name}/{ph.name}": ph for _p, up, op, ph in self.recipe.procedure.walk()
         }
         if action == "force":
             task = self._phase_tasks.get(path)
@@ -582,14 +631,13 @@ class BatchRun:
                 return await self._refuse_step(
                     action, path, who, "OVERRIDE", "not a phase still to come"
                 )
+        elif action == "repeat":
+            return await self._repeat(path, phases.get(path), who, reason, signer)
         else:
-            return await self._refuse_step(action, path, who, "OVERRIDE", "force or skip")
+            return await self._refuse_step(action, path, who, "OVERRIDE", "force, skip or repeat")
         kind = Kind.STEP_FORCED if action == "force" else Kind.STEP_SKIPPED
         entry = await self.recorder.record(kind, element=path, **who.fields(), reason=reason)
-        if signer is not None:
-            subject = {"type": "entry", "seq": entry.seq}
-            data = signature_data(signer, "performed", subject, entry_content(entry), reason)
-            await self.recorder.record(SIGNATURE, **data)
+        await self._sign_override(entry, signer, reason)
         if action == "skip":
             self._skips.add(path)
             return True
@@ -599,6 +647,62 @@ class BatchRun:
             if task is not None and not task.done():
                 task.cancel()
         return True
+
+    async def _sign_override(self, entry: Entry, signer: User | None, reason: str) -> None:
+        if signer is not None:
+            subject = {"type": "entry", "seq": entry.seq}
+            data = signature_data(signer, "performed", subject, entry_content(entry), reason)
+            await self.recorder.record(SIGNATURE, **data)
+
+    async def _repeat(
+        self, path: str, phase: Phase | None, who: Who, reason: str, signer: User | None
+    ) -> bool:
+        """`override_step("repeat")`: the phase must be active and Held (the batch held
+        after it failed, or by a command); on restart it runs again from its start."""
+        async with self._lock:
+            el = next((e for e in self.chain if e.path == path), None)
+            ctx = self._contexts.get(path)
+            if phase is None or el is None or ctx is None or el.current is not State.HELD:
+                return await self._refuse_step(
+                    "repeat", path, who, "OVERRIDE", "not a held phase (hold the batch first)"
+                )
+            task = self._phase_tasks.get(path)
+            if task is not None and task.done() and not task.cancelled() and not task.exception():
+                # Its logic ended just as the hold came: restart completes it, it would
+                # not run again.
+                return await self._refuse_step(
+                    "repeat", path, who, "OVERRIDE", "its logic has already completed"
+                )
+            if not PHASE_TYPES[phase.type].idempotent and not phase.args.get("repeatable"):
+                return await self._refuse_step(
+                    "repeat",
+                    path,
+                    who,
+                    "REPEAT-NOT-IDEMPOTENT",
+                    f"a {phase.type} phase acts once; the recipe does not declare it repeatable",
+                )
+            # The holding logic's memory stays: restart still puts its setpoints back.
+            kept = {k: v for k, v in ctx.progress.items() if k in KEPT_ON_REPEAT}
+            entry = await self.recorder.record(
+                Kind.STEP_REPEATED,
+                element=path,
+                **who.fields(),
+                reason=reason,
+                discarded={k: v for k, v in ctx.progress.items() if k not in kept},
+            )
+            await self._sign_override(entry, signer, reason)
+            ctx.progress.clear()
+            ctx.progress.update(kept)
+            self._repeats[path] = entry.seq
+        return True
+
+    async def _repeat_ended(self, path: str, outcome: str) -> None:
+        """Journal how a repeated phase's run ended (the result of its `step.repeated`)."""
+        seq = self._repeats.pop(path, None)
+        if seq is not None:
+            await self.recorder.record(
+                Kind.STEP_REPEAT_ENDED, element=path, repeat=seq, outcome=outcome
+            )
 
     async def _refuse_step(self, action: str, path: str, who: Who, rule: str, why: str) -> bool:
         self.last_refusal = f"refused by {rule} ({RULES[rule]}): {action} {path}: {why}"
@@ -686,6 +790,7 @@ class BatchRun:
     async def run(self) -> State:
         """Run the procedure to its end; returns the batch's final state."""
         self.sampler.listen(self._on_reading)
+        self._watch_restarts()
         await self.sampler.start()
         try:
             if self.resume is None:
@@ -718,11 +823,14 @@ class BatchRun:
             try:
                 await self.sampler.stop()
             finally:
+                for unwatch in self._unwatch:
+                    unwatch()
                 # Phase logic still running here was cut off (the run cancelled: its
                 # controller let go of the batch): it ends with the rest.
                 cut_off = [*self._waiting, *self._phase_tasks.values()]
                 for task in cut_off:
                     task.cancel()
+                    task.add_done_callback(_consume)  # even if this wait is cut short too
                 for task in cut_off:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
@@ -890,17 +998,27 @@ class BatchRun:
             self.ready.set()
             self._decisions[path] = decision = loop.create_future()
             self._phase_tasks[path] = task = asyncio.create_task(logic(ctx))
-            await asyncio.wait({task})
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:  # the run is cut off: its phase logic with it
+                task.cancel()
+                task.add_done_callback(_consume)
+                raise
             if task.cancelled() and path in self._forced:  # force-completed (override)
                 self._forced.discard(path)
+                await self._repeat_ended(path, "forced")
                 return await self._leave(el)
             if not task.cancelled() and task.exception() is None:
                 # Done; if a command arrived just as the logic ended, _leave waits for
                 # the operator's decision (the logic's progress makes it final).
+                await self._repeat_ended(path, "complete")
                 return await self._leave(el)
             if not task.cancelled():
-                await self._phase_failed(path, task.exception())
-            if await decision in (Command.STOP, Command.ABORT):
+                error = task.exception()
+                await self._repeat_ended(path, f"failed: {error}")
+                await self._phase_failed(path, error)
+            if (ended := await decision) in (Command.STOP, Command.ABORT):
+                await self._repeat_ended(path, f"ended by {ended.value}")
                 await self._leave(el)
                 return False
 
@@ -920,3 +1038,14 @@ class BatchRun:
         # If the batch is already holding or stopping, the refusal is journaled and the
         # operator's next command decides.
         await self.command(Command.HOLD, user=ENGINE, reason=reason)
+
+
+def _utc(at: datetime) -> datetime:
+    """``at`` in UTC (an instrument may send naive UTC or an aware time)."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Take a finished task's outcome (an ended batch's logic: nobody waits for it)."""
+    if not task.cancelled():
+        task.exception()

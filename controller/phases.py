@@ -149,6 +149,10 @@ async def hold_equipment(ctx: PhaseContext) -> None:
         await write_setpoint(ctx, capability, ctx.value(raw))
 
 
+KEPT_ON_REPEAT = frozenset({"held_from"})
+"""Progress a repeated phase keeps: what its holding logic changed, for restart to undo."""
+
+
 async def restore_equipment(ctx: PhaseContext) -> None:
     """Restart logic: put back what the holding logic changed."""
     held_from: dict[str, float] = ctx.progress.get("held_from") or {}

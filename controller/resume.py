@@ -15,6 +15,7 @@ from typing import Any
 
 from controller.alarms import ALARM_KINDS, OpenAlarm, follow_alarms
 from controller.isa88 import FINAL_STATES, State
+from controller.phases import KEPT_ON_REPEAT
 from ebr import Entry, Store, read_journal
 from ebr.record.kinds import Kind
 from recipes import Recipe, parse_recipe
@@ -112,6 +113,11 @@ def load_resume_point(store: Store, batch_id: str) -> ResumePoint:
                 point.running_s[path] = (
                     point.running_s.get(path, 0.0) + (when - start).total_seconds()
                 )
+        elif e.kind == Kind.STEP_REPEATED:  # a supervisor's repeat: from the start again
+            path = str(data["element"])
+            old = point.progress.get(path, {})
+            point.progress[path] = {k: v for k, v in old.items() if k in KEPT_ON_REPEAT}
+            point.running_s.pop(path, None)
         elif e.kind == Kind.PHASE_PROGRESS:
             point.progress[str(data["element"])] = dict(data["progress"])
         elif e.kind == Kind.WRITE_RESULT and data.get("ok"):

@@ -13,8 +13,9 @@ serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one obje
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts, open_alarms, why}]``
 - ``Override(id, action, path, user, password, reason)`` → ``{ok, state, message}``: a
-  supervisor's signed override of one phase: ``force`` (complete the running phase) or
-  ``skip`` (a phase still to come)
+  supervisor's signed override of one phase: ``force`` (complete the running phase),
+  ``skip`` (a phase still to come) or ``repeat`` (a held phase runs again from its start
+  on the next restart)
 - ``Alerts()`` → ``[{ts, username, failures, …}]``: repeated failed logins or signatures
 - ``Show(id)`` → the batch with its active elements, open prompts and alarms, and
   (`controller.batch_view`) its hold/stop reason, CPP values, alarm list and prompt forms
@@ -98,7 +99,7 @@ from controller.requests import (
 from controller.resume import ResumeError, load_resume_point
 from controller.session import BatchSetupError, Controller
 from controller.throttle import SignInThrottle
-from controller.who import Who, opcua_caller
+from controller.who import Who, opcua_caller, opcua_client_host
 from drivers import DriverError
 from ebr import EbrError
 from ebr.people.duties import DutyRefused, check_may_act
@@ -113,6 +114,8 @@ NAMESPACE = "urn:cellbatch:controller"
 DEFAULT_LISTEN = "opc.tcp://127.0.0.1:4840"
 COMMANDS = ("hold", "restart", "pause", "resume", "stop", "abort", "override")
 """`override`: a supervisor's signed restart past a permissive (R7)."""
+#: failed sign-ins from one client address (any accounts) before its attempts wait
+CLIENT_FREE_FAILURES = 10
 #: seconds between two updates of the batches' address space (and setpoint reads)
 UPDATE_S = 0.5
 _log = logging.getLogger(__name__)
@@ -155,7 +158,8 @@ class ControllerService:
                 "Sign&Encrypt: give the certificate folder"
             )
         self.recipe_folders = tuple(recipe_folders)
-        self.throttle = SignInThrottle()
+        self.throttle = SignInThrottle()  # per account
+        self.client_throttle = SignInThrottle(free=CLIENT_FREE_FAILURES, base_s=5.0)  # per address
         self.library = RecipeLibrary()
         self.controller = Controller(plant, db_url, prompts=board, lease_ttl_s=lease_ttl_s)
         self.role = "standby" if standby else "active"
@@ -236,11 +240,14 @@ class ControllerService:
 
     async def _stand_by(self) -> None:
         """Watch the leases; take over the batches of a controller that died (until
-        stopped). Looks every sixth of the lease TTL, at most every second."""
+        stopped). Looks every sixth of the lease TTL, at most every second. A takeover
+        that failed (an instrument unreachable: its leases are given back) is tried
+        again at each look until it succeeds or another controller has the batch."""
         store = self.controller.store
         assert store is not None
         every = min(1.0, self.controller.lease_ttl_s / 6)
         told: dict[str, str] = {}
+        retry: dict[str, str] = {}  # batch ID → the dead holder it was taken from
         while True:
             await asyncio.sleep(every)
             try:
@@ -248,21 +255,26 @@ class ControllerService:
             except Exception as exc:  # the store is down: look again later
                 _log.warning("standby: leases not readable: %s", exc)
                 continue
+            dead = {**retry, **dead}
             todo = [b for b in dead if b not in self.batches and b not in self._hopeless]
             if not todo:
                 continue
-            errors = len(self.recovery_errors)
+            errors, elsewhere = len(self.recovery_errors), len(self.elsewhere)
             for batch_id in await self._recover(todo):
                 self.role = "active"
                 self.took_over.append(batch_id)
                 holder = dead[batch_id]
                 self.report(f"took over {batch_id} from {holder}: Held, waiting for restart")
+            retry = {}
             for problem in self.recovery_errors[errors:]:
                 batch_id = problem.split(":", 1)[0]
+                if batch_id not in self._hopeless:
+                    retry[batch_id] = dead[batch_id]
                 if told.get(batch_id) != problem:  # say each problem once, retry quietly
                     told[batch_id] = problem
                     self.report(f"not taken over: {problem}")
             del self.recovery_errors[errors:]
+            del self.elsewhere[elsewhere:]  # taken by another controller meanwhile
 
     def _track(self, run: BatchRun) -> None:
         assert self.controller.store is not None
@@ -412,9 +424,10 @@ class ControllerService:
         qa_password: str,
         reason: str,
     ) -> str:
-        """`Start` past a unit out of calibration or unqualified (ASSET-STATUS): the QA
-        account `qa_user` authenticates (on every plant: the override is signed) and
-        must hold the asset_override role (a refusal is journaled)."""
+        """`Start` past a unit out of calibration or unqualified (ASSET-STATUS) or whose
+        instrument reports another serial (ASSET-SERIAL): the QA account `qa_user`
+        authenticates (on every plant: the override is signed) and must hold the
+        asset_override role (a refusal is journaled)."""
         try:
             assert self.controller.store is not None
             directory = Directory(self.controller.store)
@@ -513,7 +526,8 @@ class ControllerService:
         password: str,
         reason: str,
     ) -> str:
-        """A supervisor's signed phase override: `force` the running phase, `skip` one."""
+        """A supervisor's signed phase override: `force` the running phase, `skip` one to
+        come, `repeat` a held one (`BatchRun.override_step`)."""
         found = self.batches.get(batch_id)
         if found is None:
             return _refused(f"no batch {batch_id} in this controller")
@@ -595,27 +609,37 @@ class ControllerService:
         journaled on the site chain); raises AuthError or DutyRefused.
 
         Off the event loop (password hashing and the site chain). Without `--pki` the
-        client is unauthenticated: its wrong passwords are throttled per account
-        (`controller.throttle`) and do not count towards lockout; with trusted terminals
+        client is unauthenticated: its wrong passwords are throttled per account and per
+        client address (`controller.throttle`; a client reaching its limit is an alert)
+        and do not count towards lockout; with trusted terminals
         (`--pki`) they do, as Part 11 requires."""
         if not user:
             raise AuthError("name the user (--user)")
         if self.plant.simulation:
             return None
         assert self.controller.store is not None
-        wait = self.throttle.wait_s(user)
+        client = opcua_client_host(self.server)
+        wait = max(self.throttle.wait_s(user), self.client_throttle.wait_s(client))
         if wait > 0:
-            _log.warning("sign-in of %r throttled after repeated failures", user[:64])
-            raise AuthError(
-                f"too many failed sign-ins for this account; try again in {math.ceil(wait)} s"
+            _log.warning(
+                "sign-in of %r from %s throttled after repeated failures", user[:64], client
             )
+            raise AuthError(f"too many failed sign-ins; try again in {math.ceil(wait)} s")
         directory = Directory(self.controller.store)
         try:
             account = await asyncio.to_thread(
-                directory.authenticate, user, password, purpose, lockout=self.pki is not None
+                directory.authenticate,
+                user,
+                password,
+                purpose,
+                lockout=self.pki is not None,
+                client=client,
             )
         except AuthError:
             self.throttle.failed(user)
+            failures = self.client_throttle.failed(client)
+            if failures == self.client_throttle.free:
+                await asyncio.to_thread(directory.record_client_alert, client, failures, user)
             raise
         self.throttle.succeeded(user)
         try:

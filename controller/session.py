@@ -47,6 +47,7 @@ from ebr.record.leases import (
     this_process,
 )
 from ebr.record.leases import release as release_leases
+from ebr.record.ledger import append_site
 from recipes import Recipe
 
 
@@ -61,6 +62,9 @@ def pinned_file(path: str) -> dict[str, Any]:
 
 UNIT_ALARM = "alarm.active"
 UNIT_ALARM_CODE = "alarm.code"
+UNIT_SERIAL = "device.serial"
+"""The capability through which an instrument reports its serial number (optional in a
+profile: OPC UA DI's DeviceIdentification SerialNumber node, Modbus string registers)."""
 
 
 class BatchSetupError(Exception):
@@ -369,7 +373,12 @@ class Controller:
             if problems:
                 raise BatchSetupError("preflight failed:\n  " + "\n  ".join(problems))
             await self._check_unit_alarms(devices)
-            bypassed = self._check_assets(units, asset_override)
+            reported = await self._reported_serials(devices)
+            try:
+                bypassed = self._check_assets(units, reported, asset_override)
+            except BatchSetupError as exc:
+                await self._journal_refused_bind(recipe, batch_id, units, reported, str(exc))
+                raise
             clock = await self._clock_from(list(devices.values()))
             control = ControlRecipe(
                 batch_id=batch_id,
@@ -388,7 +397,7 @@ class Controller:
                 product=recipe.header.product,
                 coi=coi,
                 simulation=self.plant.simulation,
-                data=self._created_data(recipe, values, units, clock, extra or {}),
+                data=self._created_data(recipe, values, units, reported, clock, extra or {}),
             )
         except BaseException:
             self.release(batch_id)
@@ -398,8 +407,8 @@ class Controller:
             account, reason = asset_override
             entry = await recorder.record(
                 Kind.ASSET_OVERRIDE,
-                rule="ASSET-STATUS",
-                bypassed=bypassed,
+                rule=", ".join(sorted({rule for rule, _ in bypassed})),
+                bypassed=[text for _, text in bypassed],
                 reason=reason,
                 user=account.username,
                 user_id=account.user_id,
@@ -411,29 +420,99 @@ class Controller:
         return BatchRun(control, recorder, clock, prompts=self.prompts)
 
     @staticmethod
-    def _check_assets(units: dict[str, UnitConfig], override: tuple[User, str] | None) -> list[str]:
-        """What keeps the bound units from starting (asset status, R8); raises
-        BatchSetupError unless a QA override with a reason is given."""
+    async def _reported_serials(devices: dict[str, Device]) -> dict[str, str | None]:
+        """Unit name → the serial number its instrument reports (read once at bind,
+        before anything is written); None where the profile has no `device.serial` or
+        the instrument reports none (an empty text)."""
+        found: dict[str, str | None] = {}
+        for device in devices.values():
+            serial = None
+            if device.has(UNIT_SERIAL):
+                (reading,) = await device.read([UNIT_SERIAL])
+                serial = str(reading.value).strip() if reading.value is not None else ""
+            found[device.name] = serial or None
+        return found
+
+    @staticmethod
+    def _check_assets(
+        units: dict[str, UnitConfig],
+        reported: dict[str, str | None],
+        override: tuple[User, str] | None,
+    ) -> list[tuple[str, str]]:
+        """What keeps the bound units from starting (R8), as (rule, text): a unit out of
+        calibration or unqualified (ASSET-STATUS), an instrument reporting another serial
+        number than the plant file's asset (ASSET-SERIAL). Raises BatchSetupError naming
+        the rule(s) unless a QA override with a reason is given."""
         today = datetime.now(UTC).date()
         bypassed = [
-            f"unit {u.name} ({u.asset.asset_id}, serial {u.asset.serial}): {problem}"
+            ("ASSET-STATUS", f"unit {u.name} ({u.asset.asset_id}, serial {u.asset.serial}): {p}")
             for u in units.values()
             if u.asset is not None
-            for problem in u.asset.problems(today)
+            for p in u.asset.problems(today)
+        ]
+        bypassed += [
+            (
+                "ASSET-SERIAL",
+                f"unit {u.name} ({u.asset.asset_id}): the plant file says serial "
+                f"{u.asset.serial!r}, the instrument reports {reported[u.name]!r}",
+            )
+            for u in units.values()
+            if u.asset is not None
+            and reported.get(u.name) is not None
+            and reported[u.name] != u.asset.serial
         ]
         if not bypassed:
             return []
-        rule = f"refused by ASSET-STATUS ({RULES['ASSET-STATUS']})"
+        rules = sorted({rule for rule, _ in bypassed})
+        named = "; ".join(
+            f"refused by {rule} ({RULES[rule]}): "
+            + "; ".join(text for r, text in bypassed if r == rule)
+            for rule in rules
+        )
         if override is None:
-            raise BatchSetupError(f"{rule}: {'; '.join(bypassed)}")
+            raise BatchSetupError(named)
         account, reason = override
         try:
             check_may_act(account.username, account.roles, "asset_override")
         except DutyRefused as exc:
             raise BatchSetupError(str(exc)) from None
         if not reason.strip():
-            raise BatchSetupError(f"{rule}: an override needs a reason")
+            raise BatchSetupError(
+                f"refused by {rules[0]} ({RULES[rules[0]]}): an override needs a reason"
+            )
         return bypassed
+
+    async def _journal_refused_bind(
+        self,
+        recipe: Recipe,
+        batch_id: str,
+        units: dict[str, UnitConfig],
+        reported: dict[str, str | None],
+        message: str,
+    ) -> None:
+        """A start refused at bind for the units' asset status or identity is journaled
+        on the site chain (`bind.refused`): no batch record exists (nothing was written
+        to an instrument), but the refusal is kept."""
+        assert self.store is not None
+        data = {
+            "batch_id": batch_id,
+            "recipe": f"{recipe.header.name} {recipe.header.version}",
+            "units": {
+                alias: {
+                    "unit": u.name,
+                    "serial_expected": None if u.asset is None else u.asset.serial,
+                    "serial_reported": reported.get(u.name),
+                }
+                for alias, u in units.items()
+            },
+            "message": message,
+            "user": self.user,
+            "terminal": platform.node(),
+        }
+        try:
+            await asyncio.to_thread(append_site, self.store, [(Kind.BIND_REFUSED, data)])
+        except EbrError as exc:  # the refusal stands even if it cannot be kept
+            _log.error("could not journal a refused start: %s", exc)
 
     @staticmethod
     async def _check_unit_alarms(devices: dict[str, Device]) -> None:
@@ -469,6 +548,7 @@ class Controller:
         recipe: Recipe,
         values: list[ParameterValue],
         units: dict[str, UnitConfig],
+        reported: dict[str, str | None],
         clock: ScaledClock,
         extra: dict[str, Any],
     ) -> dict[str, Any]:
@@ -496,6 +576,8 @@ class Controller:
                     "profile": u.profile,
                     "endpoint": u.endpoint,
                     "asset": None if u.asset is None else u.asset.to_dict(datetime.now(UTC).date()),
+                    # what the instrument itself reported at bind (None: it reports none)
+                    "serial_reported": reported.get(u.name),
                     **self._pinned_profile(u),
                 }
                 for alias, u in units.items()

@@ -69,16 +69,33 @@ def opcua_caller(server: Any) -> str:
     asyncua handles each client connection's requests in one task, so the connection
     is found by the current task; anything unexpected gives `opcua client (unknown)`.
     """
+    client = _current_client(server)
+    if client is None:
+        return "opcua client (unknown)"
+    peer = getattr(client, "peer_name", None)
+    address = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
+    uri = _application_uri(client)
+    return f"opcua {address}" + (f" {uri}" if uri else "")
+
+
+def opcua_client_host(server: Any) -> str:
+    """The network address (host, no port) of the OPC UA client whose method call is
+    running now; `unknown` when it cannot be told (throttled as one client)."""
+    client = _current_client(server)
+    peer = getattr(client, "peer_name", None)
+    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+        return peer[0]
+    return "unknown"
+
+
+def _current_client(server: Any) -> Any:
+    """asyncua's connection object whose task runs the current method call, or None."""
     task = asyncio.current_task()
     clients = getattr(getattr(server, "bserver", None), "clients", None) or []
     for client in clients:
-        if getattr(client, "_task", None) is not task:
-            continue
-        peer = getattr(client, "peer_name", None)
-        address = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
-        uri = _application_uri(client)
-        return f"opcua {address}" + (f" {uri}" if uri else "")
-    return "opcua client (unknown)"
+        if getattr(client, "_task", None) is task:
+            return client
+    return None
 
 
 def _application_uri(client: Any) -> str | None:

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from drivers.backend import DeviceBackend
 from drivers.errors import ProfileError, ReadBackMismatch, WriteRejected
-from drivers.link import STATUS_CAPABILITY, ConnectionStatus, LinkPolicy, StatusListener
+from drivers.link import (
+    STATUS_CAPABILITY,
+    ConnectionStatus,
+    LinkPolicy,
+    RecoveryListener,
+    StatusListener,
+)
 from drivers.modbus import ModbusConnection
 from drivers.modbus_backend import ModbusBackend
 from drivers.opcua import OpcUaConnection
@@ -53,9 +59,20 @@ class Device:
         """``connected`` / ``reconnecting`` / ``failed`` (short blips masked)."""
         return self.backend.link.status
 
+    @property
+    def instrument_started(self) -> datetime | None:
+        """When the instrument says it last started (OPC UA ``ServerStatus.StartTime``,
+        read at every connect); None where its protocol does not tell (Modbus, serial)."""
+        return self.backend.link.instrument_started
+
     def watch_status(self, listener: StatusListener) -> Callable[[], None]:
         """Call ``listener`` on every change of the connection status; returns an unwatch."""
         return self.backend.link.watch(listener)
+
+    def watch_recovery(self, listener: RecoveryListener) -> Callable[[], None]:
+        """Call ``listener(masked)`` each time the connection is back after being down
+        (``masked``: shorter than the blip mask); returns an unwatch."""
+        return self.backend.link.on_recovery(listener)
 
     def status_reading(self) -> Reading:
         """The connection status as a reading of the ``connection.status`` tag."""

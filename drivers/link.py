@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -90,6 +91,9 @@ class LinkPolicy:
 
 
 StatusListener = Callable[[ConnectionStatus], None]
+RecoveryListener = Callable[[bool], None]
+"""Called when a connection is back after being down, with ``masked``: True when the
+outage was shorter than the blip mask (the status never left ``connected``)."""
 
 
 class Link:
@@ -109,6 +113,7 @@ class Link:
         self._down_since: float | None = None
         self._reported: ConnectionStatus | None = None
         self._listeners: list[StatusListener] = []
+        self._recovery: list[RecoveryListener] = []
         self._task: asyncio.Task[None] | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._closed = False
@@ -116,6 +121,10 @@ class Link:
         self.attempts = 0
         #: Times the connection came back after being down.
         self.recoveries = 0
+        #: When the instrument says it last started, read at every (re)connect where the
+        #: protocol tells (OPC UA ``ServerStatus.StartTime``); None where it does not.
+        #: A value that changed across a reconnection means the instrument restarted.
+        self.instrument_started: datetime | None = None
 
     @property
     def up(self) -> bool:
@@ -151,11 +160,24 @@ class Link:
 
         return unwatch
 
+    def on_recovery(self, listener: RecoveryListener) -> Callable[[], None]:
+        """Call ``listener(masked)`` each time the connection is back after being down
+        (also after a blip the status masked: an instrument may restart that fast);
+        returns an unwatch."""
+        self._recovery.append(listener)
+
+        def unwatch() -> None:
+            with contextlib.suppress(ValueError):
+                self._recovery.remove(listener)
+
+        return unwatch
+
     def ok(self) -> None:
         """An exchange succeeded: the connection is up."""
         if self._down_since is None and self._reported is ConnectionStatus.CONNECTED:
             return  # already up and reported so (no timers run while up): nothing changes
         was_down = self._down_since is not None
+        masked = was_down and self._reported is ConnectionStatus.CONNECTED
         self._ever_up = True
         self._down_since = None
         self._cancel_timers()
@@ -164,6 +186,12 @@ class Link:
             # is not cancelled here, since this may run inside its own attempt.
             self.recoveries += 1
         self._publish()
+        if was_down:
+            for listener in list(self._recovery):
+                try:
+                    listener(masked)
+                except Exception:  # a broken listener must not stop the others
+                    _log.exception("%s: recovery listener failed", self.name)
 
     def lost(self, reason: BaseException | str) -> None:
         """A timeout or a dropped connection: mark down and start reconnecting."""

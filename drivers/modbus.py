@@ -46,6 +46,10 @@ DATA_TYPES: Final[dict[str, tuple[int, str]]] = {
     "float32": (2, "f"),
     "bool": (1, "?"),
 }
+STRING: Final = "string"
+"""An ASCII text in ``length`` consecutive registers, two characters per register (first
+character in the high byte with ``byte_order = "big"``), NUL- or space-padded; read-only.
+Instruments report e.g. their serial number this way."""
 MAX_REGISTERS_PER_READ: Final = 125
 MAX_BITS_PER_READ: Final = 2000
 EXCEPTION_NAMES: Final = {
@@ -67,18 +71,30 @@ class Point:
     table: Table
     address: int
     data_type: str
+    length: int = 0  # registers of a string (STRING); 0 for every other type
 
     @property
     def width(self) -> int:
         """Registers (or bits) the value occupies."""
-        return 1 if self.table in ("co", "di") else DATA_TYPES[self.data_type][0]
+        if self.table in ("co", "di"):
+            return 1
+        return self.length if self.data_type == STRING else DATA_TYPES[self.data_type][0]
 
     @classmethod
-    def parse(cls, address: str, data_type: str) -> Point:
-        """``"ir:4"`` + ``"float32"`` → Point; ProfileError for anything else."""
+    def parse(cls, address: str, data_type: str, length: object = None) -> Point:
+        """``"ir:4"`` + ``"float32"`` → Point (a ``string`` also needs its ``length`` in
+        registers); ProfileError for anything else."""
         table, _, number = address.partition(":")
         if table not in ("co", "di", "hr", "ir") or not number.isdigit():
             raise ProfileError(f"bad Modbus address {address!r} (want co:N, di:N, hr:N or ir:N)")
+        if data_type == STRING:
+            if table not in ("hr", "ir"):
+                raise ProfileError(f"{address}: a string lives in registers (hr or ir)")
+            if not isinstance(length, int) or isinstance(length, bool):
+                raise ProfileError(f"{address}: a string needs length = registers (1–125)")
+            if not 1 <= length <= MAX_REGISTERS_PER_READ:
+                raise ProfileError(f"{address}: string length {length} is not 1–125 registers")
+            return cls(table, int(number), data_type, length)  # type: ignore[arg-type]
         if data_type not in DATA_TYPES:
             raise ProfileError(f"unknown Modbus data type {data_type!r}")
         if (table in ("co", "di")) != (data_type == "bool"):
@@ -98,6 +114,12 @@ def decode(regs: Sequence[int], data_type: str, byte_order: Order, word_order: O
     # Packing each register little-endian is swapping its two bytes.
     raw = struct.pack(("<" if byte_order == "little" else ">") + "H" * width, *words)
     return struct.unpack(f">{code}", raw)[0]
+
+
+def decode_string(regs: Sequence[int], byte_order: Order) -> str:
+    """Registers → the ASCII text they hold (padding NULs and spaces stripped)."""
+    raw = struct.pack(("<" if byte_order == "little" else ">") + "H" * len(regs), *regs)
+    return raw.split(b"\0", 1)[0].decode("ascii", errors="replace").strip()
 
 
 def encode(value: float | int, data_type: str, byte_order: Order, word_order: Order) -> list[int]:

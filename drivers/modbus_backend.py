@@ -1,7 +1,8 @@
 """Device backend for Modbus: profile tags → typed, scaled register values.
 
 Tag addresses are ``co:N`` / ``di:N`` (bits) and ``hr:N`` / ``ir:N`` (registers),
-zero-based as on the wire. Keys of a tag besides the common ones: ``scale`` and
+zero-based as on the wire. Keys of a tag besides the common ones: ``length`` (registers of a
+``string``, read-only ASCII), ``scale`` and
 ``offset`` (engineering value = raw × scale + offset), ``enum`` (a list naming the
 raw values 0, 1, 2…), ``states`` (a table naming sparse raw values: ``{ 0 = "idle",
 9 = "alarm" }``; others read ``unknown(N)``), ``bit`` (the value is that bit of the
@@ -26,12 +27,14 @@ from drivers.link import Link
 from drivers.modbus import (
     MAX_BITS_PER_READ,
     MAX_REGISTERS_PER_READ,
+    STRING,
     ModbusConnection,
     Order,
     Point,
     ReadRequest,
     Table,
     decode,
+    decode_string,
     encode,
 )
 from drivers.plans import PlanCache
@@ -134,10 +137,11 @@ class ModbusBackend:
 
     def point(self, spec: TagSpec) -> Point:
         """The parsed register address of a tag (cached)."""
-        key = f"{spec.address}/{spec.data_type}"
+        length = spec.extra.get("length")
+        key = f"{spec.address}/{spec.data_type}/{length}"
         point = self._points.get(key)
         if point is None:
-            point = self._points[key] = Point.parse(spec.address, spec.data_type)
+            point = self._points[key] = Point.parse(spec.address, spec.data_type, length)
         return point
 
     async def connect(self) -> None:
@@ -148,6 +152,8 @@ class ModbusBackend:
     def _to_value(self, spec: TagSpec, point: Point, raw: Sequence[int]) -> Value:
         if point.data_type == "bool":
             return bool(raw[0])
+        if point.data_type == STRING:
+            return decode_string(raw, self.byte_order)
         number = decode(raw, point.data_type, self.byte_order, self.word_order)
         bit = spec.extra.get("bit")
         if bit is not None:
@@ -164,6 +170,8 @@ class ModbusBackend:
         return float(number) * float(scale if scale is not None else 1.0) + float(offset or 0.0)
 
     def _to_raw(self, spec: TagSpec, point: Point, value: Value) -> list[int]:
+        if point.data_type == STRING:
+            raise WriteRejected(f"{spec.capability}: a string register block is read-only")
         if point.data_type == "bool":
             if not isinstance(value, bool | int):
                 raise WriteRejected(f"{spec.capability}: {value!r} is not a bool")
@@ -238,7 +246,7 @@ class ModbusBackend:
         data_type = point.data_type
         if data_type == "bool":
             return lambda words: bool(words[offset])
-        if "states" in spec.extra or "bit" in spec.extra:
+        if "states" in spec.extra or "bit" in spec.extra or data_type == STRING:
             return generic
         if self.byte_order != "big":
             return generic

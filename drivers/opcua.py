@@ -92,7 +92,7 @@ class OpcUaConnection:
             limit = self.timeout * 2
             client = Client(self.url, timeout=self.timeout, watchdog_intervall=min(1.0, limit))
             try:
-                await asyncio.wait_for(self._open(client), limit)
+                started = await asyncio.wait_for(self._open(client), limit)
             except TimeoutError:
                 await _discard(client, self.timeout)
                 raise DriverTimeout(f"{self.url}: no answer within {limit:.1f} s") from None
@@ -109,11 +109,14 @@ class OpcUaConnection:
                 raise
             client.connection_lost_callback = self._on_connection_lost
             self._client = client
+            self.link.instrument_started = started
         self.link.ok()
 
-    async def _open(self, client: Client) -> None:
+    async def _open(self, client: Client) -> datetime | None:
+        """Open the session; the server's StartTime (None if it has none)."""
         await self.security.apply(client, self.url)
         await client.connect()
+        return await _server_started(client)
 
     async def _on_connection_lost(self, exc: Exception) -> None:
         self.lost(exc)
@@ -242,6 +245,24 @@ class OpcUaConnection:
             await entry.cancel()
 
         return cancel
+
+
+_START_TIME = ua.NodeId(ua.Int32(ua.ObjectIds.Server_ServerStatus_StartTime))
+
+
+async def _server_started(client: Client) -> datetime | None:
+    """The standard ``Server_ServerStatus_StartTime`` (i=2257): when the server last
+    started. None where the server does not have it (or answers it Bad or empty)."""
+    params = ua.ReadParameters(
+        NodesToRead=[ua.ReadValueId(NodeId=_START_TIME, AttributeId=ua.AttributeIds.Value)]
+    )
+    try:
+        (dv,) = await client.uaclient.read(params)
+    except ua.UaStatusCodeError:
+        return None
+    good = dv.StatusCode is None or dv.StatusCode.is_good()
+    value = dv.Value.Value if dv.Value is not None and good else None
+    return value if isinstance(value, datetime) and value.year > 1601 else None
 
 
 async def _discard(client: Client, limit_s: float) -> None:

@@ -15,10 +15,11 @@ from typing import Any
 
 from asyncua import ua
 
-from drivers.modbus import DATA_TYPES as MODBUS_TYPES
+from drivers.modbus import DATA_TYPES, MAX_REGISTERS_PER_READ, STRING
 from drivers.tomlpos import Located, Path, did_you_mean
 
 PROTOCOLS = ("opcua", "modbus", "serial")
+MODBUS_TYPES = (*DATA_TYPES, STRING)
 SERIAL_TYPES = ("float", "bool", "string", "int")
 OPCUA_TYPES = tuple(t.name for t in ua.VariantType if t.name not in ("Null", "Variant"))
 DIALECTS = ("wm-pump", "mt-sics")
@@ -88,6 +89,7 @@ TAG_KEYS: Mapping[str, Mapping[str, Key]] = {
         "enum": Key("list"),
         "states": Key("table"),
         "bit": Key("int"),
+        "length": Key("int"),
     },
     "serial": _COMMON_TAG | {"address": Key("str", True)},
 }
@@ -324,7 +326,17 @@ def _check_modbus_tag(p: Problems, path: Path, what: str, spec: dict[str, Any]) 
             f"{what}: type must be one of {', '.join(MODBUS_TYPES)}, got {data_type!r}{hint}",
         )
     table = address.split(":", 1)[0] if isinstance(address, str) else ""
-    if table in ("co", "di") and data_type not in (None, "bool"):
+    length = spec.get("length")
+    if data_type == STRING:
+        if table in ("co", "di"):
+            p.add((*path, "type"), f"{what}: a string lives in registers (hr or ir)")
+        if not isinstance(length, int) or not 1 <= length <= MAX_REGISTERS_PER_READ:
+            p.add(path, f"{what}: a string needs length = its registers (1–125)")
+        if spec.get("writable"):
+            p.add((*path, "writable"), f"{what}: a string is read-only")
+    elif length is not None:
+        p.add((*path, "length"), f'{what}: length belongs to type = "string"')
+    if table in ("co", "di") and data_type not in (None, "bool", STRING):
         p.add((*path, "type"), f"{what}: coils and discrete inputs are bool, not {data_type!r}")
     if spec.get("writable") and table in ("di", "ir"):
         p.add((*path, "writable"), f"{what}: {table} registers cannot be written")
@@ -345,8 +357,8 @@ def _check_modbus_tag(p: Problems, path: Path, what: str, spec: dict[str, Any]) 
         if len(set(names)) != len(names):
             p.add((*path, "states"), f"{what}: state names must be unique")
     bit = spec.get("bit")
-    if isinstance(bit, int) and isinstance(data_type, str) and data_type in MODBUS_TYPES:
-        width = MODBUS_TYPES[data_type][0] * 16
+    if isinstance(bit, int) and isinstance(data_type, str) and data_type in DATA_TYPES:
+        width = DATA_TYPES[data_type][0] * 16
         if data_type in ("bool", "float32") or not 0 <= bit < width:
             p.add((*path, "bit"), f"{what}: bit {bit} is not a bit of a {data_type} register")
         if spec.get("writable"):

@@ -107,6 +107,7 @@ register_phase(
                 description="duration",
             ),
         ),
+        idempotent=False,
     )
 )
 register_phase(
@@ -131,5 +132,6 @@ register_phase(
             ),
         ),
         finish=_program_rules,
+        idempotent=False,
     )
 )

@@ -222,6 +222,7 @@ register_phase(
             ),
         ),
         finish=_invoke_rules,
+        idempotent=False,
     )
 )
 

@@ -69,6 +69,11 @@ class PhaseSpec:
     description: str
     args: tuple[ArgSpec, ...]
     finish: FinishCheck | None = None
+    idempotent: bool = True
+    """False for a type whose logic acts on material or starts something once (a method
+    call, a transfer, an instrument program): running it again from its start is not the
+    same as running it once, so a supervisor may repeat it only where the phase declares
+    ``repeatable: true`` (R7)."""
 
     @property
     def required(self) -> tuple[str, ...]:

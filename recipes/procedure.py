@@ -25,6 +25,7 @@ from recipes.fields import (
     as_name,
     as_seq,
     as_str,
+    describe,
     peek_str,
     suggest,
 )
@@ -33,14 +34,15 @@ from recipes.phaseargs import setpoint_map
 from recipes.phases import PHASE_TYPES
 from recipes.phasespec import PhaseContext, PhaseSpec
 from recipes.symbols import Symbols
-from recipes.yamltree import MapNode, Node, ScalarNode
+from recipes.yamltree import BadNode, MapNode, Node, ScalarNode
 
 RESERVED = ("name", "type")
 """Fields every phase has, whatever its type."""
 
-COMMON = ("on_hold",)
+COMMON = ("on_hold", "repeatable")
 """Optional fields of every phase: ``on_hold`` is its holding logic, setpoints written
-while the phase is held (e.g. stop a pump) and restored on restart."""
+while the phase is held (e.g. stop a pump) and restored on restart; ``repeatable: true``
+lets a supervisor repeat a phase whose type is not idempotent (R7)."""
 
 
 def read_procedure(node: MapNode, symbols: Symbols, sink: DiagnosticSink) -> Procedure | None:
@@ -227,9 +229,24 @@ def _read_phase(
         on_hold = setpoint_map(mapping.entries["on_hold"].value, ctx, "on_hold")
         if on_hold is not None:
             args["on_hold"] = on_hold
+    if "repeatable" in mapping.entries:
+        repeatable = _repeatable(mapping.entries["repeatable"].value, ctx)
+        if repeatable is not None:
+            args["repeatable"] = repeatable
     if sink.count > before or name is None:
         return None
     return Phase(name, spec.name, args, mapping.label_pos.line)
+
+
+def _repeatable(node: Node, ctx: PhaseContext) -> bool | None:
+    if isinstance(node, ScalarNode) and isinstance(node.value, bool):
+        return node.value
+    if not isinstance(node, BadNode):
+        ctx.sink.error(
+            node.pos,
+            f"phase '{ctx.phase}': field 'repeatable' must be true or false, got {describe(node)}",
+        )
+    return None
 
 
 def _phase_type(mapping: MapNode, sink: DiagnosticSink, what: str) -> PhaseSpec | None:

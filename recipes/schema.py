@@ -20,6 +20,10 @@ def _phase_schema(type_name: str) -> dict[str, Any]:
         "name": NAME,
         "type": {"const": type_name, "description": spec.description},
         "on_hold": {**SETPOINTS, "description": "holding logic: setpoints while held"},
+        "repeatable": {
+            "type": "boolean",
+            "description": "a supervisor may repeat this phase although its type is not idempotent",
+        },
     }
     for arg in spec.args:
         properties[arg.name] = {**arg.schema, "description": arg.description}

@@ -32,20 +32,29 @@ kind            effect                                      parameters
                 default setpoints (process state kept)
 ==============  ==========================================  =====================
 
+A simulator that can restart hands its ``restart(downtime_s)`` coroutine to a
+:class:`Restarter`, which runs it once per injected ``restart`` fault and then clears
+the fault (the fault is an event, not a lasting condition).
+
 Times are wall-clock seconds: ``drift`` ``rate`` is units per wall second and
 ``slow`` ``delay_s`` a wall delay, whatever the simulation's time scale.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
 import random
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["KINDS", "PARAMETERS", "Fault", "FaultBoard", "FaultError"]
+__all__ = ["KINDS", "PARAMETERS", "Fault", "FaultBoard", "FaultError", "Restarter"]
+
+_log = logging.getLogger(__name__)
 
 #: Parameters each kind takes: name → (type, required).
 PARAMETERS: Final[dict[str, dict[str, tuple[type, bool]]]] = {
@@ -228,3 +237,46 @@ class FaultBoard:
     def garble(self, size: int) -> bytes:
         """``size`` random bytes (a garbage answer)."""
         return bytes(self._random.getrandbits(8) for _ in range(max(size, 1)))
+
+
+class Restarter:
+    """Runs a simulator's ``restart(downtime_s)`` for each injected ``restart`` fault,
+    one at a time, then clears the fault; a restart fault injected while one runs is
+    cleared at once (the instrument is already restarting)."""
+
+    def __init__(self, board: FaultBoard, restart: Callable[[float], Awaitable[None]]) -> None:
+        """``restart`` takes the fault's ``downtime_s`` (default 1 s)."""
+        self._board = board
+        self._restart = restart
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while a restart is under way."""
+        return self._task is not None
+
+    def injected(self, fault: Fault) -> None:
+        """Start the restart a ``restart`` fault asks for (other kinds are ignored)."""
+        if fault.kind != "restart":
+            return
+        if self._task is not None:
+            _log.warning("%s: already restarting; %r ignored", self._board.name, fault)
+            asyncio.get_running_loop().call_soon(self._board.clear, fault)
+            return
+
+        async def run() -> None:
+            try:
+                await self._restart(float(fault.params.get("downtime_s", 1.0)))
+            finally:
+                self._task = None
+                self._board.clear(fault)
+
+        self._task = asyncio.get_running_loop().create_task(run(), name="restart")
+
+    async def cancel(self) -> None:
+        """End a restart under way (when the simulator stops); idempotent."""
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -10,6 +10,8 @@ Keys of kind ``opcua-bioreactor``: ``name``, ``kind``, ``listen``, ``vessels``
 (required); ``seed`` (int, default 0), ``step_s`` (simulated seconds per
 model step, default 60), ``report_by_exception`` (a deadband: notify a
 measurement only when it moved more than this since it was last published) and
+``serials`` (a table vessel → the serial number its
+``Identification.SerialNumber`` node reports; a vessel not named reports none) and
 ``security`` (a table: ``certificate``, ``private_key``, ``trusted`` folder,
 optional ``policies``, ``users``, ``allow_anonymous``; see
 :mod:`simulators.bioreactor.security`) are optional.
@@ -20,7 +22,9 @@ Every simulator has a fault board (``server.faults``, :mod:`simulators.faults`);
 Kind ``modbus-cell-processor``: ``name``, ``kind``, ``listen``
 (``modbus+tcp://HOST:PORT``, port 0 = any free port; or ``modbus+rtu://`` for
 Modbus RTU on a new pty, endpoint ``modbus+rtu:///dev/pts/N``, with
-``modbus+rtu:///PATH`` also creating a symlink at PATH).
+``modbus+rtu:///PATH`` also creating a symlink at PATH); optional ``serial`` (the
+serial number the instrument reports in holding registers 102–109, up to 16 ASCII
+characters; default none).
 
 Kind ``modbus-freezer`` (controlled-rate freezer): the same keys and ``listen``
 forms as ``modbus-cell-processor``.
@@ -134,6 +138,7 @@ def _bioreactor(
             "security",
             "biology",
             "report_by_exception",
+            "serials",
         },
         where,
     )
@@ -162,6 +167,7 @@ def _bioreactor(
             security=security,
             biology=str(spec.get("biology", "fixed")),
             report_by_exception=deadband,
+            serials=dict(_require(spec, "serials", dict, where)) if "serials" in spec else None,
         )
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
@@ -170,10 +176,11 @@ def _bioreactor(
 def _cell_processor(
     spec: Mapping[str, Any], time_scale: float, where: str, benches: dict[str, Bench]
 ) -> CellProcessorServer:
-    _check_keys(spec, {"name", "kind", "listen"}, where)
+    _check_keys(spec, {"name", "kind", "listen", "serial"}, where)
     listen = _require(spec, "listen", str, where)
+    serial = _require(spec, "serial", str, where) if "serial" in spec else ""
     try:
-        return CellProcessorServer(url=listen, time_scale=time_scale)
+        return CellProcessorServer(url=listen, time_scale=time_scale, serial=serial)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
 
@@ -181,10 +188,11 @@ def _cell_processor(
 def _freezer(
     spec: Mapping[str, Any], time_scale: float, where: str, benches: dict[str, Bench]
 ) -> FreezerServer:
-    _check_keys(spec, {"name", "kind", "listen"}, where)
+    _check_keys(spec, {"name", "kind", "listen", "serial"}, where)
     listen = _require(spec, "listen", str, where)
+    serial = _require(spec, "serial", str, where) if "serial" in spec else ""
     try:
-        return FreezerServer(url=listen, time_scale=time_scale)
+        return FreezerServer(url=listen, time_scale=time_scale, serial=serial)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
 

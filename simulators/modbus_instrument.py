@@ -19,7 +19,8 @@ slow, garbage and truncated; over RTU the pty bridge shows silent, slow, garbage
 truncated and bad_crc. Both show exception (any code, on reads, writes or both),
 alarm (the model's alarm with ``code``, cleared by the instrument's reset), and the
 sensor faults on the input registers a subclass lists in :attr:`sensor_registers`
-(target ``ir:N``).
+(target ``ir:N``). Over TCP, ``restart`` power-cycles the instrument (see
+:meth:`ModbusInstrumentServer.restart`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulators.clock import ScaledClock
-from simulators.faults import Fault, FaultBoard, FaultError
+from simulators.faults import Fault, FaultBoard, FaultError, Restarter
 from simulators.gate import CONNECTION_KINDS, TcpGate
 from simulators.serial_instruments.pty_port import PtyBridge, make_link, remove_link
 
@@ -58,6 +59,7 @@ __all__ = [
     "float_regs",
     "quiet_pymodbus_logging",
     "regs_float",
+    "serial_regs",
     "serve_main",
     "serve_until_signal",
     "uint32_regs",
@@ -74,6 +76,9 @@ _CLIENT_WRITES: Final = frozenset({5, 6, 15, 16, 22, 23})
 # Holding registers
 HR_PROGRAM, HR_COMMAND = 0, 1
 HR_MODEL, HR_FIRMWARE = 100, 101
+#: The serial number: ASCII, two characters per register (high byte first), NUL-padded;
+#: all NULs when the instrument has none configured (it reports no serial).
+HR_SERIAL, SERIAL_REGISTERS = 102, 8
 CMD_NONE, CMD_START, CMD_STOP, CMD_RESET = 0, 1, 2, 3
 # Input registers (elapsed and remaining seconds are uint32)
 IR_STATE, IR_PROGRAM, IR_ALARM = 0, 1, 2
@@ -128,6 +133,17 @@ class InstrumentModel(Protocol):
 ModelT = TypeVar("ModelT", bound=InstrumentModel)
 
 
+def serial_regs(serial: str) -> list[int]:
+    """A serial number as SERIAL_REGISTERS registers (ValueError if it does not fit)."""
+    raw = serial.encode("ascii", errors="strict") if serial.isascii() else None
+    if raw is None or len(raw) > 2 * SERIAL_REGISTERS:
+        raise ValueError(
+            f"serial {serial!r} must be ASCII of at most {2 * SERIAL_REGISTERS} characters"
+        )
+    raw = raw.ljust(2 * SERIAL_REGISTERS, b"\0")
+    return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+
+
 class ModbusInstrumentServer(ABC, Generic[ModelT]):
     """A real Modbus TCP (or RTU) server around one instrument model.
 
@@ -144,7 +160,9 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
     #: Input registers sensor faults may target: address → float32, int16 or uint16.
     sensor_registers: ClassVar[dict[int, str]] = {}
 
-    def __init__(self, *, url: str = DEFAULT_URL, time_scale: float = 1.0) -> None:
+    def __init__(
+        self, *, url: str = DEFAULT_URL, time_scale: float = 1.0, serial: str = ""
+    ) -> None:
         parts = urlsplit(url)
         self._rtu = parts.scheme == "modbus+rtu"
         if self._rtu:
@@ -156,6 +174,7 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
             raise ValueError(f"not a modbus+tcp or modbus+rtu URL: {url!r}")
         if not (math.isfinite(time_scale) and time_scale > 0.0):
             raise ValueError(f"time scale must be positive, got {time_scale!r}")
+        self.serial_registers = serial_regs(serial)
         self._host = parts.hostname or ""
         self._port = parts.port if parts.port is not None else 502
         self._link = parts.path if self._rtu and parts.path else None
@@ -172,12 +191,15 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
         line = ("silent", "slow", "garbage", "truncated", "bad_crc")
         self.faults = FaultBoard(
             self.task_name,
-            (*line, *common) if self._rtu else (*CONNECTION_KINDS, *common),
+            (*line, *common) if self._rtu else (*CONNECTION_KINDS, *common, "restart"),
             targets=lambda: [f"ir:{a}" for a in self.sensor_registers],
             check=_check_fault,
         )
         self.faults.on_inject = self._fault_injected
+        self._restarter = Restarter(self.faults, self.restart)
         self._gate: TcpGate | None = None
+        #: times the instrument restarted (``restart`` fault or :meth:`restart`)
+        self.restarts = 0
 
     # -- hooks -----------------------------------------------------------------------
 
@@ -204,6 +226,11 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
 
     def _on_start(self, now: float) -> None:
         """Called once the clock is set, before the server binds (default: nothing)."""
+
+    def _power_cycled(self, old: ModelT) -> ModelT:
+        """The model after a power cycle of ``old`` (default: a fresh one, in its
+        power-on state); a subclass keeps what physics keeps (e.g. a temperature)."""
+        return self._make_model()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -278,8 +305,31 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
         if self._link:
             make_link(Path(self._link), bridge.client_path)
 
+    async def restart(self, downtime_s: float = 1.0) -> None:
+        """Restart like a power-cycled instrument (Modbus TCP): every connection is
+        dropped, the port stays closed ``downtime_s`` wall seconds, then the instrument
+        answers again on the same port in its power-on state: setpoints and program at
+        their defaults, idle, a run under way lost, an alarm gone (the model is
+        :meth:`_power_cycled`). The simulated clock runs on."""
+        if self._rtu:
+            raise RuntimeError("restart is simulated over Modbus TCP only")
+        clock = self.clock
+        self._port = self._bound_port or self._port  # back on the same port
+        await self._shutdown()
+        await asyncio.sleep(max(0.0, downtime_s))
+        self.model = self._power_cycled(self.model)
+        await self.start(clock)
+        self.restarts += 1
+        self._log.warning(
+            "%s restarted after %.1f s in its power-on state", self.endpoint, downtime_s
+        )
+
     async def stop(self) -> None:
-        """Stop the update loop and close the socket or pty (idempotent)."""
+        """Stop the update loop and close the socket or pty (idempotent); ends a restart."""
+        await self._restarter.cancel()
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -312,6 +362,7 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
     def _fault_injected(self, fault: Fault) -> None:
         if fault.kind == "alarm":
             self.raise_alarm(int(fault.params.get("code", 1)))
+        self._restarter.injected(fault)
 
     def _exception_fault(self, func_code: int) -> ExcCodes | None:
         fault = self.faults.first("exception")
@@ -350,7 +401,12 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
                 values=[self.model.program, CMD_NONE, *self._holding_values()],
                 datatype=regs,
             ),
-            SimData(HR_MODEL, values=list(self.identity), datatype=regs, readonly=True),
+            SimData(
+                HR_MODEL,
+                values=[*self.identity, *self.serial_registers],
+                datatype=regs,
+                readonly=True,
+            ),
         ]
         return SimDevice(
             id=DEVICE_ID,

@@ -22,13 +22,14 @@ logging.getLogger("asyncua").setLevel(logging.ERROR)
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def bioreactors() -> AsyncIterator[BioreactorServer]:
-    """A real OPC UA server with vessels SV-01…SV-13 on a free port (each test module
-    uses its own: a vessel takes one inoculation)."""
+    """A real OPC UA server with vessels SV-01…SV-15 on a free port (each test module
+    uses its own: a vessel takes one inoculation); SV-15 reports serial SN-0015."""
     server = BioreactorServer(
-        [f"SV-{i:02d}" for i in range(1, 14)],
+        [f"SV-{i:02d}" for i in range(1, 16)],
         url="opc.tcp://127.0.0.1:0/cellbatch/test",
         time_scale=TEST_TIME_SCALE,
         seed=3,
+        serials={"SV-15": "SN-0015"},
     )
     await server.start()
     try:

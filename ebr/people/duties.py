@@ -29,10 +29,15 @@ RULES: Mapping[str, str] = {
     "SIM-NOT-PRODUCT": "a simulation record is never released for use",
     "REASON-REQUIRED": "hold, stop, abort and restart need a non-empty reason",
     "PERMISSIVE-ALARM": "restart is refused while an action alarm is active or unacknowledged",
-    "OVERRIDE": "only a running phase is force-completed, only a phase to come is skipped",
+    "OVERRIDE": "only a running phase is force-completed, only a phase to come is skipped, "
+    "only a held phase is repeated",
+    "REPEAT-NOT-IDEMPOTENT": "a phase whose type is not idempotent (a method call, a transfer, "
+    "an instrument program) is repeated only where the recipe declares it repeatable",
     "PERMISSIVE-UNIT-ALARM": "start is refused while a bound unit reports an alarm",
     "QC-OOS": "an out-of-specification QC result blocks release",
     "ASSET-STATUS": "a unit out of calibration or unqualified starts nothing without a QA override",
+    "ASSET-SERIAL": "an instrument reporting another serial number than the plant file's "
+    "asset starts nothing without a QA override",
     "RECORD-INVALID": "a record that fails verification is never reviewed, signed or released",
 }
 """Every rule a refusal can name, with what it says (also listed in ebr/README.md)."""

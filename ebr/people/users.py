@@ -301,6 +301,7 @@ class Directory:
         *,
         allow_must_change: bool = False,
         lockout: bool = True,
+        client: str | None = None,
     ) -> User:
         """Return the account if `password` is right and the account may be used now.
 
@@ -308,6 +309,7 @@ class Directory:
         unless `lockout` is False (guesses from an unauthenticated network client: those
         are throttled by the caller instead, so nobody can lock a person out remotely).
         The error never tells whether the username or the password was wrong.
+        `client` (a network client's address) is journaled with a failure.
         """
         user = self.get(username)
         reason = self._refusal(user, password, allow_must_change)
@@ -315,7 +317,7 @@ class Directory:
             assert user is not None
             self._record(Kind.USER_LOGIN, {"user_id": user.user_id, "purpose": purpose})
             return user
-        self.record_failure(username, purpose, reason, lockout=lockout)
+        self.record_failure(username, purpose, reason, lockout=lockout, client=client)
         if reason in ("password expired", "password must be changed"):
             raise AuthError(
                 f"{username}: {reason}; change it with `cellbatch users passwd --user {username}`"
@@ -325,7 +327,13 @@ class Directory:
         raise AuthError("authentication failed: unknown user or wrong password")
 
     def record_failure(
-        self, username: str, purpose: str, reason: str, *, lockout: bool = True
+        self,
+        username: str,
+        purpose: str,
+        reason: str,
+        *,
+        lockout: bool = True,
+        client: str | None = None,
     ) -> None:
         """Journal a failed attempt; lock the account when it reaches the lockout count
         (an attempt journaled with `lockout: false` does not count)."""
@@ -338,6 +346,8 @@ class Directory:
         }
         if not lockout:
             failed["lockout"] = False
+        if client is not None:
+            failed["client"] = client
         items: list[tuple[str, Mapping[str, Any]]] = [(Kind.USER_AUTH_FAILED, failed)]
         if (
             lockout
@@ -375,11 +385,23 @@ class Directory:
             if entry.data.get("username") == username and parse_ts(entry.ts) >= since
         )
 
+    def record_client_alert(self, client: str, failures: int, last_username: str) -> None:
+        """Journal that a network client's failed sign-ins (across accounts) reached the
+        count at which its attempts are throttled (R12)."""
+        self._record(
+            Kind.CLIENT_ALERT,
+            {"client": client, "failures": failures, "last_username": last_username[:64]},
+        )
+
     def alerts(self) -> list[Entry]:
-        """Alerts raised for repeated failed logins or signatures (R12), newest last,
-        within the alert window."""
+        """Alerts raised for repeated failed logins or signatures of one account, or
+        sign-ins from one network client (R12), newest last, within the alert window."""
         since = self.clock() - self.policy.alert_window
-        return [e for e in site_entries(self.store, Kind.USER_ALERT) if parse_ts(e.ts) >= since]
+        return [
+            e
+            for e in site_entries(self.store, Kind.USER_ALERT, Kind.CLIENT_ALERT)
+            if parse_ts(e.ts) >= since
+        ]
 
     def _refusal(self, user: User | None, password: str, allow_must_change: bool) -> str | None:
         if user is None:
@@ -471,11 +493,11 @@ class Directory:
         return append_site(self.store, stamped, clock=self.clock)
 
 
-def site_entries(store: Store, prefix: str) -> list[Entry]:
-    """Entries of the site chain whose kind starts with `prefix`, in order."""
+def site_entries(store: Store, *prefixes: str) -> list[Entry]:
+    """Entries of the site chain whose kind starts with one of `prefixes`, in order."""
     with store.snapshot() as conn:
         entries = journal_entries(conn, SITE_CHAIN)
-    return [entry for entry in entries if entry.kind.startswith(prefix)]
+    return [entry for entry in entries if entry.kind.startswith(prefixes)]
 
 
 def _apply(by_id: dict[str, User], entry: Entry, policy: PasswordPolicy) -> None:
@@ -520,3 +542,15 @@ def _apply(by_id: dict[str, User], entry: Entry, policy: PasswordPolicy) -> None
     ):
         user = replace(user, failures=user.failures + 1)
     by_id[user.user_id] = user
+
+
+def alert_text(alert: Mapping[str, Any]) -> str:
+    """One line for an alert's fields (`alerts()` entry data with its `ts`) (R12)."""
+    if alert.get("client") is not None and alert.get("username") is None:
+        who = f"network client {alert.get('client')}"
+        last = alert.get("last_username")
+        what = f"{alert.get('failures')} failed sign-ins (last as {last!r}); throttled"
+    else:
+        who = str(alert.get("username"))
+        what = f"{alert.get('failures')} failed login or signature attempts"
+    return f"ALERT {alert.get('ts')}  {who}: {what}"

@@ -37,6 +37,13 @@ class Kind(StrEnum):
     """A supervisor force-completed a running phase (R7 override); reason, who."""
     STEP_SKIPPED = "step.skipped"
     """A supervisor skipped a phase still to come (R7 override); reason, who."""
+    STEP_REPEATED = "step.repeated"
+    """A supervisor repeats a held phase from its start with the same parameters (R7
+    override; the intent): reason, who, the progress discarded; followed by the
+    supervisor's signature on a GMP plant, then the phase's entries again on restart."""
+    STEP_REPEAT_ENDED = "step.repeat_ended"
+    """How a repeated phase ended (the result of `step.repeated`, by its seq): complete,
+    failed (with the error), forced, or stopped."""
     COMMAND_OVERRIDE = "command.override"
     """A supervisor's privileged override (R7): the command, the rule it bypassed and
     what blocked it; followed by the supervisor's signature on a GMP plant."""
@@ -64,8 +71,9 @@ class Kind(StrEnum):
     """A batch resumed with a plant file or bound profile whose content differs from the
     one it started with: which file, both SHA-256, the new content and the difference."""
     INSTRUMENT_RESTARTED = "instrument.restarted"
-    """A unit came back without the setpoints last written (it restarted): what differs,
-    and the unit's ``on_restart`` policy (re-assert them, or hold the batch)."""
+    """A unit came back restarted: how that was told (``reason``: its OPC UA server start
+    time changed, or a setpoint read back differs from the last written), the setpoints
+    that differ, and the unit's ``on_restart`` policy (re-assert them, or hold)."""
     # -- people at the batch -------------------------------------------------------
     PROMPT_OPENED = "prompt.opened"
     PROMPT_ANSWERED = "prompt.answered"
@@ -119,6 +127,12 @@ class Kind(StrEnum):
     USER_PASSWORD_SET = "user.password_set"
     USER_ALERT = "user.alert"
     """Repeated failed logins or signatures for one username within the alert window."""
+    CLIENT_ALERT = "client.alert"
+    """Repeated failed network sign-ins from one client address (across accounts): its
+    attempts are now throttled."""
+    BIND_REFUSED = "bind.refused"
+    """A batch start refused at bind for its units' asset status or identity (R8): the
+    would-be batch id, recipe, each unit's expected and reported serial, the message."""
     USER_REFUSED = "user.refused"
     """A user-administration request refused by a separation-of-duties rule (named)."""
     # -- the site chain: signing keys and the batch index (issue 16) --------------
@@ -158,6 +172,8 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.ELEMENT_STATE: _STATE,
     Kind.COMMAND_ACCEPTED: frozenset({_T, "command", "element", "scope", "state", "user"}),
     Kind.COMMAND_OVERRIDE: frozenset({_T, "element", "command", "user", "reason", "rule"}),
+    Kind.STEP_REPEATED: frozenset({_T, "element", "user", "reason", "discarded"}),
+    Kind.STEP_REPEAT_ENDED: frozenset({_T, "element", "repeat", "outcome"}),
     Kind.CONDITION_MET: frozenset({_T, "condition", "element", "elapsed_s", "values"}),
     Kind.IDENTITY_CONFIRMED: frozenset({_T, "element", "scanned"}),
     Kind.METHOD_INTENT: frozenset({_T, "element", "unit", "method", "args"}),
@@ -174,7 +190,7 @@ FIELDS: Mapping[Kind, frozenset[str]] = {
     Kind.USER_REFUSED: frozenset({"user_id", "by", "action", "rule", "message"}),
     Kind.INSTRUMENT_LOST: frozenset({_T, "unit", "since", "last_good"}),
     Kind.INSTRUMENT_RESTORED: frozenset({_T, "unit", "since", "down_process_s"}),
-    Kind.INSTRUMENT_RESTARTED: frozenset({_T, "unit", "differs", "policy"}),
+    Kind.INSTRUMENT_RESTARTED: frozenset({_T, "unit", "differs", "policy", "reason"}),
     Kind.CONFIG_CHANGED: frozenset({_T, "file", "was_sha256", "sha256", "diff"}),
     Kind.SAMPLES_BLOCK: frozenset({"block_no", "count", "first", "last", "sha256", "tags"}),
     Kind.DEVIATION_OPENED: frozenset(

@@ -411,13 +411,16 @@ def comm_losses(view: BatchView, rule: RuleConfig) -> list[Finding]:
             if isinstance(v, dict)
         )
         policy = data.get("policy")
+        why = f"{data['reason']}; " if data.get("reason") else ""
         found.append(
             Finding(
                 anchor=entry.seq,
                 severity=rule.severity,
-                title=f"instrument {data.get('unit')} restarted and lost its setpoints",
+                title=f"instrument {data.get('unit')} restarted"
+                + (" and lost its setpoints" if lost else ""),
                 detail=(
-                    f"found {lost}; "
+                    why
+                    + (f"found {lost}; " if lost else "")
                     + (
                         "the setpoints were re-asserted (journaled writes)"
                         if policy == "reassert"

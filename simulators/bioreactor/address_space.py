@@ -126,8 +126,11 @@ async def add_vessel(
     inoculate: MethodCallback,
     harvest: MethodCallback,
     install_bag: MethodCallback | None = None,
+    serial: str = "",
 ) -> VesselNodes:
-    """Create the object tree, variables and methods of vessel ``name``."""
+    """Create the object tree, variables and methods of vessel ``name``; its
+    ``Identification.SerialNumber`` (as OPC UA DI's DeviceIdentification names it) holds
+    ``serial`` (empty: the vessel reports no serial number)."""
     vessel = await folder.add_object(node_id(name, idx), ua.QualifiedName(name, idx))
     await _set_description(vessel, f"Rocking-motion bioreactor {name} (simulated)")
     groups: dict[str, Node] = {}
@@ -185,6 +188,16 @@ async def add_vessel(
             [],
             [],
         )
+    identification = await vessel.add_object(
+        node_id(f"{name}.Identification", idx), ua.QualifiedName("Identification", idx)
+    )
+    serial_var = await identification.add_variable(
+        node_id(f"{name}.Identification.SerialNumber", idx),
+        ua.QualifiedName("SerialNumber", idx),
+        serial,
+        varianttype=ua.VariantType.String,
+    )
+    await _set_description(serial_var, "Serial number of the instrument (read-only)")
     return VesselNodes(
         name=name,
         measurements=tuple(measurements),

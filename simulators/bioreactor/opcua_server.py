@@ -53,7 +53,7 @@ from simulators.bioreactor.tags import TAGS
 from simulators.bioreactor.uatyping import status, ua_time
 from simulators.bioreactor.write_guard import install_range_guard
 from simulators.clock import ScaledClock
-from simulators.faults import Fault, FaultBoard, FaultError
+from simulators.faults import FaultBoard, FaultError, Restarter
 from simulators.gate import CONNECTION_KINDS, TcpGate
 
 __all__ = ["DEFAULT_URL", "BioreactorServer", "LoopStats", "quiet_asyncua_logging"]
@@ -172,8 +172,12 @@ class BioreactorServer:
         security: ServerSecurity | None = None,
         biology: str = "fixed",
         report_by_exception: float | None = None,
+        serials: dict[str, str] | None = None,
     ) -> None:
         """Validate the configuration; nothing is built or bound yet.
+
+        ``serials``: vessel → the serial number it reports (node
+        ``<vessel>.Identification.SerialNumber``); a vessel not named reports none.
 
         ``biology``: ``fixed`` (every vessel the default kinetics) or ``seeded`` (each
         vessel draws its lag, growth and death rates from ``seed`` and its name).
@@ -203,6 +207,12 @@ class BioreactorServer:
             raise ValueError(
                 f"report_by_exception must be a deadband >= 0, got {report_by_exception!r}"
             )
+        unknown = sorted(set(serials or {}) - set(vessels))
+        if unknown:
+            raise ValueError(f"serials name vessels that are not served: {', '.join(unknown)}")
+        if not all(isinstance(v, str) for v in (serials or {}).values()):
+            raise ValueError(f"serials must be text, got {serials!r}")
+        self._serials = dict(serials or {})
         self._deadband = report_by_exception
         self._published: dict[ua.NodeId, tuple[float, int]] = {}
         self._url = url
@@ -236,8 +246,8 @@ class BioreactorServer:
             targets=lambda: self._variables,
             check=_check_fault,
         )
-        self.faults.on_inject = self._fault_injected
-        self._restarting: asyncio.Task[None] | None = None
+        self._restarter = Restarter(self.faults, self.restart)
+        self.faults.on_inject = self._restarter.injected
         #: times the server restarted (``restart`` fault or :meth:`restart`)
         self.restarts = 0
 
@@ -316,6 +326,7 @@ class BioreactorServer:
                     self._inoculate_callback(name),
                     self._harvest_callback(name),
                     self._install_bag_callback(name),
+                    self._serials.get(name, ""),
                 )
             )
         self._sim_nodes = await add_simulation(server, idx, self._time_scale, self._step_s)
@@ -380,27 +391,9 @@ class BioreactorServer:
         self.restarts += 1
         _log.warning("%s restarted after %.1f s with default setpoints", endpoint, downtime_s)
 
-    def _fault_injected(self, fault: Fault) -> None:
-        """A ``restart`` fault restarts the server once, then clears itself."""
-        if fault.kind != "restart" or self._restarting is not None:
-            return
-
-        async def run() -> None:
-            try:
-                await self.restart(float(fault.params.get("downtime_s", 1.0)))
-            finally:
-                self._restarting = None
-                self.faults.clear(fault)
-
-        self._restarting = asyncio.get_running_loop().create_task(run(), name="restart")
-
     async def stop(self) -> None:
         """Stop the update loop and close the server (idempotent); ends a restart."""
-        restarting, self._restarting = self._restarting, None
-        if restarting is not None and restarting is not asyncio.current_task():
-            restarting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await restarting
+        await self._restarter.cancel()
         await self._shutdown()
 
     async def _shutdown(self) -> None:

@@ -87,6 +87,19 @@ class FreezerServer(ModbusInstrumentServer[FreezerModel]):
     def _make_model(self) -> FreezerModel:
         return FreezerModel()
 
+    def _power_cycled(self, old: FreezerModel) -> FreezerModel:
+        """Idle with program 1 after a power cycle; the chamber and the sample keep
+        their temperatures (physics does not restart) and settle from the clock's now."""
+        old.advance(self.clock.elapsed())
+        new = FreezerModel()
+        new.chamber_c, new.sample_c, new.frozen_fraction = (
+            old.chamber_c,
+            old.sample_c,
+            old.frozen_fraction,
+        )
+        new.ln2_supply_ok = old.ln2_supply_ok
+        return new
+
     # -- register blocks -----------------------------------------------------------
 
     def _write_holding(

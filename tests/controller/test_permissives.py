@@ -118,9 +118,15 @@ async def test_start_is_refused_while_a_bound_unit_reports_an_alarm(tmp_path: Pa
         await sims.stop()
 
 
-def _asset_plant(server: BioreactorServer, due: date, qualification: str = "qualified") -> Plant:
-    plant = plant_for(server, "SV-02")
-    asset = AssetStatus("EQ-0102", "SN-4711", due, qualification)
+def _asset_plant(
+    server: BioreactorServer,
+    due: date,
+    qualification: str = "qualified",
+    vessel: str = "SV-02",
+    serial: str = "SN-4711",
+) -> Plant:
+    plant = plant_for(server, vessel)
+    asset = AssetStatus("EQ-0102", serial, due, qualification)
     return replace(plant, units=(replace(plant.units[0], asset=asset),))
 
 
@@ -217,3 +223,144 @@ async def test_a_supervisor_forces_a_running_phase_and_skips_one_to_come(
     assert not progress or progress[-1] < 45 * 60  # ended before its 45 minutes
     refused = [e.data["rule"] for e in entries if e.kind == "command.refused"]
     assert refused == ["REASON-REQUIRED", "OVERRIDE"]
+
+
+async def test_a_supervisor_repeats_a_held_phase_from_its_start(
+    bioreactors: BioreactorServer, make_controller: Callable[..., Any], tmp_path: Path
+) -> None:
+    from ebr.review import review
+
+    controller = await make_controller(plant_for(bioreactors, "SV-14"))
+    run = await controller.create_batch(load_recipe(RECIPE))
+    batch_id = run.control.batch_id
+    task = asyncio.create_task(controller.run(run))
+    culture = "culture/grow/culture"
+    await wait_phase(run, culture)
+    sup = Who("sup1", "test terminal")
+    assert not await run.override_step("repeat", culture, who=sup, reason="wash again")
+    assert "OVERRIDE" in str(run.last_refusal) and "not a held phase" in str(run.last_refusal)
+    await run.clock.sleep(12 * 60)  # some of its 45 minutes run before the hold
+    assert await run.command(Command.HOLD, user="op1", reason="bag leak check")
+    await wait_phase(run, batch_id, State.HELD)
+    assert not await run.override_step("repeat", culture, who=sup, reason=" ")
+    assert "REASON-REQUIRED" in str(run.last_refusal)
+    assert await run.override_step("repeat", culture, who=sup, reason="rocking lost, DEV-9")
+    # A controller that took the batch over now would also run the phase from its start
+    # (keeping only what its holding logic changed, for restart to undo).
+    from controller.resume import load_resume_point
+
+    assert controller.store is not None
+    point = load_resume_point(controller.store, batch_id)
+    assert set(point.progress[culture]) <= {"held_from"} and culture not in point.running_s
+    assert await run.command(Command.RESTART, user="op1", reason="leak fixed")
+    assert await asyncio.wait_for(task, 20) is State.COMPLETE
+    entries = journal_of(controller, batch_id)
+    (repeat,) = [e for e in entries if e.kind == "step.repeated"]
+    assert repeat.data["element"] == culture and repeat.data["user"] == "sup1"
+    assert repeat.data["reason"] == "rocking lost, DEV-9"
+    assert repeat.data["discarded"]["elapsed_s"] > 0  # the run it threw away
+    (ended,) = [e for e in entries if e.kind == "step.repeat_ended"]
+    assert ended.data == {**ended.data, "repeat": repeat.seq, "outcome": "complete"}
+    # After the repeat, the phase ran its whole 45 minutes again (not the rest of them).
+    assert repeat.data["discarded"]["elapsed_s"] >= 10 * 60
+    states = [
+        (e.data["to"], datetime.fromisoformat(e.data["t"]))
+        for e in entries
+        if e.kind == "element.state" and e.data["element"] == culture and e.seq > repeat.seq
+    ]
+    running = next(t for to, t in states if to == "Running")
+    complete = next(t for to, t in states if to == "Complete")
+    assert (complete - running).total_seconds() >= 45 * 60 - 1
+    assert [e.data["rule"] for e in entries if e.kind == "command.refused"] == [
+        "OVERRIDE",
+        "REASON-REQUIRED",
+    ]
+    assert controller.store is not None
+    found = [x for x in review(controller.store, batch_id) if x.rule == "override"]
+    assert [(x.severity, x.element) for x in found if "step.repeated" in x.title] == [
+        ("critical", culture)
+    ]
+
+    # The same vessel again: its second inoculation fails and holds the batch; an invoke
+    # phase acts once, so it is not repeated unless the recipe declares it repeatable.
+    inoculate = "culture/seed/inoculate"
+    for repeatable in (False, True):
+        recipe = RECIPE.read_text()
+        if repeatable:
+            declared = "type: invoke\n" + " " * 14 + "repeatable: true\n"
+            recipe = recipe.replace("type: invoke\n", declared)
+            (tmp_path / "repeatable.yaml").write_text(recipe)
+        again = await controller.create_batch(
+            load_recipe(tmp_path / "repeatable.yaml" if repeatable else RECIPE)
+        )
+        task = asyncio.create_task(controller.run(again))
+        await wait_phase(again, inoculate, State.HELD)
+        accepted = await again.override_step("repeat", inoculate, who=sup, reason="retry")
+        assert accepted is repeatable
+        if not repeatable:
+            assert "REPEAT-NOT-IDEMPOTENT" in str(again.last_refusal)
+            assert "invoke" in str(again.last_refusal)
+        else:
+            assert await again.command(Command.RESTART, user="op1", reason="try once more")
+            await wait_phase(again, inoculate, State.HELD)  # fails again: inoculated
+        assert await again.command(Command.ABORT, user="sup1", reason="end of test")
+        assert await asyncio.wait_for(task, 20) is State.ABORTED
+        entries = journal_of(controller, again.control.batch_id)
+        outcomes = [e.data["outcome"] for e in entries if e.kind == "step.repeat_ended"]
+        if repeatable:
+            assert len(outcomes) == 1 and outcomes[0].startswith("failed")
+        else:
+            assert not outcomes
+            (refused,) = [e.data for e in entries if e.kind == "command.refused"]
+            assert refused["rule"] == "REPEAT-NOT-IDEMPOTENT"
+
+
+async def test_the_serial_an_instrument_reports_is_checked_at_bind(
+    bioreactors: BioreactorServer, make_controller: Callable[..., Any]
+) -> None:
+    from ebr.people.users import Directory
+    from ebr.record.query import list_batches
+    from ebr.review import review
+    from tests.ebr.test_users import ADMIN_PW, FAST_HASHER, ready_user
+
+    due = datetime.now(UTC).date() + timedelta(days=30)
+    recipe = load_recipe(RECIPE)
+    wrong = await make_controller(_asset_plant(bioreactors, due, vessel="SV-15", serial="SN-15"))
+    assert wrong.store is not None
+    before = len(list_batches(wrong.store))
+    with pytest.raises(
+        BatchSetupError, match=r"ASSET-SERIAL.*unit SV-15.*serial 'SN-15'.*reports 'SN-0015'"
+    ):
+        await wrong.create_batch(recipe)
+    assert len(list_batches(wrong.store)) == before, "a refused bind opens no record"
+    assert not wrong.allocations
+    refused = [e for e in journal_of(wrong, "@site") if e.kind == "bind.refused"]
+    assert refused[-1].data["units"]["bioreactor"] == {
+        "unit": "SV-15",
+        "serial_expected": "SN-15",
+        "serial_reported": "SN-0015",
+    }
+    assert "ASSET-SERIAL" in refused[-1].data["message"]
+    # QA may let it start (signed, an exception for review).
+    people = Directory(wrong.store, hasher=FAST_HASHER)
+    people.init("admin", "Site Admin", ADMIN_PW)
+    ready_user(people, "quinn", "qa")
+    quinn = people.get("quinn")
+    assert quinn is not None
+    run = await wrong.create_batch(recipe, asset_override=(quinn, "label swapped, CC-80"))
+    wrong.release(run.control.batch_id)
+    entries = journal_of(wrong, run.control.batch_id)
+    override = next(e for e in entries if e.kind == "asset.override")
+    assert override.data["rule"] == "ASSET-SERIAL" and "SN-0015" in override.data["bypassed"][0]
+    found = [x for x in review(wrong.store, run.control.batch_id) if x.rule == "override"]
+    assert [x.severity for x in found if "asset.override" in x.title] == ["critical"]
+
+    # The plant file says what the vessel reports: the batch starts, the record shows it.
+    right = await make_controller(_asset_plant(bioreactors, due, vessel="SV-15", serial="SN-0015"))
+    run = await right.create_batch(recipe)
+    task = asyncio.create_task(right.run(run))
+    await wait_phase(run, "culture/setup/conditions")
+    assert await run.command(Command.ABORT, user="sup1", reason="end of test")
+    assert await asyncio.wait_for(task, 20) is State.ABORTED
+    (unit,) = journal_of(right, run.control.batch_id)[0].data["equipment"].values()
+    assert unit["serial_reported"] == "SN-0015" and unit["asset"]["serial"] == "SN-0015"

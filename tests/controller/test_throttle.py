@@ -1,4 +1,5 @@
-"""Failed network sign-ins are throttled per account, and do not lock anyone out."""
+"""Failed network sign-ins are throttled per account and per client address, and do not
+lock anyone out."""
 
 from __future__ import annotations
 
@@ -52,3 +53,15 @@ def test_network_guesses_do_not_lock_an_account(tmp_path: Path) -> None:
                 directory.authenticate("olga", "guess-1234", "sign in")
         locked = directory.get("olga")
         assert locked is not None and locked.locked
+
+
+def test_a_clients_count_is_forgotten_only_after_a_quiet_spell() -> None:
+    clock = Clock()
+    throttle = SignInThrottle(free=2, base_s=5.0, forget_s=60.0, clock=clock)
+    assert [throttle.failed("10.0.0.7") for _ in range(2)] == [1, 2]
+    assert throttle.wait_s("10.0.0.7") == 5.0
+    clock.now += 59.0
+    assert throttle.failures("10.0.0.7") == 2  # still counted: the next failure waits 10 s
+    assert throttle.failed("10.0.0.7") == 3 and throttle.wait_s("10.0.0.7") == 10.0
+    clock.now += 60.0
+    assert throttle.failures("10.0.0.7") == 0 and throttle.wait_s("10.0.0.7") == 0

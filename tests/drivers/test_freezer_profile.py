@@ -127,3 +127,35 @@ async def test_the_same_profile_over_modbus_rtu_on_a_pty(tmp_path: Path) -> None
         finally:
             await pool.close()
     assert not link.exists()
+
+
+async def test_serial_number_from_the_plant_spec_read_as_a_modbus_string(
+    pool: DevicePool,
+) -> None:
+    from simulators.launch import start_simulators
+
+    sims = await start_simulators(
+        [
+            {"name": "f1", "kind": "modbus-freezer", "listen": "modbus+tcp://127.0.0.1:0",
+             "serial": "CRF-2026-0042"},
+            {"name": "f2", "kind": "modbus-freezer", "listen": "modbus+tcp://127.0.0.1:0"},
+        ],
+        SCALE,
+    )  # fmt: skip
+    try:
+        found = []
+        for name in ("f1", "f2"):
+            device = pool.open(name, PROFILE, sims.endpoints[name], {})
+            await device.connect()
+            found += [r.value for r in await device.read(["device.serial", "device.firmware"])]
+            with pytest.raises(WriteRejected, match="read-only"):
+                await device.write("device.serial", "X")
+        assert found == ["CRF-2026-0042", pytest.approx(1.0), "", pytest.approx(1.0)]
+    finally:
+        await sims.stop()
+    with pytest.raises(ValueError, match="at most 16"):
+        await start_simulators(
+            [{"name": "f", "kind": "modbus-freezer", "listen": "modbus+tcp://127.0.0.1:0",
+              "serial": "S" * 17}],
+            SCALE,
+        )  # fmt: skip

@@ -22,6 +22,7 @@ SERVED_VESSELS = [
     "LEASE-02",
     "ASSET-01",
     "ASSET-02",
+    "REPEAT-01",
     *(f"K-{i:02d}" for i in range(1, 25)),
     "HA-01",
     "HA-02",

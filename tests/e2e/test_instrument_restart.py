@@ -16,7 +16,7 @@ from ebr import Store, read_journal
 from tests.e2e.conftest import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-SHORT = ROOT / "tests" / "controller" / "recipes" / "short-culture.yaml"
+RECIPE = ROOT / "tests" / "controller" / "recipes" / "setpoints-hold.yaml"
 
 
 def test_simulator_restart_mid_batch(tmp_path: Path) -> None:
@@ -30,15 +30,20 @@ def test_simulator_restart_mid_batch(tmp_path: Path) -> None:
         'endpoint = "opc.tcp://127.0.0.1:0/cellbatch/rs"\naddress = { vessel = "RS-01" }\n'
     )
     faults = tmp_path / "faults.toml"
+    # 10 wall s after ready: past `cellbatch run`'s start and connect on a loaded machine
+    # (a restart during the connect refuses the run), inside the 24 s hold (x300)
     faults.write_text(
-        '[[fault]]\nsimulator = "bioreactors"\nkind = "restart"\ndowntime_s = 1.0\nat = 6.0\n'
+        '[[fault]]\nsimulator = "bioreactors"\nkind = "restart"\ndowntime_s = 1.0\nat = 10.0\n'
     )
     # a link judged failed only after 60 s: the restart alone must not hold the batch
     profile = tmp_path / "br.toml"
     profile.write_text(
         (PROFILE_DIR / "rocking_bioreactor_opcua.toml")
         .read_text(encoding="utf-8")
-        .replace('protocol = "opcua"\n', 'protocol = "opcua"\nstatus_fail_after_s = 60\n'),
+        .replace(
+            'protocol = "opcua"\n',
+            'protocol = "opcua"\nstatus_fail_after_s = 60\nreconnect_backoff_max_s = 0.5\n',
+        ),
         encoding="utf-8",
     )
     server = subprocess.Popen(
@@ -77,14 +82,11 @@ def test_simulator_restart_mid_batch(tmp_path: Path) -> None:
                 "-m",
                 "cellbatch",
                 "run",
-                str(SHORT),
+                str(RECIPE),
                 "--plant",
                 str(run_plant),
                 "--db",
                 db,
-                "--param",
-                "culture_time=120",
-                "--simulated-operator",
             ],
             cwd=ROOT,
             capture_output=True,
@@ -95,6 +97,7 @@ def test_simulator_restart_mid_batch(tmp_path: Path) -> None:
         batch_id = run.stdout.splitlines()[0].split()[1]
         assert "instrument RS-01 link lost since" in run.stdout
         assert "instrument RS-01 link regained after" in run.stdout
+        assert "instrument RS-01 restarted (server start time changed from " in run.stdout
         verify = subprocess.run(
             [sys.executable, "-m", "cellbatch", "ebr", "verify", batch_id, "--db", db],
             cwd=ROOT,
@@ -119,7 +122,9 @@ def test_simulator_restart_mid_batch(tmp_path: Path) -> None:
             for e in entries
             if e.kind == "write.intent" and "restarted" in e.data.get("reason", "")
         }
-        assert reasserted == set(restarted["differs"])
+        # told by the server's new start time: every setpoint written is re-asserted
+        assert restarted["reason"].startswith("server start time changed")
+        assert reasserted == {"temperature.sp", "ph.sp", "rocking.rate_sp", "volume.sp"}
         states = [e.data["to"] for e in entries if e.kind == "batch.state"]
         assert states[-1] == "Complete" and "Held" not in states
     finally:

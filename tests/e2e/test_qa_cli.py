@@ -318,3 +318,44 @@ async def test_gmp_hmi_asks_for_each_signature_and_signs_out_when_idle(
         "Olga",
     )
     assert created["terminal"].startswith("opcua 127.0.0.1:") and created["software"]
+
+
+async def test_network_sign_in_guesses_are_throttled_per_client_and_alerted(
+    qa_db: Path, served_url: str, tmp_path: Path
+) -> None:
+    """One client guessing at many accounts (no account fails often enough to be
+    throttled or alerted on its own) is throttled by its address, and the alert is on
+    the site chain: `users audit` names the client. Nobody is locked out."""
+    import sqlite3
+
+    from cellbatch.service_client import call
+    from controller.service import CLIENT_FREE_FAILURES
+    from tests.e2e.test_service import Serve, free_port
+
+    db = tmp_path / "copy.sqlite"  # the module's store stays free of these alerts
+    with sqlite3.connect(qa_db) as source, sqlite3.connect(db) as copy:
+        source.backup(copy)
+    plant = plant_for_unit(tmp_path / "gmp.toml", served_url, "GMP-01")
+    plant.write_text(plant.read_text().replace('mode = "simulation"', 'mode = "gmp"'))
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+    serve = Serve(plant, db, endpoint)
+    try:
+        for i in range(CLIENT_FREE_FAILURES):  # a different account each time
+            answer = await call(endpoint, "SignIn", f"guess-{i % 5}", "wrong-password")
+            assert not answer["ok"] and "authentication failed" in answer["message"], answer
+        throttled = await call(endpoint, "SignIn", "olga", "o-secret-44")  # even the right one
+        assert not throttled["ok"] and "too many failed sign-ins" in throttled["message"]
+        alerts = await call(endpoint, "Alerts")
+    finally:
+        assert serve.end(signal.SIGTERM) == 0
+    assert [a["client"] for a in alerts if "client" in a] == ["127.0.0.1"], alerts
+    audit = ok(cellbatch(db, "users", "audit"))
+    assert "network client 127.0.0.1: 10 failed sign-ins" in audit, audit
+    listed = json.loads(ok(cellbatch(db, "users", "list", "--json")))
+    assert {u["username"]: u["status"] for u in listed}["olga"] == "active"
+    with Store.open(f"sqlite:///{db}") as store:
+        from ebr.people.users import site_entries
+        from ebr.record.kinds import Kind
+
+        failed = site_entries(store, Kind.USER_AUTH_FAILED)
+    assert {f.data.get("client") for f in failed[-CLIENT_FREE_FAILURES:]} == {"127.0.0.1"}

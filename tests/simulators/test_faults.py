@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
 from simulators.centrifuge.modbus_server import CellProcessorServer
-from simulators.faults import FaultBoard, FaultError
+from simulators.faults import FaultBoard, FaultError, Restarter
 from simulators.serial_instruments.balance import BalanceSimulator
 from simulators.serial_instruments.bench import Bench
 
@@ -56,3 +57,33 @@ def test_sensor_faults_transform_values_in_injection_order() -> None:
     board.clear(noise)
     board.clear(noise)  # twice is harmless
     assert changes == [1, 0, 0]
+
+
+async def test_restarter_runs_one_restart_per_fault_and_clears_it() -> None:
+    board = FaultBoard("sim", ["restart"])
+    started: list[float] = []
+    release = asyncio.Event()
+
+    async def restart(downtime_s: float) -> None:
+        started.append(downtime_s)
+        await release.wait()
+
+    restarter = Restarter(board, restart)
+    board.on_inject = restarter.injected
+    first = board.inject("restart", downtime_s=0.25)
+    await asyncio.sleep(0)
+    assert restarter.running and started == [0.25]
+    board.inject("restart")  # already restarting: dropped
+    await asyncio.sleep(0)
+    assert board.faults == (first,) and started == [0.25]
+    release.set()
+    for _ in range(10):  # bounded: the restart ends within a few loop turns
+        if not restarter.running:
+            break
+        await asyncio.sleep(0)
+    assert not restarter.running and board.faults == ()
+    board.inject("restart")
+    await asyncio.sleep(0)
+    assert started == [0.25, 1.0]  # the default downtime
+    await restarter.cancel()
+    assert not restarter.running

@@ -224,6 +224,29 @@ async def test_coil_run_stop_and_alarm_reset(
     assert ir[2] == 0
 
 
+async def test_restart_comes_back_idle_with_the_chamber_as_it_was(server: FreezerServer) -> None:
+    endpoint = server.endpoint
+    server.model.select(2)
+    server.model.start(server.clock.elapsed())
+    await asyncio.sleep(0.1)  # the program cools the chamber
+    server.model.advance(server.clock.elapsed())
+    cold = server.model.chamber_c
+    assert cold < 4.0
+    await server.restart(0.0)
+    assert server.endpoint == endpoint and server.restarts == 1
+    m = server.model
+    assert (m.state, m.program, m.segment) == (State.IDLE, 1, 0)  # the run is lost
+    assert m.chamber_c == pytest.approx(cold, abs=2.0)  # physics did not restart
+    port = urlsplit(endpoint).port
+    c = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
+    assert await c.connect()
+    try:
+        ir = await _until_state(c, State.IDLE)
+        assert regs_float(ir[4:6]) < 4.0
+    finally:
+        c.close()
+
+
 async def test_launch_kind_modbus_freezer() -> None:
     sims = await start_simulators(
         [{"name": "crf", "kind": "modbus-freezer", "listen": "modbus+tcp://127.0.0.1:0"}],

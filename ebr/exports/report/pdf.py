@@ -447,13 +447,16 @@ def _downsample(days: Any, values: Any) -> tuple[Any, Any]:
 
 
 def _asset_text(unit: dict[str, Any]) -> str:
-    """A bound unit's asset identity and calibration status, as recorded at start (R8)."""
+    """A bound unit's asset identity and calibration status, as recorded at start, and
+    the serial number its instrument reported at bind (R8)."""
     asset = as_dict(unit.get("asset"))
+    reported = unit.get("serial_reported")
+    said = f", instrument reports serial {reported}" if reported else ""
     if not asset:
-        return ""
+        return f" [{said[2:]}]" if said else ""
     return (
-        f" [asset {asset.get('asset_id')}, serial {asset.get('serial')}, calibration due "
-        f"{asset.get('calibration_due')} ({asset.get('calibration')}), "
+        f" [asset {asset.get('asset_id')}, serial {asset.get('serial')}{said}, calibration "
+        f"due {asset.get('calibration_due')} ({asset.get('calibration')}), "
         f"{asset.get('qualification')}]"
     )
 
