@@ -27,7 +27,14 @@ from cellbatch.ebr_cli import ebr as ebr_group
 from cellbatch.keys_cli import keys as keys_group
 from cellbatch.lot_cli import lot as lot_group
 from cellbatch.plant_cli import plant_group, profile_group
-from cellbatch.ports import on_free_ports
+from cellbatch.ports import (
+    at_endpoints,
+    endpoint_map,
+    endpoints_option,
+    on_free_ports,
+    remove_endpoints,
+    write_endpoints,
+)
 from cellbatch.service_cli import batch_group, controller_group
 from cellbatch.service_cli import hmi as hmi_command
 from cellbatch.terminal import terminal_operator
@@ -36,11 +43,18 @@ from cellbatch.users_cli import users as users_group
 from controller import __version__
 from controller.isa88 import Command, Element, State
 from controller.plant import Plant, PlantError, load_plant
-from controller.prompts import Answerer, PromptBoard, answers_from, simulated_operator
+from controller.prompts import (
+    PROMPT_PHASES,
+    Answerer,
+    PromptBoard,
+    answers_from,
+    read_answers,
+    simulated_operator,
+)
 from controller.resume import ResumeError
 from controller.session import BatchSetupError, Controller
 from controller.who import Who, local_terminal
-from drivers import DriverError
+from drivers import Disconnected, DriverError
 from ebr import EbrError, Store
 from ebr.people.duties import DutyRefused, check_may_act
 from ebr.people.lifecycle import RecipeId, approve, recipe_status, retire
@@ -283,8 +297,20 @@ def sim() -> None:
     help="Bind every simulator on a free port (and make no pty symlinks) instead of the "
     "plant file's addresses; the lines printed name the URLs really bound.",
 )
+@click.option(
+    "--endpoints",
+    "endpoints_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the endpoints really bound to this file (JSON) for `run` and `controller "
+    "serve --endpoints FILE`; removed when the simulators stop.",
+)
 def sim_serve(
-    plant_path: str, time_scale: float | None, faults_path: str | None, free_ports: bool
+    plant_path: str,
+    time_scale: float | None,
+    faults_path: str | None,
+    free_ports: bool,
+    endpoints_path: Path | None,
 ) -> None:
     """Start every simulator of the plant file and serve until SIGINT/SIGTERM."""
     from simulators.fault_file import FaultFileError, load_fault_file
@@ -295,12 +321,18 @@ def sim_serve(
     try:
         schedule = load_fault_file(faults_path) if faults_path else []
         specs = on_free_ports(plant.simulators) if free_ports else list(plant.simulators)
-        asyncio.run(_serve(specs, time_scale or plant.time_scale, schedule))
+        asyncio.run(_serve(specs, time_scale or plant.time_scale, schedule, plant, endpoints_path))
     except FaultFileError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-async def _serve(specs: Sequence[Mapping[str, object]], scale: float, schedule: list[Any]) -> None:
+async def _serve(
+    specs: Sequence[Mapping[str, object]],
+    scale: float,
+    schedule: list[Any],
+    plant: Plant,
+    endpoints_path: Path | None,
+) -> None:
     from simulators.fault_file import check_schedule, run_schedule
     from simulators.launch import start_simulators
 
@@ -312,6 +344,8 @@ async def _serve(specs: Sequence[Mapping[str, object]], scale: float, schedule: 
     faults: asyncio.Task[None] | None = None
     try:
         check_schedule(schedule, sims.boards)
+        if endpoints_path is not None:
+            write_endpoints(endpoints_path, plant, endpoint_map(plant.simulators, sims.endpoints))
         for name, url in sims.endpoints.items():
             click.echo(f"{name} {url}")
         click.echo("ready")
@@ -323,6 +357,8 @@ async def _serve(specs: Sequence[Mapping[str, object]], scale: float, schedule: 
         if faults is not None:
             faults.cancel()
             await asyncio.wait({faults})
+        if endpoints_path is not None:
+            remove_endpoints(endpoints_path)  # the endpoints die with the simulators
         await sims.stop()
 
 
@@ -475,6 +511,7 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, float]:
     "asked, else CELLBATCH_VERIFIER_PASSWORD).",
 )
 @click.option("--reason", default=None, help="Why the asset override is justified.")
+@endpoints_option
 @scale_option
 def run(
     recipe_file: str | None,
@@ -488,6 +525,7 @@ def run(
     simulated_operator: bool,
     asset_qa: str | None,
     reason: str | None,
+    endpoints_path: str | None,
     time_scale: float | None,
 ) -> None:
     """Run one batch headless in the foreground; Ctrl-C holds it and exits.
@@ -504,6 +542,8 @@ def run(
     plant = load_plant(plant_path)
     if time_scale is not None:  # the instruments' own clock still wins where they have one
         plant = dataclasses.replace(plant, time_scale=time_scale)
+    if endpoints_path is not None:
+        plant = at_endpoints(plant, endpoints_path)
     if simulated_operator and not plant.simulation:
         raise click.UsageError("--simulated-operator is only allowed on a simulation plant")
     operator = OperatorChoice(answers_path, simulated_operator, user)
@@ -512,7 +552,7 @@ def run(
     if resume_id is not None:
         if params or coi:
             raise click.UsageError("--param and --coi belong to a new batch, not to --resume")
-        state = asyncio.run(_run(plant, db_url, user, operator, resume_id=resume_id))
+        batch = _run(plant, db_url, user, operator, resume_id=resume_id)
     else:
         assert recipe_file is not None
         recipe_ = load_recipe(recipe_file)
@@ -521,9 +561,17 @@ def run(
         asset = None
         if asset_qa is not None and reason is not None:
             asset = (_asset_approver(db_url, asset_qa), reason.strip())
-        state = asyncio.run(
-            _run(plant, db_url, user, operator, recipe_, overrides, coi, asset_override=asset)
-        )
+        batch = _run(plant, db_url, user, operator, recipe_, overrides, coi, asset_override=asset)
+    try:
+        state = asyncio.run(batch)
+    except Disconnected as exc:
+        if not plant.simulators or endpoints_path is not None:
+            raise
+        raise Disconnected(
+            f"{exc}; are its simulators running (`cellbatch sim serve --plant {plant_path}`)? "
+            "Served on free ports, pass --endpoints FILE as written by `sim serve --free-ports "
+            "--endpoints FILE`"
+        ) from None
     sys.exit(0 if state is State.COMPLETE else 1)
 
 
@@ -545,9 +593,6 @@ def _asset_approver(db_url: str, username: str) -> User:
         store.close()
 
 
-PROMPT_PHASES = ("operator_prompt", "manual_sample", "identity_check")
-
-
 class OperatorChoice:
     """Who answers operator prompts in `cellbatch run`."""
 
@@ -559,7 +604,7 @@ class OperatorChoice:
         self.named = user is not None
         self.user = user or getpass.getuser()
         self.signing: SigningSession | None = None
-        self.answers = _load_answers(answers_path) if answers_path else None
+        self.answers = _load_answers(answers_path, None) if answers_path else None
 
     def sign_in(self, db_url: str) -> None:
         """GMP plants: the person running the batch signs in; every answer will be signed."""
@@ -582,7 +627,10 @@ class OperatorChoice:
             self.signing.directory.refuse(account, "cellbatch run", refusal)
 
     def check_recipe(self, recipe_: Recipe) -> None:
-        """Refuse to start unattended a recipe whose prompts nobody could answer."""
+        """Refuse to start unattended a recipe whose prompts nobody could answer, and an
+        answers file that does not fit the recipe's prompts."""
+        if self.answers_path:
+            self.answers = _load_answers(self.answers_path, recipe_)
         asks = [
             p.name for _path, _up, _op, p in recipe_.procedure.walk() if p.type in PROMPT_PHASES
         ]
@@ -603,19 +651,14 @@ class OperatorChoice:
         return None
 
 
-def _load_answers(path: str) -> dict[str, dict[str, Any]]:
-    from ruamel.yaml import YAML, YAMLError
-
+def _load_answers(path: str, recipe_: Recipe | None) -> dict[str, dict[str, Any]]:
+    """The answers file, checked against the recipe's prompts when it is known (every
+    problem as FILE:LINE:COL: message, before the batch starts)."""
     try:
-        doc = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, YAMLError) as exc:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise click.BadParameter(f"{path}: {exc}", param_hint="--answers") from None
-    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
-        raise click.BadParameter(
-            f"{path}: expected a mapping of phase → {{entry: value, user: ID, ...}}",
-            param_hint="--answers",
-        )
-    return {str(k): dict(v) for k, v in doc.items()}
+    return read_answers(text, path, recipe_)
 
 
 async def _run(

@@ -59,9 +59,15 @@ def deviation() -> None:
     "--from-batch",
     "from_batch",
     default=None,
-    help="Open one deviation per critical exception or hold of this batch (automatic).",
+    help="Open one deviation per critical exception or hold of this batch (automatic; "
+    "still needs --user: who opens them, authenticated).",
 )
-@click.option("--user", "username", default=None, help="Who opens it (by hand).")
+@click.option(
+    "--user",
+    "username",
+    default=None,
+    help="Who opens it (password asked, else CELLBATCH_PASSWORD); recorded as the opener.",
+)
 @plain_errors
 def open_command(
     db_url: str,
@@ -75,11 +81,17 @@ def open_command(
     from_batch: str | None,
     username: str | None,
 ) -> None:
-    """Open a deviation by hand, or automatically from a batch's exceptions (--from-batch)."""
+    """Open a deviation by hand, or automatically from a batch's exceptions (--from-batch).
+    Either way a person opens it: --user, authenticated, recorded as the opener."""
+    if from_batch is not None and not username:
+        raise click.UsageError("--from-batch needs --user (who opens the deviations)")
     with open_store(db_url) as store:
         desk = DeviationDesk(store, Directory(store))
         if from_batch is not None:
-            opened = desk.open_automatic(from_batch, load_rules())
+            assert username  # checked above
+            opened = desk.open_automatic(
+                from_batch, load_rules(), username=username, password=password_of(username)
+            )
             for dev in opened:
                 click.echo(f"{dev.deviation_id}  {dev.classification:<8} {dev.title}")
             click.echo(f"{len(opened)} deviation(s) opened from batch {from_batch}")

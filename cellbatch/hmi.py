@@ -2,15 +2,17 @@
 
 One screen, usable from 80×24: a status line (endpoint, who is signed in, ONLINE or
 UNREACHABLE), a banner while the controller cannot be reached (every value is then
-marked STALE with its age), the batches, the selected batch's line (state in words,
-recipe, batch day, and why it is held or stopped), its active phase with the time in
-it, and three views: `1` process values (every CPP with PV, SP, unit, alert and action
-limits, quality, age and a trend), `2` alarms (all of the batch's alarms, active or
-cleared, acknowledged by whom), `3` open prompts (what to enter). Keys send ISA-88
-commands to the selected batch, each with a reason (required for hold, restart, stop
-and abort; stop and abort ask for confirmation); `n` opens the oldest prompt as a form
-checked before sending; `k` acknowledges the oldest unacknowledged alarm; `?` lists
-every key. Results and refusals are shown whole (wrapped).
+marked STALE with its age), a STORAGE banner while the controller's store cannot commit
+(since when and why; its running batches are then held in their safe state), the
+batches, the selected batch's line (state in words, recipe, batch day, and why it is
+held or stopped), its active phase with the time in it, and three views: `1` process
+values (every CPP with PV, SP, unit, alert and action limits, quality, age and a trend),
+`2` alarms (all of the batch's alarms, active or cleared, acknowledged by whom), `3`
+open prompts (what to enter). Keys send ISA-88 commands to the selected batch, each with
+a reason (required for hold, restart, stop and abort; stop and abort ask for
+confirmation); `n` opens the oldest prompt as a form checked before sending; `k`
+acknowledges the oldest unacknowledged alarm; `?` lists every key. Results and refusals
+are shown whole (wrapped).
 
 On a GMP plant the operator signs in with user ID and password (checked by the
 controller); every prompt answer is a signature and asks for the signer's password
@@ -44,7 +46,13 @@ from cellbatch.batch_text import (
     sparkline,
 )
 from cellbatch.hmi_forms import CommandScreen, HelpScreen, PromptForm
-from cellbatch.service_client import Connection, ServiceError, alert_line, call
+from cellbatch.service_client import (
+    Connection,
+    ServiceError,
+    alert_line,
+    call,
+    storage_banner,
+)
 from controller.interface_security import Endpoint
 from ebr.people.signatures import IDLE_TIMEOUT
 
@@ -62,6 +70,8 @@ class BatchHmi(App[None]):
     #status.unreachable { background: $error; }
     #banner { display: none; height: auto; background: $error; color: $text; padding: 0 1; }
     #banner.shown { display: block; }
+    #storage { display: none; height: auto; background: $error; color: $text; padding: 0 1; }
+    #storage.shown { display: block; }
     #alerts { display: none; height: auto; background: $warning; color: $text; padding: 0 1; }
     #alerts.shown { display: block; }
     #batches { height: auto; max-height: 5; }
@@ -117,6 +127,7 @@ class BatchHmi(App[None]):
         self.clock = clock
         self.batches: list[dict[str, Any]] = []
         self.alerts: list[dict[str, Any]] = []  # account alerts (R12), `Alerts` answer
+        self.storage: str | None = None  # the controller's store cannot commit: why
         self.detail: dict[str, Any] = {}
         self.unreachable: str | None = None  # why, while the controller cannot be reached
         self.updated_at: float | None = None  # clock() of the last good update
@@ -133,6 +144,7 @@ class BatchHmi(App[None]):
         w = self._w
         yield w["status"]
         yield w["banner"]
+        yield w["storage"]
         yield w["alerts"]
         yield self._table
         yield w["batchline"]
@@ -194,11 +206,12 @@ class BatchHmi(App[None]):
             selected = self.selected if self.selected in ids else (ids[0] if ids else None)
             detail = await self._session.call("Show", selected) if selected else {}
             alerts = await self._session.call("Alerts")
+            info = await self._session.call("Info")
         except (ServiceError, OSError, TimeoutError) as exc:
             await self._close_session()
             self.lost(str(exc) or type(exc).__name__)
             return
-        self.show(batches, detail, alerts)
+        self.show(batches, detail, alerts, info)
 
     async def _close_session(self) -> None:
         session, self._session = self._session, None
@@ -215,12 +228,15 @@ class BatchHmi(App[None]):
         batches: list[dict[str, Any]],
         detail: dict[str, Any],
         alerts: list[dict[str, Any]] | None = None,
+        info: dict[str, Any] | None = None,
     ) -> None:
         """Show a `List` and a `Show` answer of the controller (it is reachable), and
-        its `Alerts` answer when given (None: keep the last one)."""
+        its `Alerts` and `Info` answers when given (None: keep the last one)."""
         self.batches, self.detail = batches, detail
-        if alerts is not None:
+        if isinstance(alerts, list):  # a refusal (the store unreadable) keeps the last ones
             self.alerts = alerts
+        if info is not None:
+            self.storage = storage_banner(info)
         self.unreachable = None
         self.updated_at = self.clock()
         table = self._table
@@ -256,6 +272,9 @@ class BatchHmi(App[None]):
         banner.set_class(stale, "shown")
         if stale:
             banner.update(Text(self._banner_text()))
+        storage = self._w["storage"]
+        storage.set_class(self.storage is not None, "shown")
+        storage.update(Text(self.storage or ""))
         alerts = self._w["alerts"]
         alerts.set_class(bool(self.alerts), "shown")
         alerts.update(Text("\n".join(alert_line(a) for a in self.alerts)))
@@ -536,8 +555,8 @@ class BatchHmi(App[None]):
         return answer, f"signed in: {answer.get('name', user)}"
 
 
-_STATICS = ("status", "banner", "alerts", "batchline", "path", "cpps", "alarmlist", "promptlist",
-            "message", "keys")  # fmt: skip
+_STATICS = ("status", "banner", "storage", "alerts", "batchline", "path", "cpps", "alarmlist",
+            "promptlist", "message", "keys")  # fmt: skip
 """The HMI's text areas, by id."""
 
 _Sent = tuple[dict[str, Any], str]

@@ -19,7 +19,14 @@ import click
 from cellbatch.batch_text import show_lines
 from cellbatch.batch_watch import watch
 from cellbatch.cli_common import default_plant, password_of
-from cellbatch.service_client import ServiceError, alert_line, call, opc_url_problem
+from cellbatch.ports import at_endpoints, endpoints_option
+from cellbatch.service_client import (
+    ServiceError,
+    alert_line,
+    call,
+    opc_url_problem,
+    storage_banner,
+)
 from controller.interface_security import Endpoint, InterfaceSecurityError
 from controller.library import DEFAULT_LIBRARY
 from controller.plant import load_plant
@@ -118,6 +125,7 @@ def controller_group() -> None:
     help="Seconds a unit lease outlives this controller's last renewal (renewed every "
     "third of it): how soon a standby takes over after it dies or stalls.",
 )
+@endpoints_option
 def serve(
     plant_path: str,
     db_url: str,
@@ -127,6 +135,7 @@ def serve(
     recipe_folders: tuple[Path, ...],
     standby: bool,
     lease_ttl_s: float,
+    endpoints_path: str | None,
 ) -> None:
     """Run the engine: recover interrupted batches (Held, waiting for restart), then take
     requests on the OPC UA interface until SIGINT/SIGTERM (running batches are held).
@@ -136,6 +145,8 @@ def serve(
     if problem is not None:
         raise click.UsageError(f"--listen {problem}")
     plant = load_plant(plant_path)
+    if endpoints_path is not None:
+        plant = at_endpoints(plant, endpoints_path)
     if simulated_operator and not plant.simulation:
         raise click.UsageError("--simulated-operator is only allowed on a simulation plant")
     board = PromptBoard(require_signatures=not plant.simulation)
@@ -218,6 +229,13 @@ def _done(answer: dict[str, Any], line: str) -> None:
     click.echo(line)
 
 
+def _say_storage(endpoint: Endpoint) -> None:
+    """First of all, that the controller's store cannot commit (while it cannot)."""
+    line = storage_banner(_run(endpoint, "Info"))
+    if line:
+        click.echo(line)
+
+
 @batch_group.command("list")
 @endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -227,7 +245,11 @@ def batch_list(endpoint: Endpoint, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(batches, indent=2))
         return
-    for alert in _run(endpoint, "Alerts"):  # R12: shown to whoever looks at the batches
+    _say_storage(endpoint)
+    alerts = _run(endpoint, "Alerts")  # R12: shown to whoever looks at the batches
+    if not isinstance(alerts, list):  # refused, e.g. while the store cannot be read
+        click.echo(f"cellbatch: account alerts unavailable: {alerts.get('message')}", err=True)
+    for alert in alerts if isinstance(alerts, list) else []:
         click.echo(alert_line(alert))
     if not batches:
         click.echo("no batches")
@@ -252,6 +274,7 @@ def batch_show(batch_id: str, endpoint: Endpoint, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=2))
         return
+    _say_storage(endpoint)
     click.echo("\n".join(show_lines(answer)))
 
 

@@ -12,6 +12,7 @@ from asyncua import Client, Node, ua
 
 from controller.interface_security import Endpoint, InterfaceSecurityError
 from controller.service import NAMESPACE
+from controller.storage import storage_line
 from drivers import DriverError
 from ebr.people.users import alert_text
 
@@ -21,6 +22,12 @@ TIMEOUT_S = 10.0
 def alert_line(alert: dict[str, Any]) -> str:
     """One line for an alert of the controller's `Alerts` method (R12)."""
     return f"{alert_text(alert)} (cellbatch users audit)"
+
+
+def storage_banner(info: dict[str, Any]) -> str | None:
+    """The storage line of the controller's `Info` answer while its store cannot commit."""
+    problem = info.get("storage_problem")
+    return storage_line(str(problem), info.get("storage_since")) if problem else None
 
 
 class ServiceError(Exception):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from cellbatch.cli_common import db_option, open_store, plain_errors, table
 from ebr.exports.trend_charts import write_charts
 from ebr.exports.trends import DEFAULT_MARGINS, charts, collect, compare_sites, site_summary
 from recipes import load_recipe
+from recipes.fields import suggest
 
 KEY_FIGURES = ("lag_h", "doubling_time_h", "fold_expansion", "final_viability_pct", "holds",
                "duration_h", "recovery_pct", "end_temperature_c")  # fmt: skip
@@ -31,18 +34,37 @@ def _recipe_name(value: str) -> str:
     return value
 
 
+def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--since`` as an ISO date (YYYY-MM-DD), compared with each batch's UTC creation."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date; expected YYYY-MM-DD, e.g. 2026-11-01"
+        ) from None
+
+
 def _margins(values: tuple[str, ...]) -> dict[str, float]:
     margins: dict[str, float] = {}
     for item in values:
-        name, sep, number = item.partition("=")
+        name, sep, number = (part.strip() for part in item.partition("="))
         try:
-            margins[name.strip()] = float(number)
+            value = float(number)
         except ValueError:
-            sep = ""
-        if not sep or not name.strip() or margins.get(name.strip(), 0) <= 0:
+            value = math.nan
+        if not sep or not name or not math.isfinite(value) or value <= 0:
             raise click.BadParameter(
-                f"{item!r}: expected FIGURE=POSITIVE_NUMBER", param_hint="--margin"
+                f"{item!r}: expected FIGURE=POSITIVE_NUMBER, e.g. lag_h=6", param_hint="--margin"
             )
+        if name not in KEY_FIGURES and not name.startswith("excursion_min."):
+            raise click.BadParameter(
+                f"{item!r}: no figure {name!r}{suggest(name, KEY_FIGURES)} (figures: "
+                f"{', '.join(KEY_FIGURES)}, excursion_min.MONITOR)",
+                param_hint="--margin",
+            )
+        margins[name] = value
     return margins
 
 
@@ -50,7 +72,10 @@ def _margins(values: tuple[str, ...]) -> dict[str, float]:
 @click.argument("recipe")
 @db_option
 @click.option(
-    "--since", default=None, help="Only batches created on or after this date (YYYY-MM-DD)."
+    "--since",
+    default=None,
+    callback=_since,
+    help="Only batches created on or after this date (YYYY-MM-DD, UTC).",
 )
 @click.option("--site", default=None, help="Only batches of this site (from the plant file).")
 @click.option("--baseline", type=click.IntRange(min=3), default=None,

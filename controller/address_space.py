@@ -3,6 +3,9 @@
 Next to the ``Controller`` object (whose methods take commands) the server exposes,
 in namespace ``urn:cellbatch:controller``::
 
+    Objects/StorageProblem                 String    while the store cannot commit: the
+                                                     STORAGE line (since when, why; running
+                                                     batches held); '' otherwise
     Objects/Batches/<batch ID>/            one object per batch of this controller
         State            String    ISA-88 state (Running, Held, …)
         Recipe           String    recipe name
@@ -56,10 +59,23 @@ class AddressSpace:
         self.idx = idx
         self.folder: Node | None = None
         self._nodes: dict[str, dict[str, Node]] = {}  # batch ID → variable name → node
+        self._storage: Node | None = None
+        self._storage_line = ""
 
     async def init(self) -> None:
-        """Create the ``Batches`` folder."""
-        self.folder = await self.server.nodes.objects.add_folder(self.idx, "Batches")
+        """Create the ``Batches`` folder and the ``StorageProblem`` variable."""
+        objects = self.server.nodes.objects
+        self.folder = await objects.add_folder(self.idx, "Batches")
+        self._storage = await objects.add_variable(
+            self.idx, "StorageProblem", "", varianttype=STRING
+        )
+
+    async def storage_problem(self, line: str | None) -> None:
+        """Say that the store cannot commit (`controller.storage.storage_line`), or not."""
+        assert self._storage is not None, "init() first"
+        if (line or "") != self._storage_line:
+            await self.server.write_attribute_value(self._storage.nodeid, _text(line or ""))
+            self._storage_line = line or ""
 
     def __contains__(self, batch_id: str) -> bool:
         return batch_id in self._nodes

@@ -426,7 +426,7 @@ class BatchRun:
                 monitor=found.monitor,
                 tag=found.tag,
                 level=found.level,
-                cleared=found.cleared,
+                cleared=not found.active,
                 **who.fields(),
                 comment=comment,
             )

@@ -5,10 +5,15 @@ attached (so a controller restarted after a crash shows the same alarms, counter
 reasons as before) and then entry by entry as the engine records them — and the
 batch's latest instrument values. From the journal it keeps:
 
+- **state**: the batch's state and its active elements' states, as journaled — so the
+  state shown and the entries that explain it (the reason, the alarm) always come from
+  the same journal position: a batch is never shown Held before the entry that says why
+  (the engine's in-memory state runs a little ahead of its journal);
 - **why**: the current hold/stop reason — the monitor, tag, value and limit of the
   alarm that held the batch, the lost instrument, the failed phase, or the user and
   reason of the command; cleared when the batch restarts or resumes;
-- **alarms**: every alarm of the batch (raised, cleared, acknowledged by whom);
+- **alarms**: every alarm of the batch (raised, cleared, acknowledged by whom), folded
+  by `controller.alarms.fold_alarm` like the engine's open alarms;
 - when the batch and each active element started (process time), for the batch day
   and the time in phase.
 
@@ -21,11 +26,13 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from controller.alarms import ALARM_KINDS, AlarmRecord, fold_alarm
 from controller.batch import ENGINE, BatchRun
+from controller.isa88 import FINAL_STATES, State
 from drivers import DriverError, Reading
 from ebr import Entry
 from ebr.record.kinds import Kind
@@ -35,31 +42,9 @@ from recipes import Monitor
 TREND_POINTS = 40
 _INTERRUPTING = {"hold", "stop", "abort", "pause"}
 _CONTINUING = {"restart", "resume"}
+_ENDED = frozenset(str(s) for s in FINAL_STATES)
 
-
-@dataclass(slots=True)
-class AlarmRecord:
-    """One alarm of the batch (one `alarm.raised` entry, named by its seq)."""
-
-    seq: int
-    monitor: str
-    tag: str
-    level: str
-    value: float | None
-    limit: float | None
-    raised: str
-    cleared: str | None = None
-    acknowledged_by: str | None = None
-    acknowledged: str | None = None
-
-    @property
-    def active(self) -> bool:
-        """True until the value returned to normal."""
-        return self.cleared is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields, with ``active``."""
-        return {**asdict(self), "active": self.active}
+__all__ = ["TREND_POINTS", "AlarmRecord", "BatchView", "CppView"]
 
 
 @dataclass(slots=True)
@@ -80,6 +65,10 @@ class BatchView:
         """Follow `run`, starting from its journal so far (`history`, in seq order)."""
         self.run = run
         self.why = ""
+        self._batch = run.control.batch_id
+        #: the batch and its active elements as journaled: path → (level, state), in
+        #: the order they started (the batch first)
+        self.elements: dict[str, tuple[str, str]] = {self._batch: ("batch", str(State.IDLE))}
         self.alarms: dict[int, AlarmRecord] = {}
         self.started: datetime | None = None
         self.since: dict[str, datetime] = {}  # element path → process time it started
@@ -105,32 +94,37 @@ class BatchView:
         t = _when(data.get("t"))
         if kind == Kind.BATCH_CREATED and t is not None:
             self.started = t
-        elif kind == Kind.ELEMENT_STATE and data.get("to") == "Running" and t is not None:
-            self.since[str(data.get("element"))] = t
-        elif kind == Kind.ALARM_RAISED:
-            self.alarms[entry.seq] = AlarmRecord(
-                entry.seq,
-                str(data.get("monitor", "")),
-                str(data.get("tag", "")),
-                str(data.get("level", "")),
-                _number(data.get("value")),
-                _number(data.get("limit")),
-                str(data.get("at") or entry.ts),
-            )
-        elif kind == Kind.ALARM_CLEARED:
-            for alarm in self.alarms.values():
-                if alarm.monitor == data.get("monitor") and alarm.active:
-                    alarm.cleared = str(data.get("at") or entry.ts)
-        elif kind == Kind.ALARM_ACKNOWLEDGED:
-            found = self.alarms.get(data.get("alarm"))  # type: ignore[arg-type]
-            if found is not None:
-                found.acknowledged_by = str(data.get("user", ""))
-                found.acknowledged = str(data.get("t") or entry.ts)
+        elif kind in (Kind.BATCH_STATE, Kind.ELEMENT_STATE):
+            self._state(data, t)
+        elif kind in ALARM_KINDS:
+            fold_alarm(self.alarms, entry)
         elif kind == Kind.COMMAND_ACCEPTED:
             self._command(data)
         elif kind == Kind.BATCH_INTERRUPTED:
             before = f"{self.why}; then " if self.why else ""
             self.why = f"{before}controller interrupted: recovered Held, waiting for restart"
+            # recovery brings the batch and every active element back Held
+            for path, (level, state) in self.elements.items():
+                self.elements[path] = (level, str(State.HELD) if state not in _ENDED else state)
+
+    @property
+    def state(self) -> str:
+        """The batch's state as journaled (the state `why` explains)."""
+        return self.elements[self._batch][1]
+
+    def heading(self) -> dict[str, str]:
+        """The batch's state and its reason, from the same journal position."""
+        return {"state": self.state, "why": self.why}
+
+    def _state(self, data: dict[str, Any], t: datetime | None) -> None:
+        path, to = str(data.get("element")), str(data.get("to"))
+        if to == State.RUNNING and t is not None and path != self._batch:
+            self.since[path] = t
+        if path == self._batch or to not in _ENDED:
+            level = self.elements.get(path, (str(data.get("level", "")), ""))[0]
+            self.elements[path] = (level, to)
+        else:
+            self.elements.pop(path, None)  # an element that ended leaves the active chain
 
     def _command(self, data: dict[str, Any]) -> None:
         command, user = str(data.get("command", "")), str(data.get("user", ""))
@@ -196,9 +190,13 @@ class BatchView:
         return {
             "recipe_name": header.name,
             "recipe_version": header.version,
+            "state": self.state,
             "why": self.why,
             "process_time_s": None if self.started is None else _seconds(now, self.started),
-            "elements": [self._element(el.path, el.level, str(el.state), now) for el in run.chain],
+            "elements": [
+                self._element(path, level, state, now)
+                for path, (level, state) in self.elements.items()
+            ],
             "units": [
                 {"alias": alias, "unit": device.name} for alias, device in control.units.items()
             ],
@@ -292,10 +290,6 @@ def _when(text: object) -> datetime | None:
 
 def _seconds(now: datetime, then: datetime) -> float:
     return round(max(0.0, (now - then).total_seconds()), 1)
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _fmt(value: float | None) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controller.clock import ScaledClock
-from controller.prompts import SCAN, PromptBoard
+from controller.prompts import SCAN, PromptBoard, asked_entries
 from controller.recorder import BatchRecorder
 from controller.sampler import Sampler
 from drivers import Device, DriverError
@@ -313,10 +313,7 @@ async def run_operator_prompt(ctx: PhaseContext) -> None:
     """Show the instruction and collect the typed entries (an acknowledgement if none)."""
     if "answer" in ctx.progress:
         return
-    entries: dict[str, EntrySpec] = ctx.phase.args.get("entries") or {}  # type: ignore[assignment]
-    if not entries:
-        entries = {"done": EntrySpec("done", "choice", choices=("done",), example="done")}
-    answer = await _ask(ctx, entries)
+    answer = await _ask(ctx, asked_entries(ctx.phase))
     await ctx.save_progress(answer=answer.values)
 
 
@@ -324,8 +321,7 @@ async def run_identity_check(ctx: PhaseContext) -> None:
     """Scan a label; a mismatch with the batch's chain of identity is a hard stop."""
     if "answer" in ctx.progress:
         return
-    scan = {SCAN: EntrySpec(SCAN, "text", example=ctx.coi)}
-    answer = await _ask(ctx, scan, expected=ctx.coi)
+    answer = await _ask(ctx, asked_entries(ctx.phase, ctx.coi), expected=ctx.coi)
     scanned = str(answer.values[SCAN])
     if scanned != ctx.coi:
         await ctx.recorder.record(

@@ -34,11 +34,29 @@ from ebr.people.signatures import (
 )
 from ebr.people.users import User
 from ebr.record.kinds import Kind
-from recipes import EntrySpec
+from recipes import EntrySpec, Phase, Recipe
+from recipes.diagnostics import FILE_START, DiagnosticSink
+from recipes.fields import describe, suggest
+from recipes.yamltree import MapNode, Node, ScalarNode, parse_yaml, to_plain
 
 SIMULATED_OPERATOR = "simulated-operator"
 SIMULATED_VERIFIER = "simulated-verifier"
 SCAN = "scan"
+#: the phase types that ask a person
+PROMPT_PHASES = ("operator_prompt", "manual_sample", "identity_check")
+#: what a prompt without typed entries asks: an acknowledgement
+ACKNOWLEDGE = EntrySpec("done", "choice", choices=("done",), example="done")
+#: the fields of an answer that are not entries
+ANSWER_FIELDS = ("user", "verifier", "comment")
+
+
+def asked_entries(phase: Phase, coi: str | None = None) -> dict[str, EntrySpec]:
+    """What a prompt phase asks: its typed entries (an acknowledgement when it declares
+    none); an identity check asks for the scan of the batch's chain-of-identity ID."""
+    if phase.type == "identity_check":
+        return {SCAN: EntrySpec(SCAN, "text", example=coi)}
+    entries: dict[str, EntrySpec] = phase.args.get("entries") or {}  # type: ignore[assignment]
+    return dict(entries) or {ACKNOWLEDGE.name: ACKNOWLEDGE}
 
 
 class PromptError(Exception):
@@ -305,3 +323,111 @@ def answers_from(board: PromptBoard, answers: dict[str, dict[str, Any]], source:
         )
 
     return answer
+
+
+def read_answers(text: str, source: str, recipe: Recipe | None) -> dict[str, dict[str, Any]]:
+    """An answers file (YAML or JSON: phase path or name → its entries' values, ``user``,
+    ``verifier`` where the prompt is verified, optional ``comment``), checked up front
+    against the prompts of `recipe` (when known) so that a typo stops the run before the
+    batch starts: unknown phases and entries (with a did-you-mean), values of the wrong
+    type or out of limits, missing entries, users and verifiers, and prompts without an
+    answer. Raises RecipeError listing every problem at FILE:LINE:COL."""
+    sink = DiagnosticSink(source)
+    root = parse_yaml(text, sink)
+    if sink.count:
+        raise sink.exception()
+    if not isinstance(root, MapNode):
+        where = FILE_START if root is None else root.pos
+        sink.error(where, "expected a mapping of phase → {entry: value, user: ID, ...}")
+        raise sink.exception()
+    prompts = {} if recipe is None else _prompt_phases(recipe)
+    names: dict[str, list[str]] = {}
+    for path in prompts:
+        names.setdefault(path.rsplit("/", 1)[-1], []).append(path)
+    answered: set[str] = set()
+    for key, item in root.entries.items():
+        if recipe is not None:
+            paths = [key] if key in prompts else names.get(key, [])
+            if not paths:
+                sink.error(
+                    item.key_pos,
+                    f"no prompt phase {key!r} in {recipe.header.name}"
+                    f"{suggest(key, [*prompts, *names])} (prompts: {', '.join(prompts) or 'none'})",
+                )
+                continue
+            answered.update(paths)
+        else:
+            paths = []
+        if not isinstance(item.value, MapNode):
+            sink.error(
+                item.value.pos,
+                f"the answer for {key!r} must be a mapping {{entry: value, user: ID, ...}}, "
+                f"got {describe(item.value)}",
+            )
+            continue
+        for path in paths:
+            _check_answer(key, item.value, prompts[path], sink)
+        if not paths:
+            _check_people(key, item.value, False, sink)
+    for path in prompts:
+        if path not in answered:
+            sink.error(FILE_START, f"no answer for the prompt {path!r}")
+    if sink.count:
+        raise sink.exception()
+    return {str(k): dict(v) for k, v in to_plain(root).items()}
+
+
+def _prompt_phases(recipe: Recipe) -> dict[str, Phase]:
+    return {
+        path: phase
+        for path, _up, _op, phase in recipe.procedure.walk()
+        if phase.type in PROMPT_PHASES
+    }
+
+
+def _check_answer(key: str, answer: MapNode, phase: Phase, sink: DiagnosticSink) -> None:
+    entries = asked_entries(phase)
+    for name, item in answer.entries.items():
+        if name in ANSWER_FIELDS:
+            continue
+        spec = entries.get(name)
+        if spec is None:
+            sink.error(
+                item.key_pos,
+                f"{key}: no entry {name!r}{suggest(name, entries)} (entries: "
+                f"{', '.join(entries)}; also {', '.join(ANSWER_FIELDS)})",
+            )
+            continue
+        value = item.value.value if isinstance(item.value, ScalarNode) else to_plain(item.value)
+        if phase.type == "identity_check":
+            continue  # the scan is compared with the batch's ID when it is made
+        try:
+            spec.check(value)
+        except ValueError as exc:
+            sink.error(item.value.pos, f"{key}: {exc}")
+    missing = [name for name in entries if name not in answer.entries]
+    if missing:
+        sink.error(answer.label_pos, f"{key}: missing entries {', '.join(missing)}")
+    _check_people(key, answer, bool(phase.args.get("verify", False)), sink)
+
+
+def _check_people(key: str, answer: MapNode, verify: bool, sink: DiagnosticSink) -> None:
+    people: dict[str, str] = {}
+    for field_name in ("user", "verifier"):
+        item = answer.entries.get(field_name)
+        if item is None:
+            continue
+        node: Node = item.value
+        if not isinstance(node, ScalarNode) or not str(node.value or "").strip():
+            sink.error(node.pos, f"{key}: {field_name} must be a user ID, got {describe(node)}")
+            continue
+        people[field_name] = str(node.value).strip()
+    if "user" not in answer.entries:
+        sink.error(answer.label_pos, f"{key}: names no user (user: ID, who answers)")
+    if verify and "verifier" not in answer.entries:
+        sink.error(answer.label_pos, f"{key}: the prompt is verified: give verifier: ID")
+    if verify and people.get("user") and people.get("user") == people.get("verifier"):
+        sink.error(
+            answer.entries["verifier"].value.pos,
+            f"{key}: the verifier must be a different person than {people['user']}",
+        )

@@ -6,9 +6,12 @@ own units, and waits for an operator's `restart` (crash recovery, ebr issue). It
 serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one object,
 ``Controller``, whose methods take and return JSON text:
 
-- ``Info()`` → ``{plant, mode, simulation, storage_problem, role, holder, lease_ttl_s,
-  took_over, lost}``: `storage_problem` says why the store cannot commit, while it cannot
-  (running batches are then held); `role` is ``active`` or ``standby`` (see below)
+- ``Info()`` → ``{plant, mode, simulation, storage_problem, storage_since, role, holder,
+  lease_ttl_s, took_over, lost}``: why the store cannot commit and since when (UTC ISO),
+  while it cannot (running batches are then held, their instruments in the safe state;
+  None otherwise); `role` is ``active`` or ``standby`` (see below), `holder` the name
+  its unit leases carry, `took_over` the batches it took from dead controllers, `lost`
+  those another controller took from it
 - ``SignIn(user, password)`` → ``{ok, name | message}``: checks a person's user ID and
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts, open_alarms, why}]``
@@ -64,6 +67,7 @@ unauthenticated, refused, internal — never a traceback, never a file's content
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -98,6 +102,7 @@ from controller.requests import (
 )
 from controller.resume import ResumeError, load_resume_point
 from controller.session import BatchSetupError, Controller
+from controller.storage import storage_line
 from controller.throttle import SignInThrottle
 from controller.who import Who, opcua_caller, opcua_client_host
 from drivers import DriverError
@@ -114,6 +119,8 @@ NAMESPACE = "urn:cellbatch:controller"
 DEFAULT_LISTEN = "opc.tcp://127.0.0.1:4840"
 COMMANDS = ("hold", "restart", "pause", "resume", "stop", "abort", "override")
 """`override`: a supervisor's signed restart past a permissive (R7)."""
+#: seconds `Start` waits for the new batch to leave Idle before it answers
+START_ANSWER_WITHIN_S = 5.0
 #: failed sign-ins from one client address (any accounts) before its attempts wait
 CLIENT_FREE_FAILURES = 10
 #: seconds between two updates of the batches' address space (and setpoint reads)
@@ -324,6 +331,12 @@ class ControllerService:
         """Keep every batch's object in the address space current (until stopped)."""
         assert self.space is not None
         while True:
+            journal = self.controller.journal
+            if journal is not None:
+                problem = journal.storage_problem
+                line = problem and storage_line(problem, journal.storage_problem_since)
+                with contextlib.suppress(ua.UaError):
+                    await self.space.storage_problem(line)
             for batch_id, (run, _task) in list(self.batches.items()):
                 if batch_id in self.controller.lost:
                     continue  # another controller's now: it serves the batch's object
@@ -345,12 +358,14 @@ class ControllerService:
     async def _info(self, _parent: Any) -> str:
         plant = self.plant
         journal = self.controller.journal
+        since = None if journal is None else journal.storage_problem_since
         return json.dumps(
             {
                 "plant": plant.name,
                 "mode": plant.mode,
                 "simulation": plant.simulation,
                 "storage_problem": None if journal is None else journal.storage_problem,
+                "storage_since": since and since.isoformat(),
                 "role": self.role,
                 "holder": self.controller.holder,
                 "lease_ttl_s": self.controller.lease_ttl_s,
@@ -372,7 +387,8 @@ class ControllerService:
     async def _list(self, _parent: Any) -> str:
         return json.dumps(
             [
-                {**self._summary(run), "why": self.views[batch_id].why}
+                # state and why from the view: one journal position
+                {**self._summary(run), **self.views[batch_id].heading()}
                 for batch_id, (run, _task) in self.batches.items()
                 if batch_id not in self.controller.lost
             ]
@@ -390,12 +406,13 @@ class ControllerService:
             why = self.controller.lost.get(batch_id, "")
             return refused(f"no batch {batch_id} in this controller {why}".strip(), NOT_FOUND)
         run, _task = found
+        shown = self.views[batch_id].snapshot()  # state and why from one journal position
         return json.dumps(
             {
                 "ok": True,
                 **self._summary(run),
-                **self.views[batch_id].snapshot(),
-                "active": [f"{el.path} {el.state}" for el in run.chain],
+                **shown,
+                "active": [f"{e['path']} {e['state']}" for e in shown["elements"]],
                 "open_prompts": [
                     {"id": p.id, "element": p.element, "text": p.text}
                     for p in run.prompts.open.values()
@@ -483,7 +500,18 @@ class ControllerService:
         except (TypeError, ValueError) as exc:
             return refused(str(exc), INVALID)
         self._track(run)
-        return json.dumps({"ok": True, "batch_id": run.control.batch_id})
+        # Answer once the batch has left Idle (a command sent right after the answer must
+        # find it started), bounded below the client's call timeout.
+        ready = asyncio.create_task(run.ready.wait())
+        try:
+            await asyncio.wait(
+                {self.batches[run.control.batch_id][1], ready},
+                timeout=START_ANSWER_WITHIN_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            ready.cancel()
+        return json.dumps({"ok": True, "batch_id": run.control.batch_id, "state": str(run.state)})
 
     async def _command(
         self, _parent: Any, batch_id: str, command: str, user: str, password: str, reason: str

@@ -30,6 +30,7 @@ from controller.prompts import PromptBoard
 from controller.publish import Publisher
 from controller.recorder import BatchRecorder, iso
 from controller.resume import load_resume_point
+from controller.storage import storage_line
 from drivers import Device, DevicePool
 from ebr import EbrError, Journal, JournalCommitError, Store
 from ebr.people.duties import RULES, DutyRefused, check_may_act
@@ -110,6 +111,15 @@ def resolve_parameters(recipe: Recipe, overrides: dict[str, float]) -> list[Para
     return values
 
 
+async def _hold_in_safe_state(run: BatchRun, problem: str) -> None:
+    """Hold a batch while the store cannot commit; its holding logic acts at once."""
+    try:
+        async with run.recorder.unacknowledged():
+            await run.command(Command.HOLD, user=ENGINE, reason=problem)
+    except Exception as exc:  # the batch's own task reports its end; say this one too
+        _log.error("batch %s could not be held: %s", run.control.batch_id, exc)
+
+
 class Controller:
     """Owns the store, the device connections and the unit allocations of one process."""
 
@@ -161,26 +171,29 @@ class Controller:
     async def _watch_storage(self) -> None:
         """When the store cannot commit, hold every running batch, saying why.
 
-        The journal keeps the entries waiting (nothing acknowledged is lost; no action
-        whose intent is not recorded goes ahead); the holds are recorded, and their
-        holding logic acts, as soon as the store commits again. A person restarts."""
-        holding: set[asyncio.Task[bool]] = set()
-        held = False
+        The hold and its holding logic act at once, driving the instruments to their
+        safe state: their entries count as recorded once chained in the journal's
+        memory, intents ahead of actions (`BatchRecorder.unacknowledged`), and are
+        committed in that order when the store commits again. Everything else waits
+        for its commit (nothing acknowledged is lost). A person restarts."""
+        holding: set[asyncio.Task[None]] = set()
+        failing = False
         while True:
             await asyncio.sleep(0.5)
-            problem = self.journal.storage_problem if self.journal is not None else None
-            if problem is None:
-                held = False
+            journal = self.journal
+            problem = journal.storage_problem if journal is not None else None
+            if problem is None or journal is None:
+                if failing:
+                    _log.warning("STORAGE: the store commits again; held batches wait for restart")
+                failing = False
                 continue
-            if held:
+            if failing:
                 continue
-            held = True
-            _log.warning("%s: holding every running batch until it commits again", problem)
+            failing = True
+            _log.warning("%s", storage_line(problem, journal.storage_problem_since))
             for run, task in list(self._running.values()):
                 if not task.done():
-                    hold = asyncio.create_task(
-                        run.command(Command.HOLD, user=ENGINE, reason=problem)
-                    )
+                    hold = asyncio.create_task(_hold_in_safe_state(run, problem))
                     holding.add(hold)
                     hold.add_done_callback(holding.discard)
 

@@ -181,6 +181,7 @@ class Journal:
         self._signer = signer or configured_signer()
         self._max_outage_s = max_outage_s
         self._storage_problem: str | None = None
+        self._storage_problem_since: datetime | None = None
         self._clock = clock
         self._max_group = max_group
         self._max_delay = max_delay
@@ -392,6 +393,24 @@ class Journal:
         if len(self._queue) >= self._max_pending:
             await self._wait_for_room()
         return await self.append_nowait(batch_id, kind, data)
+
+    async def append_chained(
+        self, batch_id: str, kind: str, data: Mapping[str, Any]
+    ) -> tuple[Entry, asyncio.Future[Entry]]:
+        """Queue one entry and return it as chained (seq, ts, hash: final, but not yet
+        committed) with the future that resolves after its commit.
+
+        For a caller that may act before the commit is acknowledged (the holding logic
+        while the store cannot commit): the entry is in the chain's order in memory and
+        is committed in that order once the store commits again, or fails with every
+        later entry of its batch.
+        """
+        if len(self._queue) >= self._max_pending:
+            await self._wait_for_room()
+        future = self.append_nowait(batch_id, kind, data)
+        pending = self._queue[-1]  # nothing ran in between: the entry just queued
+        assert pending.future is future
+        return pending.entry, future
 
     def append_nowait(
         self, batch_id: str, kind: str, data: Mapping[str, Any]
@@ -701,17 +720,25 @@ class Journal:
                 why = storage_outage(exc)
                 if why is None or self._closing or time.monotonic() - started > self._max_outage_s:
                     raise
+                if self._storage_problem_since is None:
+                    self._storage_problem_since = utc_now()
                 self._storage_problem = why
                 time.sleep(delay)
                 delay = min(5.0, delay * 2)
                 continue
             self._storage_problem = None
+            self._storage_problem_since = None
             return
 
     @property
     def storage_problem(self) -> str | None:
         """Why the store cannot commit right now (entries wait), or None."""
         return self._storage_problem
+
+    @property
+    def storage_problem_since(self) -> datetime | None:
+        """When (UTC) the first commit of the current outage failed, or None."""
+        return self._storage_problem_since if self._storage_problem is not None else None
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -270,8 +270,22 @@ class DeviationDesk:
         user = self._person(username, password, "open a deviation")
         return self._open(classification, title, description, impact, links, "manual", user)
 
-    def open_automatic(self, batch_id: str, rules: Rules | None = None) -> list[Deviation]:
-        """Open one deviation per critical exception or hold of a batch not yet linked."""
+    def open_automatic(
+        self,
+        batch_id: str,
+        rules: Rules | None = None,
+        *,
+        username: str | None = None,
+        password: str = "",
+    ) -> list[Deviation]:
+        """Open one deviation per critical exception or hold of a batch not yet linked.
+
+        `username`, authenticated with `password` as for opening by hand, is recorded as
+        the person who opened them (the CLI always names one); without it, the system.
+        """
+        user = None
+        if username is not None:
+            user = self._person(username, password, f"open deviations from batch {batch_id}")
         exceptions = automatic_candidates(review(self.store, batch_id, rules))
         linked = {exc for dev in self.all().values() for exc in dev.links["exceptions"]}
         opened: list[Deviation] = []
@@ -282,7 +296,7 @@ class DeviationDesk:
             cls = exc.severity if exc.severity in CLASSIFICATIONS else "major"
             links = {"batches": [batch_id], "exceptions": [ref]}
             text = f"{exc.category}: {exc.detail}" if exc.detail else exc.category
-            opened.append(self._open(cls, exc.title, text, None, links, "automatic", None))
+            opened.append(self._open(cls, exc.title, text, None, links, "automatic", user))
         return opened
 
     def update(

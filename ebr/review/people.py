@@ -52,16 +52,15 @@ def overrides(view: BatchView, rule: RuleConfig) -> list[Finding]:
         data = entry.data
         element = data.get("element")
         found.append(
-            Finding(
-                anchor=entry.seq,
-                severity=rule.severity,
-                title=f"{entry.kind}"
+            view.finding(
+                entry,
+                rule.severity,
+                f"{entry.kind}"
                 + (f" at {element}" if element else "")
                 + (f" by {data['user']}" if data.get("user") else ""),
-                detail=", ".join(f"{k}={fmt(v)}" for k, v in data.items() if k != "t"),
-                evidence=Evidence((entry.seq,), facts=dict(data)),
-                time=view.time(entry),
-                element=str(element) if element else None,
+                ", ".join(f"{k}={fmt(v)}" for k, v in data.items() if k != "t"),
+                facts=dict(data),
+                element=element,
             )
         )
     if rule["repeated_steps"]:
@@ -157,23 +156,20 @@ def manual_entries(view: BatchView, rule: RuleConfig) -> list[Finding]:
             check = "NOT verified" + (" (required)" if prompt.data.get("verify") else "")
         sim = " (simulated operator)" if answer.data.get("simulated") else ""
         found.append(
-            Finding(
-                anchor=answer.seq,
-                severity=rule.severity,
-                title=(f"{element}: {_values_text(answer.data.get('values'), specs)}"),
-                detail=f"entered by {user}{sim}, {check}",
-                evidence=Evidence(
-                    tuple(e.seq for e in (answer, prompt, sig) if e is not None),
-                    facts={
-                        "user": user,
-                        "verifier": verifier,
-                        "verify_required": bool(prompt.data.get("verify")),
-                        "values": answer.data.get("values"),
-                        "simulated": bool(answer.data.get("simulated")),
-                    },
-                ),
-                time=view.time(answer),
-                element=element or None,
+            view.finding(
+                answer,
+                rule.severity,
+                f"{element}: {_values_text(answer.data.get('values'), specs)}",
+                f"entered by {user}{sim}, {check}",
+                facts={
+                    "user": user,
+                    "verifier": verifier,
+                    "verify_required": bool(prompt.data.get("verify")),
+                    "values": answer.data.get("values"),
+                    "simulated": bool(answer.data.get("simulated")),
+                },
+                also=tuple(e.seq for e in (prompt, sig) if e is not None),
+                element=element,
             )
         )
     return found
@@ -191,15 +187,12 @@ def signatures(view: BatchView, rule: RuleConfig) -> list[Finding]:
         if isinstance(subject, dict) and subject.get("type") == "qc_result":
             continue  # QC's own work after the batch, not the manufacturing record
         found.append(
-            Finding(
-                anchor=entry.seq,
-                severity=rule.severity,
-                title=f"failed {data.get('meaning', '?')} signature by {data.get('username', '?')}",
-                detail=f"{data.get('reason', '')}; subject {fmt(data.get('subject'))}",
-                evidence=Evidence(
-                    (entry.seq,), facts={k: data.get(k) for k in ("username", "meaning", "reason")}
-                ),
-                time=view.time(entry),
+            view.finding(
+                entry,
+                rule.severity,
+                f"failed {data.get('meaning', '?')} signature by {data.get('username', '?')}",
+                f"{data.get('reason', '')}; subject {fmt(data.get('subject'))}",
+                facts={k: data.get(k) for k in ("username", "meaning", "reason")},
             )
         )
     opened = _prompts(view)
@@ -215,22 +208,20 @@ def signatures(view: BatchView, rule: RuleConfig) -> list[Finding]:
             continue
         element = answer.data.get("element") or prompt.data.get("element")
         found.append(
-            Finding(
-                anchor=answer.seq,
-                severity=rule["missing_severity"],
-                title=f"missing verification signature of the entry at {element}",
-                detail=f"entered by {answer.data.get('user', '?')}; the recipe requires a second "
+            view.finding(
+                answer,
+                rule["missing_severity"],
+                f"missing verification signature of the entry at {element}",
+                f"entered by {answer.data.get('user', '?')}; the recipe requires a second "
                 "person's verification and "
                 + (
                     f"{verifier} is named without an e-signature"
                     if unsigned
                     else "none is recorded"
                 ),
-                evidence=Evidence(
-                    (answer.seq, prompt.seq), facts={"user": answer.data.get("user")}
-                ),
-                time=view.time(answer),
-                element=str(element) if element else None,
+                facts={"user": answer.data.get("user")},
+                also=(prompt.seq,),
+                element=element,
             )
         )
     return found
@@ -246,15 +237,14 @@ def identity(view: BatchView, rule: RuleConfig) -> list[Finding]:
         if entry.kind == Kind.IDENTITY_CONFIRMED and scanned == coi:
             continue
         found.append(
-            Finding(
-                anchor=entry.seq,
-                severity=rule.severity,
-                title=f"chain of identity: scanned {fmt(scanned)}, batch is {fmt(expected)}",
-                detail=f"{entry.kind} at {entry.data.get('element', '?')}"
+            view.finding(
+                entry,
+                rule.severity,
+                f"chain of identity: scanned {fmt(scanned)}, batch is {fmt(expected)}",
+                f"{entry.kind} at {entry.data.get('element', '?')}"
                 + (f" by {entry.data['user']}" if entry.data.get("user") else ""),
-                evidence=Evidence((entry.seq,), facts={"scanned": scanned, "expected": expected}),
-                time=view.time(entry),
-                element=str(entry.data.get("element") or "") or None,
+                facts={"scanned": scanned, "expected": expected},
+                element=entry.data.get("element"),
             )
         )
     return found
@@ -275,14 +265,13 @@ def comments(view: BatchView, rule: RuleConfig) -> list[Finding]:
         user = entry.data.get("user", "?")
         element = entry.data.get("element")
         found.append(
-            Finding(
-                anchor=entry.seq,
-                severity=rule.severity,
-                title=f"comment by {user}" + (f" at {element}" if element else ""),
-                detail=text.strip(),
-                evidence=Evidence((entry.seq,), facts={"user": user, "comment": text.strip()}),
-                time=view.time(entry),
-                element=str(element) if element else None,
+            view.finding(
+                entry,
+                rule.severity,
+                f"comment by {user}" + (f" at {element}" if element else ""),
+                text.strip(),
+                facts={"user": user, "comment": text.strip()},
+                element=element,
             )
         )
     return found
@@ -308,14 +297,13 @@ def simulation(view: BatchView, rule: RuleConfig) -> list[Finding]:
             )
         ]
     return [
-        Finding(
-            anchor=a.seq,
-            severity=rule.severity,
-            title=f"simulated answer in a GMP batch at {a.data.get('element', '?')}",
-            detail=f"answered as simulated by {a.data.get('user', '?')}",
-            evidence=Evidence((a.seq,), facts={"user": a.data.get("user")}),
-            time=view.time(a),
-            element=str(a.data.get("element") or "") or None,
+        view.finding(
+            a,
+            rule.severity,
+            f"simulated answer in a GMP batch at {a.data.get('element', '?')}",
+            f"answered as simulated by {a.data.get('user', '?')}",
+            facts={"user": a.data.get("user")},
+            element=a.data.get("element"),
         )
         for a in simulated
     ]
@@ -324,16 +312,13 @@ def simulation(view: BatchView, rule: RuleConfig) -> list[Finding]:
 def refused_commands(view: BatchView, rule: RuleConfig) -> list[Finding]:
     """Commands the engine refused."""
     return [
-        Finding(
-            anchor=e.seq,
-            severity=rule.severity,
-            title=f"{e.data.get('command', '?')} refused for {e.data.get('user', '?')}",
-            detail=str(e.data.get("reason", "")),
-            evidence=Evidence(
-                (e.seq,), facts={"command": e.data.get("command"), "user": e.data.get("user")}
-            ),
-            time=view.time(e),
-            element=str(e.data.get("element") or "") or None,
+        view.finding(
+            e,
+            rule.severity,
+            f"{e.data.get('command', '?')} refused for {e.data.get('user', '?')}",
+            str(e.data.get("reason", "")),
+            facts={"command": e.data.get("command"), "user": e.data.get("user")},
+            element=e.data.get("element"),
         )
         for e in view.kind(Kind.COMMAND_REFUSED)
     ]

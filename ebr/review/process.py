@@ -278,7 +278,7 @@ def interruptions(view: BatchView, rule: RuleConfig) -> list[Finding]:
         cause = _command_before(view, entry.seq, what)
         by = f"{cause.data.get('user', '?')}" if cause else "?"
         reason = str(cause.data.get("reason") or "") if cause else ""
-        seqs = [entry.seq] + ([cause.seq] if cause else [])
+        seqs = [cause.seq] if cause else []
         detail = f"{what} by {by}" + (f": {reason}" if reason else "")
         severity = {"hold": rule.severity, "stop": rule["stop_severity"],
                     "abort": rule["abort_severity"]}[what]  # fmt: skip
@@ -297,27 +297,25 @@ def interruptions(view: BatchView, rule: RuleConfig) -> list[Finding]:
             else:
                 detail += "; not restarted in the record"
         found.append(
-            Finding(
-                anchor=entry.seq,
-                severity=severity,
-                title=f"batch {what}" + (f" by {by}" if cause else ""),
-                detail=detail,
-                evidence=Evidence(tuple(seqs), facts=facts),
-                time=view.time(entry),
+            view.finding(
+                entry,
+                severity,
+                f"batch {what}" + (f" by {by}" if cause else ""),
+                detail,
+                facts=facts,
+                also=seqs,
             )
         )
     for entry in view.kind(Kind.BATCH_INTERRUPTED):
         data = entry.data
         restored = next((r for r in view.kind(Kind.BATCH_RESTORED) if r.seq > entry.seq), None)
         found.append(
-            Finding(
-                anchor=entry.seq,
-                severity=rule["interrupted_severity"],
-                title=(
-                    f"controller interrupted for {fmt_s(number(data.get('interruption_s')))}; "
-                    "batch resumed"
-                ),
-                detail=(
+            view.finding(
+                entry,
+                rule["interrupted_severity"],
+                f"controller interrupted for {fmt_s(number(data.get('interruption_s')))}; "
+                "batch resumed",
+                (
                     f"last entry before: seq {data.get('last_entry_seq')} at "
                     f"{data.get('last_process_time') or data.get('last_entry_ts')}; detected "
                     f"{data.get('detected')} by {data.get('user', '?')} on "
@@ -328,11 +326,8 @@ def interruptions(view: BatchView, rule: RuleConfig) -> list[Finding]:
                         else ""
                     )
                 ),
-                evidence=Evidence(
-                    (entry.seq, *([restored.seq] if restored else [])),
-                    facts={k: data.get(k) for k in ("interruption_s", "last_entry_seq", "user")},
-                ),
-                time=view.time(entry),
+                facts={k: data.get(k) for k in ("interruption_s", "last_entry_seq", "user")},
+                also=[restored.seq] if restored else [],
             )
         )
     for entry in view.kind(Kind.CONFIG_CHANGED):
@@ -343,18 +338,15 @@ def interruptions(view: BatchView, rule: RuleConfig) -> list[Finding]:
             if line[:1] in "+-" and not line.startswith(("+++", "---"))
         ]
         found.append(
-            Finding(
-                anchor=entry.seq,
-                severity=rule["interrupted_severity"],
-                title=f"{data.get('file')} changed between start and resume",
-                detail=(
-                    f"SHA-256 {str(data.get('was_sha256'))[:12]}… at start, "
-                    f"{str(data.get('sha256'))[:12]}… at resume; "
-                    + "; ".join(changed[:6])
-                    + (f"; and {len(changed) - 6} more line(s)" if len(changed) > 6 else "")
-                ),
-                evidence=Evidence((entry.seq,), facts={"file": data.get("file")}),
-                time=view.time(entry),
+            view.finding(
+                entry,
+                rule["interrupted_severity"],
+                f"{data.get('file')} changed between start and resume",
+                f"SHA-256 {str(data.get('was_sha256'))[:12]}… at start, "
+                f"{str(data.get('sha256'))[:12]}… at resume; "
+                + "; ".join(changed[:6])
+                + (f"; and {len(changed) - 6} more line(s)" if len(changed) > 6 else ""),
+                facts={"file": data.get("file")},
             )
         )
     return found
@@ -378,11 +370,11 @@ def comm_losses(view: BatchView, rule: RuleConfig) -> list[Finding]:
         if total < rule["min_duration_s"]:
             continue
         found.append(
-            Finding(
-                anchor=entry.seq,
-                severity=rule.severity,
-                title=f"instrument {unit} lost" + (f" for {fmt_s(total)}" if back else ""),
-                detail=(
+            view.finding(
+                entry,
+                rule.severity,
+                f"instrument {unit} lost" + (f" for {fmt_s(total)}" if back else ""),
+                (
                     (f"link down since {entry.data['since']}; " if entry.data.get("since") else "")
                     + f"no data from {unit} for {fmt_s(silent)} of process time when detected; "
                     + (
@@ -391,15 +383,8 @@ def comm_losses(view: BatchView, rule: RuleConfig) -> list[Finding]:
                         else "not restored in the record"
                     )
                 ),
-                evidence=Evidence(
-                    (entry.seq, *([back.seq] if back else [])),
-                    facts={
-                        "unit": unit,
-                        "silent_process_s": silent,
-                        "lost_s": total if back else None,
-                    },
-                ),
-                time=view.time(entry),
+                facts={"unit": unit, "silent_process_s": silent, "lost_s": total if back else None},
+                also=[back.seq] if back else [],
             )
         )
     for entry in view.kind(Kind.INSTRUMENT_RESTARTED):
@@ -413,22 +398,19 @@ def comm_losses(view: BatchView, rule: RuleConfig) -> list[Finding]:
         policy = data.get("policy")
         why = f"{data['reason']}; " if data.get("reason") else ""
         found.append(
-            Finding(
-                anchor=entry.seq,
-                severity=rule.severity,
-                title=f"instrument {data.get('unit')} restarted"
+            view.finding(
+                entry,
+                rule.severity,
+                f"instrument {data.get('unit')} restarted"
                 + (" and lost its setpoints" if lost else ""),
-                detail=(
-                    why
-                    + (f"found {lost}; " if lost else "")
-                    + (
-                        "the setpoints were re-asserted (journaled writes)"
-                        if policy == "reassert"
-                        else "the batch was held"
-                    )
+                why
+                + (f"found {lost}; " if lost else "")
+                + (
+                    "the setpoints were re-asserted (journaled writes)"
+                    if policy == "reassert"
+                    else "the batch was held"
                 ),
-                evidence=Evidence((entry.seq,), facts={"unit": data.get("unit"), "policy": policy}),
-                time=view.time(entry),
+                facts={"unit": data.get("unit"), "policy": policy},
             )
         )
     return found
@@ -494,15 +476,14 @@ def step_durations(view: BatchView, rule: RuleConfig) -> list[Finding]:
     for entry in view.kind(Kind.CONDITION_TIMEOUT):
         element = entry.data.get("element")
         found.append(
-            Finding(
-                anchor=entry.seq,
-                severity=rule["late_severity"],
-                title=f"step {element}: condition not met in time",
-                detail=f"{fmt(entry.data.get('condition') or entry.data.get('tag'))}; values "
+            view.finding(
+                entry,
+                rule["late_severity"],
+                f"step {element}: condition not met in time",
+                f"{fmt(entry.data.get('condition') or entry.data.get('tag'))}; values "
                 f"{fmt(entry.data.get('values', entry.data.get('value')))}",
-                evidence=Evidence((entry.seq,), facts={"condition": entry.data.get("condition")}),
-                time=view.time(entry),
-                element=str(element) if element else None,
+                facts={"condition": entry.data.get("condition")},
+                element=element,
             )
         )
     return found
@@ -518,18 +499,12 @@ def process_faults(view: BatchView, rule: RuleConfig) -> list[Finding]:
     results = {e.data.get("intent"): e for e in view.kind(Kind.WRITE_RESULT, Kind.METHOD_RESULT)}
 
     def add(entry: Entry, title: str, detail: str, *more: int) -> None:
-        element = entry.data.get("element")
         found.append(
-            Finding(
-                anchor=entry.seq,
-                severity=rule.severity,
-                title=title,
-                detail=detail,
-                evidence=Evidence((entry.seq, *more), facts={"kind": entry.kind}),
-                time=view.time(entry),
-                element=str(element) if element else None,
+            view.finding(
+                entry, rule.severity, title, detail, facts={"kind": entry.kind}, also=more,
+                element=entry.data.get("element"),
             )
-        )
+        )  # fmt: skip
 
     for entry in view.kind(Kind.WRITE_INTENT, Kind.METHOD_INTENT):
         d = entry.data

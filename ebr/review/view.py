@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -14,6 +14,7 @@ from typing import Any
 from ebr.record.clock import format_ts
 from ebr.record.kinds import Kind
 from ebr.record.model import BATCH_CREATED, BatchRecord, Entry
+from ebr.review.model import Evidence, Finding
 
 TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 """Duration units of the recipe format, in seconds."""
@@ -122,6 +123,30 @@ class BatchView:
         """The entry's process time (`data.t`), else its record time."""
         t = entry.data.get("t")
         return t if isinstance(t, str) and t else entry.ts
+
+    def finding(
+        self,
+        entry: Entry,
+        severity: str,
+        title: str,
+        detail: str,
+        *,
+        facts: Mapping[str, Any] | None = None,
+        also: Sequence[int] = (),
+        element: Any = None,
+    ) -> Finding:
+        """A rule's finding about one journal entry: anchored at it and at its process
+        time, with `also` (further seqs) and `facts` as evidence, about `element` (a step
+        path; empty for none)."""
+        return Finding(
+            anchor=entry.seq,
+            severity=severity,
+            title=title,
+            detail=detail,
+            evidence=Evidence((entry.seq, *also), facts={} if facts is None else facts),
+            time=self.time(entry),
+            element=str(element) if element else None,
+        )
 
     @cached_property
     def created(self) -> dict[str, Any]:

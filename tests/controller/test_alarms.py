@@ -27,4 +27,4 @@ def test_raised_alarms_stay_open_until_acknowledged_even_once_cleared() -> None:
     assert list(open_alarms) == [3]
     alarm = open_alarms[3]
     assert alarm.cleared and alarm.level == "alert" and alarm.value == 38.2
-    assert alarm.to_dict()["at"] == "2026-11-22T08:00:00Z"
+    assert alarm.to_dict()["raised"] == "2026-11-22T08:00:00Z"

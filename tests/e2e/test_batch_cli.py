@@ -55,7 +55,7 @@ def test_show_list_and_watch_say_why(setup: tuple[Path, Path, str], tmp_path: Pa
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
         assert watcher.stdout is not None
-        # The watcher has seen the batch (one pipe: communicate() keeps what is buffered).
+        # The watcher has seen the batch.
         first = watcher.stdout.readline()
         assert wait_state(endpoint, batch_id, {"Held"}) == "Held"
         shown = cellbatch("batch", "show", batch_id, "--endpoint", endpoint)
@@ -88,20 +88,24 @@ def test_show_list_and_watch_say_why(setup: tuple[Path, Path, str], tmp_path: Pa
         _out, stopped = interrupted.communicate(timeout=30)
         assert interrupted.returncode == 0 and "stopped watching" in stopped
         assert "Traceback" not in stopped
-        # The watch shows the hold's reason by its next look (its first look may fall
-        # between the Held state and the entry that says why); then the batch is aborted.
+        # Once the watch has printed the hold (it looks every 0.2 s), the batch is aborted.
         for _ in range(50):  # bounded: the watch prints a few lines a look
             if "why: hold by monitor temperature" in first:
                 break
             first += watcher.stdout.readline()
         assert cellbatch("batch", "abort", batch_id, "--reason", "end of test", *at).returncode == 0
-        out = first + watcher.communicate(timeout=60)[0]
+        # Not communicate(timeout=…): it reads the pipe past the lines readline() has
+        # already buffered, and those would be lost.
+        watcher.wait(timeout=60)
+        out = first + watcher.stdout.read()
         assert watcher.returncode == 0, out
         lines = [line.split("Z  ", 1)[1] for line in out.splitlines()]
         assert lines[0] in ("state Running", "state Held"), out
-        assert any(line.startswith("why: hold by monitor temperature") for line in lines), out
-        # (the alarm itself is checked in `batch show` above: a watch that first looks once
-        # the batch is already Held may not list it as a change)
+        # Held is shown with its reason, in the same look (one journal position), and the
+        # alarm that held it.
+        held = next(i for i, line in enumerate(lines) if line in ("state Holding", "state Held"))
+        assert lines[held + 1].startswith("why: hold by monitor temperature"), out
+        assert any(line.startswith("ALARM ") and "temperature" in line for line in lines), out
         assert "why: abort by olga: end of test" in lines, out
         assert "state Aborted" in lines[-2:], out
     finally:

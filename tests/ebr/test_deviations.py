@@ -136,3 +136,28 @@ def test_an_edited_entry_invalidates_the_closure(
     assert tampered.closure is not None and not tampered.closure.valid
     assert tampered.open
     assert not verify_batch(store, DEVIATION_CHAIN).ok
+
+
+@pytest.mark.sqlite_only
+async def test_deviations_from_a_batch_are_opened_by_an_authenticated_person(
+    desk: DeviationDesk, store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`deviation open --from-batch` names who opens them (password checked) like the
+    other deviation commands; without --user it is refused before anything is written."""
+    from click.testing import CliRunner
+
+    from cellbatch.cli import cli
+
+    await write(store, TRIGGERS["interruption"]("B-held"))
+    db = ("--db", f"sqlite:///{db_path}")
+    anonymous = CliRunner().invoke(cli, ["deviation", "open", "--from-batch", "B-held", *db])
+    assert anonymous.exit_code == 2 and "--from-batch needs --user" in anonymous.output
+    monkeypatch.setenv("CELLBATCH_PASSWORD", "wrong-password-1")
+    wrong = ["deviation", "open", "--from-batch", "B-held", "--user", "olga", *db]
+    assert CliRunner().invoke(cli, wrong).exit_code == 1
+    assert desk.all() == {}
+    monkeypatch.setenv("CELLBATCH_PASSWORD", PW)
+    done = CliRunner().invoke(cli, wrong)
+    assert done.exit_code == 0 and "deviation(s) opened from batch B-held" in done.output
+    opened = desk.all().values()
+    assert opened and all(d.source == "automatic" and d.opened_by == "olga" for d in opened)

@@ -250,3 +250,27 @@ async def test_account_alerts_are_shown_in_a_banner() -> None:
         app.show(screen["list"], screen["show"], [])
         await pilot.pause()
         assert not app.screen.query_one("#alerts").has_class("shown")
+
+
+async def test_a_store_that_cannot_commit_is_shown_in_a_banner_until_it_commits() -> None:
+    # The shape of the controller's `Info` answer during a storage outage and after it.
+    failing = {"plant": "demo", "mode": "simulation", "simulation": True,
+               "storage_problem": "the store cannot commit: database or disk is full",
+               "storage_since": "2026-12-03T12:03:04.512000+00:00"}  # fmt: skip
+    app = hmi()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await showing("running")(pilot)
+        assert not app.screen.query_one("#storage").has_class("shown")
+        screen = SCREENS["running"]
+        app.show(screen["list"], screen["show"], [], failing)
+        await pilot.pause()
+        assert app.screen.query_one("#storage").has_class("shown")
+        banner = text_of(app, "#storage")
+        assert "STORAGE: cannot commit since 12:03:04 UTC — database or disk is full" in banner
+        assert "held" in banner
+        app.show(screen["list"], screen["show"])  # a refresh without an answer keeps it
+        await pilot.pause()
+        assert app.screen.query_one("#storage").has_class("shown")
+        app.show(screen["list"], screen["show"], [], {**failing, "storage_problem": None})
+        await pilot.pause()
+        assert not app.screen.query_one("#storage").has_class("shown")
