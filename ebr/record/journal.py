@@ -699,6 +699,10 @@ class Journal:
         for pending in doomed:
             if pending.future is not None and not pending.future.done():
                 pending.future.set_exception(failure)
+                if isinstance(error, FencedError):
+                    # Its batch was taken over: the caller may be gone (cancelled by its
+                    # controller letting go), and nothing is left to do with the refusal.
+                    pending.future.exception()
 
     def _write(self, group: Group) -> None:
         """Commit one group (runs on the worker thread).
