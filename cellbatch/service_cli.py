@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -33,6 +34,10 @@ from controller.prompts import PromptBoard
 from controller.prompts import simulated_operator as simulated_answers
 from controller.service import COMMANDS, DEFAULT_LISTEN, ControllerService
 from recipes import RecipeError, load_recipe
+
+SERVE_LEASE_TTL_S = 6.0
+"""A served controller's unit leases: renewed every 2 s, so a standby on another host
+takes over within ~7 s of the controller's death (10 s is the goal)."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -105,6 +110,21 @@ def controller_group() -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Folder of recipes `batch start` may name (repeatable; default the packaged library).",
 )
+@click.option(
+    "--standby",
+    is_flag=True,
+    help="Run no batches of its own: watch the unit leases and take over the batches of a "
+    "controller that dies (Held, waiting for a person's restart).",
+)
+@click.option(
+    "--lease-ttl",
+    "lease_ttl_s",
+    type=click.FloatRange(1.5, 300.0),
+    default=SERVE_LEASE_TTL_S,
+    show_default=True,
+    help="Seconds a unit lease outlives this controller's last renewal (renewed every "
+    "third of it): how soon a standby takes over after it dies or stalls.",
+)
 @endpoints_option
 def serve(
     plant_path: str,
@@ -113,10 +133,14 @@ def serve(
     pki: Path | None,
     simulated_operator: bool,
     recipe_folders: tuple[Path, ...],
+    standby: bool,
+    lease_ttl_s: float,
     endpoints_path: str | None,
 ) -> None:
     """Run the engine: recover interrupted batches (Held, waiting for restart), then take
-    requests on the OPC UA interface until SIGINT/SIGTERM (running batches are held)."""
+    requests on the OPC UA interface until SIGINT/SIGTERM (running batches are held).
+    Several controllers may share one PostgreSQL store and plant: units are bound by
+    lease; a --standby takes over a dead controller's batches."""
     problem = opc_url_problem(listen)
     if problem is not None:
         raise click.UsageError(f"--listen {problem}")
@@ -130,11 +154,25 @@ def serve(
         board.answerer = simulated_answers(board)
     try:
         service = ControllerService(
-            plant, db_url, listen, board, pki, recipe_folders or (DEFAULT_LIBRARY,)
+            plant,
+            db_url,
+            listen,
+            board,
+            pki,
+            recipe_folders or (DEFAULT_LIBRARY,),
+            standby=standby,
+            lease_ttl_s=lease_ttl_s,
+            report=_say,
         )
     except InterfaceSecurityError as exc:
         raise click.UsageError(f"--pki {exc}") from None
     asyncio.run(_serve(service))
+
+
+def _say(line: str) -> None:
+    """A line on stdout at once (a supervisor or test reads it as it comes)."""
+    click.echo(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {line}")
+    sys.stdout.flush()
 
 
 async def _serve(service: ControllerService) -> None:
@@ -152,6 +190,11 @@ async def _serve(service: ControllerService) -> None:
             click.echo(f"recovered {batch_id}: Held, waiting for restart")
         for problem in service.recovery_errors:
             click.echo(f"not recovered: {problem}", err=True)
+        for elsewhere in service.elsewhere:
+            click.echo(f"left to its controller: {elsewhere}")
+        if service.role == "standby":
+            ttl = service.controller.lease_ttl_s
+            click.echo(f"standby: watching the unit leases (ttl {ttl} s)")
         click.echo(f"listening {service.endpoint}")
         click.echo("ready")
         sys.stdout.flush()

@@ -804,25 +804,39 @@ class BatchRun:
                 async with self._lock:
                     await self.batch.apply("complete")
         finally:
-            ended = self.clock.now()
+            await self._wind_down()
+        return self.state
+
+    async def _wind_down(self) -> None:
+        """The last samples, then every task of the batch ended — even when the store
+        refuses those last entries (store down, or the unit lease lost to another
+        controller): the refusal is raised once everything has stopped."""
+        ended = self.clock.now()
+        try:
             if not await self.sampler.drain(ended):
                 await self.recorder.record(
                     Kind.SAMPLES_INCOMPLETE,
                     until=iso(ended),
                     reason="instruments did not deliver values up to the end of the batch",
                 )
-            await self.sampler.stop()
-            for unwatch in self._unwatch:
-                unwatch()
-            for task in list(self._waiting):
-                task.cancel()
-            for task in list(self._waiting):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            for task in list(self._background):
-                with contextlib.suppress(Exception):
-                    await task
-        return self.state
+        finally:
+            try:
+                await self.sampler.stop()
+            finally:
+                for unwatch in self._unwatch:
+                    unwatch()
+                # Phase logic still running here was cut off (the run cancelled: its
+                # controller let go of the batch): it ends with the rest.
+                cut_off = [*self._waiting, *self._phase_tasks.values()]
+                for task in cut_off:
+                    task.cancel()
+                    task.add_done_callback(_consume)  # even if this wait is cut short too
+                for task in cut_off:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                for task in list(self._background):
+                    with contextlib.suppress(Exception):
+                        await task
 
     async def _restore(self, point: ResumePoint) -> None:
         """Come back Held where the journal says the batch stood; restart continues."""
@@ -984,7 +998,12 @@ class BatchRun:
             self.ready.set()
             self._decisions[path] = decision = loop.create_future()
             self._phase_tasks[path] = task = asyncio.create_task(logic(ctx))
-            await asyncio.wait({task})
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:  # the run is cut off: its phase logic with it
+                task.cancel()
+                task.add_done_callback(_consume)
+                raise
             if task.cancelled() and path in self._forced:  # force-completed (override)
                 self._forced.discard(path)
                 await self._repeat_ended(path, "forced")
@@ -1024,3 +1043,9 @@ class BatchRun:
 def _utc(at: datetime) -> datetime:
     """``at`` in UTC (an instrument may send naive UTC or an aware time)."""
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Take a finished task's outcome (an ended batch's logic: nobody waits for it)."""
+    if not task.cancelled():
+        task.exception()

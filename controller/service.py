@@ -6,9 +6,12 @@ own units, and waits for an operator's `restart` (crash recovery, ebr issue). It
 serves an OPC UA endpoint (namespace ``urn:cellbatch:controller``) with one object,
 ``Controller``, whose methods take and return JSON text:
 
-- ``Info()`` → ``{plant, mode, simulation, storage_problem, storage_since}`` (why the
-  store cannot commit and since when (UTC ISO), while it cannot: running batches are
-  then held, their instruments in the safe state; None otherwise)
+- ``Info()`` → ``{plant, mode, simulation, storage_problem, storage_since, role, holder,
+  lease_ttl_s, took_over, lost}``: why the store cannot commit and since when (UTC ISO),
+  while it cannot (running batches are then held, their instruments in the safe state;
+  None otherwise); `role` is ``active`` or ``standby`` (see below), `holder` the name
+  its unit leases carry, `took_over` the batches it took from dead controllers, `lost`
+  those another controller took from it
 - ``SignIn(user, password)`` → ``{ok, name | message}``: checks a person's user ID and
   password (GMP plants; journaled as a login), as a terminal does when it signs someone in
 - ``List()`` → ``[{id, state, recipe, coi, simulation, prompts, open_alarms, why}]``
@@ -37,11 +40,24 @@ recipe, reason, active elements, alarms, prompts, the bound units' CPPs with PV 
 
 On a GMP plant every call that acts authenticates the person (user + password against
 the store's users, who must be allowed to sign as "performed"); on a simulation plant
-the user name is recorded as given. With a PKI folder (`--pki`) the interface offers
-only Basic256Sha256 SignAndEncrypt and trusted terminals (`controller.interface_security`);
-without one it is unsecured, for a controller and terminals on one machine. It assumes
-it is the only controller of this plant's units (it recovers every unfinished batch that
-uses them). A GMP plant's controller listens beyond loopback only with a PKI folder.
+the user name is recorded as given.
+
+Several controllers may share one store (PostgreSQL) and one plant file: each binds a
+unit only by leasing it (`ebr.record.leases`), so a batch needing a unit another
+controller holds is refused naming that holder, and on start a controller recovers only
+the interrupted batches no live controller holds. A **standby** (``standby=True``) serves
+this interface but drives nothing and refuses ``Start``; it watches the leases, and when
+a controller dies (its leases expire after `lease_ttl_s`, or at once when it was a process
+of this host that no longer runs) it takes over that controller's batches through the
+same recovery as a restart (Held, ``batch.interrupted``, waiting for a person's restart),
+by acquiring their leases with larger fencing tokens: a controller that was only paused
+finds its commits refused and stops driving those batches. Having taken over a batch,
+the standby is an active controller (and keeps watching).
+
+With a PKI folder (`--pki`) the interface offers only Basic256Sha256 SignAndEncrypt and
+trusted terminals (`controller.interface_security`); without one it is unsecured, for a
+controller and terminals on one machine. A GMP plant's controller listens beyond
+loopback only with a PKI folder.
 
 Every method's arguments are checked before it acts (`controller.requests`): a refusal
 is ``{ok: false, error, message}`` with `error` one of invalid_argument, not_found,
@@ -94,6 +110,8 @@ from ebr import EbrError
 from ebr.people.duties import DutyRefused, check_may_act
 from ebr.people.signatures import SignatureError
 from ebr.people.users import AuthError, Directory, User
+from ebr.record.errors import UnknownBatchError
+from ebr.record.leases import DEFAULT_TTL_S, holders, orphaned
 from ebr.record.query import list_batches, read_journal
 from recipes import RecipeError
 
@@ -121,12 +139,19 @@ class ControllerService:
         board: PromptBoard,
         pki: Path | None = None,
         recipe_folders: Sequence[Path] = (DEFAULT_LIBRARY,),
+        *,
+        standby: bool = False,
+        lease_ttl_s: float = DEFAULT_TTL_S,
+        report: Callable[[str], None] | None = None,
     ) -> None:
         """Prepare; nothing runs until `start()`. With `pki` (see
         `controller.interface_security`) the interface is signed and encrypted and only
         trusted terminals connect; a folder lacking a file raises InterfaceSecurityError,
         as does a GMP plant listening beyond loopback without one. `Start` runs only
-        recipes of `recipe_folders` (loaded at `start()`)."""
+        recipes of `recipe_folders` (loaded at `start()`). `standby`: take over the
+        batches of dead controllers instead of running any of its own (see the module);
+        `lease_ttl_s`: the unit leases' lifetime (a dead controller's units are free
+        after it); `report` is told each takeover (a line of text)."""
         self.plant = plant
         self.listen = listen
         self.endpoint = listen
@@ -143,7 +168,14 @@ class ControllerService:
         self.throttle = SignInThrottle()  # per account
         self.client_throttle = SignInThrottle(free=CLIENT_FREE_FAILURES, base_s=5.0)  # per address
         self.library = RecipeLibrary()
-        self.controller = Controller(plant, db_url, prompts=board)
+        self.controller = Controller(plant, db_url, prompts=board, lease_ttl_s=lease_ttl_s)
+        self.role = "standby" if standby else "active"
+        self.report = report or _log.info
+        self.took_over: list[str] = []
+        self.elsewhere: list[str] = []
+        """Interrupted batches of this plant left alone on start: another controller's."""
+        self._hopeless: set[str] = set()
+        self._watcher: asyncio.Task[None] | None = None
         self.batches: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
         self.views: dict[str, BatchView] = {}
         self.space: AddressSpace | None = None
@@ -157,35 +189,99 @@ class ControllerService:
         interrupted batches, then serve."""
         self.library = await asyncio.to_thread(RecipeLibrary.load, self.recipe_folders)
         await self.controller.start()
-        await self._recover()
+        if self.role == "standby":
+            self._watcher = asyncio.create_task(self._stand_by(), name="standby")
+        else:
+            self.recovered = await self._recover()
         await self._serve()
 
     async def stop(self) -> None:
         """Stop serving, hold every running batch (journaled) and close the store."""
-        if self._updater is not None:
-            self._updater.cancel()
-            await asyncio.wait({self._updater})
+        for background in (self._watcher, self._updater):
+            if background is not None:
+                background.cancel()
+                await asyncio.wait({background})
         await self.server.stop()
         await self.controller.stop()
 
     # -- recovery ---------------------------------------------------------------------
 
-    async def _recover(self) -> None:
-        assert self.controller.store is not None
+    async def _recover(self, batch_ids: Sequence[str] | None = None) -> list[str]:
+        """Bring interrupted batches of this plant back Held (waiting for a person's
+        restart) and serve them; return their IDs. On start: every unfinished batch no
+        live controller holds; a standby: those of a dead controller (`batch_ids`)."""
+        store = self.controller.store
+        assert store is not None
+        if batch_ids is None:
+            batch_ids = [
+                summary.batch_id
+                for summary in await asyncio.to_thread(list_batches, store)
+                if summary.state not in FINAL_STATES and summary.state != State.IDLE
+            ]
         ours = {unit.name for unit in self.plant.units}
-        for summary in list_batches(self.controller.store):
-            if summary.state in FINAL_STATES or summary.state == State.IDLE:
+        live = await asyncio.to_thread(holders, store)
+        recovered = []
+        for batch_id in batch_ids:
+            if batch_id in self.batches or batch_id in self._hopeless:
                 continue
             try:
-                point = load_resume_point(self.controller.store, summary.batch_id)
-                if not set(point.equipment.values()) <= ours:
+                point = await asyncio.to_thread(load_resume_point, store, batch_id)
+                units = set(point.equipment.values())
+                if not units <= ours:
                     continue  # another plant's batch
-                run = await self.controller.resume_batch(summary.batch_id)
-            except (ResumeError, BatchSetupError, DriverError, EbrError) as exc:
-                self.recovery_errors.append(f"{summary.batch_id}: {exc}")
+                others = sorted({live[u][0] for u in units if u in live} - {self.controller.holder})
+                if others:
+                    self.elsewhere.append(f"{batch_id} on {', '.join(others)}")
+                    continue
+                run = await self.controller.resume_batch(batch_id)
+            except (ResumeError, UnknownBatchError) as exc:  # ended, never started: leave it
+                self._hopeless.add(batch_id)
+                self.recovery_errors.append(f"{batch_id}: {exc}")
+                continue
+            except (BatchSetupError, DriverError, EbrError) as exc:
+                self.recovery_errors.append(f"{batch_id}: {exc}")
                 continue
             self._track(run)
-            self.recovered.append(summary.batch_id)
+            recovered.append(batch_id)
+        return recovered
+
+    async def _stand_by(self) -> None:
+        """Watch the leases; take over the batches of a controller that died (until
+        stopped). Looks every sixth of the lease TTL, at most every second. A takeover
+        that failed (an instrument unreachable: its leases are given back) is tried
+        again at each look until it succeeds or another controller has the batch."""
+        store = self.controller.store
+        assert store is not None
+        every = min(1.0, self.controller.lease_ttl_s / 6)
+        told: dict[str, str] = {}
+        retry: dict[str, str] = {}  # batch ID → the dead holder it was taken from
+        while True:
+            await asyncio.sleep(every)
+            try:
+                dead = await asyncio.to_thread(orphaned, store)
+            except Exception as exc:  # the store is down: look again later
+                _log.warning("standby: leases not readable: %s", exc)
+                continue
+            dead = {**retry, **dead}
+            todo = [b for b in dead if b not in self.batches and b not in self._hopeless]
+            if not todo:
+                continue
+            errors, elsewhere = len(self.recovery_errors), len(self.elsewhere)
+            for batch_id in await self._recover(todo):
+                self.role = "active"
+                self.took_over.append(batch_id)
+                holder = dead[batch_id]
+                self.report(f"took over {batch_id} from {holder}: Held, waiting for restart")
+            retry = {}
+            for problem in self.recovery_errors[errors:]:
+                batch_id = problem.split(":", 1)[0]
+                if batch_id not in self._hopeless:
+                    retry[batch_id] = dead[batch_id]
+                if told.get(batch_id) != problem:  # say each problem once, retry quietly
+                    told[batch_id] = problem
+                    self.report(f"not taken over: {problem}")
+            del self.recovery_errors[errors:]
+            del self.elsewhere[elsewhere:]  # taken by another controller meanwhile
 
     def _track(self, run: BatchRun) -> None:
         assert self.controller.store is not None
@@ -242,6 +338,8 @@ class ControllerService:
                 with contextlib.suppress(ua.UaError):
                     await self.space.storage_problem(line)
             for batch_id, (run, _task) in list(self.batches.items()):
+                if batch_id in self.controller.lost:
+                    continue  # another controller's now: it serves the batch's object
                 try:
                     view = await self._view(run)
                     if batch_id in self.space:
@@ -268,6 +366,11 @@ class ControllerService:
                 "simulation": plant.simulation,
                 "storage_problem": None if journal is None else journal.storage_problem,
                 "storage_since": since and since.isoformat(),
+                "role": self.role,
+                "holder": self.controller.holder,
+                "lease_ttl_s": self.controller.lease_ttl_s,
+                "took_over": self.took_over,
+                "lost": self.controller.lost,
             }
         )
 
@@ -287,6 +390,7 @@ class ControllerService:
                 # state and why from the view: one journal position
                 {**self._summary(run), **self.views[batch_id].heading()}
                 for batch_id, (run, _task) in self.batches.items()
+                if batch_id not in self.controller.lost
             ]
         )
 
@@ -298,8 +402,9 @@ class ControllerService:
 
     async def _show(self, _parent: Any, batch_id: str) -> str:
         found = self.batches.get(batch_id)
-        if found is None:
-            return refused(f"no batch {batch_id} in this controller", NOT_FOUND)
+        if found is None or batch_id in self.controller.lost:
+            why = self.controller.lost.get(batch_id, "")
+            return refused(f"no batch {batch_id} in this controller {why}".strip(), NOT_FOUND)
         run, _task = found
         shown = self.views[batch_id].snapshot()  # state and why from one journal position
         return json.dumps(
@@ -362,6 +467,11 @@ class ControllerService:
         password: str,
         asset_override: tuple[User, str] | None = None,
     ) -> str:
+        if self.role == "standby":
+            return refused(
+                "this controller is a standby: it runs only the batches of a controller "
+                "that died; start batches on an active controller"
+            )
         try:
             terminal = opcua_caller(self.server)
             account = await self._authenticate(user, password, "start a batch", "start")

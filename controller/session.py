@@ -32,11 +32,12 @@ from controller.recorder import BatchRecorder, iso
 from controller.resume import load_resume_point
 from controller.storage import storage_line
 from drivers import Device, DevicePool
-from ebr import EbrError, Journal, Store
+from ebr import EbrError, Journal, JournalCommitError, Store
 from ebr.people.duties import RULES, DutyRefused, check_may_act
 from ebr.people.lifecycle import RecipeId, recipe_status
 from ebr.people.signatures import SIGNATURE, entry_content, signature_data
 from ebr.people.users import User
+from ebr.record.errors import FencedError
 from ebr.record.kinds import Kind
 from ebr.record.leases import (
     DEFAULT_TTL_S,
@@ -129,8 +130,13 @@ class Controller:
         *,
         user: str | None = None,
         prompts: PromptBoard | None = None,
+        lease_ttl_s: float = DEFAULT_TTL_S,
     ) -> None:
+        """Nothing opens until `start()`. `lease_ttl_s`: how long a unit lease outlives
+        this process's last renewal (renewed every third of it): how soon another
+        controller may take a unit over once this one is gone or paused."""
         self.plant = plant
+        self.lease_ttl_s = lease_ttl_s
         self.prompts = prompts or PromptBoard()
         self.store_url = store_url
         self.user = user or getpass.getuser()
@@ -145,6 +151,9 @@ class Controller:
         self._storage_watch: asyncio.Task[None] | None = None
         self._devices: dict[str, Device] = {}
         self._running: dict[str, tuple[BatchRun, asyncio.Task[State]]] = {}
+        self.lost: dict[str, str] = {}
+        """batch ID → why: batches whose leases another controller took over; this
+        process stopped driving them (it could record nothing more for them)."""
         #: live data to the plant's MQTT broker (the plant file's ``[mqtt]``), if any
         self.publisher: Publisher | None = None
 
@@ -189,13 +198,34 @@ class Controller:
                     hold.add_done_callback(holding.discard)
 
     async def _renew_leases(self) -> None:
-        """Keep this process's unit leases alive (a crash lets them expire)."""
+        """Keep this process's unit leases alive (a crash lets them expire); let go of a
+        batch whose lease was taken over (this process was paused or cut off past the
+        lease's expiry and another controller took the batch: its commits are fenced)."""
         while True:
-            await asyncio.sleep(DEFAULT_TTL_S / 3)
+            await asyncio.sleep(self.lease_ttl_s / 3)
             held = [lease for leases in self.leases.values() for lease in leases]
-            if held and self.store is not None:
-                with contextlib.suppress(Exception):  # a lost lease is fenced at commit
-                    await asyncio.to_thread(renew, self.store, held, self.holder)
+            if not held or self.store is None:
+                continue
+            try:
+                lost = await asyncio.to_thread(
+                    renew, self.store, held, self.holder, ttl_s=self.lease_ttl_s
+                )
+            except Exception as exc:  # the store is down: a lost lease is fenced at commit
+                _log.warning("unit leases not renewed: %s", exc)
+                continue
+            for batch_id in {lease.batch_id for lease in lost}:
+                self._let_go(batch_id, [lease.unit for lease in lost if lease.batch_id == batch_id])
+
+    def _let_go(self, batch_id: str, units: list[str]) -> None:
+        """Stop driving a batch another controller took over (nothing can be journaled)."""
+        why = f"unit(s) {', '.join(units)} taken over by another controller"
+        _log.error("batch %s: %s; this controller stops driving it", batch_id, why)
+        self.lost[batch_id] = why
+        self.leases.pop(batch_id, None)  # theirs now: never released by us
+        self.release(batch_id)  # the journal's fence stays: it refuses whatever is left
+        running = self._running.get(batch_id)
+        if running is not None:
+            running[1].cancel()
 
     async def stop(self) -> None:
         """Hold every running batch, flush the journal, close the store and connections.
@@ -301,7 +331,9 @@ class Controller:
     async def _lease(self, batch_id: str, units: list[str]) -> None:
         """Lease `units` in the store for `batch_id`; fence the batch's commits with them."""
         assert self.store is not None and self.journal is not None
-        got = await asyncio.to_thread(acquire, self.store, units, self.holder, batch_id)
+        got = await asyncio.to_thread(
+            acquire, self.store, units, self.holder, batch_id, ttl_s=self.lease_ttl_s
+        )
         leases = self.leases.setdefault(batch_id, [])
         leases.extend(got)
         self.journal.fence(batch_id, [(lease.unit, lease.token) for lease in leases])
@@ -311,7 +343,7 @@ class Controller:
         for name in [n for n, b in self.allocations.items() if b == batch_id]:
             del self.allocations[name]
         leases = self.leases.pop(batch_id, [])
-        if self.journal is not None:
+        if self.journal is not None and batch_id not in self.lost:
             self.journal.fence(batch_id, [])
         if leases and self.store is not None:
             release_leases(self.store, leases, self.holder)
@@ -587,12 +619,11 @@ class Controller:
     async def resume_batch(self, batch_id: str) -> BatchRun:
         """Reopen an interrupted batch Held at its last journaled point, on its own units."""
         assert self.journal is not None and self.store is not None, "Controller.start() first"
-        point = load_resume_point(self.store, batch_id)
-        last = await self.journal.resume_batch(batch_id)
-        busy = [u for u in point.equipment.values() if u in self.allocations]
+        bound = load_resume_point(self.store, batch_id).equipment
+        busy = [u for u in bound.values() if u in self.allocations]
         if busy:
             raise BatchSetupError(f"{batch_id}: unit(s) {', '.join(busy)} busy in this controller")
-        units = {alias: self.plant.unit(name) for alias, name in point.equipment.items()}
+        units = {alias: self.plant.unit(name) for alias, name in bound.items()}
         try:
             await self._lease(batch_id, [unit.name for unit in units.values()])
         except LeaseHeldError as exc:
@@ -601,6 +632,10 @@ class Controller:
         for unit in units.values():
             self.allocations[unit.name] = batch_id
         try:
+            # Read where the batch stands only now that its leases are ours: a previous
+            # holder (paused, not dead) can have committed until our larger token fenced it.
+            point = load_resume_point(self.store, batch_id)
+            last = await self.journal.resume_batch(batch_id)
             devices = {alias: await self.device(u) for alias, u in units.items()}
             clock = await self._clock_from(list(devices.values()))
         except Exception:
@@ -677,7 +712,15 @@ class Controller:
         task = asyncio.create_task(run.run())
         self._running[batch_id] = (run, task)
         try:
-            state = await task
+            try:
+                state = await task
+            except JournalCommitError as exc:
+                if not isinstance(exc.__cause__, FencedError):
+                    raise
+                if batch_id not in self.lost:  # taken over before our renewal noticed
+                    units = [lease.unit for lease in self.leases.get(batch_id, [])]
+                    self._let_go(batch_id, units)
+                return run.state
             if self.journal is not None:  # the batch ended: its signed final head on @site
                 try:
                     await self.journal.seal_batch(batch_id)

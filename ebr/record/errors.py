@@ -33,3 +33,11 @@ class JournalCommitError(EbrError):
 
 class JournalStateError(EbrError):
     """The stored journal does not match what the writer expects (e.g. a second writer)."""
+
+
+class FencedError(JournalStateError):
+    """Another process took over a unit lease of these batches: nothing of theirs commits."""
+
+    def __init__(self, message: str, batch_ids: frozenset[str]) -> None:
+        super().__init__(message)
+        self.batch_ids = batch_ids

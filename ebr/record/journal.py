@@ -30,6 +30,7 @@ from ebr.record.chain import GENESIS_HASH, clock_step_back, step
 from ebr.record.clock import Clock, format_ts, parse_ts, utc_now
 from ebr.record.errors import (
     DuplicateBatchError,
+    FencedError,
     JournalClosedError,
     JournalCommitError,
     JournalOverloadedError,
@@ -582,9 +583,14 @@ class Journal:
                     pending.future.set_exception(error)
 
     async def _commit(self, group: list[_Pending]) -> None:
-        """Write one group in the worker thread and settle its waiters."""
+        """Write one group in the worker thread and settle its waiters.
+
+        A group refused because some of its batches lost their unit leases to another
+        process (FencedError) fails those batches' entries only: the rest of the group
+        is committed again without them (batches whose leases are still ours)."""
         assert self._loop is not None
         self._in_flight = {pending.entry.batch_id for pending in group}
+        rest: list[_Pending] = []
         try:
             assert self._worker is not None
             try:
@@ -596,7 +602,12 @@ class Journal:
             finished: asyncio.Future[None] = self._loop.create_future()
 
             def finish(_result: Any, error: BaseException | None) -> None:
-                self._settle(group, error)
+                if isinstance(error, FencedError):
+                    fenced = [p for p in group if p.entry.batch_id in error.batch_ids]
+                    rest.extend(p for p in group if p.entry.batch_id not in error.batch_ids)
+                    self._settle(fenced, error)
+                else:
+                    self._settle(group, error)
                 if not finished.done():
                     finished.set_result(None)
                 if self._after_cancel is not None and not self._after_cancel.done():
@@ -611,10 +622,15 @@ class Journal:
                     # the waiters its outcome.
                     self._after_cancel = self._loop.create_future()
                     await self._after_cancel
+                if rest:
+                    stopped = JournalClosedError("journal writer stopped before the commit")
+                    self._settle(rest, stopped)
                 raise
         finally:
             self._in_flight = set()
             self._after_cancel = None
+        if rest:
+            await self._commit(rest)
 
     def _rows(self, group: list[_Pending]) -> Group:
         """Return the rows of one commit, with each batch's expected and new head."""
@@ -639,7 +655,11 @@ class Journal:
                     tip.hash,
                 )
             )
-        fences = [fence for batch_id in tips for fence in self._fences.get(batch_id, ())]
+        fences = [
+            (batch_id, unit, token)
+            for batch_id in tips
+            for unit, token in self._fences.get(batch_id, ())
+        ]
         return Group(new_batches, [pending.row for pending in group], blocks, moves, fences)
 
     def _settle(self, group: list[_Pending], error: BaseException | None) -> None:
@@ -679,6 +699,10 @@ class Journal:
         for pending in doomed:
             if pending.future is not None and not pending.future.done():
                 pending.future.set_exception(failure)
+                if isinstance(error, FencedError):
+                    # Its batch was taken over: the caller may be gone (cancelled by its
+                    # controller letting go), and nothing is left to do with the refusal.
+                    pending.future.exception()
 
     def _write(self, group: Group) -> None:
         """Commit one group (runs on the worker thread).

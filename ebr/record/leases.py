@@ -174,6 +174,18 @@ def release(store: Store, leases: Sequence[Lease], holder: str) -> None:
             )
 
 
+def orphaned(store: Store) -> dict[str, str]:
+    """batch id → holder of every lease whose holder died without releasing it: expired
+    (a holder on another host, or a paused one), or held by a process of this host that
+    no longer runs. A batch that ended, or whose holder stopped on purpose, released its
+    leases and is not listed. What a standby controller takes over."""
+    now = format_ts(utc_now())
+    with store.snapshot() as conn:
+        rows = conn.execute(select(unit_leases).where(unit_leases.c.holder != "")).all()
+    live = {row.batch_id for row in rows if row.expires_at > now and _alive(row.holder)}
+    return {row.batch_id: row.holder for row in rows if row.batch_id and row.batch_id not in live}
+
+
 def holders(store: Store) -> dict[str, tuple[str, str, int]]:
     """unit → (holder, batch id, token) of every live lease."""
     now = format_ts(utc_now())

@@ -18,7 +18,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from ebr.record.canonical import parse_json
-from ebr.record.errors import JournalStateError, StoreError, UnknownBatchError
+from ebr.record.errors import FencedError, JournalStateError, StoreError, UnknownBatchError
 from ebr.record.model import Entry
 from ebr.record.schema import batches, checkpoints, journal, sample_blocks, unit_leases
 from ebr.record.signing import Signer
@@ -64,8 +64,8 @@ class Group:
     entries: list[EntryRow]
     blocks: list[dict[str, Any]]
     moves: list[HeadMove]
-    fences: list[tuple[str, int]] = field(default_factory=list)
-    """(unit, token) of the leases the group's batches hold: checked before commit."""
+    fences: list[tuple[str, str, int]] = field(default_factory=list)
+    """(batch ID, unit, token) of the leases the group's batches hold: checked first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +126,13 @@ class GroupWriter:
         self._insert_batches = Statement.compile(insert(batches), dialect, _BATCH_COLUMNS)
         self._insert_blocks = Statement.compile(insert(sample_blocks), dialect, _BLOCK_COLUMNS)
         self._advance_head = Statement.compile(_ADVANCE_HEAD, dialect)
-        self._lease_token = Statement.compile(
-            select(unit_leases.c.token).where(unit_leases.c.unit == bindparam("unit")), dialect
-        )
+        token = select(unit_leases.c.token).where(unit_leases.c.unit == bindparam("unit"))
+        if not self._sqlite:
+            # PostgreSQL: FOR SHARE holds the lease row until COMMIT, so a takeover (its
+            # SELECT … FOR UPDATE in `leases.acquire`) waits for this commit, or this
+            # check waits for the takeover and reads its new token: never both.
+            token = token.with_for_update(read=True)
+        self._lease_token = Statement.compile(token, dialect)
         self._insert_checkpoints = Statement.compile(
             insert(checkpoints), dialect, _CHECKPOINT_COLUMNS
         )
@@ -151,6 +155,7 @@ class GroupWriter:
                     # The write lock up front; the pool's connections are in autocommit
                     # mode (see ebr.record.store), psycopg begins by itself.
                     cursor.execute("BEGIN IMMEDIATE")
+                self._check_fences(cursor, group.fences)
                 if group.new_batches:
                     cursor.executemany(
                         self._insert_batches.sql, _ordered(self._insert_batches, group.new_batches)
@@ -175,14 +180,6 @@ class GroupWriter:
                             f"batch {move.batch_id}: the stored head is no longer seq "
                             f"{move.old_seq}; another writer changed this batch"
                         )
-                for unit, token in group.fences:
-                    cursor.execute(self._lease_token.sql, self._lease_token.values({"unit": unit}))
-                    found = cursor.fetchone()
-                    if found is None or int(found[0]) != token:
-                        raise JournalStateError(
-                            f"unit {unit}: this process's lease (token {token}) was taken over; "
-                            "it no longer controls the unit and records nothing for it"
-                        )
                 if self._signer is not None:
                     sign = self._signer.checkpoint
                     signed = [
@@ -197,6 +194,20 @@ class GroupWriter:
         except BaseException:
             self._discard()
             raise
+
+    def _check_fences(self, cursor: Any, fences: list[tuple[str, str, int]]) -> None:
+        """Raise FencedError naming every batch whose lease token is no longer current."""
+        stale: dict[str, str] = {}
+        for batch_id, unit, token in fences:
+            cursor.execute(self._lease_token.sql, self._lease_token.values({"unit": unit}))
+            found = cursor.fetchone()
+            if (found is None or int(found[0]) != token) and batch_id not in stale:
+                stale[batch_id] = (
+                    f"unit {unit}: this process's lease (token {token}) was taken over; "
+                    f"it no longer controls the unit and records nothing for it ({batch_id})"
+                )
+        if stale:
+            raise FencedError("; ".join(stale.values()), frozenset(stale))
 
     def _discard(self) -> None:
         """Roll back and drop the connection after a failure (it may be broken)."""

@@ -24,6 +24,8 @@ SERVED_VESSELS = [
     "ASSET-02",
     "REPEAT-01",
     *(f"K-{i:02d}" for i in range(1, 25)),
+    "HA-01",
+    "HA-02",
 ]
 
 

@@ -51,12 +51,19 @@ class Serve:
     """A `controller serve` process and the lines it printed before `ready`."""
 
     def __init__(
-        self, plant: Path, db: Path, endpoint: str, *extra: str, recipes: tuple[Path, ...] = ()
+        self,
+        plant: Path,
+        db: Path | str,
+        endpoint: str,
+        *extra: str,
+        recipes: tuple[Path, ...] = (),
     ) -> None:
+        """`db`: a SQLite file, or a store URL."""
         library = [arg for folder in (SHORT.parent, *recipes) for arg in ("--recipes", str(folder))]
+        url = db if isinstance(db, str) else f"sqlite:///{db}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cellbatch", "controller", "serve", "--plant", str(plant),
-             "--db", f"sqlite:///{db}", "--listen", endpoint, *library, *extra],
+             "--db", url, "--listen", endpoint, *library, *extra],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
@@ -71,7 +78,8 @@ class Serve:
             if line == "ready":
                 return
         self.proc.kill()
-        raise AssertionError(f"controller serve did not get ready: {self.lines}")
+        _out, err = self.proc.communicate(timeout=10)
+        raise AssertionError(f"controller serve did not get ready: {self.lines}\n{err[-3000:]}")
 
     def end(self, sig: int) -> int:
         self.proc.send_signal(sig)

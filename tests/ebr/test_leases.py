@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ebr import Journal, JournalCommitError, Store
-from ebr.record.leases import LeaseHeldError, acquire, holders, release, renew, this_process
+from ebr import Journal, JournalCommitError, Store, read_journal
+from ebr.record.leases import (
+    LeaseHeldError,
+    acquire,
+    holders,
+    orphaned,
+    release,
+    renew,
+    this_process,
+)
 from tests.ebr.conftest import OpenBatch
 
 
@@ -53,3 +62,36 @@ async def test_a_writer_whose_lease_was_taken_over_records_nothing(
         acquire(store, ["BR-01"], "elsewhere:1 failover", "B-001")
         with pytest.raises(JournalCommitError, match=r"BR-01: this process.s lease .* taken over"):
             await journal.append("B-001", "write.intent", {"n": 2})
+
+
+def test_orphaned_names_the_batches_of_dead_holders_only(store: Store) -> None:
+    me = this_process("A")
+    [ended] = acquire(store, ["BR-01"], me, "B-ENDED")
+    release(store, [ended], me)  # ended or stopped on purpose: released, not orphaned
+    acquire(store, ["BR-02"], me, "B-LIVE")
+    acquire(store, ["BR-03", "BR-04"], "elsewhere:1 C", "B-EXPIRED", ttl_s=-1)
+    assert orphaned(store) == {"B-EXPIRED": "elsewhere:1 C"}
+    acquire(store, ["BR-03"], "elsewhere:2 standby", "B-EXPIRED")  # taken over: half live
+    assert orphaned(store) == {}
+
+
+async def test_a_fenced_batch_fails_alone_in_a_group_commit(
+    store: Store, open_batch: OpenBatch
+) -> None:
+    me = this_process()
+    [lost] = acquire(store, ["BR-01"], me, "B-001")
+    [kept] = acquire(store, ["BR-02"], me, "B-002")
+    later = datetime.now(UTC) + timedelta(minutes=5)  # B-001's lease has expired by then
+    async with Journal(store) as journal:
+        await open_batch(journal, "B-001")
+        await open_batch(journal, "B-002")
+        journal.fence("B-001", [(lost.unit, lost.token)])
+        journal.fence("B-002", [(kept.unit, kept.token)])
+        acquire(store, ["BR-01"], "elsewhere:1 standby", "B-001", clock=lambda: later)
+        first = journal.append_nowait("B-001", "write.intent", {"n": 1})  # one group
+        second = journal.append_nowait("B-002", "write.intent", {"n": 1})
+        with pytest.raises(JournalCommitError, match=r"BR-01: this process.s lease"):
+            await first
+        assert (await second).seq == 2  # B-002's lease is still ours: recorded
+    assert [e.kind for e in read_journal(store, "B-002")][-1] == "write.intent"
+    assert len(read_journal(store, "B-001")) == 1
