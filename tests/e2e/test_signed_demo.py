@@ -22,7 +22,9 @@ from ebr.record.chain import entry_hash
 from tests.ebr.test_ebr_signed import TS, copy, rechain
 from tests.plantfiles import private_demo_plant
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# The first test also waits for the module's demo run (the 120 s default is too short for
+# it on a loaded machine).
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
