@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.plantfiles import private_demo_plant
+
 ROOT = Path(__file__).resolve().parents[2]
+#: The session demo's clock: 12 simulated days in ~104 s (at 15,000× and load average 12
+#: the culture overran and held (DO): keep it at 10,000×).
+DEMO_TIME_SCALE = 10_000
 #: K-01…K-24: one fresh vessel per kill-test attempt (a vessel is inoculated once).
 SERVED_VESSELS = [
     "BR-01",
@@ -85,3 +95,35 @@ def served_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def served_plant(served_url: str, tmp_path: Path) -> Path:
     """A plant file for `cellbatch run` with unit BR-02 on the served simulator."""
     return plant_for_unit(tmp_path / "run.toml", served_url, "BR-02")
+
+
+@dataclass
+class Demo:
+    """One finished `cellbatch demo` run: its output folder, store, batch and JSON export."""
+
+    out: Path
+    db: Path
+    batch_id: str
+    stdout: str
+    export: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """`cellbatch demo` run once per session (test_demo and test_readme read it; a test
+    that changes the store works on a copy)."""
+    out = tmp_path_factory.mktemp("demo")
+    plant = private_demo_plant(out)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cellbatch", "demo", "--out", str(out), "--plant", str(plant),
+         "--time-scale", str(DEMO_TIME_SCALE)],
+        cwd=ROOT, capture_output=True, text=True,
+        timeout=480,  # a hang guard: on a loaded machine the demo is CPU-bound
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    match = re.search(r"^batch (CB-\S+): Complete$", proc.stdout, re.M)
+    assert match, proc.stdout
+    batch_id = match.group(1)
+    export = json.loads((out / f"{batch_id}.json").read_text())
+    return Demo(out, out / "demo.sqlite", batch_id, proc.stdout, export)

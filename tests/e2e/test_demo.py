@@ -12,30 +12,19 @@ import sqlite3
 import subprocess
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ebr.record.kinds import FIELDS, Kind
+from tests.e2e.conftest import Demo
 from tests.plantfiles import private_demo_plant
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test runs the demo
 
 ROOT = Path(__file__).resolve().parents[2]
 CELLBATCH = [sys.executable, "-m", "cellbatch"]
-TIME_SCALE = 40_000  # 12 simulated days in ~26 s
-
-
-@dataclass
-class Demo:
-    out: Path
-    db: Path
-    batch_id: str
-    stdout: str
-    export: dict[str, Any]
 
 
 def cellbatch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -47,28 +36,6 @@ def cellbatch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
         timeout=timeout,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    out = tmp_path_factory.mktemp("demo")
-    plant = private_demo_plant(out)
-    proc = cellbatch(
-        "demo",
-        "--out",
-        str(out),
-        "--plant",
-        str(plant),
-        "--time-scale",
-        str(TIME_SCALE),
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    match = re.search(r"^batch (CB-\S+): Complete$", proc.stdout, re.M)
-    assert match, proc.stdout
-    batch_id = match.group(1)
-    export = json.loads((out / f"{batch_id}.json").read_text())
-    return Demo(out, out / "demo.sqlite", batch_id, proc.stdout, export)
 
 
 def test_demo_reports_batch_wall_time_and_events(demo: Demo) -> None:

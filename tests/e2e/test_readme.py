@@ -19,14 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.plantfiles import private_demo_plant
+from tests.e2e.conftest import Demo
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test runs the demo
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test may run the demo
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 MARK = re.compile(r"^<!-- readme-test: (\w+)\b[^\n]*-->\n```sh\n(.*?)^```$", re.M | re.S)
-TIME_SCALE = 10_000  # at 15,000× and load average 12 the culture overran and held (DO)
 
 
 @dataclass
@@ -53,24 +52,20 @@ def bash(checkout: Checkout, script: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def checkout(tmp_path_factory: pytest.TempPathFactory) -> Checkout:
-    """`make demo`'s result: one demo batch in demo-out/demo.sqlite, and .venv/bin/cellbatch."""
+def checkout(tmp_path_factory: pytest.TempPathFactory, demo: Demo) -> Checkout:
+    """`make demo`'s result: one demo batch in demo-out/demo.sqlite, and .venv/bin/cellbatch.
+
+    The demo is the session's `demo` (one demo process for test_demo and this module),
+    copied: the QA walkthrough changes its store."""
     path = tmp_path_factory.mktemp("readme")
     venv_bin = path / ".venv" / "bin"
     venv_bin.mkdir(parents=True)
     cellbatch = venv_bin / "cellbatch"
     cellbatch.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m cellbatch "$@"\n')
     cellbatch.chmod(0o755)
-    plant = private_demo_plant(path)  # `make demo`'s plant on free ports
-    demo = subprocess.run(
-        [str(cellbatch), "demo", "--out", "demo-out", "--db", "demo-out/demo.sqlite",
-         "--plant", str(plant), "--time-scale", str(TIME_SCALE)],
-        cwd=path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert demo.returncode == 0, demo.stdout + demo.stderr
-    match = re.search(r"^batch (CB-\S+): Complete$", demo.stdout, re.M)
-    assert match, demo.stdout
-    return Checkout(path, match.group(1))
+    shutil.copytree(demo.out, path / "demo-out", symlinks=True)
+    assert (path / "demo-out" / "demo.sqlite").is_file()
+    return Checkout(path, demo.batch_id)
 
 
 def test_the_readme_marks_the_blocks_it_promises() -> None:
