@@ -139,7 +139,7 @@ async def test_hmi_shows_the_controllers_account_alerts(setup: tuple[Path, Path,
         async with app.run_test(size=(100, 30)) as pilot:
 
             def shown() -> bool:
-                return "mallory: 3 failed login" in str(app.query_one("#alerts").render())
+                return "mallory: 3 failed attempts" in str(app.query_one("#alerts").render())
 
             await _until(shown, pilot)
             assert app.query_one("#alerts").has_class("shown")

@@ -212,11 +212,15 @@ async def test_the_hmi_and_batch_list_say_the_store_cannot_commit_until_it_does(
             info = await call(endpoint, "Info")
             assert "cannot commit" in info["storage_problem"] and info["storage_since"]
             assert (await _storage_variable(endpoint)).startswith("STORAGE: cannot commit")
-            listing = await asyncio.to_thread(  # in-process, on a thread of its own
-                cellbatch, "batch", "list", "--endpoint", endpoint
-            )
+            for _ in range(40):  # bounded: the banner can come before the hold has ended
+                listing = await asyncio.to_thread(  # in-process, on a thread of its own
+                    cellbatch, "batch", "list", "--endpoint", endpoint
+                )
+                if f"{batch_id}  Held" in listing.stdout:
+                    break
+                await asyncio.sleep(0.5)
             assert listing.stdout.startswith("STORAGE: cannot commit since"), listing.stderr
-            assert f"{batch_id}  Held" in listing.stdout
+            assert f"{batch_id}  Held" in listing.stdout, listing.stdout
             resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
             await until(lambda: not storage.has_class("shown"), "the banner gone")
             assert (await call(endpoint, "Info"))["storage_problem"] is None
