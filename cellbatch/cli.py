@@ -342,10 +342,12 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     faults: asyncio.Task[None] | None = None
+    written = False  # only our own endpoints file is removed (the path may be another's)
     try:
         check_schedule(schedule, sims.boards)
         if endpoints_path is not None:
             write_endpoints(endpoints_path, plant, endpoint_map(plant.simulators, sims.endpoints))
+            written = True
         for name, url in sims.endpoints.items():
             click.echo(f"{name} {url}")
         click.echo("ready")
@@ -357,7 +359,7 @@ async def _serve(
         if faults is not None:
             faults.cancel()
             await asyncio.wait({faults})
-        if endpoints_path is not None:
+        if endpoints_path is not None and written:
             remove_endpoints(endpoints_path)  # the endpoints die with the simulators
         await sims.stop()
 

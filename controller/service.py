@@ -73,6 +73,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -126,6 +127,16 @@ CLIENT_FREE_FAILURES = 10
 #: seconds between two updates of the batches' address space (and setpoint reads)
 UPDATE_S = 0.5
 _log = logging.getLogger(__name__)
+
+
+@dataclass
+class Recovery:
+    """What one recovery pass found: batches brought back Held, batches that could not
+    be (ID → why), and batches another live controller holds (`ID on HOLDER`)."""
+
+    recovered: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    elsewhere: list[str] = field(default_factory=list)
 
 
 class ControllerService:
@@ -192,7 +203,9 @@ class ControllerService:
         if self.role == "standby":
             self._watcher = asyncio.create_task(self._stand_by(), name="standby")
         else:
-            self.recovered = await self._recover()
+            found = await self._recover()
+            self.recovered, self.elsewhere = found.recovered, found.elsewhere
+            self.recovery_errors = [f"{b}: {problem}" for b, problem in found.failed.items()]
         await self._serve()
 
     async def stop(self) -> None:
@@ -206,10 +219,10 @@ class ControllerService:
 
     # -- recovery ---------------------------------------------------------------------
 
-    async def _recover(self, batch_ids: Sequence[str] | None = None) -> list[str]:
+    async def _recover(self, batch_ids: Sequence[str] | None = None) -> Recovery:
         """Bring interrupted batches of this plant back Held (waiting for a person's
-        restart) and serve them; return their IDs. On start: every unfinished batch no
-        live controller holds; a standby: those of a dead controller (`batch_ids`)."""
+        restart) and serve them. On start: every unfinished batch no live controller
+        holds; a standby: those of a dead controller (`batch_ids`)."""
         store = self.controller.store
         assert store is not None
         if batch_ids is None:
@@ -220,7 +233,7 @@ class ControllerService:
             ]
         ours = {unit.name for unit in self.plant.units}
         live = await asyncio.to_thread(holders, store)
-        recovered = []
+        found = Recovery()
         for batch_id in batch_ids:
             if batch_id in self.batches or batch_id in self._hopeless:
                 continue
@@ -231,19 +244,19 @@ class ControllerService:
                     continue  # another plant's batch
                 others = sorted({live[u][0] for u in units if u in live} - {self.controller.holder})
                 if others:
-                    self.elsewhere.append(f"{batch_id} on {', '.join(others)}")
+                    found.elsewhere.append(f"{batch_id} on {', '.join(others)}")
                     continue
                 run = await self.controller.resume_batch(batch_id)
             except (ResumeError, UnknownBatchError) as exc:  # ended, never started: leave it
                 self._hopeless.add(batch_id)
-                self.recovery_errors.append(f"{batch_id}: {exc}")
+                found.failed[batch_id] = str(exc)
                 continue
             except (BatchSetupError, DriverError, EbrError) as exc:
-                self.recovery_errors.append(f"{batch_id}: {exc}")
+                found.failed[batch_id] = str(exc)
                 continue
             self._track(run)
-            recovered.append(batch_id)
-        return recovered
+            found.recovered.append(batch_id)
+        return found
 
     async def _stand_by(self) -> None:
         """Watch the leases; take over the batches of a controller that died (until
@@ -266,22 +279,17 @@ class ControllerService:
             todo = [b for b in dead if b not in self.batches and b not in self._hopeless]
             if not todo:
                 continue
-            errors, elsewhere = len(self.recovery_errors), len(self.elsewhere)
-            for batch_id in await self._recover(todo):
+            found = await self._recover(todo)
+            for batch_id in found.recovered:
                 self.role = "active"
                 self.took_over.append(batch_id)
                 holder = dead[batch_id]
                 self.report(f"took over {batch_id} from {holder}: Held, waiting for restart")
-            retry = {}
-            for problem in self.recovery_errors[errors:]:
-                batch_id = problem.split(":", 1)[0]
-                if batch_id not in self._hopeless:
-                    retry[batch_id] = dead[batch_id]
+            retry = {b: dead[b] for b in found.failed if b not in self._hopeless}
+            for batch_id, problem in found.failed.items():
                 if told.get(batch_id) != problem:  # say each problem once, retry quietly
                     told[batch_id] = problem
-                    self.report(f"not taken over: {problem}")
-            del self.recovery_errors[errors:]
-            del self.elsewhere[elsewhere:]  # taken by another controller meanwhile
+                    self.report(f"not taken over: {batch_id}: {problem}")
 
     def _track(self, run: BatchRun) -> None:
         assert self.controller.store is not None

@@ -334,6 +334,9 @@ def _check_modbus_tag(p: Problems, path: Path, what: str, spec: dict[str, Any]) 
             p.add(path, f"{what}: a string needs length = its registers (1–125)")
         if spec.get("writable"):
             p.add((*path, "writable"), f"{what}: a string is read-only")
+        for key in ("scale", "offset", "enum", "states", "bit"):
+            if key in spec:  # a text is not scaled or mapped: the key would be ignored
+                p.add((*path, key), f'{what}: {key} does not apply to type = "string"')
     elif length is not None:
         p.add((*path, "length"), f'{what}: length belongs to type = "string"')
     if table in ("co", "di") and data_type not in (None, "bool", STRING):

@@ -89,7 +89,7 @@ def _max(node: Node | None, what: str, sink: DiagnosticSink) -> float | None:
     seconds = literal_seconds(node, label, sink)
     if seconds is None:
         return None
-    if seconds is not None and seconds <= 0:
+    if seconds <= 0:
         sink.error(node.pos, f"{label} must be positive")
         return None
     return seconds

@@ -274,7 +274,7 @@ def _delay(node: Node | None, what: str, sink: DiagnosticSink) -> float | None:
     seconds = literal_seconds(node, label, sink)
     if seconds is None:
         return None
-    problem = None if seconds is None else duration_problem(seconds)
+    problem = duration_problem(seconds)
     if problem is not None:
         sink.error(node.pos, f"{label} {problem}")
         return None

@@ -267,6 +267,8 @@ class Restarter:
         async def run() -> None:
             try:
                 await self._restart(float(fault.params.get("downtime_s", 1.0)))
+            except Exception:  # said here: nobody awaits this task
+                _log.exception("%s: the restart failed; the simulator stays down", self._board.name)
             finally:
                 self._task = None
                 self._board.clear(fault)

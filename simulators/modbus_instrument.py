@@ -401,12 +401,8 @@ class ModbusInstrumentServer(ABC, Generic[ModelT]):
                 values=[self.model.program, CMD_NONE, *self._holding_values()],
                 datatype=regs,
             ),
-            SimData(
-                HR_MODEL,
-                values=[*self.identity, *self.serial_registers],
-                datatype=regs,
-                readonly=True,
-            ),
+            SimData(HR_MODEL, values=list(self.identity), datatype=regs, readonly=True),
+            SimData(HR_SERIAL, values=list(self.serial_registers), datatype=regs, readonly=True),
         ]
         return SimDevice(
             id=DEVICE_ID,

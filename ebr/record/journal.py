@@ -602,9 +602,10 @@ class Journal:
             finished: asyncio.Future[None] = self._loop.create_future()
 
             def finish(_result: Any, error: BaseException | None) -> None:
-                if isinstance(error, FencedError):
-                    fenced = [p for p in group if p.entry.batch_id in error.batch_ids]
-                    rest.extend(p for p in group if p.entry.batch_id not in error.batch_ids)
+                lost = set(error.batch_ids) if isinstance(error, FencedError) else set()
+                fenced = [p for p in group if p.entry.batch_id in lost]
+                if fenced:  # the others again: a group that shrinks each time, so it ends
+                    rest.extend(p for p in group if p.entry.batch_id not in lost)
                     self._settle(fenced, error)
                 else:
                     self._settle(group, error)

@@ -146,9 +146,10 @@ async def test_restart_told_by_server_start_time(tmp_path: Path) -> None:
     try:
         run = await controller.create_batch(load_recipe(RECIPE.with_name("defaults-hold.yaml")))
         task = asyncio.create_task(controller.run(run))
-        while not any(el.path == "culture/steady/steady" for el in run.chain):
-            run.state_changed.clear()
-            await asyncio.wait_for(run.state_changed.wait(), 60)
+        async with asyncio.timeout(120):  # bounded as a whole, not only per change
+            while not any(el.path == "culture/steady/steady" for el in run.chain):
+                run.state_changed.clear()
+                await run.state_changed.wait()
         server.faults.inject("restart", downtime_s=0.3)
         assert await asyncio.wait_for(task, 120) is State.COMPLETE
         assert server.restarts == 1
@@ -197,9 +198,10 @@ async def test_restart_within_the_blip_mask_is_still_checked(tmp_path: Path) -> 
     try:
         run = await controller.create_batch(load_recipe(RECIPE.with_name("processor-hold.yaml")))
         task = asyncio.create_task(controller.run(run))
-        while not any(el.path == "wash/prepare/settle" for el in run.chain):
-            run.state_changed.clear()
-            await asyncio.wait_for(run.state_changed.wait(), 60)
+        async with asyncio.timeout(120):  # bounded as a whole, not only per change
+            while not any(el.path == "wash/prepare/settle" for el in run.chain):
+                run.state_changed.clear()
+                await run.state_changed.wait()
         server.faults.inject("restart", downtime_s=0.2)
         assert await asyncio.wait_for(task, 60) is State.COMPLETE
         assert server.restarts == 1
