@@ -247,17 +247,16 @@ class OpcUaConnection:
         return cancel
 
 
-_START_TIME = ua.NodeId(ua.Int32(ua.ObjectIds.Server_ServerStatus_StartTime))
+# A node of the OPC UA standard (namespace 0) every conforming server has, not a device's
+# own: it belongs here rather than in a device profile.
+_START_TIME = ReadPlan((ua.NodeId(ua.Int32(ua.ObjectIds.Server_ServerStatus_StartTime)),))
 
 
 async def _server_started(client: Client) -> datetime | None:
     """The standard ``Server_ServerStatus_StartTime`` (i=2257): when the server last
     started. None where the server does not have it (or answers it Bad or empty)."""
-    params = ua.ReadParameters(
-        NodesToRead=[ua.ReadValueId(NodeId=_START_TIME, AttributeId=ua.AttributeIds.Value)]
-    )
     try:
-        (dv,) = await client.uaclient.read(params)
+        (dv,) = await client.uaclient.read(_START_TIME.parameters)
     except ua.UaStatusCodeError:
         return None
     good = dv.StatusCode is None or dv.StatusCode.is_good()

@@ -118,6 +118,15 @@ def as_choice(node: Node, sink: DiagnosticSink, what: str, choices: Sequence[str
     return text
 
 
+def as_bool(node: Node, sink: DiagnosticSink, what: str) -> bool | None:
+    """``node`` as true or false, or None after reporting."""
+    if isinstance(node, ScalarNode) and isinstance(node.value, bool):
+        return node.value
+    if not isinstance(node, BadNode):
+        sink.error(node.pos, f"{what} must be true or false, got {describe(node)}")
+    return None
+
+
 def is_number(node: Node) -> bool:
     """True if ``node`` is an int or float scalar (booleans excluded)."""
     return (

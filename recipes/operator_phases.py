@@ -11,10 +11,10 @@ from dataclasses import replace
 from typing import cast
 
 from recipes.argschemas import ARG_SCHEMAS
-from recipes.fields import FieldReader, as_choice, as_map, as_str, describe, is_number
+from recipes.fields import FieldReader, as_bool, as_choice, as_map, as_str, is_number
 from recipes.model import EntryKind, EntrySpec
 from recipes.phasespec import ArgSpec, PhaseContext, PhaseSpec, register_phase
-from recipes.yamltree import BadNode, Node, ScalarNode, SeqNode
+from recipes.yamltree import Node, ScalarNode, SeqNode
 
 ENTRY_KINDS = ("number", "text", "choice")
 IDENTITY_TARGETS = ("coi",)
@@ -25,14 +25,7 @@ def _text(node: Node, ctx: PhaseContext) -> str | None:
 
 
 def _verify(node: Node, ctx: PhaseContext) -> bool | None:
-    if isinstance(node, ScalarNode) and isinstance(node.value, bool):
-        return node.value
-    if not isinstance(node, BadNode):
-        ctx.sink.error(
-            node.pos,
-            f"phase '{ctx.phase}': field 'verify' must be true or false, got {describe(node)}",
-        )
-    return None
+    return as_bool(node, ctx.sink, f"phase '{ctx.phase}': field 'verify'")
 
 
 def _entries(node: Node, ctx: PhaseContext) -> dict[str, EntrySpec] | None:

@@ -21,11 +21,11 @@ from recipes.fields import (
     NAME_RE,
     FieldReader,
     UniqueNames,
+    as_bool,
     as_map,
     as_name,
     as_seq,
     as_str,
-    describe,
     peek_str,
     suggest,
 )
@@ -34,7 +34,7 @@ from recipes.phaseargs import setpoint_map
 from recipes.phases import PHASE_TYPES
 from recipes.phasespec import PhaseContext, PhaseSpec
 from recipes.symbols import Symbols
-from recipes.yamltree import BadNode, MapNode, Node, ScalarNode
+from recipes.yamltree import MapNode, Node, ScalarNode
 
 RESERVED = ("name", "type")
 """Fields every phase has, whatever its type."""
@@ -239,14 +239,7 @@ def _read_phase(
 
 
 def _repeatable(node: Node, ctx: PhaseContext) -> bool | None:
-    if isinstance(node, ScalarNode) and isinstance(node.value, bool):
-        return node.value
-    if not isinstance(node, BadNode):
-        ctx.sink.error(
-            node.pos,
-            f"phase '{ctx.phase}': field 'repeatable' must be true or false, got {describe(node)}",
-        )
-    return None
+    return as_bool(node, ctx.sink, f"phase '{ctx.phase}': field 'repeatable'")
 
 
 def _phase_type(mapping: MapNode, sink: DiagnosticSink, what: str) -> PhaseSpec | None:
