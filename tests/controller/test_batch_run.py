@@ -58,7 +58,7 @@ async def wait_phase(run: BatchRun, path: str, state: State = State.RUNNING) -> 
             run.state_changed.clear()
             await run.state_changed.wait()
 
-    await asyncio.wait_for(reached(), 20)
+    await asyncio.wait_for(reached(), 60)  # a bound for a loaded machine, not a pace
 
 
 def journal_of(controller: Controller, batch_id: str) -> list[Any]:
